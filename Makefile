@@ -1,0 +1,46 @@
+# EnergyPay: `make demo` runs everything on embedded defaults; `make test` runs the test suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE ?= energypay.settings
+
+.PHONY: demo test bench lint check venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: venv
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	@echo ""
+	@echo "  EnergyPay is running at http://127.0.0.1:$(PORT)/  (staff: http://127.0.0.1:$(PORT)/admin/)"
+	@echo "  Demo login: demo@example.com / demo    Staff login: staff@example.com / demo"
+	@echo "  Ctrl-C stops web, worker and beat."
+	@echo ""
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/celery -A energypay worker --pool=solo --loglevel=warning & \
+	$(BIN)/celery -A energypay beat --loglevel=warning & \
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload & \
+	wait
+
+test: venv
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check: venv
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var energypay.sqlite3*

@@ -1,0 +1,94 @@
+"""``POST /api/v1/readings``: the meter ingest endpoint (shared/DESIGN.md, "Meter ingest")."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from meters import ratelimit
+from meters.ingest import ingest_readings
+from meters.models import Meter
+from meters.schema import parse_items
+
+log = logging.getLogger(__name__)
+
+
+def error(status: int, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _authenticate(request: HttpRequest) -> Meter | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return Meter.for_token(token.strip())
+
+
+def _read_items(request: HttpRequest) -> list | JsonResponse:
+    declared = request.headers.get("Content-Length", "0")
+    if not declared.isdigit() or int(declared) > settings.INGEST_MAX_BODY_BYTES:
+        return error(413, f"request body is over {settings.INGEST_MAX_BODY_BYTES} bytes")
+    body = request.body
+    try:
+        payload = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return error(400, "body is not valid JSON")
+    if isinstance(payload, dict) and "readings" in payload:
+        if set(payload) != {"readings"} or not isinstance(payload["readings"], list):
+            return error(400, 'expected {"readings": [...]} with a list and nothing else')
+        items = payload["readings"]
+    elif isinstance(payload, dict):
+        items = [payload]
+    else:
+        return error(400, 'expected a JSON object: {"readings": [...]} or one reading')
+    if not items:
+        return error(400, "readings is empty")
+    if len(items) > settings.INGEST_MAX_READINGS:
+        return error(413, f"at most {settings.INGEST_MAX_READINGS} readings per request")
+    return items
+
+
+@csrf_exempt
+def readings(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        return error(405, "use POST", Allow="POST")
+    meter = _authenticate(request)
+    if meter is None:
+        return error(401, "missing or invalid meter token", WWW_Authenticate='Bearer realm="meters"')
+    wait = ratelimit.retry_after(meter.pk)
+    if wait is not None:
+        return error(429, "too many requests for this meter", Retry_After=str(wait))
+    items = _read_items(request)
+    if isinstance(items, JsonResponse):
+        return items
+    valid, rejected = parse_items(items)
+    try:
+        outcome = ingest_readings(meter.pk, valid, timezone.now())
+    except DatabaseError:
+        # Nothing was committed; the meter keeps its readings and sends them again.
+        log.exception("ingest_failed meter=%s", meter.pk)
+        return error(503, "temporarily unable to store readings, retry later", Retry_After="30")
+    outcome.rejected.extend(rejected)
+    if outcome.rejected:
+        log.info(
+            "ingest meter=%s accepted=%d duplicates=%d rejected=%d",
+            meter.pk,
+            outcome.accepted,
+            outcome.duplicates,
+            len(outcome.rejected),
+        )
+    return JsonResponse(outcome.as_json())

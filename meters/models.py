@@ -1,0 +1,274 @@
+"""Households, meters, tariffs, readings and the hourly usage ledger.
+
+Lock order, for every writer: the Meter row first (``select_for_update``), then its usage rows.
+Ingest holds the meter lock while it adds readings and recomputes usage; settlement takes the
+meter locks of a household before it marks usage as settled, so neither sees half of the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from meters.timeutil import floor_hour, timezone_names
+
+TOKEN_PREFIX = "mtr_"
+
+
+def validate_timezone(value: str) -> None:
+    if value not in timezone_names():
+        raise ValidationError(f"{value!r} is not an IANA time zone (for example Europe/Madrid).")
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough: nothing to brute-force, and
+    # ingest looks the hash up on every request.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Tariff(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TariffVersion(models.Model):
+    """What a tariff charges from ``valid_from`` on; the version in force at an hour prices it forever."""
+
+    class Kind(models.TextChoices):
+        FLAT = "flat", "Flat rate"
+        TIME_OF_USE = "tou", "Time of use"
+        DYNAMIC = "dynamic", "Dynamic hourly prices"
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="versions")
+    valid_from = models.DateTimeField(help_text="On the hour. Prices every hour from here until the next version.")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FLAT)
+    flat_rate = models.DecimalField(
+        "flat rate (EUR/kWh)",
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+    bands = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Time-of-use bands in local time, Monday=0: "
+        '[{"days": [0,1,2,3,4], "start": 8, "end": 22, "rate": "0.30"}, ...]. '
+        "Together they must cover every hour of every weekday exactly once.",
+    )
+    standing_charge_per_day = models.DecimalField(
+        "standing charge (EUR/day)",
+        max_digits=9,
+        decimal_places=6,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tariff", "-valid_from"]
+        constraints = [models.UniqueConstraint(fields=["tariff", "valid_from"], name="tariff_version_unique_start")]
+
+    def __str__(self) -> str:
+        return f"{self.tariff} from {self.valid_from:%Y-%m-%d %H:%M} UTC ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        from meters.pricing import parse_bands
+
+        if self.valid_from and floor_hour(self.valid_from) != self.valid_from:
+            raise ValidationError({"valid_from": "A tariff version must start on the hour."})
+        if self.kind == self.Kind.FLAT and self.flat_rate is None:
+            raise ValidationError({"flat_rate": "A flat tariff needs a rate."})
+        if self.kind == self.Kind.TIME_OF_USE:
+            try:
+                parse_bands(self.bands)
+            except ValueError as error:
+                raise ValidationError({"bands": str(error)}) from None
+
+
+class DynamicPrice(models.Model):
+    """One hour's price of a dynamic tariff version, imported by staff from CSV."""
+
+    version = models.ForeignKey(TariffVersion, on_delete=models.CASCADE, related_name="prices")
+    hour_start = models.DateTimeField()
+    rate = models.DecimalField(
+        "rate (EUR/kWh)", max_digits=9, decimal_places=6, validators=[MinValueValidator(Decimal("0"))]
+    )
+
+    class Meta:
+        ordering = ["version", "hour_start"]
+        constraints = [models.UniqueConstraint(fields=["version", "hour_start"], name="dynamic_price_unique_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour_start:%Y-%m-%d %H:%M} UTC: {self.rate} EUR/kWh"
+
+
+class Household(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="household")
+    name = models.CharField(max_length=150)
+    address = models.TextField(blank=True)
+    timezone = models.CharField(max_length=64, default="Europe/Madrid", validators=[validate_timezone])
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="households")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Meter(models.Model):
+    serial = models.CharField(max_length=64, unique=True)
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="meters")
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    max_power_kw = models.DecimalField(
+        "max plausible power (kW)",
+        max_digits=8,
+        decimal_places=3,
+        default=Decimal("30"),
+        validators=[MinValueValidator(Decimal("0.001"))],
+        help_text="A reading implying more average power than this since its neighbour is rejected.",
+    )
+    is_active = models.BooleanField(default=True, help_text="An inactive meter's token is refused.")
+    last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_register_kwh = models.DecimalField(max_digits=15, decimal_places=3, null=True, blank=True, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Last accepted request.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["serial"]
+
+    def __str__(self) -> str:
+        return self.serial
+
+    def issue_token(self) -> str:
+        """Give the meter a new token and return it; it is shown once, only its hash is kept."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        self.save(update_fields=["token_hash"])
+        return token
+
+    @classmethod
+    def for_token(cls, token: str) -> Meter | None:
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return cls.objects.filter(token_hash=hash_token(token), is_active=True).select_related("household").first()
+
+
+class Reading(models.Model):
+    """A meter's cumulative import register at an instant. Never edited, never deleted."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="readings")
+    timestamp = models.DateTimeField()
+    energy_kwh = models.DecimalField("register (kWh)", max_digits=15, decimal_places=3)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["meter", "timestamp"]
+        # The unique index doubles as the (meter, timestamp) index every window query uses.
+        constraints = [models.UniqueConstraint(fields=["meter", "timestamp"], name="reading_unique_meter_timestamp")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.timestamp:%Y-%m-%d %H:%M:%S} {self.energy_kwh} kWh"
+
+
+class MeterEvent(models.Model):
+    """Something staff should see about a meter's data, e.g. its register went down (a reset)."""
+
+    class Kind(models.TextChoices):
+        RESET = "reset", "Register reset"
+
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    timestamp = models.DateTimeField(help_text="Timestamp of the reading the event is about.")
+    previous_kwh = models.DecimalField(max_digits=15, decimal_places=3)
+    new_kwh = models.DecimalField(max_digits=15, decimal_places=3)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-timestamp"]
+        constraints = [models.UniqueConstraint(fields=["meter", "kind", "timestamp"], name="meter_event_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.timestamp:%Y-%m-%d %H:%M} UTC: {self.previous_kwh} -> {self.new_kwh} kWh"
+
+
+class HourlyUsage(models.Model):
+    """A line of the household's bill for one UTC hour.
+
+    Energy lines belong to a meter; standing-charge lines (the hour's share of the daily charge)
+    have no meter. ``seq`` 0 is the hour's first line; once a line is settled it never changes, and
+    what later readings add to that hour goes into a new line (seq 1, 2, ...) that the next
+    settlement pays. So for every (meter, hour) at most one line is open (unsettled).
+    ``cost_eur`` is null while the hour has no price (a dynamic tariff without that hour's price).
+    """
+
+    class Kind(models.TextChoices):
+        ENERGY = "energy", "Energy"
+        STANDING = "standing", "Standing charge"
+
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="usage")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="usage", null=True, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ENERGY)
+    hour_start = models.DateTimeField()
+    seq = models.PositiveSmallIntegerField(default=0)
+    kwh = models.DecimalField(max_digits=15, decimal_places=6, default=Decimal("0"))
+    tariff_version = models.ForeignKey(TariffVersion, on_delete=models.PROTECT, null=True, blank=True)
+    rate = models.DecimalField("rate (EUR/kWh)", max_digits=9, decimal_places=6, null=True, blank=True)
+    cost_eur = models.DecimalField(max_digits=15, decimal_places=6, null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["household", "hour_start", "meter", "seq"]
+        verbose_name_plural = "hourly usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "hour_start", "seq"], condition=Q(kind="energy"), name="usage_unique_meter_line"
+            ),
+            models.UniqueConstraint(
+                fields=["household", "hour_start", "seq"],
+                condition=Q(kind="standing"),
+                name="usage_unique_standing_line",
+            ),
+            models.UniqueConstraint(
+                fields=["meter", "hour_start"],
+                condition=Q(kind="energy", settled_at__isnull=True),
+                name="usage_one_open_meter_line",
+            ),
+            models.UniqueConstraint(
+                fields=["household", "hour_start"],
+                condition=Q(kind="standing", settled_at__isnull=True),
+                name="usage_one_open_standing_line",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="energy", meter__isnull=False) | Q(kind="standing", meter__isnull=True),
+                name="usage_meter_matches_kind",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["household", "hour_start"], name="usage_household_hour"),
+            # Settlement scans only what is still open.
+            models.Index(
+                fields=["household", "hour_start"], condition=Q(settled_at__isnull=True), name="usage_open_lines"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        what = (self.meter_id and f"meter {self.meter_id}") or "standing charge"
+        return f"{self.household_id} {self.hour_start:%Y-%m-%d %H:00} UTC {what} #{self.seq}"

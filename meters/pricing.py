@@ -1,0 +1,112 @@
+"""Which tariff version and rate price a UTC hour, in the household's local time."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from meters.models import DynamicPrice, TariffVersion
+from meters.money import round_eur
+from meters.timeutil import HOUR, local_day_bounds, zone
+
+
+@dataclass(frozen=True)
+class Band:
+    days: frozenset[int]
+    start: int
+    end: int
+    rate: Decimal
+
+
+def parse_bands(raw: object) -> list[Band]:
+    """Validate time-of-use bands: local hours, Monday=0, every (weekday, hour) covered once."""
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("Time-of-use bands must be a non-empty list.")
+    bands = []
+    covered: dict[tuple[int, int], int] = {}
+    for number, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or set(item) != {"days", "start", "end", "rate"}:
+            raise ValueError(f"Band {number} must have exactly days, start, end and rate.")
+        days, start, end = item["days"], item["start"], item["end"]
+        if not isinstance(days, list) or not days or not all(type(d) is int and 0 <= d <= 6 for d in days):
+            raise ValueError(f"Band {number}: days must be weekday numbers 0 (Monday) to 6 (Sunday).")
+        if not (type(start) is int and type(end) is int and 0 <= start < end <= 24):
+            raise ValueError(f"Band {number}: start and end must be whole hours with 0 <= start < end <= 24.")
+        try:
+            rate = Decimal(str(item["rate"]))
+        except InvalidOperation:
+            raise ValueError(f"Band {number}: rate must be a decimal number of EUR/kWh.") from None
+        if not rate.is_finite() or rate < 0:
+            raise ValueError(f"Band {number}: rate must be zero or more.")
+        for day in days:
+            for hour in range(start, end):
+                if (day, hour) in covered:
+                    raise ValueError(f"Bands {covered[day, hour]} and {number} both cover weekday {day} hour {hour}.")
+                covered[day, hour] = number
+        bands.append(Band(frozenset(days), start, end, rate))
+    if len(covered) != 7 * 24:
+        day, hour = next((d, h) for d in range(7) for h in range(24) if (d, h) not in covered)
+        raise ValueError(f"No band covers weekday {day} hour {hour}.")
+    return bands
+
+
+class TariffSchedule:
+    """The versions of one tariff in force over [start, end), loaded in at most two queries."""
+
+    def __init__(self, tariff_id: int, tz_name: str, start: datetime, end: datetime) -> None:
+        self.tz_name = tz_name
+        # Every version starting before `end`, newest first, down to the one in force at `start`.
+        versions = []
+        for version in TariffVersion.objects.filter(tariff_id=tariff_id, valid_from__lt=end).order_by("-valid_from"):
+            versions.append(version)
+            if version.valid_from <= start:
+                break
+        versions.reverse()
+        self._versions = versions
+        self._starts = [v.valid_from for v in versions]
+        self._bands = {v.pk: parse_bands(v.bands) for v in versions if v.kind == TariffVersion.Kind.TIME_OF_USE}
+        dynamic = [v.pk for v in versions if v.kind == TariffVersion.Kind.DYNAMIC]
+        self._prices: dict[tuple[int, datetime], Decimal] = {}
+        if dynamic:
+            prices = DynamicPrice.objects.filter(version_id__in=dynamic, hour_start__gte=start, hour_start__lt=end)
+            self._prices = {(p.version_id, p.hour_start): p.rate for p in prices}
+
+    def version_at(self, hour: datetime) -> TariffVersion | None:
+        index = bisect.bisect_right(self._starts, hour) - 1
+        return self._versions[index] if index >= 0 else None
+
+    def energy_rate(self, hour: datetime) -> tuple[TariffVersion | None, Decimal | None]:
+        """The version and EUR/kWh rate for a UTC hour; rate None when no price is known (yet)."""
+        version = self.version_at(hour)
+        if version is None:
+            return None, None
+        if version.kind == TariffVersion.Kind.FLAT:
+            return version, version.flat_rate
+        if version.kind == TariffVersion.Kind.DYNAMIC:
+            return version, self._prices.get((version.pk, hour))
+        local = hour.astimezone(zone(self.tz_name))
+        weekday, local_hour = local.weekday(), local.hour
+        for band in self._bands[version.pk]:
+            if weekday in band.days and band.start <= local_hour < band.end:
+                return version, band.rate
+        raise AssertionError("parse_bands guarantees full coverage")
+
+    def standing_charge(self, hour: datetime) -> tuple[TariffVersion | None, Decimal]:
+        """This hour's share of its local day's standing charge.
+
+        A local day has 23, 24 or 25 hours; share i is round(S*(i+1)/n) - round(S*i/n), so the
+        shares of a day add up to exactly S whatever the rounding.
+        """
+        version = self.version_at(hour)
+        if version is None or not version.standing_charge_per_day:
+            return version, Decimal("0")
+        day_start, day_end = local_day_bounds(hour, self.tz_name)
+        # Hours of the day are the UTC hours starting inside it (zones with half-hour offsets too).
+        first = day_start if day_start.minute == 0 else day_start.replace(minute=0) + HOUR
+        count = -(-(day_end - first) // HOUR)
+        index = (hour - first) // HOUR
+        per_day = version.standing_charge_per_day
+        share = round_eur(per_day * (index + 1) / count) - round_eur(per_day * index / count)
+        return version, share

@@ -1,0 +1,112 @@
+"""Keep the hourly usage ledger in step with readings and tariffs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet
+
+from meters.models import HourlyUsage, Household, Meter
+from meters.money import cost_of
+from meters.pricing import TariffSchedule
+from meters.timeutil import HOUR, hours_between
+
+ZERO = Decimal("0")
+
+
+def record_energy(
+    meter: Meter, household: Household, delta: dict[datetime, Decimal], start: datetime, end: datetime
+) -> None:
+    """Add ``delta`` kWh per hour to the meter's lines and accrue standing charges for [start, end).
+
+    The caller holds the meter's lock. A settled line is never touched: an hour that changes after
+    settlement gets a new open line (next ``seq``) carrying the difference in kWh and in money.
+    """
+    if delta:
+        start, end = min(start, min(delta)), max(end, max(delta))
+    if start >= end:
+        return
+    schedule = TariffSchedule(household.tariff_id, household.timezone, start, end)
+    lines = HourlyUsage.objects.filter(household=household, hour_start__gte=start, hour_start__lt=end).filter(
+        Q(meter=meter) | Q(kind=HourlyUsage.Kind.STANDING)
+    )
+    energy_lines: defaultdict[datetime, list[HourlyUsage]] = defaultdict(list)
+    standing_hours = set()
+    for line in lines:
+        if line.kind == HourlyUsage.Kind.STANDING:
+            standing_hours.add(line.hour_start)
+        else:
+            energy_lines[line.hour_start].append(line)
+
+    created, changed = [], []
+    for hour, kwh in delta.items():
+        line, is_new = _apply(meter, household, schedule, hour, kwh, energy_lines.get(hour, []))
+        (created if is_new else changed).append(line)
+    for hour in hours_between(start, end):
+        if hour not in standing_hours:
+            version, share = schedule.standing_charge(hour)
+            if share:
+                created.append(
+                    HourlyUsage(
+                        household=household,
+                        kind=HourlyUsage.Kind.STANDING,
+                        hour_start=hour,
+                        tariff_version=version,
+                        cost_eur=share,
+                    )
+                )
+    if changed:
+        HourlyUsage.objects.bulk_update(changed, ["kwh", "cost_eur"])
+    if created:
+        # Two meters of one household may accrue the same standing hour at once: the unique
+        # constraint keeps one, the other insert is skipped.
+        HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)
+
+
+def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage, bool]:
+    settled = [line for line in existing if line.settled_at is not None]
+    open_lines = [line for line in existing if line.settled_at is None]
+    settled_kwh = sum((line.kwh for line in settled), ZERO)
+    settled_eur = sum((line.cost_eur for line in settled), ZERO)
+    if open_lines:
+        line, is_new = open_lines[0], False
+        line.kwh += kwh
+    else:
+        # An adjustment keeps the price its hour was settled at; a new hour takes the schedule's.
+        version, rate = (settled[0].tariff_version, settled[0].rate) if settled else schedule.energy_rate(hour)
+        line = HourlyUsage(
+            household=household,
+            meter=meter,
+            hour_start=hour,
+            kwh=kwh,
+            tariff_version=version,
+            rate=rate,
+            seq=max((line.seq for line in settled), default=-1) + 1,
+        )
+        is_new = True
+    # Price the hour's whole energy and subtract what was already paid: the lines of an hour add up
+    # to exactly the rounded cost of its total, however many adjustments it took.
+    line.cost_eur = None if line.rate is None else cost_of(settled_kwh + line.kwh, line.rate) - settled_eur
+    return line, is_new
+
+
+def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
+    """Price open energy lines that had no price yet (e.g. after staff import dynamic prices)."""
+    lines = lines.filter(kind=HourlyUsage.Kind.ENERGY, settled_at__isnull=True, cost_eur__isnull=True)
+    by_household: defaultdict[int, list[HourlyUsage]] = defaultdict(list)
+    for line in lines.select_related("household"):
+        by_household[line.household_id].append(line)
+    priced = []
+    for household_lines in by_household.values():
+        household = household_lines[0].household
+        hours = [line.hour_start for line in household_lines]
+        schedule = TariffSchedule(household.tariff_id, household.timezone, min(hours), max(hours) + HOUR)
+        for line in household_lines:
+            version, rate = schedule.energy_rate(line.hour_start)
+            if rate is not None:
+                line.tariff_version, line.rate, line.cost_eur = version, rate, cost_of(line.kwh, rate)
+                priced.append(line)
+    HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur"])
+    return len(priced)

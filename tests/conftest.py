@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+
+from energypay.accounts.models import User
+from meters.models import Household, Meter, Tariff, TariffVersion
+
+_serials = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def flat_tariff(db) -> Tariff:
+    tariff = Tariff.objects.create(name="Flat 0.25")
+    TariffVersion.objects.create(
+        tariff=tariff,
+        valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+        kind=TariffVersion.Kind.FLAT,
+        flat_rate=Decimal("0.250000"),
+    )
+    return tariff
+
+
+@pytest.fixture
+def make_household(db, flat_tariff):
+    def make(email: str | None = None, *, tariff: Tariff | None = None, timezone: str = "Europe/Madrid") -> Household:
+        number = next(_serials)
+        user = User.objects.create_user(email or f"household{number}@example.com", "pw-unused-123")
+        return Household.objects.create(
+            user=user, name=f"Household {number}", timezone=timezone, tariff=tariff or flat_tariff
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_meter(make_household):
+    def make(household: Household | None = None, *, max_power_kw: str = "30") -> tuple[Meter, str]:
+        meter = Meter.objects.create(
+            serial=f"SN-{next(_serials):06d}",
+            household=household or make_household(),
+            max_power_kw=Decimal(max_power_kw),
+        )
+        return meter, meter.issue_token()
+
+    return make
+
+
+@pytest.fixture
+def household(make_household) -> Household:
+    return make_household("home@example.com")
+
+
+@pytest.fixture
+def meter_and_token(make_meter, household) -> tuple[Meter, str]:
+    return make_meter(household)
