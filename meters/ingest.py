@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -201,7 +202,7 @@ def _store(meter: Meter, before: list[Point], after: list[Point], now: datetime)
     )
     resets = [
         MeterEvent(meter=meter, kind=MeterEvent.Kind.RESET, timestamp=t1, previous_kwh=r0, new_kwh=r1)
-        for (t0, r0), (t1, r1) in zip(after, after[1:])
+        for (t0, r0), (t1, r1) in itertools.pairwise(after)
         if r1 < r0 and (t0 not in stored or t1 not in stored)
     ]
     if resets:

@@ -8,6 +8,7 @@ the set of readings, never on the order they arrived in.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -50,7 +51,7 @@ def interval_by_hour(start: Point, end: Point) -> Iterable[tuple[datetime, Decim
 def hourly_energy(points: Sequence[Point]) -> dict[datetime, Decimal]:
     """kWh per hour from readings sorted by time with unique timestamps."""
     hours: defaultdict[datetime, Decimal] = defaultdict(Decimal)
-    for start, end in zip(points, points[1:]):
+    for start, end in itertools.pairwise(points):
         for hour, kwh in interval_by_hour(start, end):
             hours[hour] += kwh
     return dict(hours)

@@ -19,7 +19,7 @@ from django.db.models import Q
 
 from meters.timeutil import floor_hour, timezone_names
 
-TOKEN_PREFIX = "mtr_"
+TOKEN_PREFIX = "mtr_"  # noqa: S105 (a prefix, not a secret)
 
 
 def validate_timezone(value: str) -> None:
@@ -205,7 +205,8 @@ class MeterEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["meter", "kind", "timestamp"], name="meter_event_unique")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} at {self.timestamp:%Y-%m-%d %H:%M} UTC: {self.previous_kwh} -> {self.new_kwh} kWh"
+        when = f"{self.timestamp:%Y-%m-%d %H:%M} UTC"
+        return f"{self.get_kind_display()} at {when}: {self.previous_kwh} -> {self.new_kwh} kWh"
 
 
 class HourlyUsage(models.Model):
