@@ -126,72 +126,7 @@ def _implausible(meter: Meter, t0: datetime, r0: Decimal, t1: datetime, r1: Deci
     if power <= meter.max_power_kw:
         return None
     where = "since the previous reading" if neighbour == "previous" else "until the next reading"
-    return f"implies {power:.1f} kW {where}, above this meter's maximum of {meter.max_power_kw.normalize()} kW"
-
-
-def _stored_window(meter: Meter, first: datetime, last: datetime) -> list[Point]:
-    """Stored readings from the one before ``first`` to the one after ``last``, sorted."""
-    if meter.last_reading_at is not None and meter.last_reading_at < first:
-        # The usual case, a meter reporting in order: the window is just its latest reading.
-        return [(meter.last_reading_at, meter.last_register_kwh)]
-    readings = Reading.objects.filter(meter=meter)
-    previous = readings.filter(timestamp__lt=first).order_by("-timestamp").values("timestamp")[:1]
-    following = readings.filter(timestamp__gt=last).order_by("timestamp").values("timestamp")[:1]
-    window = readings.filter(
-        timestamp__gte=Coalesce(Subquery(previous), Value(first)),
-        timestamp__lte=Coalesce(Subquery(following), Value(last)),
-    )
-    return list(window.order_by("timestamp").values_list("timestamp", "energy_kwh"))
-
-
-def _judge(meter: Meter, before: list[Point], candidates, outcome: Outcome) -> list[Point]:
-    times = [timestamp for timestamp, _ in before]
-    values = dict(before)
-    for timestamp, index, kwh in candidates:
-        if timestamp in values:
-            if values[timestamp] == kwh:
-                outcome.duplicates += 1
-            else:
-                outcome.rejected.append(
-                    {
-                        "index": index,
-                        "error": f"conflicts with the stored reading of {values[timestamp]} kWh at this timestamp",
-                    }
-                )
-            continue
-        position = bisect.bisect_left(times, timestamp)
-        error = None
-        if position > 0:
-            error = _implausible(meter, times[position - 1], values[times[position - 1]], timestamp, kwh, "previous")
-        if error is None and position < len(times):
-            error = _implausible(meter, timestamp, kwh, times[position], values[times[position]], "next")
-        if error:
-            outcome.rejected.append({"index": index, "error": error})
-            continue
-        times.insert(position, timestamp)
-        values[timestamp] = kwh
-        outcome.accepted += 1
-    return [(timestamp, values[timestamp]) for timestamp in times]
-
-
-def _implausible(meter: Meter, t0: datetime, r0: Decimal, t1: datetime, r1: Decimal, neighbour: str) -> str | None:
-    if r1 <= r0:
-        return None  # no consumption, or a reset: never a power problem
-    seconds = Decimal((t1 - t0) // timedelta(microseconds=1)) / 1_000_000
-    power = (r1 - r0) * _HOUR_SECONDS / seconds
-    if power <= meter.max_power_kw:
-        return None
-    return (
-        (
-            f"implies {power.quantize(Decimal('0.1'))} kW since the {neighbour} reading, "
-            f"above this meter's maximum of {meter.max_power_kw.normalize()} kW"
-        )
-        if neighbour == "previous"
-        else (
-            f"implies {power.quantize(Decimal('0.1'))} kW until the next reading, "
-            f"above this meter's maximum of {meter.max_power_kw.normalize()} kW"
-        )
-    )
+    return f"implies {power:.3f} kW {where}, above this meter's maximum of {meter.max_power_kw.normalize():f} kW"
 
 
 def _store(meter: Meter, before: list[Point], after: list[Point], now: datetime) -> None:
