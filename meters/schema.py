@@ -35,7 +35,8 @@ class ReadingIn(BaseModel):
     @classmethod
     def _iso_text_only(cls, value: object) -> object:
         # pydantic would read a bare number as a Unix time; the contract says ISO 8601 text.
-        if not isinstance(value, str):
+        # (datetime objects come from Python callers such as seed_demo, never from JSON.)
+        if not isinstance(value, str | datetime):
             raise ValueError("timestamp must be an ISO 8601 date-time string")
         return value
 

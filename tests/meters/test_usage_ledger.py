@@ -1,0 +1,92 @@
+"""The hourly usage ledger: settled lines are frozen, late energy becomes an adjustment, standing charges accrue once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from meters.ingest import ingest_readings
+from meters.models import HourlyUsage, TariffVersion
+from meters.schema import ReadingIn
+
+
+def send(meter, *readings: tuple[str, str]) -> None:
+    items = [(i, ReadingIn(timestamp=f"2026-11-20T{t}:00Z", energy_kwh=kwh)) for i, (t, kwh) in enumerate(readings)]
+    assert ingest_readings(meter.pk, items, timezone.now()).rejected == []
+
+
+def hour(h: int) -> datetime:
+    return datetime(2026, 11, 20, h, tzinfo=UTC)
+
+
+@pytest.fixture
+def meter(make_meter):
+    return make_meter()[0]
+
+
+def test_late_reading_that_leaves_a_settled_hour_unchanged_adds_no_line(meter):
+    send(meter, ("10:00", "100"), ("11:00", "101"))  # 1 kWh in hour 10
+    settled_at = timezone.now()
+    HourlyUsage.objects.filter(meter=meter).update(settled_at=settled_at)
+
+    # A late reading inside the settled hour changes nothing there (still 1 kWh): no adjustment line.
+    send(meter, ("10:30", "100.2"), ("12:00", "103"))
+    lines = list(HourlyUsage.objects.filter(meter=meter).order_by("hour_start", "seq"))
+    assert [(line.hour_start.hour, line.seq, line.kwh, line.cost_eur, line.settled_at) for line in lines] == [
+        (10, 0, Decimal("1"), Decimal("0.25"), settled_at),
+        (11, 0, Decimal("2"), Decimal("0.5"), None),
+    ]
+
+
+def test_energy_added_to_a_settled_hour_is_paid_by_a_new_open_line(meter):
+    send(meter, ("10:00", "100"), ("11:30", "103"))  # 2 kWh in hour 10, 1 kWh in hour 11
+    HourlyUsage.objects.filter(meter=meter, hour_start=hour(10)).update(settled_at=timezone.now())
+
+    # The register at 11:00 was really 102.5: hour 10 used 2.5 kWh, hour 11 only 0.5.
+    send(meter, ("11:00", "102.5"))
+    ten = list(HourlyUsage.objects.filter(meter=meter, hour_start=hour(10)).order_by("seq"))
+    assert [(line.seq, line.kwh, line.cost_eur, line.settled_at is None) for line in ten] == [
+        (0, Decimal("2"), Decimal("0.5"), False),
+        (1, Decimal("0.5"), Decimal("0.125"), True),
+    ]
+    eleven = HourlyUsage.objects.get(meter=meter, hour_start=hour(11))
+    assert (eleven.kwh, eleven.cost_eur) == (Decimal("0.5"), Decimal("0.125"))
+
+
+def test_adjustment_keeps_the_rate_its_hour_was_settled_at(meter, flat_tariff):
+    send(meter, ("10:00", "100"), ("11:30", "103"))
+    HourlyUsage.objects.filter(meter=meter, hour_start=hour(10)).update(settled_at=timezone.now())
+    # Staff later add a version that starts before hour 10: settled money never gets repriced.
+    TariffVersion.objects.create(
+        tariff=flat_tariff, valid_from=hour(9), kind=TariffVersion.Kind.FLAT, flat_rate=Decimal("9")
+    )
+    send(meter, ("11:00", "102.5"))
+    adjustment = HourlyUsage.objects.get(meter=meter, hour_start=hour(10), seq=1)
+    assert (adjustment.rate, adjustment.cost_eur) == (Decimal("0.25"), Decimal("0.125"))
+
+
+def test_standing_charge_accrues_once_per_household_hour_across_meters(make_household, make_meter, flat_tariff):
+    TariffVersion.objects.filter(tariff=flat_tariff).update(standing_charge_per_day=Decimal("0.48"))
+    household = make_household()
+    first, _ = make_meter(household)
+    second, _ = make_meter(household)
+    send(first, ("10:00", "1"), ("12:00", "2"))
+    send(second, ("11:00", "5"), ("13:00", "6"))
+    standing = HourlyUsage.objects.filter(household=household, kind=HourlyUsage.Kind.STANDING).order_by("hour_start")
+    assert [(line.hour_start.hour, line.cost_eur) for line in standing] == [
+        (10, Decimal("0.02")),
+        (11, Decimal("0.02")),
+        (12, Decimal("0.02")),
+    ]
+
+
+def test_repeating_the_same_readings_changes_no_line(meter):
+    send(meter, ("10:00", "100"), ("10:15", "100.3"), ("11:10", "101"))
+    before = list(HourlyUsage.objects.filter(meter=meter).values_list("hour_start", "seq", "kwh", "cost_eur"))
+    items = [(0, ReadingIn(timestamp="2026-11-20T10:15:00Z", energy_kwh="100.3"))]
+    outcome = ingest_readings(meter.pk, items, timezone.now())
+    assert (outcome.accepted, outcome.duplicates) == (0, 1)
+    assert list(HourlyUsage.objects.filter(meter=meter).values_list("hour_start", "seq", "kwh", "cost_eur")) == before
