@@ -114,7 +114,9 @@ def test_conflict_inside_one_batch_keeps_the_first(post, meter_and_token):
     response = post({"readings": [reading(30, 100), reading(30, 100), reading(30, 107)]})
     body = response.json()
     assert (body["accepted"], body["duplicates"]) == (1, 1)
-    assert body["rejected"] == [{"index": 2, "error": "conflicts with the stored reading of 100.000 kWh at this timestamp"}]
+    assert body["rejected"] == [
+        {"index": 2, "error": "conflicts with the stored reading of 100.000 kWh at this timestamp"}
+    ]
     assert stored(meter) == [(NOW - timedelta(minutes=30), Decimal("100"))]
 
 
@@ -124,15 +126,24 @@ def test_conflict_inside_one_batch_keeps_the_first(post, meter_and_token):
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ({"timestamp": "2026-11-22T11:00:00", "energy_kwh": 1}, "timestamp must include a time zone, e.g. 'Z' or '+01:00'"),
-        ({"timestamp": "yesterday", "energy_kwh": 1}, "timestamp must be an ISO 8601 date-time, e.g. 2026-11-22T10:15:00Z"),
+        (
+            {"timestamp": "2026-11-22T11:00:00", "energy_kwh": 1},
+            "timestamp must include a time zone, e.g. 'Z' or '+01:00'",
+        ),
+        (
+            {"timestamp": "yesterday", "energy_kwh": 1},
+            "timestamp must be an ISO 8601 date-time, e.g. 2026-11-22T10:15:00Z",
+        ),
         ({"timestamp": 1763805600, "energy_kwh": 1}, "timestamp must be an ISO 8601 date-time string"),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": -0.001}, "energy_kwh must not be negative"),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": "NaN"}, "energy_kwh must be a finite number"),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": "Infinity"}, "energy_kwh must be a finite number"),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": "1.2345"}, "energy_kwh has more than 3 decimal places"),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": 1e20}, "energy_kwh is too large"),
-        ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": "lots"}, "energy_kwh must be a number or a decimal string"),
+        (
+            {"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": "lots"},
+            "energy_kwh must be a number or a decimal string",
+        ),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": True}, "energy_kwh must be a number or a decimal string"),
         ({"timestamp": "2026-11-22T11:00:00Z"}, "energy_kwh is required"),
         ({"energy_kwh": 1}, "timestamp is required"),
@@ -164,7 +175,7 @@ def test_reading_more_than_five_minutes_ahead_is_rejected(post, meter_and_token)
 
 
 def test_reading_implying_more_than_max_power_is_rejected(post, make_meter):
-    meter, token = make_meter(max_power_kw="10")
+    _meter, token = make_meter(max_power_kw="10")
     post(reading(60, 100), token=token)
     # 15 minutes later: 2.5 kWh is exactly 10 kW (allowed); 2.501 kWh is above it.
     response = post({"readings": [reading(45, "102.501")]}, token=token)
@@ -201,7 +212,11 @@ def test_register_going_down_is_a_reset_not_negative_use(post, meter_and_token):
 
 @pytest.mark.parametrize(
     ("headers", "token"),
-    [({}, None), ({"HTTP_AUTHORIZATION": "Bearer mtr_not-a-real-token"}, None), ({"HTTP_AUTHORIZATION": "Basic x"}, None)],
+    [
+        ({}, None),
+        ({"HTTP_AUTHORIZATION": "Bearer mtr_not-a-real-token"}, None),
+        ({"HTTP_AUTHORIZATION": "Basic x"}, None),
+    ],
 )
 def test_missing_or_bad_token_gets_the_same_401(post, headers, token):
     response = post(reading(10, 1), token=token, **headers)

@@ -1,4 +1,4 @@
-"""The hourly usage ledger: settled lines are frozen, late energy becomes an adjustment, standing charges accrue once."""
+"""The hourly usage ledger: settled lines stay frozen, late energy becomes adjustments, standing charges accrue once."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ in random batches, sometimes settling hours in between, and compares with the so
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from energypay.accounts.models import User
 from meters.ingest import ingest_readings
 from meters.interpolation import hourly_energy
-from meters.models import Household, HourlyUsage, Meter, Tariff
+from meters.models import HourlyUsage, Household, Meter, Tariff
 from meters.money import cost_of
 from meters.schema import ReadingIn
 
@@ -102,7 +103,12 @@ def test_usage_is_the_same_whatever_the_order_repetition_and_settlements(flat_ta
             if number in settle_after:
                 cut = batch[0][0].replace(minute=0, second=0)
                 _settle_before(shuffled_meter, cut)
-                frozen.update({line.pk: (line.kwh, line.cost_eur) for line in shuffled_meter.usage.filter(settled_at__isnull=False)})
+                frozen.update(
+                    {
+                        line.pk: (line.kwh, line.cost_eur)
+                        for line in shuffled_meter.usage.filter(settled_at__isnull=False)
+                    }
+                )
 
         expected = {hour: (kwh, cost_of(kwh, RATE)) for hour, kwh in hourly_energy(history).items()}
         assert _usage_by_hour(sorted_meter) == expected
@@ -110,7 +116,7 @@ def test_usage_is_the_same_whatever_the_order_repetition_and_settlements(flat_ta
         # Settled lines never changed; later readings went into adjustment lines.
         assert {line.pk: (line.kwh, line.cost_eur) for line in HourlyUsage.objects.filter(pk__in=frozen)} == frozen
         # No energy lost or invented: the hours add up to the register's rises, resets aside.
-        rises = sum((b - a for (_, a), (_, b) in zip(history, history[1:], strict=False) if b > a), Decimal(0))
+        rises = sum((b - a for (_, a), (_, b) in itertools.pairwise(history) if b > a), Decimal(0))
         assert sum(kwh for kwh, _ in expected.values()) == rises
         assert HourlyUsage.objects.filter(meter=shuffled_meter, kwh__lt=0, settled_at__isnull=True, seq=0).count() == 0
         transaction.set_rollback(True)
