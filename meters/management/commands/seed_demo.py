@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import cached_property
+
+from django.contrib.auth.hashers import make_password
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from energypay.accounts.models import User
+from meters.ingest import ingest_readings
+from meters.load_profile import LoadProfile, floor_slot
+from meters.models import Household, Meter, Tariff, TariffVersion
+from meters.schema import parse_items
+
+DEMO_PASSWORD = "demo"  # noqa: S105 (the documented demo login)
+STAFF_EMAIL = "staff@example.com"
+TIMEZONE = "Europe/Madrid"
+BATCH = 1000  # the ingest API's limit per request
+FLAT_TARIFF = "Demo flat"
+TOU_TARIFF = "Demo time of use"
+# Spain's 2.0TD periods on weekdays; weekends are off-peak all day.
+TOU_BANDS = [
+    {"days": [0, 1, 2, 3, 4], "start": 0, "end": 8, "rate": "0.130000"},
+    {"days": [0, 1, 2, 3, 4], "start": 8, "end": 10, "rate": "0.200000"},
+    {"days": [0, 1, 2, 3, 4], "start": 10, "end": 14, "rate": "0.320000"},
+    {"days": [0, 1, 2, 3, 4], "start": 14, "end": 18, "rate": "0.200000"},
+    {"days": [0, 1, 2, 3, 4], "start": 18, "end": 22, "rate": "0.320000"},
+    {"days": [0, 1, 2, 3, 4], "start": 22, "end": 24, "rate": "0.200000"},
+    {"days": [5, 6], "start": 0, "end": 24, "rate": "0.130000"},
+]
+_HOMES = [
+    ("Casa García", "Calle de Atocha 27, 3º B, 28012 Madrid"),
+    ("Piso Martínez", "Calle de Alcalá 154, 5º A, 28028 Madrid"),
+    ("Familia López", "Paseo de las Delicias 61, 1º D, 28045 Madrid"),
+    ("Casa Sánchez", "Calle de Bravo Murillo 210, 2º C, 28020 Madrid"),
+    ("Ático Fernández", "Calle de Fuencarral 98, 6º, 28004 Madrid"),
+    ("Familia Romero", "Avenida de la Albufera 33, 4º A, 28038 Madrid"),
+    ("Piso Navarro", "Calle de Embajadores 120, 2º B, 28045 Madrid"),
+    ("Casa Ruiz", "Calle del Arroyo del Olivar 14, Bajo, 28018 Madrid"),
+]
+
+
+@dataclass
+class DemoHome:
+    index: int  # 1 for demo@example.com; also seeds the household's load profile
+    household: Household
+    meter: Meter
+    created: bool
+
+
+def demo_email(index: int) -> str:
+    return "demo@example.com" if index == 1 else f"demo{index}@example.com"
+
+
+def demo_serial(index: int) -> str:
+    return f"DEMO-{index:04d}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+class Command(BaseCommand):
+    help = "Create or top up demo tariffs, users, households, meters and their reading history."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--households", type=int, default=5, help="How many demo households (default 5).")
+        parser.add_argument("--days", type=int, default=30, help="Days of reading history for new meters (30).")
+
+    def handle(self, *args, households: int, days: int, **options) -> None:
+        """Steps, each safe to repeat (a rerun tops up, never duplicates):
+        1. the flat and time-of-use demo tariffs;
+        2. the staff user;
+        3. household users, households and their meters;
+        4. 15-minute readings through the ingest pipeline, from each meter's last reading up to now.
+        """
+        if households < 1 or days < 1:
+            raise CommandError("--households and --days must be at least 1.")
+        started = time.monotonic()
+        now = timezone.now()
+        history_start = floor_slot(now) - timedelta(days=days)
+        tariffs = self.create_tariffs(valid_from=history_start)
+        self.create_staff()
+        homes = self.create_households(households, tariffs)
+        added = sum(self.add_readings(home, now, history_start) for home in homes)
+        self.print_summary(homes, added, time.monotonic() - started)
+
+    @cached_property
+    def password_hash(self) -> str:
+        # Hashing is slow on purpose (PBKDF2) and every demo user has the same password: hash it once.
+        return make_password(DEMO_PASSWORD)
+
+    def create_tariffs(self, valid_from: datetime) -> list[Tariff]:
+        """The flat and time-of-use tariffs, each with one version in force since well before the history."""
+        # A version, once created, is left alone: it prices stored hours forever.
+        start = min(datetime(2020, 1, 1, tzinfo=UTC), valid_from.replace(month=1, day=1, hour=0, minute=0))
+        flat = self._tariff(
+            FLAT_TARIFF,
+            "Demo: one price at any hour.",
+            TariffVersion(
+                valid_from=start,
+                kind=TariffVersion.Kind.FLAT,
+                flat_rate=Decimal("0.240000"),
+                standing_charge_per_day=Decimal("0.350000"),
+            ),
+        )
+        tou = self._tariff(
+            TOU_TARIFF,
+            "Demo: peak 10-14 and 18-22, mid 8-10, 14-18 and 22-24 on weekdays; off-peak nights and weekends.",
+            TariffVersion(
+                valid_from=start,
+                kind=TariffVersion.Kind.TIME_OF_USE,
+                bands=TOU_BANDS,
+                standing_charge_per_day=Decimal("0.320000"),
+            ),
+        )
+        return [flat, tou]
+
+    def _tariff(self, name: str, description: str, version: TariffVersion) -> Tariff:
+        tariff, _ = Tariff.objects.get_or_create(name=name, defaults={"description": description})
+        if not tariff.versions.exists():
+            version.tariff = tariff
+            version.full_clean()
+            version.save()
+        return tariff
+
+    def create_staff(self) -> User:
+        staff, _ = User.objects.get_or_create(
+            email=STAFF_EMAIL,
+            defaults={
+                "password": self.password_hash,
+                "full_name": "Utility staff",
+                "is_staff": True,
+                "is_superuser": True,
+            },
+        )
+        return staff
+
+    def create_households(self, count: int, tariffs: list[Tariff]) -> list[DemoHome]:
+        """Households 1..count with a user and one meter each; the first is demo@example.com."""
+        homes = []
+        for index in range(1, count + 1):
+            name, address = self._home(index)
+            user, _ = User.objects.get_or_create(
+                email=demo_email(index), defaults={"password": self.password_hash, "full_name": name}
+            )
+            household, created = Household.objects.get_or_create(
+                user=user,
+                defaults={
+                    "name": name,
+                    "address": address,
+                    "timezone": TIMEZONE,
+                    # Odd households (the demo login among them) on time of use, which shows a price curve.
+                    "tariff": tariffs[index % 2],
+                },
+            )
+            meter, _ = Meter.objects.get_or_create(serial=demo_serial(index), defaults={"household": household})
+            homes.append(DemoHome(index, household, meter, created))
+        return homes
+
+    def _home(self, index: int) -> tuple[str, str]:
+        name, address = _HOMES[(index - 1) % len(_HOMES)]
+        if index > len(_HOMES):
+            name = f"{name} {index}"
+        return name, address
+
+    def readings_for(self, home: DemoHome, now: datetime, history_start: datetime) -> list[tuple[datetime, Decimal]]:
+        """The meter's readings still missing up to now: its whole history, or what follows its last reading."""
+        meter = home.meter
+        profile = LoadProfile(home.index, home.household.timezone)
+        if meter.last_reading_at is None:
+            first = (history_start, profile.start_register)
+            return [first, *profile.readings(history_start, profile.start_register, now)]
+        return profile.readings(meter.last_reading_at, meter.last_register_kwh, now)
+
+    def add_readings(self, home: DemoHome, now: datetime, history_start: datetime) -> int:
+        """Feed the missing readings through ingest in batches, as a meter catching up would."""
+        home.meter.refresh_from_db()
+        readings = self.readings_for(home, now, history_start)
+        added = 0
+        for first in range(0, len(readings), BATCH):
+            batch = readings[first : first + BATCH]
+            items = [{"timestamp": f"{at:%Y-%m-%dT%H:%M:%SZ}", "energy_kwh": str(kwh)} for at, kwh in batch]
+            valid, rejected = parse_items(items)
+            outcome = ingest_readings(home.meter.pk, valid, now)
+            rejected += outcome.rejected
+            if rejected:
+                raise CommandError(f"Meter {home.meter.serial}: ingest refused a demo reading: {rejected[0]}")
+            added += outcome.accepted
+        return added
+
+    def print_summary(self, homes: list[DemoHome], added: int, seconds: float) -> None:
+        new = sum(home.created for home in homes)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data: {_count(len(homes), 'household')} ({new} new), {_count(len(homes), 'meter')}, "
+                f"{_count(added, 'reading')} added in {seconds:.1f} s."
+            )
+        )
+        self.stdout.write(
+            f"Household login: {demo_email(1)} / {DEMO_PASSWORD} (then demo2@example.com, ...); "
+            f"staff: {STAFF_EMAIL} / {DEMO_PASSWORD} at /admin/."
+        )
