@@ -11,6 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energypay.settings")
 app = Celery("energypay")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.conf.imports = ["energypay.tasks"]  # the project package is not an installed app
 
 # Periodic jobs. Each is idempotent, so an overlapping or repeated tick does no harm.
 app.conf.beat_schedule = {
