@@ -3,7 +3,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db import transaction
+from django.db.models import Count, IntegerField, Model, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -11,8 +13,21 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from meters.models import DynamicPrice, HourlyUsage, Household, Meter, MeterEvent, Reading, Tariff, TariffVersion
-from meters.price_import import import_prices
-from meters.usage import price_unpriced_lines
+from meters.price_import import import_prices, price_waiting_lines
+from meters.timeutil import HOUR
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_TOKENS_PER_ACTION = 100
+
+
+def count_of(model: type[Model], field: str) -> Coalesce:
+    """COUNT(*) of ``model`` rows whose ``field`` points at the outer row, as a correlated subquery.
+
+    Unlike Count() over a join, the changelist's own COUNT(*) leaves it out, and only the rows of
+    the page shown compute it (through the foreign key's index).
+    """
+    rows = model.objects.filter(**{field: OuterRef("pk")}).order_by().values(field)
+    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -28,11 +43,50 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def has_priced_usage(version: TariffVersion) -> bool:
+    return HourlyUsage.objects.filter(tariff_version=version).exists()
+
+
+class TariffVersionForm(forms.ModelForm):
+    """Versions are effective-dated: a new one may not start where usage is already priced."""
+
+    class Meta:
+        model = TariffVersion
+        fields = ["tariff", "valid_from", "kind", "flat_rate", "standing_charge_per_day", "bands"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        valid_from = cleaned.get("valid_from")
+        tariff = cleaned.get("tariff")
+        tariff_id = tariff.pk if tariff else self.instance.tariff_id  # an inline form has no tariff field
+        if valid_from and tariff_id:
+            # "The version in force at an hour prices that hour, forever": a version slipped in
+            # before priced hours would price their late readings differently from the rest.
+            priced = HourlyUsage.objects.filter(
+                household__in=Household.objects.filter(tariff_id=tariff_id),
+                hour_start__gte=valid_from,
+                tariff_version__isnull=False,
+            )
+            last = priced.order_by("-hour_start").values_list("hour_start", flat=True).first()
+            if last is not None:
+                self.add_error(
+                    "valid_from",
+                    f"This tariff has already priced usage up to the hour starting {last:%Y-%m-%d %H:%M} UTC; "
+                    f"a new version must start at {last + HOUR:%Y-%m-%d %H:%M} UTC or later.",
+                )
+        return cleaned
+
+
 class TariffVersionInline(admin.TabularInline):
     model = TariffVersion
+    form = TariffVersionForm
     extra = 0
     fields = ["valid_from", "kind", "flat_rate", "standing_charge_per_day", "bands"]
     show_change_link = True
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Existing versions are changed on their own page, which locks those already in force.
+        return False
 
 
 @admin.register(Tariff)
@@ -42,11 +96,19 @@ class TariffAdmin(admin.ModelAdmin):
     inlines = [TariffVersionInline]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(household_count=Count("households"))
+        return super().get_queryset(request).annotate(household_count=count_of(Household, "tariff"))
 
     @admin.display(ordering="household_count")
     def households(self, obj) -> int:
         return obj.household_count
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        added = [version for formset in formsets for version in formset.new_objects]
+        if added:
+            # Hours that had no version in force may be priceable now.
+            start = min(version.valid_from for version in added)
+            price_waiting_lines(HourlyUsage.objects.filter(household__tariff=form.instance, hour_start__gte=start))
 
 
 class PriceImportForm(forms.Form):
@@ -55,16 +117,33 @@ class PriceImportForm(forms.Form):
 
 @admin.register(TariffVersion)
 class TariffVersionAdmin(admin.ModelAdmin):
+    form = TariffVersionForm
     list_display = ["tariff", "valid_from", "kind", "flat_rate", "standing_charge_per_day", "price_count"]
     list_filter = ["kind", "tariff"]
     date_hierarchy = "valid_from"
+    list_select_related = ["tariff"]
+    readonly_fields = ["price_count"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and has_priced_usage(obj):
+            return [*TariffVersionForm.Meta.fields, "price_count", "created_at"]
+        return super().get_readonly_fields(request, obj)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and has_priced_usage(obj):
+            description = "This version has priced usage and prices those hours forever: add a new version instead."
+            fieldsets = [(None, {**fieldsets[0][1], "description": description})]
+        return fieldsets
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("tariff").annotate(n_prices=Count("prices"))
+        return (
+            super().get_queryset(request).select_related("tariff").annotate(n_prices=count_of(DynamicPrice, "version"))
+        )
 
     @admin.display(description="hourly prices", ordering="n_prices")
     def price_count(self, obj) -> str:
-        if obj.kind != TariffVersion.Kind.DYNAMIC:
+        if obj.kind != TariffVersion.Kind.DYNAMIC or obj.pk is None:
             return "-"
         url = reverse("admin:meters_tariffversion_import_prices", args=[obj.pk])
         return format_html('{} <a href="{}">import CSV</a>', obj.n_prices, url)
@@ -72,7 +151,7 @@ class TariffVersionAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         # Hours that had no version in force may be priceable now.
-        price_unpriced_lines(HourlyUsage.objects.filter(household__tariff=obj.tariff, hour_start__gte=obj.valid_from))
+        price_waiting_lines(HourlyUsage.objects.filter(household__tariff=obj.tariff, hour_start__gte=obj.valid_from))
 
     def get_urls(self):
         own = [
@@ -93,9 +172,14 @@ class TariffVersionAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                text = upload.read(20 * 1024 * 1024).decode("utf-8-sig")
+                if upload.size > MAX_UPLOAD_BYTES:
+                    # Never read a prefix: a row cut in the middle can still parse, as a wrong price.
+                    raise ValueError(f"the file is larger than {MAX_UPLOAD_BYTES // 1024 // 1024} MB")
+                text = upload.read().decode("utf-8-sig")
             except UnicodeDecodeError:
                 errors = ["the file is not UTF-8 text"]
+            except ValueError as error:
+                errors = [str(error)]
             else:
                 result = import_prices(version, text)
                 errors = result.errors
@@ -141,6 +225,7 @@ class HouseholdAdmin(admin.ModelAdmin):
     list_filter = ["tariff", "timezone"]
     search_fields = ["name", "user__email", "address"]
     list_select_related = ["user", "tariff"]
+    show_full_result_count = False  # a second COUNT(*) over every household
     autocomplete_fields = ["user"]
     inlines = [MeterInline]
 
@@ -153,6 +238,15 @@ class MeterEventInline(admin.TabularInline):
     can_delete = False
     max_num = 0
     verbose_name_plural = "events (register resets)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Meter)
@@ -168,6 +262,7 @@ class MeterAdmin(admin.ModelAdmin):
         "has_token",
     ]
     list_filter = ["is_active"]
+    show_full_result_count = False  # a second COUNT(*) over every meter
     search_fields = ["serial", "household__name", "household__user__email"]
     list_select_related = ["household"]
     autocomplete_fields = ["household"]
@@ -176,7 +271,7 @@ class MeterAdmin(admin.ModelAdmin):
     actions = ["issue_new_token"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_resets=Count("events"))
+        return super().get_queryset(request).annotate(n_resets=count_of(MeterEvent, "meter"))
 
     @admin.display(description="resets", ordering="n_resets")
     def reset_count(self, obj) -> int:
@@ -191,10 +286,17 @@ class MeterAdmin(admin.ModelAdmin):
         url = reverse("admin:meters_reading_changelist") + f"?meter__id__exact={obj.pk}"
         return format_html('<a href="{}">readings of this meter</a>', url)
 
-    @admin.action(description="Issue a new token (the old one stops working)")
+    @admin.action(description="Issue a new token (the old one stops working)", permissions=["change"])
     def issue_new_token(self, request, queryset):
+        meters = list(queryset.order_by("serial")[: MAX_TOKENS_PER_ACTION + 1])
+        if len(meters) > MAX_TOKENS_PER_ACTION:
+            self.message_user(
+                request, f"Select at most {MAX_TOKENS_PER_ACTION} meters; no token was changed.", messages.ERROR
+            )
+            return None
         # The tokens go straight into this response: never into messages, logs or the database.
-        issued = [(meter, meter.issue_token()) for meter in queryset.order_by("serial")]
+        with transaction.atomic():
+            issued = [(meter, meter.issue_token()) for meter in meters]
         context = {
             **self.admin_site.each_context(request),
             "title": "New meter tokens",

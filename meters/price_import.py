@@ -6,11 +6,13 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import QuerySet
 
-from meters.models import DynamicPrice, HourlyUsage, TariffVersion
+from meters.models import DynamicPrice, HourlyUsage, Meter, TariffVersion
+from meters.pricing import parse_rate
 from meters.timeutil import floor_hour
 from meters.usage import price_unpriced_lines
 
@@ -26,46 +28,75 @@ class ImportResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _parse(text: str) -> tuple[dict[datetime, Decimal], list[str]]:
+def _parse(text: str, starts: datetime, ends: datetime | None) -> tuple[dict[datetime, Decimal], list[str]]:
+    """Prices by UTC hour, for hours in [starts, ends), or the errors of every bad line."""
     reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        return {}, [f"the header must be exactly: {','.join(COLUMNS)}"]
     prices: dict[datetime, Decimal] = {}
     errors = []
-    for line, row in enumerate(reader, start=2):
-        if line > MAX_ROWS + 1:
-            return {}, [f"at most {MAX_ROWS} rows per file"]
-        try:
-            hour = datetime.fromisoformat(row["hour_start"] or "")
-            rate = Decimal(row["rate_eur_per_kwh"] or "")
-        except (ValueError, InvalidOperation):
-            errors.append(f"line {line}: expected an ISO 8601 hour with offset and a decimal rate")
-            continue
-        if hour.tzinfo is None:
-            errors.append(f"line {line}: hour_start needs a UTC offset, e.g. 2026-11-22T10:00:00+01:00")
-        elif floor_hour(hour) != hour.astimezone(UTC):
-            errors.append(f"line {line}: hour_start must be on the hour")
-        elif not rate.is_finite() or rate < 0 or rate.as_tuple().exponent < -6 or rate >= 1000:
-            errors.append(f"line {line}: rate must be between 0 and 999.999999 EUR/kWh, at most 6 decimals")
-        elif hour.astimezone(UTC) in prices and prices[hour.astimezone(UTC)] != rate:
-            errors.append(f"line {line}: a different rate for {hour.isoformat()} appears earlier in the file")
-        else:
-            prices[hour.astimezone(UTC)] = rate
+    try:
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            return {}, [f"the header must be exactly: {','.join(COLUMNS)}"]
+        for count, row in enumerate(reader, start=1):
+            if count > MAX_ROWS:
+                return {}, [f"at most {MAX_ROWS} rows per file"]
+            error = _check_row(row, prices, starts, ends)
+            if error:
+                errors.append(f"line {reader.line_num}: {error}")
+    except csv.Error as error:
+        # The line being read when it failed is not counted yet.
+        return {}, [f"line {reader.line_num + 1}: not valid CSV ({error})"]
     if not prices and not errors:
         errors.append("the file has no rows")
     return prices, errors
 
 
+def _check_row(row: dict, prices: dict[datetime, Decimal], starts: datetime, ends: datetime | None) -> str | None:
+    """Add the row's price to ``prices`` or say what is wrong with it."""
+    if None in row or None in row.values():
+        # DictReader files surplus cells under None and fills missing ones with None.
+        return "expected exactly two cells: hour_start,rate_eur_per_kwh"
+    try:
+        local = datetime.fromisoformat(row["hour_start"].strip())
+    except ValueError:
+        return "hour_start must be an ISO 8601 date-time with offset, e.g. 2026-11-22T10:00:00+01:00"
+    if local.tzinfo is None:
+        return "hour_start needs a UTC offset, e.g. 2026-11-22T10:00:00+01:00 or 2026-11-22T09:00:00Z"
+    hour = local.astimezone(UTC)
+    if floor_hour(hour) != hour:
+        return "hour_start must be on the hour (in UTC)"
+    try:
+        rate = parse_rate(row["rate_eur_per_kwh"].strip())
+    except ValueError as error:
+        return f"rate_eur_per_kwh {error}"
+    if hour < starts or (ends is not None and hour >= ends):
+        # Such a price would never be used: almost certainly a file meant for another version.
+        until = f" until {ends:%Y-%m-%d %H:%M} UTC" if ends else ""
+        return f"{hour:%Y-%m-%d %H:%M} UTC is outside this version (from {starts:%Y-%m-%d %H:%M} UTC{until})"
+    if hour in prices and prices[hour] != rate:
+        return f"a different rate for {hour:%Y-%m-%d %H:%M} UTC appears earlier in the file"
+    prices[hour] = rate
+    return None
+
+
 def import_prices(version: TariffVersion, text: str) -> ImportResult:
-    """Add hourly prices to a dynamic version. A price already stored is never changed."""
+    """Add hourly prices to a dynamic version. A price already stored is never changed.
+
+    1. parse every row, collecting every error (nothing is written if there is one);
+    2. lock the version, so two imports of it run one after the other;
+    3. refuse the file if it would change a stored price, else insert the new prices;
+    4. price the usage lines of those hours that were waiting for a price.
+    """
     result = ImportResult()
     if version.kind != TariffVersion.Kind.DYNAMIC:
         result.errors.append("prices can only be imported into a dynamic tariff version")
         return result
-    prices, result.errors = _parse(text)
+    following = TariffVersion.objects.filter(tariff_id=version.tariff_id, valid_from__gt=version.valid_from)
+    ends = following.order_by("valid_from").values_list("valid_from", flat=True).first()
+    prices, result.errors = _parse(text, version.valid_from, ends)
     if result.errors:
         return result
     with transaction.atomic():
+        TariffVersion.objects.select_for_update().filter(pk=version.pk).first()
         span = {"hour_start__gte": min(prices), "hour_start__lte": max(prices)}
         stored = dict(DynamicPrice.objects.filter(version=version, **span).values_list("hour_start", "rate"))
         for hour, rate in sorted(prices.items()):
@@ -78,5 +109,16 @@ def import_prices(version: TariffVersion, text: str) -> ImportResult:
         new = [DynamicPrice(version=version, hour_start=h, rate=r) for h, r in prices.items() if h not in stored]
         DynamicPrice.objects.bulk_create(new)
         result.created, result.unchanged = len(new), len(prices) - len(new)
-        result.repriced_lines = price_unpriced_lines(HourlyUsage.objects.filter(tariff_version=version, **span))
+        result.repriced_lines = price_waiting_lines(HourlyUsage.objects.filter(tariff_version=version, **span))
     return result
+
+
+def price_waiting_lines(lines: QuerySet[HourlyUsage]) -> int:
+    """Price those of ``lines`` still waiting for a price, holding their meters' locks."""
+    waiting = lines.filter(kind=HourlyUsage.Kind.ENERGY, settled_at__isnull=True, cost_eur__isnull=True)
+    with transaction.atomic():
+        # Lock order (meters/models.py): the meters first, so ingest cannot add energy to a line
+        # between our reading it and writing its cost, and settlement cannot settle it meanwhile.
+        meters = Meter.objects.select_for_update().filter(pk__in=waiting.values("meter_id")).order_by("pk")
+        list(meters.values_list("pk", flat=True))
+        return price_unpriced_lines(waiting)
