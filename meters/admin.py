@@ -13,8 +13,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from meters.models import DynamicPrice, HourlyUsage, Household, Meter, MeterEvent, Reading, Tariff, TariffVersion
-from meters.price_import import import_prices, price_waiting_lines
+from meters.price_import import import_prices
 from meters.timeutil import HOUR
+from meters.usage import price_unpriced_lines
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_TOKENS_PER_ACTION = 100
@@ -108,7 +109,7 @@ class TariffAdmin(admin.ModelAdmin):
         if added:
             # Hours that had no version in force may be priceable now.
             start = min(version.valid_from for version in added)
-            price_waiting_lines(HourlyUsage.objects.filter(household__tariff=form.instance, hour_start__gte=start))
+            price_unpriced_lines(HourlyUsage.objects.filter(household__tariff=form.instance, hour_start__gte=start))
 
 
 class PriceImportForm(forms.Form):
@@ -151,7 +152,7 @@ class TariffVersionAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         # Hours that had no version in force may be priceable now.
-        price_waiting_lines(HourlyUsage.objects.filter(household__tariff=obj.tariff, hour_start__gte=obj.valid_from))
+        price_unpriced_lines(HourlyUsage.objects.filter(household__tariff=obj.tariff, hour_start__gte=obj.valid_from))
 
     def get_urls(self):
         own = [

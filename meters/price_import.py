@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import QuerySet
 
-from meters.models import DynamicPrice, HourlyUsage, Meter, TariffVersion
+from meters.models import DynamicPrice, HourlyUsage, TariffVersion
 from meters.pricing import parse_rate
 from meters.timeutil import floor_hour
 from meters.usage import price_unpriced_lines
@@ -109,16 +108,5 @@ def import_prices(version: TariffVersion, text: str) -> ImportResult:
         new = [DynamicPrice(version=version, hour_start=h, rate=r) for h, r in prices.items() if h not in stored]
         DynamicPrice.objects.bulk_create(new)
         result.created, result.unchanged = len(new), len(prices) - len(new)
-        result.repriced_lines = price_waiting_lines(HourlyUsage.objects.filter(tariff_version=version, **span))
+        result.repriced_lines = price_unpriced_lines(HourlyUsage.objects.filter(tariff_version=version, **span))
     return result
-
-
-def price_waiting_lines(lines: QuerySet[HourlyUsage]) -> int:
-    """Price those of ``lines`` still waiting for a price, holding their meters' locks."""
-    waiting = lines.filter(kind=HourlyUsage.Kind.ENERGY, settled_at__isnull=True, cost_eur__isnull=True)
-    with transaction.atomic():
-        # Lock order (meters/models.py): the meters first, so ingest cannot add energy to a line
-        # between our reading it and writing its cost, and settlement cannot settle it meanwhile.
-        meters = Meter.objects.select_for_update().filter(pk__in=waiting.values("meter_id")).order_by("pk")
-        list(meters.values_list("pk", flat=True))
-        return price_unpriced_lines(waiting)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from meters.models import HourlyUsage, Household, Meter
@@ -25,7 +26,7 @@ def record_energy(
     settlement gets a new open line (next ``seq``) carrying the difference in kWh and in money.
     """
     if delta:
-        start, end = min(start, min(delta)), max(end, max(delta))
+        start, end = min(start, min(delta)), max(end, max(delta) + HOUR)
     if start >= end:
         return
     schedule = TariffSchedule(household.tariff_id, household.timezone, start, end)
@@ -58,7 +59,7 @@ def record_energy(
                     )
                 )
     if changed:
-        HourlyUsage.objects.bulk_update(changed, ["kwh", "cost_eur"])
+        HourlyUsage.objects.bulk_update(changed, ["kwh", "tariff_version", "rate", "cost_eur"])
     if created:
         # Two meters of one household may accrue the same standing hour at once: the unique
         # constraint keeps one, the other insert is skipped.
@@ -73,6 +74,9 @@ def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage
     if open_lines:
         line, is_new = open_lines[0], False
         line.kwh += kwh
+        if line.rate is None and not settled:
+            # Still waiting for a price: one may have been imported since the line was made.
+            line.tariff_version, line.rate = schedule.energy_rate(hour)
     else:
         # An adjustment keeps the price its hour was settled at; a new hour takes the schedule's.
         version, rate = (settled[0].tariff_version, settled[0].rate) if settled else schedule.energy_rate(hour)
@@ -93,20 +97,25 @@ def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage
 
 
 def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
-    """Price open energy lines that had no price yet (e.g. after staff import dynamic prices)."""
-    lines = lines.filter(kind=HourlyUsage.Kind.ENERGY, settled_at__isnull=True, cost_eur__isnull=True)
-    by_household: defaultdict[int, list[HourlyUsage]] = defaultdict(list)
-    for line in lines.select_related("household"):
-        by_household[line.household_id].append(line)
-    priced = []
-    for household_lines in by_household.values():
-        household = household_lines[0].household
-        hours = [line.hour_start for line in household_lines]
-        schedule = TariffSchedule(household.tariff_id, household.timezone, min(hours), max(hours) + HOUR)
-        for line in household_lines:
-            version, rate = schedule.energy_rate(line.hour_start)
-            if rate is not None:
-                line.tariff_version, line.rate, line.cost_eur = version, rate, cost_of(line.kwh, rate)
-                priced.append(line)
-    HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur"])
+    """Price those of ``lines`` still waiting for a price (e.g. after staff import dynamic prices)."""
+    waiting = lines.filter(kind=HourlyUsage.Kind.ENERGY, settled_at__isnull=True, cost_eur__isnull=True)
+    with transaction.atomic():
+        # Lock order (meters/models.py): the meters first, so ingest cannot add energy to a line
+        # between our reading it and writing its cost, and settlement cannot settle it meanwhile.
+        meters = Meter.objects.select_for_update().filter(pk__in=waiting.values("meter_id")).order_by("pk")
+        list(meters.values_list("pk", flat=True))
+        by_household: defaultdict[int, list[HourlyUsage]] = defaultdict(list)
+        for line in waiting.select_related("household"):
+            by_household[line.household_id].append(line)
+        priced = []
+        for household_lines in by_household.values():
+            household = household_lines[0].household
+            hours = [line.hour_start for line in household_lines]
+            schedule = TariffSchedule(household.tariff_id, household.timezone, min(hours), max(hours) + HOUR)
+            for line in household_lines:
+                version, rate = schedule.energy_rate(line.hour_start)
+                if rate is not None:
+                    line.tariff_version, line.rate, line.cost_eur = version, rate, cost_of(line.kwh, rate)
+                    priced.append(line)
+        HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur"])
     return len(priced)

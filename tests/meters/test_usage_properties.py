@@ -37,8 +37,9 @@ def register_histories(draw) -> list[tuple[datetime, Decimal]]:
     for _ in range(count - 1):
         seconds = draw(st.integers(min_value=1, max_value=6 * 3600))
         moment += timedelta(seconds=seconds)
-        if draw(st.integers(0, 12)) == 0:
-            register = Decimal(draw(st.integers(0, 5000))) / 1000  # a reset: a new, lower baseline
+        if register > 0 and draw(st.integers(0, 12)) == 0:
+            lower = min(5000, int(register * 1000) - 1)
+            register = Decimal(draw(st.integers(0, lower))) / 1000  # a reset: a new, lower baseline
         else:
             most = int(MAX_KW * seconds * 1000 / 3600)  # thousandths of a kWh at max power
             register += Decimal(draw(st.integers(0, most))) / 1000
