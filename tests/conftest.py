@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 
 from energypay.accounts.models import User
 from meters.models import Household, Meter, Tariff, TariffVersion
@@ -20,10 +20,12 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+def _own_cache_namespace(settings):
+    # Each test gets a fresh namespace in the cache: parallel workers share CI's Redis, so
+    # clearing it (FLUSHDB) would wipe another test's rate-limit counters mid-test.
+    settings.CACHES = {
+        name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for name, config in settings.CACHES.items()
+    }
 
 
 @pytest.fixture
