@@ -1,0 +1,201 @@
+"""What every benchmark needs: a fresh PostgreSQL database, Django on it, gunicorn, wrk, machine facts.
+
+The database, cache and server settings are production-like on purpose (PostgreSQL, Redis cache,
+DEBUG off, gunicorn), so the figures say what this machine can do in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT_DIR = ROOT / "var" / "bench"
+PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
+DB_NAME = "energypay_bench"
+DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
+
+# What both the benchmark process and gunicorn run with.
+ENVIRONMENT = {
+    "DJANGO_SETTINGS_MODULE": "tests.bench.settings",
+    "DATABASE_URL": DATABASE_URL,
+    "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/9"),
+    "DEBUG": "false",
+    "SECRET_KEY": "bench",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    # The production default (60 a minute per meter) would answer 429 to almost every request.
+    "INGEST_RATE_LIMIT_PER_MINUTE": "100000000",
+}
+
+
+def setup_django() -> None:
+    """Point this process at a freshly created bench database and migrate it."""
+    os.environ.update(ENVIRONMENT)
+    _recreate_database()
+    import django
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    cache.clear()  # the bench's own Redis database: stale rate counters of an earlier run
+
+
+def drop_database() -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+
+
+def _recreate_database() -> None:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    with psycopg.connect(DATABASE_URL) as connection:
+        postgres = connection.execute("SHOW server_version").fetchone()[0]
+    import django
+    import gunicorn
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": postgres,
+        "django": django.get_version(),
+        "gunicorn": gunicorn.__version__,
+    }
+
+
+def busy_cpu(seconds: float = 1.0) -> float:
+    """The share of all cores other processes keep busy over ``seconds`` (0..1), while this one sleeps."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(value) for value in stat.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return idle, sum(values[:8])  # without guest time, which is already in user
+
+    try:
+        idle_before, total_before = sample()
+        time.sleep(seconds)
+        idle_after, total_after = sample()
+    except OSError:
+        return 0.0
+    total = total_after - total_before
+    return 1 - (idle_after - idle_before) / total if total else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(workers: int, worker_class: str = "sync") -> Iterator[str]:
+    """Serve the project (with the bench URLs) under gunicorn; yield its base URL."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log_path = OUTPUT_DIR / "gunicorn.log"
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "energypay.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        f"--workers={workers}",
+        f"--worker-class={worker_class}",
+        "--log-level=warning",
+    ]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **ENVIRONMENT}, stdout=log, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(f"{base_url}/bench/bare", server, log_path)
+        yield base_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_until_serving(url: str, server: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=2) as response,  # noqa: S310 (our own http URL)
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer {url} within 30 s:\n{log_path.read_text()[-3000:]}")
+
+
+def ensure_wrk() -> str:
+    """The path of wrk, installing the Debian package when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: apt-get install -y wrk", flush=True)
+    apt = ["apt-get", "install", "-y", "-q", "wrk"]
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        apt.insert(0, "sudo")
+    subprocess.run(apt, check=False, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed for the HTTP benchmarks: install it with `apt-get install wrk`.")
+    return found
+
+
+def wrk(url: str, script: Path, args: list[str], *, seconds: float, connections: int, threads: int = 1) -> dict:
+    """Run wrk with a Lua script whose ``done()`` prints one ``WRK_JSON {...}`` line; return that dict."""
+    command = [
+        ensure_wrk(),
+        f"--threads={threads}",
+        f"--connections={connections}",
+        f"--duration={max(1, round(seconds))}s",
+        "--timeout=10s",
+        f"--script={script}",
+        url,
+        "--",
+        *args,
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    marker = "WRK_JSON "
+    lines = [line for line in run.stdout.splitlines() if line.startswith(marker)]
+    if run.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
+    result = json.loads(lines[-1].removeprefix(marker))
+    result["seconds"] = result["duration_us"] / 1e6
+    result["errors"] = sum(value for key, value in result.items() if key.startswith("errors_"))
+    return result

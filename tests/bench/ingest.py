@@ -1,0 +1,572 @@
+"""Meter ingest throughput against gunicorn and PostgreSQL, beside its ceilings measured in the same run.
+
+1. Single-reading POSTs per second (wrk, a new in-order reading per request, rotating over
+   ``SINGLE_METERS`` meters) beside a bare Django JSON view served by the same gunicorn (goal 35%).
+2. Readings per second in 1,000-reading batches (``--ingest-processes`` client processes, each posting
+   consecutive 1,000-minute runs for its own meters) beside raw PostgreSQL COPY of the same rows into
+   a copy of the readings table, in 1,000-row COPYs each committed, with as many processes (goal 25%).
+3. SQL statements and Redis commands per request, counted in-process with the Django test client.
+
+Figure and ceiling alternate in ``--rounds`` rounds, so load from other processes on the machine
+weighs on both alike; each figure is the total over its rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import multiprocessing
+import pstats
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import requests
+
+from tests.bench.harness import DATABASE_URL, OUTPUT_DIR, gunicorn, wrk
+from tests.bench.report import Row
+
+SINGLE_GOAL = 0.35
+BATCH_GOAL = 0.25
+SINGLE_METERS = 64
+BATCH_METERS = 32
+BATCH_SIZE = 1000
+BATCH_WARMUP = 2  # batches per process before the clock starts
+BATCH_MAX = 150  # batches per process and round built in advance: more than a round can post
+WATTS = 3000  # every meter draws a steady 3 kW: 0.050 kWh per one-minute step
+START_REGISTER_MILLI = 1_000_000  # 1,000.000 kWh
+LUA_SCRIPT = Path(__file__).with_name("readings.lua")
+COPY_TABLE = "bench_copy_reading"
+
+# Meters report at one-minute steps from this far back, so no reading is ever in the future.
+HISTORY = timedelta(days=300)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ingest")
+    group.add_argument("--ingest-connections", type=int, default=8, help="wrk connections (default 8)")
+    group.add_argument("--ingest-processes", type=int, default=4, help="batch client processes (default 4)")
+
+
+def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
+    start_epoch = int((datetime.now(UTC) - HISTORY).timestamp()) // 60 * 60
+    single_tokens, batch_meters, probe_token = _create_meters()
+    config = {
+        "gunicorn_workers": options.workers,
+        "gunicorn_worker_class": options.worker_class,
+        "measured_seconds": options.seconds,
+        "rounds": options.rounds,
+        "warmup_seconds": options.warmup,
+        "wrk_connections": options.ingest_connections,
+        "single_meters": SINGLE_METERS,
+        "batch_meters": BATCH_METERS,
+        "batch_size": BATCH_SIZE,
+        "batch_processes": options.ingest_processes,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".tokens") as tokens_file:
+        tokens_file.write("\n".join(single_tokens) + "\n")
+        tokens_file.flush()
+        with gunicorn(options.workers, options.worker_class) as base_url:
+            single = _single_readings(base_url, tokens_file.name, start_epoch, options)
+            batch = _batches(base_url, batch_meters, start_epoch, options)
+    say("queries per request (in-process, Django test client)")
+    queries = _count_queries(probe_token, start_epoch)
+    if options.profile:
+        _profile(probe_token, start_epoch)
+
+    rows = [
+        Row(
+            "ingest: single-reading POSTs",
+            single["ingest"]["accepted_per_second"],
+            "readings/s",
+            "bare Django JSON view",
+            single["bare_view"]["requests_per_second"],
+            "requests/s",
+            SINGLE_GOAL,
+        ),
+        Row(
+            "ingest: readings in 1,000-reading batches",
+            batch["ingest"]["readings_per_second"],
+            "readings/s",
+            "PostgreSQL COPY",
+            batch["copy"]["readings_per_second"],
+            "rows/s",
+            BATCH_GOAL,
+        ),
+    ]
+    notes = [
+        f"Ingest, per single-reading request: {queries['single_reading_request']} SQL statements "
+        f"(BEGIN and COMMIT included; +1 SELECT 1 health check under gunicorn), "
+        f"{len(queries['single_reading_redis_commands'])} Redis commands "
+        f"({', '.join(queries['single_reading_redis_commands'])}); "
+        f"per 1,000-reading batch: {queries['batch_request']} SQL statements.",
+        f"Ingest, latency p50: bare view {single['bare_view']['latency_p50_ms']:.1f} ms, "
+        f"single-reading ingest {single['ingest']['latency_p50_ms']:.1f} ms "
+        f"({options.ingest_connections} connections, {options.workers} {options.worker_class} workers).",
+    ]
+    data = {
+        "notes": notes,
+        "config": config,
+        "single": single,
+        "batch": batch,
+        "queries": queries,
+        "rows": [row.as_json() for row in rows],
+    }
+    return rows, data
+
+
+def say(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+# --- Data -----------------------------------------------------------------------------------------
+
+
+def _create_meters() -> tuple[list[str], list[tuple[int, str]], str]:
+    """Single-reading meters' tokens, batch meters' (id, token), and a probe meter's token."""
+    from energypay.accounts.models import User
+    from meters.models import Household, Meter, Tariff, TariffVersion
+
+    tariff = Tariff.objects.create(name="Bench flat 0.25")
+    TariffVersion.objects.create(
+        tariff=tariff,
+        valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+        kind=TariffVersion.Kind.FLAT,
+        flat_rate=Decimal("0.250000"),
+    )
+    meters = []
+    for number in range(SINGLE_METERS + BATCH_METERS + 1):
+        user = User.objects.create_user(f"bench{number}@example.com")  # no password: no slow hashing
+        household = Household.objects.create(user=user, name=f"Bench {number}", tariff=tariff)
+        meter = Meter.objects.create(serial=f"BENCH-{number:05d}", household=household, max_power_kw=Decimal(30))
+        meters.append((meter.pk, meter.issue_token()))
+    single = [token for _, token in meters[:SINGLE_METERS]]
+    return single, meters[SINGLE_METERS:-1], meters[-1][1]
+
+
+def _register(step: int) -> str:
+    milli = START_REGISTER_MILLI + step * WATTS // 60
+    return f"{milli // 1000}.{milli % 1000:03d}"
+
+
+def _batch_steps(number: int) -> range:
+    return range(number * BATCH_SIZE, (number + 1) * BATCH_SIZE)
+
+
+def _batch_json(start_epoch: int, number: int) -> bytes:
+    items = ",".join(
+        '{"timestamp": "%s", "energy_kwh": %s}'  # noqa: UP031 (a hot loop building 150k items)
+        % (datetime.fromtimestamp(start_epoch + 60 * step, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), _register(step))
+        for step in _batch_steps(number)
+    )
+    return ('{"readings": [' + items + "]}").encode()
+
+
+def _batch_copy_text(meter_id: int, start_epoch: int, number: int, received: str) -> bytes:
+    return "".join(
+        "%d\t%s\t%s\t%s\n"  # noqa: UP031
+        % (
+            meter_id,
+            datetime.fromtimestamp(start_epoch + 60 * step, UTC).strftime("%Y-%m-%d %H:%M:%S+00"),
+            _register(step),
+            received,
+        )
+        for step in _batch_steps(number)
+    ).encode()
+
+
+# --- Single readings through wrk ------------------------------------------------------------------
+
+
+class _Endpoint:
+    """One URL under wrk load, measured in rounds; each round carries on where the last stopped."""
+
+    def __init__(self, base_url: str, path: str, tokens_path: str, start_epoch: int, connections: int) -> None:
+        self.url, self.path, self.tokens_path = base_url + path, path, tokens_path
+        self.start_epoch, self.connections = start_epoch, connections
+        self.counted = path != "/bench/bare"
+        self.next_step = 0
+        self.warmup: dict = {}
+        self.rounds: list[dict] = []
+
+    def load(self, seconds: float, *, measured: bool = True) -> None:
+        args = [self.path, str(self.start_epoch), str(self.next_step), self.tokens_path]
+        stored = _stored_readings() if self.counted else 0
+        result = wrk(self.url, LUA_SCRIPT, args, seconds=seconds, connections=self.connections)
+        if self.counted:
+            # Requests in flight when wrk stops may still be stored: counting rows, not answers,
+            # reports readings that really were accepted.
+            result["accepted"] = _stored_readings() - stored
+        # wrk sent at most `connections` requests it did not see answered: every meter's next
+        # reading comes a minute or two after its last.
+        self.next_step += (result["requests"] + self.connections) // SINGLE_METERS + 2
+        if measured:
+            self.rounds.append(result)
+        else:
+            self.warmup = result
+
+    def summary(self) -> dict:
+        seconds = sum(r["seconds"] for r in self.rounds)
+        requests = sum(r["requests"] for r in self.rounds)
+        summary = {
+            "seconds": seconds,
+            "requests": requests,
+            "requests_per_second": requests / seconds,
+            "non_2xx": sum(r["errors_status"] for r in self.rounds),
+            "socket_errors": sum(r["errors"] - r["errors_status"] for r in self.rounds),
+            "warmup_errors": self.warmup.get("errors", 0),
+            "latency_p50_ms": statistics.median(r["latency_p50_us"] for r in self.rounds) / 1000,
+            "latency_p99_ms": max(r["latency_p99_us"] for r in self.rounds) / 1000,
+            "per_round_per_second": [round(r.get("accepted", r["requests"]) / r["seconds"]) for r in self.rounds],
+        }
+        if self.counted:
+            summary["accepted"] = sum(r["accepted"] for r in self.rounds)
+            summary["accepted_per_second"] = summary["accepted"] / seconds
+        return summary
+
+
+def _single_readings(base_url: str, tokens_path: str, start_epoch: int, options: argparse.Namespace) -> dict:
+    """Bare view and ingest, alternated round by round so a change in background load hits both."""
+    bare = _Endpoint(base_url, "/bench/bare", tokens_path, start_epoch, options.ingest_connections)
+    ingest = _Endpoint(base_url, "/api/v1/readings", tokens_path, start_epoch, options.ingest_connections)
+    per_round = options.seconds / options.rounds
+    say(
+        f"single readings: wrk, {options.ingest_connections} connections, {options.warmup:g} s warm-up each, "
+        f"then {options.rounds} x {per_round:g} s for the bare view and for ingest, alternated"
+    )
+    bare.load(options.warmup, measured=False)
+    ingest.load(options.warmup, measured=False)
+    for number in range(options.rounds):
+        for endpoint in (bare, ingest) if number % 2 == 0 else (ingest, bare):
+            endpoint.load(per_round)
+    result = {"bare_view": bare.summary(), "ingest": ingest.summary()}
+    _check_single(result)
+    say(f"  per round, bare view: {_rates(result['bare_view']['per_round_per_second'])} requests/s")
+    say(f"  per round, ingest:    {_rates(result['ingest']['per_round_per_second'])} readings accepted/s")
+    return result
+
+
+def _rates(values: list[float]) -> str:
+    return ", ".join(f"{value:,.0f}" for value in values)
+
+
+def _stored_readings() -> int:
+    from meters.models import Reading
+
+    return Reading.objects.count()
+
+
+def _check_single(result: dict) -> None:
+    for name, summary in result.items():
+        errors = summary["non_2xx"] + summary["socket_errors"] + summary["warmup_errors"]
+        if errors:
+            say(
+                f"WARNING {name}: {summary['non_2xx']} non-2xx answers, {summary['socket_errors']} socket errors, "
+                f"{summary['warmup_errors']} errors in the warm-up (see var/bench/gunicorn.log)"
+            )
+    ingest = result["ingest"]
+    # Up to `connections` requests per round may be stored after wrk stopped counting.
+    if abs(ingest["requests"] - ingest["accepted"]) > 0.01 * ingest["requests"] + 50:
+        say(f"WARNING ingest: {ingest['requests']} requests answered but {ingest['accepted']} readings stored")
+
+
+# --- Batches over HTTP, and the same rows by COPY -------------------------------------------------
+
+
+def _batches(base_url: str, meters: list[tuple[int, str]], start_epoch: int, options: argparse.Namespace) -> dict:
+    """Rounds of HTTP batches, each followed by COPY of exactly the rows it posted."""
+    processes = options.ingest_processes
+    cursors = [0] * processes  # next batch of each process's plan
+    per_round = options.seconds / options.rounds
+    say(
+        f"1,000-reading batches: {processes} client processes, {options.rounds} x {per_round:g} s, "
+        f"each round followed by COPY of the same rows with {processes} processes"
+    )
+    _create_copy_table()
+    url = f"{base_url}/api/v1/readings"
+    http_rounds, copy_rounds = [], []
+    for number in range(options.rounds):
+        warmup = BATCH_WARMUP if number == 0 else 0
+        args = [
+            (url, [(meters[m][1], n) for m, n in _plan(p, processes, cursor, warmup + BATCH_MAX)], start_epoch)
+            for p, cursor in enumerate(cursors)
+        ]
+        http = _run_processes(_post_batches, [(*a, warmup, per_round) for a in args])
+        args = [
+            (
+                [(meters[m][0], n) for m, n in _plan(p, processes, cursor, warmup + report["batches"])],
+                start_epoch,
+                warmup,
+            )
+            for p, (cursor, report) in enumerate(zip(cursors, http, strict=True))
+        ]
+        copy = _run_processes(_copy_batches, args)
+        cursors = [cursor + warmup + report["batches"] for cursor, report in zip(cursors, http, strict=True)]
+        http_rounds.append(_summarize(http))
+        copy_rounds.append(_summarize(copy))
+
+    result = {"ingest": _total(http_rounds), "copy": _total(copy_rounds)}
+    result["ingest"]["failures"] = sum(r["failures"] for r in http_rounds)
+    result["ingest"]["failure_sample"] = next((r["failure_sample"] for r in http_rounds if r["failure_sample"]), None)
+    if result["ingest"]["failures"]:
+        say(f"WARNING batches: {result['ingest']['failures']} not fully accepted: {result['ingest']['failure_sample']}")
+    if any(count >= BATCH_MAX for r in http_rounds for count in r["batches"]):
+        say(f"WARNING batches: a client used all {BATCH_MAX} batches prepared for a round; raise BATCH_MAX")
+    say(f"  per round, ingest: {_rates(result['ingest']['per_round_per_second'])} readings/s")
+    say(f"  per round, COPY:   {_rates(result['copy']['per_round_per_second'])} readings/s")
+    return result
+
+
+def _plan(process: int, processes: int, first: int, count: int) -> list[tuple[int, int]]:
+    """Batches ``first`` to ``first + count`` of a client process, as (batch meter index, batch number).
+
+    Each process posts for its own meters in turn, so no two clients ever wait for one meter's lock,
+    and each meter's batches follow one another: consecutive 1,000-minute runs.
+    """
+    owned = list(range(process, BATCH_METERS, processes))
+    return [(owned[j % len(owned)], j // len(owned)) for j in range(first, first + count)]
+
+
+def _create_copy_table() -> None:
+    with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
+        connection.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
+        # The readings table's columns, defaults, indexes and constraints, and its foreign key.
+        connection.execute(f"CREATE TABLE {COPY_TABLE} (LIKE meters_reading INCLUDING ALL)")
+        connection.execute(
+            f"ALTER TABLE {COPY_TABLE} ADD FOREIGN KEY (meter_id) REFERENCES meters_meter (id) "
+            "DEFERRABLE INITIALLY DEFERRED"
+        )
+
+
+def _run_processes(target: Callable[..., dict], args_per_process: list[tuple]) -> list[dict]:
+    """``target(*args, barrier)`` in one process per args tuple, in lockstep: each builds its data, waits,
+    warms up, waits, then runs the measured phase; return their reports in the order of the args."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(len(args_per_process) + 1)
+    results = context.Queue()
+    from django.db import connections
+
+    connections.close_all()  # children must not share this process's database socket
+    processes = [
+        context.Process(target=_reporting, args=(index, target, args, barrier, results))
+        for index, args in enumerate(args_per_process)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        barrier.wait(timeout=120)  # data built
+        barrier.wait(timeout=120)  # warmed up: the clock starts
+        reports = sorted((results.get(timeout=300) for _ in processes), key=lambda report: report["index"])
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+    failed = [report["error"] for report in reports if report.get("error")]
+    if failed:
+        raise RuntimeError(f"batch client failed: {failed[0]}")
+    return reports
+
+
+def _reporting(index: int, target: Callable[..., dict], args: tuple, barrier, results) -> None:
+    """Run ``target`` in a child process; put its report, or its error, tagged with ``index``."""
+    try:
+        report = target(*args, barrier)
+    except Exception as error:
+        barrier.abort()  # rather than leave the parent waiting
+        report = {"error": repr(error)}
+    results.put({**report, "index": index})
+
+
+def _summarize(reports: list[dict]) -> dict:
+    started = min(report["started"] for report in reports)
+    return {
+        "seconds": max(report["ended"] for report in reports) - started,
+        "readings": sum(report["readings"] for report in reports),
+        "batches": [report["batches"] for report in reports],
+        "failures": sum(report.get("failures", 0) for report in reports),
+        "failure_sample": next((r["failure_sample"] for r in reports if r.get("failure_sample")), None),
+    }
+
+
+def _total(rounds: list[dict]) -> dict:
+    seconds = sum(r["seconds"] for r in rounds)
+    readings = sum(r["readings"] for r in rounds)
+    return {
+        "seconds": seconds,
+        "readings": readings,
+        "readings_per_second": readings / seconds,
+        "per_round_per_second": [round(r["readings"] / r["seconds"]) for r in rounds],
+        "batches_per_process_per_round": [r["batches"] for r in rounds],
+    }
+
+
+def _post_batches(
+    url: str, plan: list[tuple[str, int]], start_epoch: int, warmup: int, seconds: float, barrier
+) -> dict:
+    """Post the batches of ``plan`` (token, batch number): ``warmup`` of them, then more until time is up."""
+    bodies = [(token, _batch_json(start_epoch, number)) for token, number in plan]
+    session = requests.Session()
+
+    def post(token: str, body: bytes) -> str | None:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        response = session.post(url, data=body, headers=headers, timeout=120)
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}: {response.text[:300]}"
+        answer = response.json()
+        if answer["accepted"] != BATCH_SIZE:
+            return json.dumps(answer)[:300]
+        return None
+
+    barrier.wait()
+    warmup_failures = [error for token, body in bodies[:warmup] if (error := post(token, body))]
+    barrier.wait()
+    started = time.monotonic()
+    deadline = started + seconds
+    batches = readings = failures = 0
+    sample = warmup_failures[0] if warmup_failures else None
+    for token, body in bodies[warmup:]:
+        if time.monotonic() >= deadline:
+            break
+        error = post(token, body)
+        batches += 1
+        if error:
+            failures += 1
+            sample = sample or error
+        else:
+            readings += BATCH_SIZE
+    return {
+        "started": started,
+        "ended": time.monotonic(),
+        "batches": batches,
+        "readings": readings,
+        "failures": failures + len(warmup_failures),
+        "failure_sample": sample,
+    }
+
+
+def _copy_batches(plan: list[tuple[int, int]], start_epoch: int, warmup: int, barrier) -> dict:
+    """COPY the rows of ``plan`` (meter id, batch number), one committed COPY per batch; time all but ``warmup``."""
+    received = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    texts = [_batch_copy_text(meter_id, start_epoch, number, received) for meter_id, number in plan]
+    statement = f"COPY {COPY_TABLE} (meter_id, timestamp, energy_kwh, received_at) FROM STDIN"
+    with psycopg.connect(DATABASE_URL) as connection:
+
+        def copy(text: bytes) -> None:
+            with connection.cursor() as cursor, cursor.copy(statement) as stream:
+                stream.write(text)
+            connection.commit()
+
+        barrier.wait()
+        for text in texts[:warmup]:
+            copy(text)
+        barrier.wait()
+        started = time.monotonic()
+        for text in texts[warmup:]:
+            copy(text)
+        ended = time.monotonic()
+    batches = len(texts) - warmup
+    return {"started": started, "ended": ended, "batches": batches, "readings": batches * BATCH_SIZE}
+
+
+# --- In-process: queries and profile --------------------------------------------------------------
+
+
+class _Probe:
+    """Posts in-order readings for one meter through the Django test client."""
+
+    def __init__(self, token: str, start_epoch: int, first_step: int = 0) -> None:
+        from django.test import Client
+
+        self.client = Client(headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"})
+        self.start_epoch = start_epoch
+        self.step = first_step
+
+    def reading(self, step: int) -> dict:
+        timestamp = datetime.fromtimestamp(self.start_epoch + 60 * step, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"timestamp": timestamp, "energy_kwh": _register(step)}
+
+    def post(self, count: int = 1) -> None:
+        items = [self.reading(step) for step in range(self.step, self.step + count)]
+        self.step += count
+        body = items[0] if count == 1 else {"readings": items}
+        response = self.client.post("/api/v1/readings", json.dumps(body), content_type="application/json")
+        if response.status_code != 200 or response.json()["accepted"] != count:
+            raise RuntimeError(f"in-process ingest failed: {response.status_code} {response.content[:300]!r}")
+
+
+def _count_queries(token: str, start_epoch: int) -> dict:
+    """Statements (BEGIN and COMMIT included) and Redis commands of the usual single-reading request.
+
+    That is the third reading of a meter, within the hour of the second, so the hour's usage line
+    already exists. Under gunicorn, CONN_HEALTH_CHECKS adds a ``SELECT 1`` to each request.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # Minute 10 of an hour: the next two readings stay in that hour.
+    probe = _Probe(token, start_epoch, first_step=(600 - start_epoch) // 60 % 60)
+    probe.post()  # the meter's first reading: no previous one, no usage yet
+    probe.post()  # creates the hour's usage line
+    with CaptureQueriesContext(connection) as single, _RedisCommands() as single_redis:
+        probe.post()
+    with CaptureQueriesContext(connection) as batch, _RedisCommands() as batch_redis:
+        probe.post(BATCH_SIZE)
+    return {
+        "single_reading_request": len(single),
+        "single_reading_redis_commands": single_redis.commands,
+        "batch_request": len(batch),
+        "batch_redis_commands": batch_redis.commands,
+        "single_reading_sql": [query["sql"][:400] for query in single.captured_queries],
+    }
+
+
+class _RedisCommands:
+    """Records the Redis commands this process sends while active."""
+
+    def __enter__(self) -> _RedisCommands:
+        from redis.client import Redis
+
+        self.commands: list[str] = []
+        self._original = original = Redis.execute_command
+
+        def counting(client, *args, **options):
+            self.commands.append(str(args[0]))
+            return original(client, *args, **options)
+
+        Redis.execute_command = counting
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        from redis.client import Redis
+
+        Redis.execute_command = self._original
+
+
+def _profile(token: str, start_epoch: int, requests_count: int = 500) -> None:
+    probe = _Probe(token, start_epoch, first_step=10_000)  # after the readings _count_queries posted
+    probe.post()
+    for label, count, size in (("single-reading", requests_count, 1), ("1,000-reading batch", 20, BATCH_SIZE)):
+        profiler = cProfile.Profile()
+        began = time.perf_counter()
+        profiler.enable()
+        for _ in range(count):
+            probe.post(size)
+        profiler.disable()
+        elapsed = time.perf_counter() - began
+        OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+        dump = OUTPUT_DIR / f"ingest-{'single' if size == 1 else 'batch'}.prof"
+        profiler.dump_stats(dump)
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        print(f"\n=== profile: {count} {label} requests in-process, {elapsed / count * 1000:.2f} ms each ({dump})")
+        print(out.getvalue())
