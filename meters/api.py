@@ -7,13 +7,13 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from meters import ratelimit
-from meters.ingest import ingest_readings
+from meters.ingest import ingest_locked
 from meters.models import Meter
 from meters.schema import parse_items
 
@@ -31,11 +31,9 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _authenticate(request: HttpRequest) -> Meter | None:
+def _token(request: HttpRequest) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return Meter.for_token(token.strip())
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _read_items(request: HttpRequest) -> list | JsonResponse:
@@ -66,22 +64,29 @@ def _read_items(request: HttpRequest) -> list | JsonResponse:
 def readings(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         return error(405, "use POST", Allow="POST")
-    meter = _authenticate(request)
+    try:
+        with transaction.atomic():
+            return _receive(request, _token(request), timezone.now())
+    except DatabaseError:
+        # Nothing was committed; the meter keeps its readings and sends them again.
+        log.exception("ingest_failed")
+        return error(503, "temporarily unable to store readings, retry later", Retry_After="30")
+
+
+def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
+    """Authenticate, charge the meter's budget, read the body, ingest: all under the meter's lock."""
+    meter = Meter.for_token(token, lock=True) if token else None
     if meter is None:
         return error(401, "missing or invalid meter token", WWW_Authenticate='Bearer realm="meters"')
-    wait = ratelimit.retry_after(meter.pk)
+    wait = ratelimit.charge(meter, now)
     if wait is not None:
         return error(429, "too many requests for this meter", Retry_After=str(wait))
     items = _read_items(request)
     if isinstance(items, JsonResponse):
+        meter.save_contact(now)
         return items
     valid, rejected = parse_items(items)
-    try:
-        outcome = ingest_readings(meter.pk, valid, timezone.now())
-    except DatabaseError:
-        # Nothing was committed; the meter keeps its readings and sends them again.
-        log.exception("ingest_failed meter=%s", meter.pk)
-        return error(503, "temporarily unable to store readings, retry later", Retry_After="30")
+    outcome = ingest_locked(meter, valid, now)
     outcome.rejected.extend(rejected)
     if outcome.rejected:
         log.info(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -23,6 +23,7 @@ from meters.usage import record_energy
 log = logging.getLogger(__name__)
 _HOUR_SECONDS = Decimal(3600)
 _KWH = Decimal("0.001")
+_COPY_FROM = 50  # readings; below this a plain INSERT is as fast
 
 
 @dataclass
@@ -40,13 +41,21 @@ class Outcome:
 
 
 def ingest_readings(meter_id: int, items: list[tuple[int, ReadingIn]], now: datetime) -> Outcome:
+    """Lock the meter and ingest ``items`` for it (for callers that hold no lock, e.g. seed_demo)."""
+    with transaction.atomic():
+        return ingest_locked(Meter.locked(meter_id), items, now)
+
+
+def ingest_locked(meter: Meter, items: list[tuple[int, ReadingIn]], now: datetime) -> Outcome:
     """Judge each reading against the meter's others, store the good ones, update usage.
 
-    Steps, holding the meter's row lock so one meter's requests never interleave:
+    The caller holds the meter's row lock in a transaction, so one meter's requests never
+    interleave. Steps:
     1. load the stored readings around the batch (one query, or none for an in-order append);
     2. per reading, in time order: duplicate, conflict, future, implausible power, or accepted;
     3. insert accepted readings and any register resets as events staff can see;
-    4. add the energy the new intervals imply, minus the intervals they split, to hourly usage.
+    4. add the energy the new intervals imply, minus the intervals they split, to hourly usage;
+    5. save the meter's last contact, request budget and latest reading.
     """
     outcome = Outcome()
     candidates = []
@@ -59,17 +68,15 @@ def ingest_readings(meter_id: int, items: list[tuple[int, ReadingIn]], now: date
             candidates.append((timestamp, index, reading.energy_kwh.quantize(_KWH)))
     candidates.sort()
 
-    with transaction.atomic():
-        meter = Meter.objects.select_for_update().select_related("household").get(pk=meter_id)
-        seen = {"last_seen_at": now}
-        if candidates:
-            before = _stored_window(meter, candidates[0][0], candidates[-1][0])
-            after = _judge(meter, before, candidates, outcome)
-            if len(after) > len(before):
-                _store(meter, before, after, now)
-                if meter.last_reading_at is None or after[-1][0] > meter.last_reading_at:
-                    seen.update(last_reading_at=after[-1][0], last_register_kwh=after[-1][1])
-        Meter.objects.filter(pk=meter.pk).update(**seen)
+    latest = {}
+    if candidates:
+        before = _stored_window(meter, candidates[0][0], candidates[-1][0])
+        after = _judge(meter, before, candidates, outcome)
+        if len(after) > len(before):
+            _store(meter, before, after, now)
+            if meter.last_reading_at is None or after[-1][0] > meter.last_reading_at:
+                latest = {"last_reading_at": after[-1][0], "last_register_kwh": after[-1][1]}
+    meter.save_contact(now, **latest)
     return outcome
 
 
@@ -132,9 +139,7 @@ def _implausible(meter: Meter, t0: datetime, r0: Decimal, t1: datetime, r1: Deci
 def _store(meter: Meter, before: list[Point], after: list[Point], now: datetime) -> None:
     stored = {timestamp for timestamp, _ in before}
     new = [(timestamp, kwh) for timestamp, kwh in after if timestamp not in stored]
-    Reading.objects.bulk_create(
-        Reading(meter=meter, timestamp=timestamp, energy_kwh=kwh, received_at=now) for timestamp, kwh in new
-    )
+    _insert_readings(meter, new, now)
     resets = [
         MeterEvent(meter=meter, kind=MeterEvent.Kind.RESET, timestamp=t1, previous_kwh=r0, new_kwh=r1)
         for (t0, r0), (t1, r1) in itertools.pairwise(after)
@@ -150,3 +155,21 @@ def _store(meter: Meter, before: list[Point], after: list[Point], now: datetime)
         floor_hour(after[0][0]),
         ceil_hour(after[-1][0]),
     )
+
+
+def _insert_readings(meter: Meter, points: list[Point], now: datetime) -> None:
+    if connection.vendor == "postgresql" and len(points) >= _COPY_FROM:
+        # COPY costs a quarter of what the ORM's INSERT does for a batch (building 1,000 model
+        # objects and SQL text); the readings were judged under the meter lock, and the unique
+        # constraint still stands behind it.
+        columns = "meter_id, timestamp, energy_kwh, received_at"
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {Reading._meta.db_table} ({columns}) FROM STDIN") as copy,
+        ):
+            for timestamp, kwh in points:
+                copy.write_row((meter.pk, timestamp, kwh, now))
+    else:
+        Reading.objects.bulk_create(
+            Reading(meter=meter, timestamp=timestamp, energy_kwh=kwh, received_at=now) for timestamp, kwh in points
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -36,6 +37,8 @@ def hash_token(token: str) -> str:
 class Tariff(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    # Changes whenever one of its versions does: ingest caches versions per process under it.
+    revision = models.UUIDField(default=uuid.uuid4, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -85,6 +88,21 @@ class TariffVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tariff} from {self.valid_from:%Y-%m-%d %H:%M} UTC ({self.get_kind_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        self._new_tariff_revision()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        self._new_tariff_revision()
+        return result
+
+    def _new_tariff_revision(self) -> None:
+        revision = uuid.uuid4()
+        Tariff.objects.filter(pk=self.tariff_id).update(revision=revision)
+        if TariffVersion.tariff.is_cached(self):
+            self.tariff.revision = revision
 
     def clean(self) -> None:
         from meters.pricing import parse_bands
@@ -148,6 +166,9 @@ class Meter(models.Model):
     last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_register_kwh = models.DecimalField(max_digits=15, decimal_places=3, null=True, blank=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Last accepted request.")
+    # The per-meter request budget lives on the row ingest locks anyway: no extra round trip.
+    rate_window = models.PositiveBigIntegerField(default=0, editable=False)
+    rate_count = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -164,10 +185,26 @@ class Meter(models.Model):
         return token
 
     @classmethod
-    def for_token(cls, token: str) -> Meter | None:
+    def for_token(cls, token: str, *, lock: bool = False) -> Meter | None:
+        """The active meter with this token, with its household and tariff; locked if asked (in a transaction)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        return cls.objects.filter(token_hash=hash_token(token), is_active=True).select_related("household").first()
+        meters = cls.objects.filter(token_hash=hash_token(token), is_active=True)
+        if lock:
+            # OF self: lock the meter only, never the household or the tariff every meter shares.
+            meters = meters.select_for_update(of=("self",))
+        return meters.select_related("household__tariff").first()
+
+    @classmethod
+    def locked(cls, pk: int) -> Meter:
+        return cls.objects.select_for_update(of=("self",)).select_related("household__tariff").get(pk=pk)
+
+    def save_contact(self, now, **fields) -> None:
+        """Store that the meter was heard from, with its request budget and any other changed fields."""
+        self.last_seen_at = now
+        Meter.objects.filter(pk=self.pk).update(
+            last_seen_at=now, rate_window=self.rate_window, rate_count=self.rate_count, **fields
+        )
 
 
 class Reading(models.Model):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from meters.models import DynamicPrice, TariffVersion
+from meters.models import DynamicPrice, Tariff, TariffVersion
 from meters.money import EUR_PLACES, round_eur
 from meters.timeutil import HOUR, local_day_bounds, zone
 
@@ -77,22 +78,32 @@ def parse_bands(raw: object) -> list[Band]:
     return bands
 
 
-class TariffSchedule:
-    """The versions of one tariff in force over [start, end), loaded in at most two queries."""
+# Versions per tariff, valid while the tariff's revision is unchanged. Per process, small (one
+# entry per tariff), and exact: the revision is read in the same query that locks the meter.
+_versions: dict[tuple[int, uuid.UUID], tuple[list[TariffVersion], dict[int, list[Band]]]] = {}
 
-    def __init__(self, tariff_id: int, tz_name: str, start: datetime, end: datetime) -> None:
+
+def _tariff_versions(tariff: Tariff) -> tuple[list[TariffVersion], dict[int, list[Band]]]:
+    key = (tariff.pk, tariff.revision)
+    if key not in _versions:
+        versions = list(TariffVersion.objects.filter(tariff_id=tariff.pk).order_by("valid_from"))
+        bands = {v.pk: parse_bands(v.bands) for v in versions if v.kind == TariffVersion.Kind.TIME_OF_USE}
+        if len(_versions) > 1000:
+            _versions.clear()
+        _versions[key] = (versions, bands)
+    return _versions[key]
+
+
+class TariffSchedule:
+    """The versions of one tariff in force over [start, end): cached, plus one query for dynamic prices."""
+
+    def __init__(self, tariff: Tariff, tz_name: str, start: datetime, end: datetime) -> None:
         self.tz_name = tz_name
-        # Every version starting before `end`, newest first, down to the one in force at `start`.
-        versions = []
-        for version in TariffVersion.objects.filter(tariff_id=tariff_id, valid_from__lt=end).order_by("-valid_from"):
-            versions.append(version)
-            if version.valid_from <= start:
-                break
-        versions.reverse()
-        self._versions = versions
-        self._starts = [v.valid_from for v in versions]
-        self._bands = {v.pk: parse_bands(v.bands) for v in versions if v.kind == TariffVersion.Kind.TIME_OF_USE}
-        dynamic = [v.pk for v in versions if v.kind == TariffVersion.Kind.DYNAMIC]
+        self._versions, self._bands = _tariff_versions(tariff)
+        self._starts = [v.valid_from for v in self._versions]
+        first = max(0, bisect.bisect_right(self._starts, start) - 1)
+        last = bisect.bisect_left(self._starts, end)
+        dynamic = [v.pk for v in self._versions[first:last] if v.kind == TariffVersion.Kind.DYNAMIC]
         self._prices: dict[tuple[int, datetime], Decimal] = {}
         if dynamic:
             prices = DynamicPrice.objects.filter(version_id__in=dynamic, hour_start__gte=start, hour_start__lt=end)

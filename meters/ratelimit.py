@@ -1,28 +1,27 @@
-"""A per-meter request budget, counted in the shared cache (Redis in production)."""
+"""A per-meter request budget, counted on the meter's row under the lock ingest holds anyway."""
 
 from __future__ import annotations
 
-import time
+import math
+from datetime import datetime
 
 from django.conf import settings
-from django.core.cache import cache
+
+from meters.models import Meter
 
 WINDOW_SECONDS = 60
 
 
-def retry_after(meter_id: int) -> int | None:
-    """Count one request; return seconds to wait when the meter is over its budget, else None."""
-    now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    key = f"ingest-rate:{meter_id}:{window}"
-    if cache.add(key, 1, timeout=WINDOW_SECONDS + 5):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=WINDOW_SECONDS + 5)
-            count = 1
-    if count <= settings.INGEST_RATE_LIMIT_PER_MINUTE:
-        return None
-    return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+def charge(meter: Meter, now: datetime) -> int | None:
+    """Count one request on the (locked) meter; return seconds to wait when over budget, else None.
+
+    The count is saved with the meter's next ``save_contact``; a refused request is not counted.
+    """
+    moment = now.timestamp()
+    window = int(moment // WINDOW_SECONDS)
+    if meter.rate_window != window:
+        meter.rate_window, meter.rate_count = window, 0
+    if meter.rate_count >= settings.INGEST_RATE_LIMIT_PER_MINUTE:
+        return max(1, math.ceil((window + 1) * WINDOW_SECONDS - moment))
+    meter.rate_count += 1
+    return None

@@ -29,7 +29,7 @@ def record_energy(
         start, end = min(start, min(delta)), max(end, max(delta) + HOUR)
     if start >= end:
         return
-    schedule = TariffSchedule(household.tariff_id, household.timezone, start, end)
+    schedule = TariffSchedule(household.tariff, household.timezone, start, end)
     lines = HourlyUsage.objects.filter(household=household, hour_start__gte=start, hour_start__lt=end).filter(
         Q(meter=meter) | Q(kind=HourlyUsage.Kind.STANDING)
     )
@@ -105,13 +105,13 @@ def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
         meters = Meter.objects.select_for_update().filter(pk__in=waiting.values("meter_id")).order_by("pk")
         list(meters.values_list("pk", flat=True))
         by_household: defaultdict[int, list[HourlyUsage]] = defaultdict(list)
-        for line in waiting.select_related("household"):
+        for line in waiting.select_related("household__tariff"):
             by_household[line.household_id].append(line)
         priced = []
         for household_lines in by_household.values():
             household = household_lines[0].household
             hours = [line.hour_start for line in household_lines]
-            schedule = TariffSchedule(household.tariff_id, household.timezone, min(hours), max(hours) + HOUR)
+            schedule = TariffSchedule(household.tariff, household.timezone, min(hours), max(hours) + HOUR)
             for line in household_lines:
                 version, rate = schedule.energy_rate(line.hour_start)
                 if rate is not None:

@@ -88,7 +88,7 @@ def dynamic_tariff(db) -> Tariff:
 
 
 def rate_at(tariff: Tariff, hour: datetime, tz_name: str = MADRID) -> Decimal | None:
-    return TariffSchedule(tariff.pk, tz_name, hour, hour + HOUR).energy_rate(hour)[1]
+    return TariffSchedule(tariff, tz_name, hour, hour + HOUR).energy_rate(hour)[1]
 
 
 def ingest(meter: Meter, *readings: tuple[datetime, str]) -> None:
@@ -165,7 +165,7 @@ def test_the_hour_before_a_new_version_is_priced_by_the_old_one_and_its_first_ho
     old = add_version(tariff, utc(2020, 1, 1, 0), kind=TariffVersion.Kind.FLAT, flat_rate=Decimal("0.2"))
     # Monday 2 February 2026 00:00 UTC is local 01:00, off-peak.
     new = add_version(tariff, utc(2026, 2, 2, 0), kind=TariffVersion.Kind.TIME_OF_USE, bands=PEAK_BANDS)
-    schedule = TariffSchedule(tariff.pk, MADRID, utc(2026, 2, 1, 20), utc(2026, 2, 2, 12))
+    schedule = TariffSchedule(tariff, MADRID, utc(2026, 2, 1, 20), utc(2026, 2, 2, 12))
 
     assert schedule.energy_rate(utc(2026, 2, 1, 23)) == (old, Decimal("0.200000"))
     assert schedule.energy_rate(utc(2026, 2, 2, 0)) == (new, OFF_PEAK)
@@ -173,7 +173,7 @@ def test_the_hour_before_a_new_version_is_priced_by_the_old_one_and_its_first_ho
 
 
 def test_an_hour_before_the_first_version_has_no_price(peak_tariff):
-    schedule = TariffSchedule(peak_tariff.pk, MADRID, utc(2019, 12, 31, 22), utc(2020, 1, 1, 2))
+    schedule = TariffSchedule(peak_tariff, MADRID, utc(2019, 12, 31, 22), utc(2020, 1, 1, 2))
 
     assert schedule.energy_rate(utc(2019, 12, 31, 23)) == (None, None)
     assert schedule.standing_charge(utc(2019, 12, 31, 23)) == (None, Decimal("0"))
@@ -238,7 +238,7 @@ def test_a_local_days_standing_charge_lines_add_up_to_exactly_the_daily_charge(
     ],
 )
 def test_standing_charge_shares_of_a_dst_day_add_up_exactly(peak_tariff, day_start, hours):
-    schedule = TariffSchedule(peak_tariff.pk, MADRID, day_start - 2 * HOUR, day_start + (hours + 2) * HOUR)
+    schedule = TariffSchedule(peak_tariff, MADRID, day_start - 2 * HOUR, day_start + (hours + 2) * HOUR)
 
     shares = [schedule.standing_charge(day_start + i * HOUR)[1] for i in range(hours)]
 
@@ -249,7 +249,7 @@ def test_standing_charge_shares_of_a_dst_day_add_up_exactly(peak_tariff, day_sta
 
 def test_the_repeated_local_hour_02_on_25_october_is_priced_by_local_hour_2_both_times(by_hour_tariff):
     day_start = utc(2026, 10, 24, 22)  # local 00:00 CEST
-    schedule = TariffSchedule(by_hour_tariff.pk, MADRID, day_start, day_start + 25 * HOUR)
+    schedule = TariffSchedule(by_hour_tariff, MADRID, day_start, day_start + 25 * HOUR)
 
     rates = [schedule.energy_rate(day_start + i * HOUR)[1] for i in range(25)]
 
@@ -260,7 +260,7 @@ def test_the_repeated_local_hour_02_on_25_october_is_priced_by_local_hour_2_both
 
 def test_the_missing_local_hour_02_on_29_march_is_never_priced(by_hour_tariff):
     day_start = utc(2026, 3, 28, 23)  # local 00:00 CET
-    schedule = TariffSchedule(by_hour_tariff.pk, MADRID, day_start, day_start + 23 * HOUR)
+    schedule = TariffSchedule(by_hour_tariff, MADRID, day_start, day_start + 23 * HOUR)
 
     rates = [schedule.energy_rate(day_start + i * HOUR)[1] for i in range(23)]
 
