@@ -6,8 +6,9 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from meters.models import HourlyUsage, Household, Meter
 from meters.money import cost_of
@@ -59,11 +60,27 @@ def record_energy(
                     )
                 )
     if changed:
-        HourlyUsage.objects.bulk_update(changed, ["kwh", "tariff_version", "rate", "cost_eur"])
+        _update_lines(changed)
     if created:
         # Two meters of one household may accrue the same standing hour at once: the unique
         # constraint keeps one, the other insert is skipped.
         HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)
+
+
+def _update_lines(lines: list[HourlyUsage]) -> None:
+    # One plain UPDATE per line, sent together: the ORM's bulk_update builds a CASE expression per
+    # column, which costs more than the rest of a single-reading ingest. Only open lines get here.
+    table = HourlyUsage._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, updated_at = %s "  # noqa: S608
+            "WHERE id = %s AND settled_at IS NULL",
+            [(line.kwh, line.tariff_version_id, line.rate, line.cost_eur, now, line.pk) for line in lines],
+        )
+        if cursor.rowcount != len(lines):
+            # Lock order makes this impossible; if it ever happens, roll back rather than lose energy.
+            raise DatabaseError(f"{len(lines) - cursor.rowcount} usage lines were settled while being updated")
 
 
 def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage, bool]:
