@@ -7,12 +7,15 @@ DEBUG=false, SECRET_KEY, DATABASE_URL and CELERY_BROKER_URL. See README.md for t
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from energypay.env import (
     env_bool,
+    env_choice,
+    env_decimal,
     env_database,
     env_int,
     env_list,
@@ -120,6 +123,27 @@ INGEST_MAX_READINGS = 1000
 INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_FUTURE_TOLERANCE = timedelta(minutes=5)
 INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+
+# --- Payments (shared/DESIGN.md, "Settlement", "BSV networks", "Prices") ---
+BSV_NETWORK = env_choice("BSV_NETWORK", "local", ("local", "regtest", "testnet", "mainnet"))
+# An extended private key (tprv... for local/regtest/testnet, xprv... for mainnet). Every household
+# key derives from it; none is stored. Without it, DEBUG on a local or regtest network makes a random
+# one in var/ (never in the repository); anywhere else the server refuses to start.
+WALLET_MASTER_KEY = env_str("WALLET_MASTER_KEY")
+if not WALLET_MASTER_KEY and not (DEBUG and BSV_NETWORK in {"local", "regtest"}):
+    raise ImproperlyConfigured("WALLET_MASTER_KEY must be set unless DEBUG is on with BSV_NETWORK local or regtest.")
+WALLET_DEV_KEY_FILE = VAR_DIR / "dev-wallet-master.key"
+UTILITY_ADDRESS = env_str("UTILITY_ADDRESS")
+if not UTILITY_ADDRESS and BSV_NETWORK in {"testnet", "mainnet"}:
+    raise ImproperlyConfigured("UTILITY_ADDRESS must be set for testnet and mainnet.")
+PRICE_SOURCE = env_choice(
+    "PRICE_SOURCE", "fixed" if BSV_NETWORK in {"local", "regtest"} else "coingecko", ("fixed", "coingecko")
+)
+BSV_EUR_PRICE = env_decimal("BSV_EUR_PRICE", Decimal("30.00"), positive=True)
+COINGECKO_API_KEY = env_str("COINGECKO_API_KEY")
+PRICE_MAX_AGE = timedelta(seconds=env_int("PRICE_MAX_AGE", 900, minimum=60))
+SETTLEMENT_GRACE_MINUTES = env_int("SETTLEMENT_GRACE_MINUTES", 5, minimum=0)
+FEE_SATS_PER_KB = env_int("FEE_SATS_PER_KB", 100, minimum=1)
 
 # --- Celery ---
 # The default broker keeps messages in files under var/: web, worker and beat on one machine

@@ -1,1 +1,178 @@
-"""Models arrive with their issue; the app exists so the layout is fixed from the start."""
+"""Wallets, coins, prices and settlements; plus the local ledger's own tables.
+
+Lock order, extending meters/models.py: the Wallet row first, then the household's Meter rows,
+then usage lines and coins. Ingest never takes a wallet lock, so the two never wait on each other
+in a circle.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from meters.models import HourlyUsage, Household
+
+
+class Wallet(models.Model):
+    """A household's custodial wallet. Its key derives from WALLET_MASTER_KEY and is never stored."""
+
+    household = models.OneToOneField(Household, on_delete=models.PROTECT, related_name="wallet")
+    derivation_index = models.PositiveIntegerField(unique=True, help_text="m/44'/236'/0'/0/<index>")
+    address = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["household"]
+
+    def __str__(self) -> str:
+        return f"{self.household}: {self.address}"
+
+
+class Utxo(models.Model):
+    """A coin the wallet can spend, with the raw transaction that made it (signing needs it)."""
+
+    class State(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        RESERVED = "reserved", "Reserved by a settlement"
+        SPENT = "spent", "Spent"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="utxos")
+    txid = models.CharField(max_length=64)
+    vout = models.PositiveIntegerField()
+    satoshis = models.PositiveBigIntegerField()
+    raw_parent = models.TextField(help_text="Hex of the transaction that created this output.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.AVAILABLE)
+    confirmed = models.BooleanField(default=False)
+    reserved_by = models.ForeignKey(
+        "Settlement", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["wallet", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["txid", "vout"], name="utxo_unique_outpoint"),
+            models.CheckConstraint(
+                condition=Q(state="available", reserved_by__isnull=True) | ~Q(state="available"),
+                name="utxo_available_is_unreserved",
+            ),
+        ]
+        indexes = [models.Index(fields=["wallet", "state"], name="utxo_wallet_state")]
+
+    def __str__(self) -> str:
+        return f"{self.txid}:{self.vout} {self.satoshis} sat ({self.state})"
+
+
+class PriceQuote(models.Model):
+    source = models.CharField(max_length=20)
+    bsv_eur = models.DecimalField("BSV/EUR", max_digits=18, decimal_places=8)
+    fetched_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-fetched_at"]
+
+    def __str__(self) -> str:
+        return f"{self.bsv_eur} EUR/BSV from {self.source} at {self.fetched_at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+class Settlement(models.Model):
+    """One payment from a household's wallet to the utility for its unsettled usage lines."""
+
+    class State(models.TextChoices):
+        SIGNED = "signed", "Signed"
+        BROADCAST = "broadcast", "Broadcast"
+        SEEN = "seen", "Seen on the network"
+        CONFIRMED = "confirmed", "Confirmed"
+        REJECTED = "rejected", "Rejected"
+        DOUBLE_SPEND = "double_spend", "Double spend"
+
+    PENDING = (State.SIGNED, State.BROADCAST, State.SEEN)
+    FAILED = (State.REJECTED, State.DOUBLE_SPEND)
+
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="settlements")
+    period_start = models.DateTimeField(help_text="First hour paid (UTC).")
+    period_end = models.DateTimeField(help_text="End of the last closed hour this run settled (UTC).")
+    kwh = models.DecimalField(max_digits=15, decimal_places=6)
+    eur = models.DecimalField(max_digits=15, decimal_places=6)
+    quote = models.ForeignKey(PriceQuote, on_delete=models.PROTECT, related_name="settlements")
+    satoshis = models.PositiveBigIntegerField()
+    fee_satoshis = models.PositiveBigIntegerField()
+    txid = models.CharField(max_length=64, unique=True)
+    raw_tx = models.TextField()
+    state = models.CharField(max_length=15, choices=State.choices, default=State.SIGNED)
+    detail = models.TextField(blank=True, help_text="What the network last said.")
+    broadcast_attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "updated_at"], name="settlement_state")]
+
+    def __str__(self) -> str:
+        return f"{self.household} {self.eur} EUR / {self.satoshis} sat ({self.state})"
+
+
+class SettlementLine(models.Model):
+    """A usage line a settlement pays. A line is in at most one live settlement, ever."""
+
+    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="lines")
+    usage = models.ForeignKey(HourlyUsage, on_delete=models.PROTECT, related_name="settlement_lines")
+    eur = models.DecimalField(max_digits=15, decimal_places=6)
+    released = models.BooleanField(default=False, help_text="The settlement failed; the line was paid later.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["usage"], condition=Q(released=False), name="usage_paid_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.settlement_id}: usage {self.usage_id} {self.eur} EUR"
+
+
+# --- The local ledger (BSV_NETWORK=local): what a node would hold, in our database. ---
+
+
+class LedgerBlock(models.Model):
+    height = models.PositiveIntegerField(unique=True)
+    mined_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-height"]
+
+    def __str__(self) -> str:
+        return f"block {self.height}"
+
+
+class LedgerTransaction(models.Model):
+    txid = models.CharField(max_length=64, unique=True)
+    raw = models.TextField()
+    fee = models.BigIntegerField(default=0)
+    is_faucet = models.BooleanField(default=False)
+    block = models.ForeignKey(LedgerBlock, on_delete=models.PROTECT, null=True, blank=True, related_name="txs")
+    accepted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-accepted_at"]
+
+    def __str__(self) -> str:
+        return self.txid
+
+
+class LedgerOutput(models.Model):
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="outputs")
+    vout = models.PositiveIntegerField()
+    satoshis = models.PositiveBigIntegerField()
+    locking_script = models.TextField(help_text="Hex.")
+    address = models.CharField(max_length=64, blank=True, db_index=True)
+    spent_by = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="spends"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["transaction", "vout"], name="ledger_output_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id}:{self.vout} {self.satoshis} sat"

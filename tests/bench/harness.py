@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from bsv.constants import Network
+from bsv.hd.bip32 import master_xprv_from_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = ROOT / "var" / "bench"
@@ -38,6 +41,8 @@ ENVIRONMENT = {
     "ALLOWED_HOSTS": "127.0.0.1",
     # The production default (60 a minute per meter) would answer 429 to almost every request.
     "INGEST_RATE_LIMIT_PER_MINUTE": "100000000",
+    # DEBUG off needs a wallet key: a throwaway one per run, never written down.
+    "WALLET_MASTER_KEY": str(master_xprv_from_seed(secrets.token_bytes(64), Network.TESTNET)),
 }
 
 

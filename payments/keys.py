@@ -1,0 +1,75 @@
+"""Household and utility keys, all derived from one master key (BIP32); none is ever stored.
+
+The web process only needs addresses; signing happens in the settlement worker. Paths follow
+shared/BSV_NOTES.md: households at m/44'/236'/0'/0/<index>, the utility's demo address (local and
+regtest only) at m/44'/236'/1'/0/0.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cache
+
+from bsv import PrivateKey
+from bsv.constants import Network
+from bsv.hd.bip32 import Xprv, ckd, master_xprv_from_seed
+from bsv.utils import validate_address
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+HOUSEHOLD_ACCOUNT = "m/44'/236'/0'"
+UTILITY_ACCOUNT = "m/44'/236'/1'"
+
+
+def address_network() -> Network:
+    return Network.MAINNET if settings.BSV_NETWORK == "mainnet" else Network.TESTNET
+
+
+@cache
+def _master() -> Xprv:
+    text = settings.WALLET_MASTER_KEY or _dev_master_key()
+    try:
+        master = Xprv(text)
+    except Exception:  # bsv-sdk raises several types; the message must not echo the key
+        raise ImproperlyConfigured("WALLET_MASTER_KEY is not a valid extended private key.") from None
+    if master.network != address_network():
+        raise ImproperlyConfigured(
+            f"WALLET_MASTER_KEY is a {master.network.value} key but BSV_NETWORK is {settings.BSV_NETWORK}."
+        )
+    return master
+
+
+def _dev_master_key() -> str:
+    """A random master key kept in var/ for DEBUG on local or regtest networks (settings enforce that)."""
+    path = settings.WALLET_DEV_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(master_xprv_from_seed(secrets.token_bytes(64), address_network()))
+        path.write_text(key)
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@cache
+def _household_account() -> Xprv:
+    return ckd(_master(), HOUSEHOLD_ACCOUNT)
+
+
+def household_address(index: int) -> str:
+    return ckd(_household_account().xpub(), f"./0/{index}").address()
+
+
+def household_key(index: int) -> PrivateKey:
+    return ckd(_household_account(), f"./0/{index}").private_key()
+
+
+@cache
+def utility_address() -> str:
+    address = settings.UTILITY_ADDRESS or ckd(_master(), f"{UTILITY_ACCOUNT}/0/0").address()
+    if not validate_address(address, address_network()):
+        raise ImproperlyConfigured(f"UTILITY_ADDRESS is not a {address_network().value} address.")
+    return address
+
+
+def is_valid_address(address: str) -> bool:
+    return validate_address(address, address_network())
