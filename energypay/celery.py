@@ -12,8 +12,4 @@ app = Celery("energypay")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.imports = ["energypay.tasks"]  # the project package is not an installed app
-
-# Periodic jobs. Each is idempotent, so an overlapping or repeated tick does no harm.
-app.conf.beat_schedule = {
-    "heartbeat": {"task": "energypay.tasks.heartbeat", "schedule": 60.0},
-}
+# The beat schedule is CELERY_BEAT_SCHEDULE in settings.py.

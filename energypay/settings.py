@@ -10,13 +10,14 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from energypay.env import (
     env_bool,
     env_choice,
-    env_decimal,
     env_database,
+    env_decimal,
     env_int,
     env_list,
     env_str,
@@ -166,6 +167,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Periodic jobs. Each is idempotent, so an overlapping or repeated tick does no harm.
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {"task": "energypay.tasks.heartbeat", "schedule": 60.0},
+    "refresh-price": {"task": "payments.tasks.refresh_price", "schedule": 120.0},
+    # HH:05 by default: the grace for late readings.
+    "settle-closed-hour": {
+        "task": "payments.tasks.settle_closed_hour",
+        "schedule": crontab(minute=SETTLEMENT_GRACE_MINUTES % 60),
+    },
+    "watch-settlements": {"task": "payments.tasks.watch_settlements", "schedule": 60.0},
+}
+if BSV_NETWORK == "local":
+    CELERY_BEAT_SCHEDULE["mine-block"] = {"task": "payments.tasks.mine_block", "schedule": 180.0}
 CELERY_TIMEZONE = "UTC"
 
 LOGGING = {

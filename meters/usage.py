@@ -136,3 +136,33 @@ def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
                     priced.append(line)
         HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur"])
     return len(priced)
+
+
+def reopen_lines(line_ids: list[int]) -> None:
+    """Make settled lines open again because the payment that claimed them failed.
+
+    The caller holds the lines' meter locks. If later energy already opened an adjustment line for
+    the same meter and hour, the two merge into the reopened line: at most one open line per hour.
+    """
+    lines = list(HourlyUsage.objects.filter(pk__in=line_ids, settled_at__isnull=False).order_by("seq"))
+    if not lines:
+        return
+    key = Q()
+    for line in lines:
+        key |= Q(household_id=line.household_id, meter_id=line.meter_id, kind=line.kind, hour_start=line.hour_start)
+    open_lines = {
+        (line.meter_id, line.kind, line.hour_start): line
+        for line in HourlyUsage.objects.filter(key, settled_at__isnull=True)
+    }
+    reopened, merged = [], []
+    for line in lines:
+        line.settled_at = None
+        later = open_lines.pop((line.meter_id, line.kind, line.hour_start), None)
+        if later is not None:
+            line.kwh += later.kwh
+            line.cost_eur = None if None in (line.cost_eur, later.cost_eur) else line.cost_eur + later.cost_eur
+            merged.append(later.pk)
+        reopened.append(line)
+    # Delete first: the reopened line would otherwise be a second open line for its hour.
+    HourlyUsage.objects.filter(pk__in=merged).delete()
+    HourlyUsage.objects.bulk_update(reopened, ["settled_at", "kwh", "cost_eur"])

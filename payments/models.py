@@ -98,7 +98,7 @@ class Settlement(models.Model):
     quote = models.ForeignKey(PriceQuote, on_delete=models.PROTECT, related_name="settlements")
     satoshis = models.PositiveBigIntegerField()
     fee_satoshis = models.PositiveBigIntegerField()
-    txid = models.CharField(max_length=64, unique=True)
+    txid = models.CharField(max_length=64)
     raw_tx = models.TextField()
     state = models.CharField(max_length=15, choices=State.choices, default=State.SIGNED)
     detail = models.TextField(blank=True, help_text="What the network last said.")
@@ -110,6 +110,13 @@ class Settlement(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "updated_at"], name="settlement_state")]
+        constraints = [
+            # Signing is deterministic: after a refusal, the same coins and amount sign the same
+            # transaction again. A txid is live in at most one settlement; failed ones stay as history.
+            models.UniqueConstraint(
+                fields=["txid"], condition=~Q(state__in=["rejected", "double_spend"]), name="settlement_live_txid"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.household} {self.eur} EUR / {self.satoshis} sat ({self.state})"

@@ -1,0 +1,91 @@
+"""Euros <-> satoshis, exactly. Framework-free: EUR amounts and prices are Decimal, satoshis are int.
+
+Rounding happens at defined points only: EUR -> satoshis rounds half up to whole satoshis (what a
+settlement pays), satoshis -> EUR rounds half up to 6 places (what a balance shows). Everything in
+between is exact: arithmetic runs in a local context that traps ``Inexact``, so a value too large
+for its precision raises instead of being rounded silently. Floats are refused, never converted;
+ints are exact and accepted.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from decimal import (
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DecimalException,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+
+SATS_PER_BSV = 100_000_000
+BSV_PLACES = Decimal("0.00000001")
+EUR_PLACES = Decimal("0.000001")  # the same micro-euros as meters.money.EUR_PLACES
+
+# Far more digits than any real amount needs (21e6 BSV is 2.1e15 sat; usage lines carry 15 digits);
+# the point is that nothing is ever rounded between the defined rounding points.
+_PRECISION = 100
+
+
+def _exact() -> AbstractContextManager[Context]:
+    return localcontext(
+        Context(prec=_PRECISION, rounding=ROUND_HALF_UP, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
+    )
+
+
+def _checked_decimal(name: str, value: Decimal | int, *, positive: bool) -> Decimal:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Decimal(value)  # exact, and sum(..., start=0) of no lines is an int 0
+    if not isinstance(value, Decimal):
+        # A float has already lost the exact value (0.1 is 0.1000000000000000055...).
+        raise TypeError(f"{name} must be a Decimal, not {type(value).__name__}.")
+    if not value.is_finite():
+        raise ValueError(f"{name} must be a finite number, not {value}.")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'zero or more'}, not {value}.")
+    return value
+
+
+def _check_sats(sats: int) -> None:
+    if not isinstance(sats, int) or isinstance(sats, bool):
+        raise TypeError(f"satoshis must be an int, not {type(sats).__name__}.")
+    if sats < 0:
+        raise ValueError(f"satoshis must be zero or more, not {sats}.")
+
+
+def eur_to_satoshis(eur: Decimal | int, bsv_eur: Decimal | int) -> int:
+    """The satoshis worth ``eur`` at ``bsv_eur`` EUR per BSV, rounded half up to a whole satoshi."""
+    eur = _checked_decimal("eur", eur, positive=False)
+    bsv_eur = _checked_decimal("bsv_eur", bsv_eur, positive=True)
+    try:
+        with _exact():
+            # An integer division with its remainder is exact, where eur * 1e8 / price is not
+            # (1/3 has no end): half up means "remainder at least half the divisor".
+            whole, remainder = divmod(eur * SATS_PER_BSV, bsv_eur)
+            return int(whole) + (1 if 2 * remainder >= bsv_eur else 0)
+    except DecimalException as exc:  # Inexact or DivisionImpossible: beyond _PRECISION digits
+        raise ValueError(f"EUR {eur} at {bsv_eur} EUR/BSV is out of range.") from exc
+
+
+def satoshis_to_eur(sats: int, bsv_eur: Decimal | int) -> Decimal:
+    """What ``sats`` are worth at ``bsv_eur`` EUR per BSV, rounded half up to 6 places (for display)."""
+    _check_sats(sats)
+    bsv_eur = _checked_decimal("bsv_eur", bsv_eur, positive=True)
+    try:
+        with _exact():
+            eur = sats * bsv_eur / SATS_PER_BSV  # dividing by 10^8 always terminates: exact
+        with localcontext(Context(prec=_PRECISION, traps=[InvalidOperation])):
+            return eur.quantize(EUR_PLACES, rounding=ROUND_HALF_UP)
+    except DecimalException as exc:
+        raise ValueError(f"{sats} sat at {bsv_eur} EUR/BSV is out of range.") from exc
+
+
+def sats_to_bsv(sats: int) -> Decimal:
+    """``sats`` in BSV, exactly, with all 8 places (50 -> Decimal("0.00000050"))."""
+    _check_sats(sats)
+    with _exact():
+        return (Decimal(sats) / SATS_PER_BSV).quantize(BSV_PLACES)

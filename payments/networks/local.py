@@ -1,0 +1,390 @@
+"""The local ledger (BSV_NETWORK=local): what a BSV node would hold, kept in our database.
+
+It accepts only what a node would accept (shared/DESIGN.md "BSV networks", shared/BSV_NOTES.md):
+known unspent inputs, every input script verified by bsv-sdk's interpreter, outputs not above
+inputs, no dust, a fee of at least FEE_SATS_PER_KB, and unconfirmed chains no longer than a node
+allows. Money enters only through the faucet (``fund``); blocks come from ``mine``.
+
+Rejection details borrow the node's reason strings (``txn-mempool-conflict``, ``missing inputs``,
+``too-long-mempool-chain``...) so logs read the same on every network.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+
+from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
+from bsv.base58 import base58check_encode
+from bsv.constants import NETWORK_ADDRESS_PREFIX_DICT
+from bsv.hash import hash256
+from bsv.script.spend import Spend
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from payments.keys import address_network, is_valid_address
+from payments.models import LedgerBlock, LedgerOutput, LedgerTransaction
+from payments.networks import Coin, Outcome, Reply
+
+log = logging.getLogger(__name__)
+
+# A node refuses a transaction that would make an unconfirmed chain longer than this, counting
+# the transaction itself (the 26th link is "too-long-mempool-chain", checked on a real node).
+MAX_UNCONFIRMED_CHAIN = 25
+MAX_MONEY = 21_000_000 * 100_000_000
+MAX_TX_BYTES = 10_000_000  # the node's default -maxtxsizepolicy since Genesis
+DUST_SATS = 1
+DATA_CARRIER = b"\x00\x6a"  # OP_FALSE OP_RETURN: provably unspendable, so 0 sat is allowed
+NULL_TXID = "00" * 32
+NULL_INDEX = 0xFFFFFFFF
+MINE_ATTEMPTS = 10
+
+
+class _Refused(Exception):
+    """A check failed; carries the reply the broadcaster gets."""
+
+    def __init__(self, outcome: Outcome, detail: str) -> None:
+        super().__init__(detail)
+        self.reply = Reply(outcome, detail)
+
+
+def _rejected(detail: str) -> _Refused:
+    return _Refused(Outcome.REJECTED, detail)
+
+
+class LocalLedger:
+    name = "local"
+
+    # --- The BsvNetwork interface ---
+
+    def broadcast(self, raw_hex: str) -> Reply:
+        """Accept ``raw_hex`` into the mempool if a node would.
+
+        1. parse it (malformed: REJECTED); a transaction we already hold: its status, unchanged;
+        2. structure: inputs and outputs present, no duplicate input, amounts in range, no dust;
+        3. inputs: every outpoint known (else REJECTED) and unspent (else DOUBLE_SPEND);
+        4. money: outputs not above inputs, fee at least FEE_SATS_PER_KB;
+        5. the unconfirmed chain stays within MAX_UNCONFIRMED_CHAIN;
+        6. every input script, with bsv-sdk's interpreter (the costly check, so last);
+        7. record it: claim the inputs with a conditional update (a concurrent spend loses),
+           insert the transaction and its outputs, all in one database transaction.
+        """
+        try:
+            raw, tx = _parse(raw_hex)
+            txid = hash256(raw)[::-1].hex()
+            known = self.status(txid)
+            if known.outcome != Outcome.UNKNOWN:
+                return known
+            _check_structure(tx)
+            spent = _load_inputs(tx)
+            fee = _check_money(tx, spent, len(raw))
+            _check_chain(spent)
+            _verify_scripts(tx, spent)
+            return self._accept(txid, raw, tx, fee, spent)
+        except _Refused as refused:
+            log.info("ledger_refused outcome=%s detail=%s", refused.reply.outcome, refused.reply.detail)
+            return refused.reply
+
+    def status(self, txid: str) -> Reply:
+        row = LedgerTransaction.objects.filter(txid=txid).select_related("block").only("block__height").first()
+        if row is None:
+            return Reply(Outcome.UNKNOWN, "not in the ledger")
+        if row.block is None:
+            return Reply(Outcome.ACCEPTED, "in the mempool")
+        return Reply(Outcome.CONFIRMED, f"in block {row.block.height}", _confirmations(row.block, _tip()))
+
+    def coins(self, address: str) -> list[Coin]:
+        outputs = (
+            LedgerOutput.objects.filter(address=address, spent_by__isnull=True)
+            .select_related("transaction__block")
+            .order_by("transaction_id", "vout")
+        )
+        tip = _tip()
+        return [
+            Coin(
+                txid=out.transaction.txid,
+                vout=out.vout,
+                satoshis=out.satoshis,
+                raw_parent=out.transaction.raw,
+                confirmations=_confirmations(out.transaction.block, tip),
+            )
+            for out in outputs
+        ]
+
+    # --- Local only: the faucet and the miner ---
+
+    def fund(self, address: str, satoshis: int) -> str:
+        """Pay ``satoshis`` to ``address`` out of thin air; returns the faucet transaction's txid.
+
+        The faucet transaction looks like a coinbase (one input with a null outpoint), so bsv-sdk
+        parses it and signs against it like any parent. Random bytes in its input script give
+        every faucet transaction its own txid, even for the same address and amount.
+        """
+        if not is_valid_address(address):
+            raise ValueError(f"{address!r} is not a {address_network().value} address.")
+        if not 0 < satoshis <= MAX_MONEY:
+            raise ValueError(f"Satoshis must be between 1 and {MAX_MONEY}, not {satoshis}.")
+        nonce = secrets.token_bytes(16)
+        tx = Transaction(
+            [
+                TransactionInput(
+                    source_txid=NULL_TXID,
+                    source_output_index=NULL_INDEX,
+                    unlocking_script=Script(bytes([len(nonce)]) + nonce),
+                )
+            ],
+            [TransactionOutput(P2PKH().lock(address), satoshis)],
+        )
+        raw = tx.serialize()
+        txid = hash256(raw)[::-1].hex()
+        with transaction.atomic():
+            _insert(txid, raw, tx.outputs, fee=0, is_faucet=True)
+        log.info("ledger_funded txid=%s address=%s satoshis=%d", txid, address, satoshis)
+        return txid
+
+    def mine(self) -> LedgerBlock:
+        """Put every unconfirmed transaction into a new block on top of the tip.
+
+        Two miners at once race for the same height; the unique height makes one of them fail
+        and build on the winner's block instead, so heights never repeat or skip. A block with
+        nothing to confirm is still a block: confirmations keep growing, as on a real chain.
+        """
+        for _ in range(MINE_ATTEMPTS):
+            try:
+                with transaction.atomic():
+                    block = LedgerBlock.objects.create(height=_tip() + 1, mined_at=timezone.now())
+                    count = LedgerTransaction.objects.filter(block__isnull=True).update(block=block)
+            except IntegrityError:
+                continue
+            log.info("ledger_mined height=%d transactions=%d", block.height, count)
+            return block
+        raise RuntimeError(f"Could not mine a block in {MINE_ATTEMPTS} attempts: too many concurrent miners.")
+
+    # --- Recording ---
+
+    def _accept(self, txid: str, raw: bytes, tx: Transaction, fee: int, spent: list[LedgerOutput]) -> Reply:
+        try:
+            with transaction.atomic():
+                row = _insert(txid, raw, tx.outputs, fee=fee, is_faucet=False)
+                # Conditional update: of two concurrent spends of one output, the second waits on the
+                # first's row lock, then finds spent_by set and claims fewer rows than it needs.
+                claimed = LedgerOutput.objects.filter(pk__in=[out.pk for out in spent], spent_by__isnull=True).update(
+                    spent_by=row
+                )
+                if claimed != len(spent):
+                    raise _Refused(Outcome.DOUBLE_SPEND, "")  # rolls back; the detail is found below
+        except IntegrityError:
+            # The same transaction, broadcast concurrently, was inserted first: report where it is.
+            known = self.status(txid)
+            if known.outcome == Outcome.UNKNOWN:
+                raise
+            return known
+        except _Refused:
+            # Another spend won the race; reload who spent what, in input order, to say which.
+            fresh = LedgerOutput.objects.only("spent_by_id").in_bulk([out.pk for out in spent])
+            return _conflict(tx, [fresh[out.pk] for out in spent]).reply
+        log.info("ledger_accepted txid=%s fee=%d", txid, fee)
+        return Reply(Outcome.ACCEPTED, "accepted into the mempool")
+
+
+def _insert(
+    txid: str, raw: bytes, outputs: Iterable[TransactionOutput], *, fee: int, is_faucet: bool
+) -> LedgerTransaction:
+    row = LedgerTransaction.objects.create(
+        txid=txid, raw=raw.hex(), fee=fee, is_faucet=is_faucet, accepted_at=timezone.now()
+    )
+    LedgerOutput.objects.bulk_create(
+        LedgerOutput(
+            transaction=row,
+            vout=vout,
+            satoshis=out.satoshis,
+            locking_script=out.locking_script.hex(),
+            address=_p2pkh_address(out.locking_script.serialize()),
+        )
+        for vout, out in enumerate(outputs)
+    )
+    return row
+
+
+# --- The checks, in the order broadcast() runs them ---
+
+
+def _parse(raw_hex: str) -> tuple[bytes, Transaction]:
+    if len(raw_hex) > 2 * MAX_TX_BYTES:
+        raise _rejected("tx-size: not a transaction of at most 10 MB in hex")
+    try:
+        raw = bytes.fromhex(raw_hex)
+        tx = Transaction.from_hex(raw)
+    except Exception:  # bsv-sdk raises several types on bad input; all mean "not a transaction"
+        tx = None
+    # bsv-sdk 2.4.0 ignores trailing bytes and reads a truncated locktime as 0, so a transaction
+    # is only well formed if it serializes back to exactly the bytes we were given (a node also
+    # refuses non-canonical encodings).
+    if tx is None or tx.serialize() != raw:
+        raise _rejected("malformed transaction: the hex does not decode to exactly one transaction")
+    return raw, tx
+
+
+def _check_structure(tx: Transaction) -> None:
+    if not tx.inputs:
+        raise _rejected("bad-txns-vin-empty: a transaction needs at least one input")
+    if not tx.outputs:
+        raise _rejected("bad-txns-vout-empty: a transaction needs at least one output")
+    outpoints = {(inp.source_txid, inp.source_output_index) for inp in tx.inputs}
+    if len(outpoints) != len(tx.inputs):
+        raise _rejected("bad-txns-inputs-duplicate: the same outpoint is spent twice")
+    for vout, out in enumerate(tx.outputs):
+        if out.satoshis > MAX_MONEY:
+            raise _rejected(f"bad-txns-vout-toolarge: output {vout} pays more than all the money there is")
+        if out.satoshis < DUST_SATS and not out.locking_script.serialize().startswith(DATA_CARRIER):
+            raise _rejected(f"dust: output {vout} pays {out.satoshis} sat; only OP_FALSE OP_RETURN data may pay 0")
+    if sum(out.satoshis for out in tx.outputs) > MAX_MONEY:
+        raise _rejected("bad-txns-txouttotal-toolarge: the outputs pay more than all the money there is")
+
+
+def _load_inputs(tx: Transaction) -> list[LedgerOutput]:
+    """The outputs ``tx`` spends, in input order, all in one query."""
+    wanted = Q()
+    for inp in tx.inputs:
+        wanted |= Q(transaction__txid=inp.source_txid, vout=inp.source_output_index)
+    found = {
+        (out.transaction.txid, out.vout): out
+        for out in LedgerOutput.objects.filter(wanted)
+        .select_related("transaction")
+        .only("vout", "satoshis", "locking_script", "spent_by_id", "transaction__txid", "transaction__block_id")
+    }
+    spent = []
+    for index, inp in enumerate(tx.inputs):
+        out = found.get((inp.source_txid, inp.source_output_index))
+        if out is None:
+            raise _rejected(f"missing inputs: input {index} spends {inp.source_txid}:{inp.source_output_index}")
+        spent.append(out)
+    if any(out.spent_by_id is not None for out in spent):
+        raise _conflict(tx, spent)
+    return spent
+
+
+def _conflict(tx: Transaction, spent: list[LedgerOutput]) -> _Refused:
+    """DOUBLE_SPEND naming the first input another transaction spent (``spent`` is in input order).
+
+    A node words it differently once the spender is mined (the coin is simply gone), but for the
+    wallet it is the same news: that coin is no longer ours to spend.
+    """
+    for index, out in enumerate(spent):
+        if out.spent_by_id is None:
+            continue
+        spender = LedgerTransaction.objects.filter(pk=out.spent_by_id).values("txid", "block__height").first()
+        outpoint = f"{tx.inputs[index].source_txid}:{tx.inputs[index].source_output_index}"
+        if spender is None:  # the spend we lost to was rolled back since; still not ours to take
+            break
+        if spender["block__height"] is None:
+            detail = f"txn-mempool-conflict: input {index} ({outpoint}) is spent by {spender['txid']}"
+        else:
+            detail = (
+                f"bad-txns-inputs-missingorspent: input {index} ({outpoint}) was spent by {spender['txid']} "
+                f"in block {spender['block__height']}"
+            )
+        return _Refused(Outcome.DOUBLE_SPEND, detail)
+    return _Refused(Outcome.DOUBLE_SPEND, "txn-mempool-conflict: an input was spent concurrently")
+
+
+def _check_money(tx: Transaction, spent: list[LedgerOutput], size: int) -> int:
+    """Return the fee, after checking the outputs are covered and the fee meets the policy."""
+    total_in = sum(out.satoshis for out in spent)
+    total_out = sum(out.satoshis for out in tx.outputs)
+    if total_out > total_in:
+        raise _rejected(f"bad-txns-in-belowout: outputs pay {total_out} sat but inputs hold {total_in} sat")
+    fee = total_in - total_out
+    rate = settings.FEE_SATS_PER_KB
+    required = -(-size * rate // 1000)  # ceil, in integers
+    if fee < required:
+        # ARC answers HTTP 465 for this; the settlement treats it as a rejection.
+        raise _rejected(f"fee too low: pays {fee} sat, {size} bytes at {rate} sat/kB need {required} sat")
+    return fee
+
+
+def _check_chain(spent: list[LedgerOutput]) -> None:
+    """Refuse a transaction that would be the 26th link of an unconfirmed chain.
+
+    Only unconfirmed parents matter, so after a block this costs no query at all. Otherwise one
+    recursive query walks up through unconfirmed ancestors, stopping at the limit so a wide tree
+    of ancestors cannot make it expensive.
+    """
+    parents = {out.transaction_id for out in spent if out.transaction.block_id is None}
+    if parents and _unconfirmed_depth(parents) >= MAX_UNCONFIRMED_CHAIN:
+        raise _rejected(
+            f"too-long-mempool-chain: more than {MAX_UNCONFIRMED_CHAIN} unconfirmed transactions in a chain"
+        )
+
+
+def _unconfirmed_depth(parents: set[int]) -> int:
+    """Length of the longest chain of unconfirmed transactions ending in one of ``parents``."""
+    txs, outputs = LedgerTransaction._meta.db_table, LedgerOutput._meta.db_table
+    placeholders = ", ".join(["%s"] * len(parents))
+    sql = f"""
+        WITH RECURSIVE chain(id, depth) AS (
+            SELECT id, 1 FROM {txs} WHERE id IN ({placeholders})
+            UNION
+            SELECT parent.id, chain.depth + 1
+              FROM chain
+              JOIN {outputs} spent ON spent.spent_by_id = chain.id
+              JOIN {txs} parent ON parent.id = spent.transaction_id
+             WHERE parent.block_id IS NULL AND chain.depth < %s
+        )
+        SELECT MAX(depth) FROM chain
+    """  # noqa: S608 (table names come from our models; values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*parents, MAX_UNCONFIRMED_CHAIN])
+        return cursor.fetchone()[0] or 0
+
+
+def _verify_scripts(tx: Transaction, spent: list[LedgerOutput]) -> None:
+    # The interpreter reads the other inputs' amounts and scripts from the inputs themselves.
+    for inp, out in zip(tx.inputs, spent, strict=True):
+        inp.satoshis = out.satoshis
+        inp.locking_script = Script(out.locking_script)
+    for index, inp in enumerate(tx.inputs):
+        spend = Spend(
+            {
+                "sourceTXID": inp.source_txid,
+                "sourceOutputIndex": inp.source_output_index,
+                "sourceSatoshis": inp.satoshis,
+                "lockingScript": inp.locking_script,
+                "transactionVersion": tx.version,
+                "otherInputs": tx.inputs[:index] + tx.inputs[index + 1 :],
+                "outputs": tx.outputs,
+                "inputIndex": index,
+                "unlockingScript": inp.unlocking_script,
+                "inputSequence": inp.sequence,
+                "lockTime": tx.locktime,
+            }
+        )
+        try:
+            valid = spend.validate()
+            reason = "the script left false on the stack"
+        except Exception as error:  # RuntimeError for a failing script; other types for garbage
+            valid, reason = False, str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not valid:
+            raise _rejected(f"mandatory-script-verify-flag-failed: input {index}: {reason}")
+
+
+# --- Small helpers ---
+
+
+def _p2pkh_address(script: bytes) -> str:
+    """The address a standard P2PKH locking script pays, or '' for any other script."""
+    # OP_DUP OP_HASH160 <20 bytes> OP_EQUALVERIFY OP_CHECKSIG
+    if len(script) == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac":
+        return base58check_encode(NETWORK_ADDRESS_PREFIX_DICT[address_network()] + script[3:23])
+    return ""
+
+
+def _tip() -> int:
+    return LedgerBlock.objects.aggregate(height=Max("height"))["height"] or 0
+
+
+def _confirmations(block: LedgerBlock | None, tip: int) -> int:
+    return 0 if block is None else tip - block.height + 1

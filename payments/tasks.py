@@ -1,0 +1,56 @@
+"""Celery tasks: thin wrappers around the jobs (STYLE.md #3); beat schedules them (CELERY_BEAT_SCHEDULE)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from payments import prices, runs
+from payments.networks import get_network
+from payments.settlement import closed_period_end, rebroadcast_signed, refresh_pending
+
+log = logging.getLogger(__name__)
+
+
+@shared_task
+def settle_closed_hour() -> int:
+    """Fan the last closed hour out to workers, a chunk of households per task."""
+    period_end = closed_period_end(timezone.now())
+    rebroadcast_signed(get_network())
+    ids = runs.prepare_run(period_end)
+    for chunk in runs.chunks(ids):
+        settle_chunk.delay(chunk, period_end.isoformat())
+    return len(ids)
+
+
+@shared_task(acks_late=True)
+def settle_chunk(household_ids: list[int], period_end: str) -> dict:
+    return dict(runs.settle_households(household_ids, datetime.fromisoformat(period_end)))
+
+
+@shared_task
+def refresh_price() -> None:
+    try:
+        prices.fetch_quote(timezone.now())
+    except prices.PriceUnavailable as error:
+        # The next tick tries again; settlement defers by itself once the last quote is too old.
+        log.warning("price_unavailable detail=%s", error)
+
+
+@shared_task
+def watch_settlements() -> None:
+    network = get_network()
+    rebroadcast_signed(network)
+    refresh_pending(network)
+
+
+@shared_task
+def mine_block() -> None:
+    if settings.BSV_NETWORK == "local":
+        from payments.networks.local import LocalLedger
+
+        LocalLedger().mine()
