@@ -143,6 +143,14 @@ PRICE_SOURCE = env_choice(
 BSV_EUR_PRICE = env_decimal("BSV_EUR_PRICE", Decimal("30.00"), positive=True)
 COINGECKO_API_KEY = env_str("COINGECKO_API_KEY")
 PRICE_MAX_AGE = timedelta(seconds=env_int("PRICE_MAX_AGE", 900, minimum=60))
+# regtest: a Bitcoin SV node's JSON-RPC, e.g. http://user:password@127.0.0.1:18332
+BSV_NODE_RPC_URL = env_str("BSV_NODE_RPC_URL", "http://energypay:energypay@127.0.0.1:18332")
+# testnet / mainnet: ARC to broadcast, WhatsOnChain to read.
+ARC_URL = env_str(
+    "ARC_URL", "https://arc.gorillapool.io" if BSV_NETWORK == "mainnet" else "https://testnet.arc.gorillapool.io"
+)
+ARC_API_KEY = env_str("ARC_API_KEY")
+WOC_API_KEY = env_str("WOC_API_KEY")
 SETTLEMENT_GRACE_MINUTES = env_int("SETTLEMENT_GRACE_MINUTES", 5, minimum=0)
 FEE_SATS_PER_KB = env_int("FEE_SATS_PER_KB", 100, minimum=1)
 

@@ -57,4 +57,15 @@ def get_network() -> BsvNetwork:
         from payments.networks.local import LocalLedger
 
         return LocalLedger()
-    raise NotImplementedError(f"BSV_NETWORK={settings.BSV_NETWORK} is not available yet")
+    if settings.BSV_NETWORK == "regtest":
+        from payments.networks.node import NodeRpc
+
+        return NodeRpc(settings.BSV_NODE_RPC_URL)
+    from payments.networks.arc import ArcWhatsOnChain
+
+    return ArcWhatsOnChain(
+        arc_url=settings.ARC_URL,
+        arc_api_key=settings.ARC_API_KEY,
+        woc_api_key=settings.WOC_API_KEY,
+        mainnet=settings.BSV_NETWORK == "mainnet",
+    )
