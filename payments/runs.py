@@ -28,12 +28,12 @@ def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:
         yield ids[start : start + size]
 
 
-def settle_households(household_ids: list[int], period_end: datetime) -> Counter:
+def settle_households(household_ids: list[int], period_end: datetime, now: datetime | None = None) -> Counter:
     """Settle each household, then broadcast what was signed. Returns how many ended how."""
     network = get_network()
     tally: Counter = Counter()
     for household_id in household_ids:
-        result = settle_household(household_id, period_end, timezone.now())
+        result = settle_household(household_id, period_end, now or timezone.now())
         tally[result.status] += 1
         if result.settlement_id is not None:
             tally[broadcast_settlement(result.settlement_id, network)] += 1

@@ -1,3 +1,9 @@
+"""Demo data for meters: tariffs, logins, households, meters and readings.
+
+The ``seed_demo`` command (payments/management/commands/seed_demo.py) builds on this class and adds
+wallets and settled history, since meters cannot depend on payments.
+"""
+
 from __future__ import annotations
 
 import time
@@ -64,7 +70,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
-class Command(BaseCommand):
+class SeedMeters(BaseCommand):
     help = "Create or top up demo tariffs, users, households, meters and their reading history."
 
     def add_arguments(self, parser: CommandParser) -> None:

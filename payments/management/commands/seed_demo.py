@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from meters.demo import DemoHome, SeedMeters
+from meters.timeutil import HOUR, floor_hour
+from payments import runs
+from payments.models import PriceQuote, Utxo
+from payments.money import eur_to_satoshis
+from payments.wallets import open_wallet, sync_coins
+
+DAYS_AHEAD_EUR = Decimal("15")  # what a funded wallet holds beyond its history: about a week of electricity
+SETTLED_HOURS = 48
+
+
+class Command(SeedMeters):
+    help = "Create or top up demo data: tariffs, logins, households, meters, readings, funded wallets, settlements."
+
+    def handle(self, *args, **options) -> None:
+        """Steps, each safe to repeat: the meters' demo data, then
+        5. a wallet per household, funded from the local faucet (all but the last: it shows arrears);
+        6. the last SETTLED_HOURS hours settled hour by hour, as beat would have, with blocks mined.
+        """
+        # Hundreds of per-settlement log lines would bury the summary.
+        logging.getLogger("payments").setLevel(logging.ERROR)
+        super().handle(*args, **options)
+        homes = self.homes
+        if settings.BSV_NETWORK != "local":
+            self.stdout.write(f"BSV_NETWORK={settings.BSV_NETWORK}: wallets opened; fund them and run settle.")
+            for home in homes:
+                open_wallet(home.household)
+            return
+        self.fund_wallets(homes)
+        self.settle_history(homes)
+
+    def create_households(self, count, tariffs) -> list[DemoHome]:
+        self.homes = super().create_households(count, tariffs)
+        return self.homes
+
+    def fund_wallets(self, homes: list[DemoHome]) -> None:
+        from payments.networks.local import LocalLedger
+
+        ledger = LocalLedger()
+        for home in homes[:-1] if len(homes) > 1 else homes:
+            wallet = open_wallet(home.household)
+            if not Utxo.objects.filter(wallet=wallet).exists():
+                owed = home.household.usage.aggregate(eur=Sum("cost_eur"))["eur"] or Decimal("0")
+                ledger.fund(wallet.address, eur_to_satoshis(owed + DAYS_AHEAD_EUR, settings.BSV_EUR_PRICE))
+                sync_coins(wallet, ledger)
+        open_wallet(homes[-1].household)  # never funded: the demo's household in arrears
+
+    def settle_history(self, homes: list[DemoHome]) -> None:
+        from payments.networks.local import LocalLedger
+
+        ledger = LocalLedger()
+        ids = [home.household.pk for home in homes]
+        last_end = floor_hour(timezone.now())
+        tally: dict[str, int] = {}
+        for hours_ago in range(SETTLED_HOURS, -1, -1):
+            period_end = last_end - hours_ago * HOUR
+            PriceQuote.objects.get_or_create(
+                source="fixed", fetched_at=period_end, defaults={"bsv_eur": settings.BSV_EUR_PRICE}
+            )
+            for status, count in runs.settle_households(ids, period_end, now=period_end + timedelta(minutes=5)).items():
+                tally[status] = tally.get(status, 0) + count
+            if hours_ago % 6 == 0:
+                ledger.mine()
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(tally.items()))
+        self.stdout.write(f"Settled the last {SETTLED_HOURS} hours one by one: {summary}.")
