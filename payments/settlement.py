@@ -24,6 +24,7 @@ from meters.models import HourlyUsage, Meter
 from meters.timeutil import floor_hour
 from meters.usage import reopen_lines
 from payments import keys
+from payments.checks import native_signing_available
 from payments.models import Settlement, SettlementLine, Utxo, Wallet
 from payments.money import eur_to_satoshis
 from payments.networks import BsvNetwork, Outcome
@@ -60,6 +61,9 @@ def settle_household(household_id: int, period_end: datetime, now: datetime) -> 
     5. build and sign (P2PKH to the utility, change back), store raw tx and txid as ``signed``,
        claim the lines and reserve the coins; commit. The caller broadcasts after that.
     """
+    if not native_signing_available():
+        log.error("settlement_deferred reason=no_native_secp256k1 household=%s", household_id)
+        return Result("deferred", detail="bsv-sdk native secp256k1 extension missing")
     quote = usable_quote(now)
     if quote is None:
         log.error("settlement_deferred reason=price_too_old household=%s", household_id)
