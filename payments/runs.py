@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from meters.models import HourlyUsage
-from payments.networks import get_network
+from payments.models import Wallet
+from payments.networks import NetworkUnavailable, get_network
 from payments.settlement import broadcast_settlement, settle_household
-from payments.wallets import open_missing_wallets
+from payments.wallets import open_missing_wallets, sync_coins
+
+log = logging.getLogger(__name__)
 
 CHUNK = 200
 
@@ -29,14 +33,24 @@ def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:
 
 
 def settle_households(household_ids: list[int], period_end: datetime, now: datetime | None = None) -> Counter:
-    """Settle each household, then broadcast what was signed. Returns how many ended how."""
+    """Settle each household, then broadcast what was signed. Returns how many ended how.
+
+    A household in arrears gets one more try after asking the network for deposits. One household's
+    failure is logged and counted; the rest of the chunk still settles.
+    """
     network = get_network()
     tally: Counter = Counter()
     for household_id in household_ids:
-        result = settle_household(household_id, period_end, now or timezone.now())
-        tally[result.status] += 1
-        if result.settlement_id is not None:
-            tally[broadcast_settlement(result.settlement_id, network)] += 1
+        try:
+            result = settle_household(household_id, period_end, now or timezone.now())
+            if result.status == "arrears" and sync_coins(Wallet.objects.get(household_id=household_id), network):
+                result = settle_household(household_id, period_end, now or timezone.now())
+            tally[result.status] += 1
+            if result.settlement_id is not None:
+                tally[broadcast_settlement(result.settlement_id, network)] += 1
+        except (DatabaseError, NetworkUnavailable):
+            log.exception("settlement_error household=%s", household_id)
+            tally["error"] += 1
     return tally
 
 

@@ -27,7 +27,7 @@ from payments import keys
 from payments.checks import native_signing_available
 from payments.models import Settlement, SettlementLine, Utxo, Wallet
 from payments.money import eur_to_satoshis
-from payments.networks import BsvNetwork, Outcome
+from payments.networks import BsvNetwork, NetworkUnavailable, Outcome
 from payments.prices import usable_quote
 from payments.wallets import sync_coins
 
@@ -216,7 +216,11 @@ def fail_settlement(settlement_id: int, state: str, detail: str, network: BsvNet
         Utxo.objects.filter(reserved_by=settlement).delete()
         Utxo.objects.filter(txid=settlement.txid).delete()
     log.error("settlement_failed settlement=%s state=%s detail=%s", settlement_id, state, detail[:200])
-    sync_coins(wallet, network)
+    try:
+        sync_coins(wallet, network)
+    except NetworkUnavailable as error:
+        # The coins come back with the next sync (before the next arrears retry); nothing is lost.
+        log.warning("coin_sync_deferred wallet=%s detail=%s", wallet.pk, error)
     return state
 
 

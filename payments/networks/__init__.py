@@ -23,6 +23,10 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # the network does not know the transaction
 
 
+class NetworkUnavailable(Exception):
+    """The network gave no usable answer now (rate limit, outage, bad data): try again later."""
+
+
 @dataclass(frozen=True)
 class Reply:
     outcome: Outcome

@@ -27,8 +27,6 @@ class Command(SeedMeters):
         5. a wallet per household, funded from the local faucet (all but the last: it shows arrears);
         6. the last SETTLED_HOURS hours settled hour by hour, as beat would have, with blocks mined.
         """
-        # Hundreds of per-settlement log lines would bury the summary.
-        logging.getLogger("payments").setLevel(logging.ERROR)
         super().handle(*args, **options)
         homes = self.homes
         if settings.BSV_NETWORK != "local":
@@ -36,8 +34,15 @@ class Command(SeedMeters):
             for home in homes:
                 open_wallet(home.household)
             return
-        self.fund_wallets(homes)
-        self.settle_history(homes)
+        # Hundreds of per-settlement log lines would bury the summary.
+        payments_log = logging.getLogger("payments")
+        level = payments_log.level
+        payments_log.setLevel(logging.ERROR)
+        try:
+            self.fund_wallets(homes)
+            self.settle_history(homes)
+        finally:
+            payments_log.setLevel(level)
 
     def create_households(self, count, tariffs) -> list[DemoHome]:
         self.homes = super().create_households(count, tariffs)
