@@ -58,7 +58,10 @@ class Utxo(models.Model):
                 name="utxo_available_is_unreserved",
             ),
         ]
-        indexes = [models.Index(fields=["wallet", "state"], name="utxo_wallet_state")]
+        indexes = [
+            models.Index(fields=["wallet", "state"], name="utxo_wallet_state"),
+            models.Index(fields=["wallet", "created_at"], name="utxo_wallet_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.txid}:{self.vout} {self.satoshis} sat ({self.state})"
@@ -93,8 +96,8 @@ class Settlement(models.Model):
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="settlements")
     period_start = models.DateTimeField(help_text="First hour paid (UTC).")
     period_end = models.DateTimeField(help_text="End of the last closed hour this run settled (UTC).")
-    kwh = models.DecimalField(max_digits=15, decimal_places=6)
-    eur = models.DecimalField(max_digits=15, decimal_places=6)
+    kwh = models.DecimalField("kWh", max_digits=15, decimal_places=6)
+    eur = models.DecimalField("EUR", max_digits=15, decimal_places=6)
     quote = models.ForeignKey(PriceQuote, on_delete=models.PROTECT, related_name="settlements")
     satoshis = models.PositiveBigIntegerField()
     fee_satoshis = models.PositiveBigIntegerField()
@@ -109,7 +112,11 @@ class Settlement(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "updated_at"], name="settlement_state")]
+        indexes = [
+            models.Index(fields=["state", "updated_at"], name="settlement_state"),
+            models.Index(fields=["-created_at"], name="settlement_created"),
+            models.Index(fields=["household", "-created_at"], name="settlement_household"),
+        ]
         constraints = [
             # Signing is deterministic: after a refusal, the same coins and amount sign the same
             # transaction again. A txid is live in at most one settlement; failed ones stay as history.

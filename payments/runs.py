@@ -45,8 +45,10 @@ def settle_households(household_ids: list[int], period_end: datetime, now: datet
             result = settle_household(household_id, period_end, now or timezone.now())
             if result.status == "arrears" and sync_coins(Wallet.objects.get(household_id=household_id), network):
                 result = settle_household(household_id, period_end, now or timezone.now())
-            tally[result.status] += 1
-            if result.settlement_id is not None:
+            # A signed payment is counted by where broadcasting left it (seen, confirmed, still signed...).
+            if result.settlement_id is None:
+                tally[result.status] += 1
+            else:
                 tally[broadcast_settlement(result.settlement_id, network)] += 1
         except (DatabaseError, NetworkUnavailable):
             log.exception("settlement_error household=%s", household_id)
