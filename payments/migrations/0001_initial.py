@@ -5,168 +5,276 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('meters', '0002_tariff_revision_and_meter_rate'),
+        ("meters", "0002_tariff_revision_and_meter_rate"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LedgerBlock',
+            name="LedgerBlock",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('height', models.PositiveIntegerField(unique=True)),
-                ('mined_at', models.DateTimeField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("height", models.PositiveIntegerField(unique=True)),
+                ("mined_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['-height'],
+                "ordering": ["-height"],
             },
         ),
         migrations.CreateModel(
-            name='PriceQuote',
+            name="PriceQuote",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(max_length=20)),
-                ('bsv_eur', models.DecimalField(decimal_places=8, max_digits=18, verbose_name='BSV/EUR')),
-                ('fetched_at', models.DateTimeField(db_index=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("source", models.CharField(max_length=20)),
+                ("bsv_eur", models.DecimalField(decimal_places=8, max_digits=18, verbose_name="BSV/EUR")),
+                ("fetched_at", models.DateTimeField(db_index=True)),
             ],
             options={
-                'ordering': ['-fetched_at'],
+                "ordering": ["-fetched_at"],
             },
         ),
         migrations.CreateModel(
-            name='LedgerTransaction',
+            name="LedgerTransaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('txid', models.CharField(max_length=64, unique=True)),
-                ('raw', models.TextField()),
-                ('fee', models.BigIntegerField(default=0)),
-                ('is_faucet', models.BooleanField(default=False)),
-                ('accepted_at', models.DateTimeField()),
-                ('block', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='txs', to='payments.ledgerblock')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("txid", models.CharField(max_length=64, unique=True)),
+                ("raw", models.TextField()),
+                ("fee", models.BigIntegerField(default=0)),
+                ("is_faucet", models.BooleanField(default=False)),
+                ("accepted_at", models.DateTimeField()),
+                (
+                    "block",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="txs",
+                        to="payments.ledgerblock",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-accepted_at'],
+                "ordering": ["-accepted_at"],
             },
         ),
         migrations.CreateModel(
-            name='Settlement',
+            name="Settlement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period_start', models.DateTimeField(help_text='First hour paid (UTC).')),
-                ('period_end', models.DateTimeField(help_text='End of the last closed hour this run settled (UTC).')),
-                ('kwh', models.DecimalField(decimal_places=6, max_digits=15, verbose_name='kWh')),
-                ('eur', models.DecimalField(decimal_places=6, max_digits=15, verbose_name='EUR')),
-                ('satoshis', models.PositiveBigIntegerField()),
-                ('fee_satoshis', models.PositiveBigIntegerField()),
-                ('txid', models.CharField(max_length=64)),
-                ('raw_tx', models.TextField()),
-                ('state', models.CharField(choices=[('signed', 'Signed'), ('broadcast', 'Broadcast'), ('seen', 'Seen on the network'), ('confirmed', 'Confirmed'), ('rejected', 'Rejected'), ('double_spend', 'Double spend')], default='signed', max_length=15)),
-                ('detail', models.TextField(blank=True, help_text='What the network last said.')),
-                ('broadcast_attempts', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('confirmed_at', models.DateTimeField(blank=True, null=True)),
-                ('household', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='settlements', to='meters.household')),
-                ('quote', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='settlements', to='payments.pricequote')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("period_start", models.DateTimeField(help_text="First hour paid (UTC).")),
+                ("period_end", models.DateTimeField(help_text="End of the last closed hour this run settled (UTC).")),
+                ("kwh", models.DecimalField(decimal_places=6, max_digits=15, verbose_name="kWh")),
+                ("eur", models.DecimalField(decimal_places=6, max_digits=15, verbose_name="EUR")),
+                ("satoshis", models.PositiveBigIntegerField()),
+                ("fee_satoshis", models.PositiveBigIntegerField()),
+                ("txid", models.CharField(max_length=64)),
+                ("raw_tx", models.TextField()),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("signed", "Signed"),
+                            ("broadcast", "Broadcast"),
+                            ("seen", "Seen on the network"),
+                            ("confirmed", "Confirmed"),
+                            ("rejected", "Rejected"),
+                            ("double_spend", "Double spend"),
+                        ],
+                        default="signed",
+                        max_length=15,
+                    ),
+                ),
+                ("detail", models.TextField(blank=True, help_text="What the network last said.")),
+                ("broadcast_attempts", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("confirmed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "household",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="settlements", to="meters.household"
+                    ),
+                ),
+                (
+                    "quote",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="settlements",
+                        to="payments.pricequote",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SettlementLine',
+            name="SettlementLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('eur', models.DecimalField(decimal_places=6, max_digits=15)),
-                ('released', models.BooleanField(default=False, help_text='The settlement failed; the line was paid later.')),
-                ('settlement', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='payments.settlement')),
-                ('usage', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='settlement_lines', to='meters.hourlyusage')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("eur", models.DecimalField(decimal_places=6, max_digits=15)),
+                (
+                    "released",
+                    models.BooleanField(default=False, help_text="The settlement failed; the line was paid later."),
+                ),
+                (
+                    "settlement",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="lines", to="payments.settlement"
+                    ),
+                ),
+                (
+                    "usage",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="settlement_lines",
+                        to="meters.hourlyusage",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Wallet',
+            name="Wallet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('derivation_index', models.PositiveIntegerField(help_text="m/44'/236'/0'/0/<index>", unique=True)),
-                ('address', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('household', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='wallet', to='meters.household')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("derivation_index", models.PositiveIntegerField(help_text="m/44'/236'/0'/0/<index>", unique=True)),
+                ("address", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "household",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="wallet", to="meters.household"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['household'],
+                "ordering": ["household"],
             },
         ),
         migrations.CreateModel(
-            name='Utxo',
+            name="Utxo",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('txid', models.CharField(max_length=64)),
-                ('vout', models.PositiveIntegerField()),
-                ('satoshis', models.PositiveBigIntegerField()),
-                ('raw_parent', models.TextField(help_text='Hex of the transaction that created this output.')),
-                ('state', models.CharField(choices=[('available', 'Available'), ('reserved', 'Reserved by a settlement'), ('spent', 'Spent')], default='available', max_length=10)),
-                ('confirmed', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('reserved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='inputs', to='payments.settlement')),
-                ('wallet', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='utxos', to='payments.wallet')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("txid", models.CharField(max_length=64)),
+                ("vout", models.PositiveIntegerField()),
+                ("satoshis", models.PositiveBigIntegerField()),
+                ("raw_parent", models.TextField(help_text="Hex of the transaction that created this output.")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("available", "Available"),
+                            ("reserved", "Reserved by a settlement"),
+                            ("spent", "Spent"),
+                        ],
+                        default="available",
+                        max_length=10,
+                    ),
+                ),
+                ("confirmed", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "reserved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="inputs",
+                        to="payments.settlement",
+                    ),
+                ),
+                (
+                    "wallet",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="utxos", to="payments.wallet"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['wallet', 'created_at'],
+                "ordering": ["wallet", "created_at"],
             },
         ),
         migrations.CreateModel(
-            name='LedgerOutput',
+            name="LedgerOutput",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('vout', models.PositiveIntegerField()),
-                ('satoshis', models.PositiveBigIntegerField()),
-                ('locking_script', models.TextField(help_text='Hex.')),
-                ('address', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('spent_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='spends', to='payments.ledgertransaction')),
-                ('transaction', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='outputs', to='payments.ledgertransaction')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("vout", models.PositiveIntegerField()),
+                ("satoshis", models.PositiveBigIntegerField()),
+                ("locking_script", models.TextField(help_text="Hex.")),
+                ("address", models.CharField(blank=True, db_index=True, max_length=64)),
+                (
+                    "spent_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="spends",
+                        to="payments.ledgertransaction",
+                    ),
+                ),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="outputs",
+                        to="payments.ledgertransaction",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('transaction', 'vout'), name='ledger_output_unique')],
+                "constraints": [models.UniqueConstraint(fields=("transaction", "vout"), name="ledger_output_unique")],
             },
         ),
         migrations.AddIndex(
-            model_name='settlement',
-            index=models.Index(fields=['state', 'updated_at'], name='settlement_state'),
+            model_name="settlement",
+            index=models.Index(fields=["state", "updated_at"], name="settlement_state"),
         ),
         migrations.AddIndex(
-            model_name='settlement',
-            index=models.Index(fields=['-created_at'], name='settlement_created'),
+            model_name="settlement",
+            index=models.Index(fields=["-created_at"], name="settlement_created"),
         ),
         migrations.AddIndex(
-            model_name='settlement',
-            index=models.Index(fields=['household', '-created_at'], name='settlement_household'),
+            model_name="settlement",
+            index=models.Index(fields=["household", "-created_at"], name="settlement_household"),
         ),
         migrations.AddConstraint(
-            model_name='settlement',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['rejected', 'double_spend']), _negated=True), fields=('txid',), name='settlement_live_txid'),
+            model_name="settlement",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state__in", ["rejected", "double_spend"]), _negated=True),
+                fields=("txid",),
+                name="settlement_live_txid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='settlementline',
-            constraint=models.UniqueConstraint(condition=models.Q(('released', False)), fields=('usage',), name='usage_paid_once'),
+            model_name="settlementline",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("released", False)), fields=("usage",), name="usage_paid_once"
+            ),
         ),
         migrations.AddIndex(
-            model_name='utxo',
-            index=models.Index(fields=['wallet', 'state'], name='utxo_wallet_state'),
+            model_name="utxo",
+            index=models.Index(fields=["wallet", "state"], name="utxo_wallet_state"),
         ),
         migrations.AddIndex(
-            model_name='utxo',
-            index=models.Index(fields=['wallet', 'created_at'], name='utxo_wallet_created'),
+            model_name="utxo",
+            index=models.Index(fields=["wallet", "created_at"], name="utxo_wallet_created"),
         ),
         migrations.AddConstraint(
-            model_name='utxo',
-            constraint=models.UniqueConstraint(fields=('txid', 'vout'), name='utxo_unique_outpoint'),
+            model_name="utxo",
+            constraint=models.UniqueConstraint(fields=("txid", "vout"), name="utxo_unique_outpoint"),
         ),
         migrations.AddConstraint(
-            model_name='utxo',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('reserved_by__isnull', True), ('state', 'available')), models.Q(('state', 'available'), _negated=True), _connector='OR'), name='utxo_available_is_unreserved'),
+            model_name="utxo",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("reserved_by__isnull", True), ("state", "available")),
+                    models.Q(("state", "available"), _negated=True),
+                    _connector="OR",
+                ),
+                name="utxo_available_is_unreserved",
+            ),
         ),
     ]
