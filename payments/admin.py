@@ -387,6 +387,8 @@ class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
             ledger = LocalLedger()
             for wallet in wallets:
                 ledger.fund(wallet.address, satoshis)
+            ledger.mine()  # confirmed at once: settlement spends only confirmed deposits
+            for wallet in wallets:
                 sync_coins(wallet, ledger)
             self.message_user(
                 request, f"Funded {plural(len(wallets), 'wallet')} with {satoshis:,} satoshis each.", messages.SUCCESS

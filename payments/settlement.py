@@ -17,7 +17,7 @@ from bsv import P2PKH, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from meters.models import HourlyUsage, Meter
@@ -133,8 +133,15 @@ def _claim(lines: list[HourlyUsage], coins: list[Utxo], settlement: Settlement, 
 def _sign_payment(wallet: Wallet, satoshis: int) -> tuple[Transaction, list[Utxo], int] | None:
     rate = settings.FEE_SATS_PER_KB
     chosen, total = [], 0
-    # Confirmed coins first (an unconfirmed chain must stay short), larger first (fewer inputs).
-    for coin in wallet.utxos.filter(state=Utxo.State.AVAILABLE).order_by("-confirmed", "-satoshis", "pk"):
+    # Spendable: confirmed coins, or change of our own payments the network has accepted. Never an
+    # unconfirmed deposit (a low-fee parent can pin the chain for good) nor change of a payment not
+    # yet accepted (the child would reach the network before its parent). Confirmed first (the
+    # unconfirmed chain stays short), larger first (fewer inputs).
+    accepted = Settlement.objects.filter(state__in=[Settlement.State.SEEN, Settlement.State.CONFIRMED])
+    spendable = wallet.utxos.filter(state=Utxo.State.AVAILABLE).filter(
+        Q(confirmed=True) | Q(txid__in=accepted.filter(household_id=wallet.household_id).values("txid"))
+    )
+    for coin in spendable.order_by("-confirmed", "-satoshis", "pk"):
         chosen.append(coin)
         total += coin.satoshis
         if total >= satoshis + _fee_for(len(chosen), 2, rate):

@@ -35,14 +35,20 @@ def open_missing_wallets() -> int:
 
 
 def sync_coins(wallet: Wallet, network: BsvNetwork) -> int:
-    """Add coins the network holds for the wallet that we do not know yet; returns how many.
+    """Add coins the network holds for the wallet that we do not know yet, and note confirmations.
 
+    Returns how many coins became new or newly confirmed: a reason to try an arrears payment again.
     Our database stays the truth for our own spends (a coin we reserved or spent is never made
     available again here), since explorers lag behind what we just broadcast.
     """
     coins = network.coins(wallet.address)
     with transaction.atomic():
-        known = set(Utxo.objects.filter(wallet=wallet, txid__in={c.txid for c in coins}).values_list("txid", "vout"))
+        known = {
+            (txid, vout): confirmed
+            for txid, vout, confirmed in Utxo.objects.filter(
+                wallet=wallet, txid__in={c.txid for c in coins}
+            ).values_list("txid", "vout", "confirmed")
+        }
         new = [
             Utxo(
                 wallet=wallet,
@@ -56,12 +62,12 @@ def sync_coins(wallet: Wallet, network: BsvNetwork) -> int:
             if (c.txid, c.vout) not in known
         ]
         Utxo.objects.bulk_create(new, ignore_conflicts=True)
-        confirmed = [(c.txid, c.vout) for c in coins if c.confirmations > 0 and (c.txid, c.vout) in known]
-        for txid, vout in confirmed:
-            Utxo.objects.filter(wallet=wallet, txid=txid, vout=vout, confirmed=False).update(confirmed=True)
-    if new:
-        log.info("wallet_synced wallet=%s new_coins=%d", wallet.pk, len(new))
-    return len(new)
+        confirmed = [c for c in coins if c.confirmations > 0 and known.get((c.txid, c.vout)) is False]
+        for coin in confirmed:
+            Utxo.objects.filter(wallet=wallet, txid=coin.txid, vout=coin.vout).update(confirmed=True)
+    if new or confirmed:
+        log.info("wallet_synced wallet=%s new_coins=%d newly_confirmed=%d", wallet.pk, len(new), len(confirmed))
+    return len(new) + len(confirmed)
 
 
 def balance_satoshis(wallet: Wallet) -> int:

@@ -65,6 +65,7 @@ def send(meter: Meter, *readings: tuple[str, str]) -> None:
 
 def fund(ledger: LocalLedger, wallet: Wallet, satoshis: int = FUNDS) -> None:
     ledger.fund(wallet.address, satoshis)
+    ledger.mine()  # deposits are spent once confirmed
     sync_coins(wallet, ledger)
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage
 from meters.schema import ReadingIn
-from payments import keys
+from payments import keys, runs
 from payments.models import LedgerOutput, PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome, Reply
 from payments.networks.local import LocalLedger
@@ -52,6 +52,7 @@ def home(make_meter, ledger, quote):
     household = meter.household
     wallet = open_wallet(household)
     ledger.fund(wallet.address, FUNDS)
+    ledger.mine()  # deposits are spent once confirmed
     sync_coins(wallet, ledger)
     send(meter, ("10:00", "100"), ("11:00", "101"), ("12:00", "102"))
     return household, meter, wallet
@@ -114,6 +115,8 @@ def test_a_wallet_that_cannot_pay_stays_in_arrears_and_pays_the_whole_debt_later
     assert HourlyUsage.objects.filter(household=household, settled_at__isnull=True).count() == 2
 
     ledger.fund(wallet.address, 5_000_000)
+
+    ledger.mine()  # deposits are spent once confirmed
     sync_coins(wallet, ledger)
     later = PERIOD_END + timedelta(hours=1)
     send(meter, ("13:00", "103"))
@@ -136,6 +139,7 @@ def test_zero_consumption_needs_no_transaction(make_meter, ledger, quote):
     meter, _ = make_meter()
     wallet = open_wallet(meter.household)
     ledger.fund(wallet.address, 10_000)
+    ledger.mine()  # deposits are spent once confirmed
     sync_coins(wallet, ledger)
     send(meter, ("10:00", "100"), ("12:00", "100"))
     assert settle_and_send(meter.household, ledger).status == "nothing"
@@ -176,6 +180,7 @@ def test_reconciliation_holds_over_many_hours_with_late_readings(make_meter, led
     household = meter.household
     wallet = open_wallet(household)
     ledger.fund(wallet.address, 50_000_000)
+    ledger.mine()  # deposits are spent once confirmed
     sync_coins(wallet, ledger)
     start = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
     register = Decimal("1000")
@@ -237,6 +242,7 @@ def test_two_workers_settling_at_once_pay_each_household_once(make_meter, ledger
         meter, _ = make_meter()
         wallet = open_wallet(meter.household)
         ledger.fund(wallet.address, FUNDS)
+        ledger.mine()  # deposits are spent once confirmed
         sync_coins(wallet, ledger)
         send(meter, ("10:00", "100"), ("12:00", "102"))
         households.append(meter.household)
@@ -261,3 +267,29 @@ def test_two_workers_settling_at_once_pay_each_household_once(make_meter, ledger
     assert errors == []
     assert Settlement.objects.count() == 4
     assert utility_received(ledger) == Settlement.objects.aggregate(s=Sum("satoshis"))["s"]
+
+
+def test_an_unconfirmed_deposit_is_spent_only_once_it_is_in_a_block(make_meter, ledger, quote):
+    meter, _ = make_meter()
+    wallet = open_wallet(meter.household)
+    ledger.fund(wallet.address, FUNDS)
+    sync_coins(wallet, ledger)
+    send(meter, ("10:00", "100"), ("12:00", "102"))
+    assert settle_and_send(meter.household, ledger).status == "arrears"
+
+    ledger.mine()
+    # The run looks for deposits and confirmations when a household cannot pay, then tries again.
+    tally = runs.settle_households([meter.household.pk], PERIOD_END)
+    assert tally == {"seen": 1}
+
+
+def test_change_is_spent_only_after_the_network_accepted_its_payment(home, ledger):
+    household, meter, _ = home
+    first = settle_household(household.pk, PERIOD_END, timezone.now())  # signed, not yet sent
+    send(meter, ("13:00", "103"))
+    later = PERIOD_END + timedelta(hours=1)
+    # The funded coin is reserved and the change is not on the network yet: nothing to spend.
+    assert settle_household(household.pk, later, timezone.now()).status == "arrears"
+    broadcast_settlement(first.settlement_id, ledger)
+    second = settle_and_send(household, ledger, later)
+    assert Settlement.objects.get(pk=second.settlement_id).state == Settlement.State.SEEN

@@ -52,12 +52,16 @@ class Command(SeedMeters):
         from payments.networks.local import LocalLedger
 
         ledger = LocalLedger()
+        funded = []
         for home in homes[:-1] if len(homes) > 1 else homes:
             wallet = open_wallet(home.household)
             if not Utxo.objects.filter(wallet=wallet).exists():
                 owed = home.household.usage.aggregate(eur=Sum("cost_eur"))["eur"] or Decimal("0")
                 ledger.fund(wallet.address, eur_to_satoshis(owed + DAYS_AHEAD_EUR, settings.BSV_EUR_PRICE))
-                sync_coins(wallet, ledger)
+                funded.append(wallet)
+        ledger.mine()  # settlement spends deposits once they are confirmed
+        for wallet in funded:
+            sync_coins(wallet, ledger)
         open_wallet(homes[-1].household)  # never funded: the demo's household in arrears
 
     def settle_history(self, homes: list[DemoHome]) -> None:
