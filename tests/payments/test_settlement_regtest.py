@@ -144,6 +144,10 @@ def test_a_double_spend_releases_the_hours_and_the_next_run_pays_them(home, node
     assert not SettlementLine.objects.filter(settlement=settlement, released=False).exists()
     # The wallet was resynced from the node: its only coin now is the conflict's change.
     assert list(wallet.utxos.values_list("txid", "state")) == [(conflict.txid(), "available")]
+    if not conflict_mined:
+        # The conflict's change is an unconfirmed deposit as far as we know: spent once in a block.
+        node.mine()
+        assert sync_coins(wallet, node) == 1
 
     retry = settle(household, start + timedelta(hours=2))
     assert (retry.eur, retry.satoshis) == (settlement.eur, settlement.satoshis)
