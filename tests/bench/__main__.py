@@ -13,10 +13,10 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.bench import harness, ingest
+from tests.bench import harness, ingest, settlement
 from tests.bench.report import print_table, write_json
 
-BENCHMARKS = {"ingest": ingest}
+BENCHMARKS = {"ingest": ingest, "settlement": settlement}
 BUSY = 0.1  # share of the CPU other processes may use before the figures deserve a warning
 
 

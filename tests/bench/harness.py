@@ -43,6 +43,8 @@ ENVIRONMENT = {
     "INGEST_RATE_LIMIT_PER_MINUTE": "100000000",
     # DEBUG off needs a wallet key: a throwaway one per run, never written down.
     "WALLET_MASTER_KEY": str(master_xprv_from_seed(secrets.token_bytes(64), Network.TESTNET)),
+    # Settlement is measured on the in-database ledger, whatever the shell says.
+    "BSV_NETWORK": "local",
 }
 
 

@@ -18,6 +18,7 @@ class Row:
     ceiling: float
     ceiling_unit: str
     goal: float  # the least acceptable figure / ceiling
+    min_figure: float | None = None  # the least acceptable figure itself, where the goal is absolute
 
     @property
     def ratio(self) -> float:
@@ -25,7 +26,14 @@ class Row:
 
     @property
     def met(self) -> bool:
-        return self.ratio >= self.goal
+        return self.ratio >= self.goal and (self.min_figure is None or self.figure >= self.min_figure)
+
+    @property
+    def goal_text(self) -> str:
+        goals = [f">= {self.goal:.0%}"] if self.goal or self.min_figure is None else []
+        if self.min_figure is not None:
+            goals.append(f">= {self.min_figure:,.0f} {self.unit}")
+        return " and ".join(goals)
 
     def as_json(self) -> dict:
         return {**asdict(self), "ratio": round(self.ratio, 4), "met": self.met}
@@ -39,7 +47,7 @@ def print_table(rows: list[Row], machine: dict, notes: list[str]) -> None:
             f"{row.figure:,.0f} {row.unit}",
             f"{row.ceiling:,.0f} {row.ceiling_unit} ({row.ceiling_name})",
             f"{row.ratio:.1%}",
-            f">= {row.goal:.0%}",
+            row.goal_text,
             "met" if row.met else "MISSED",
         )
         for row in rows

@@ -1,0 +1,840 @@
+"""Hourly settlement throughput on PostgreSQL with the local ledger, beside bare bsv-sdk signing in the same run.
+
+1. Setup, each step timed: ``--households`` households (user, meter, flat tariff), their wallets
+   (``open_missing_wallets``, which derives every address), one confirmed faucet coin each (the
+   first ``FUND_SAMPLE`` through ``LocalLedger.fund`` + ``sync_coins``, timed; the rest built the same
+   way in Python and bulk-inserted), and one priced energy line each for the closed hour.
+2. Figure: ``runs.settle_households(all ids, period_end)`` in this process, one worker: households/s.
+   Each one signs a payment and the local ledger verifies and records it.
+3. Ceiling: bsv-sdk building, fee-ing, signing and serializing the same transactions (same parent,
+   key, amounts and outputs) with pre-derived keys: half before the figure, half after, so load
+   from other processes weighs on both alike. Deterministic signatures make its txids equal the
+   settlements' txids, which is checked.
+4. Checks: every household settled once and ``seen``, the utility received exactly the sum, and a
+   second run settles nothing.
+5. Where the time goes, on a sample of other households settled with every step timed and its SQL
+   counted; with ``--profile`` also a cProfile of more households (``var/bench/settlement.prof``).
+
+The coins are confirmed (a block is mined after funding), as they are at HH:05 in production,
+where the local ledger mines every few minutes and last hour's change is long confirmed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import logging
+import os
+import pstats
+import secrets
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
+from bsv.fee_models import SatoshisPerKilobyte
+
+from tests.bench.harness import OUTPUT_DIR
+from tests.bench.report import Row
+
+GOAL_PER_SECOND = 1_000  # households settled per second on one worker (the Payments issue)
+FUNDS = 1_000_000  # satoshis per wallet: about 4.8 EUR at 30 EUR/BSV, 76 hours of the line below
+KWH = Decimal("0.25")
+RATE = Decimal("0.25")  # EUR/kWh
+COST = Decimal("0.0625")  # EUR: KWH * RATE
+BSV_EUR = Decimal("30")
+FUND_SAMPLE = 100  # wallets funded through LocalLedger.fund + sync_coins, to time the real faucet
+STEP_SAMPLE = 200  # households settled with every step timed and counted
+PROFILE_SAMPLE = 1_000  # households settled under cProfile with --profile
+BATCH = 2_000  # rows per INSERT in the setup
+LOG_FILE = OUTPUT_DIR / "settlement.log"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settlement")
+    group.add_argument(
+        "--households", type=int, default=10_000, help="households settled in the measured run (default 10,000)"
+    )
+
+
+def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
+    from django.conf import settings
+    from django.utils import timezone
+
+    from meters.timeutil import HOUR, floor_hour
+
+    if settings.BSV_NETWORK != "local":
+        raise SystemExit(f"The settlement benchmark needs BSV_NETWORK=local, not {settings.BSV_NETWORK}.")
+    count = options.households
+    profiled = PROFILE_SAMPLE if options.profile else 0
+    period_end = floor_hour(timezone.now())
+    say(
+        f"setup: {count:,} households to measure, {STEP_SAMPLE} for the step breakdown"
+        + (f", {profiled:,} to profile" if profiled else "")
+    )
+    setup = _Setup(count + STEP_SAMPLE + profiled, period_end - HOUR)
+    setup.build()
+    step_ids = setup.household_ids[:STEP_SAMPLE]
+    profile_ids = setup.household_ids[STEP_SAMPLE : STEP_SAMPLE + profiled]
+    ids = setup.household_ids[STEP_SAMPLE + profiled :]
+
+    # The sample also warms the process up (imports, prepared caches) before the clock starts.
+    say(f"step breakdown: settling {len(step_ids)} households with every step timed and its SQL counted")
+    steps = _step_breakdown(step_ids, period_end)
+    if profiled:
+        _profile(profile_ids, period_end)
+
+    owing = _timed_owing(period_end, ids)
+    jobs = setup.signing_jobs(ids)
+    say(f"key derivation: {count:,} household keys (BIP32, payments.keys.household_key) ...")
+    began = time.perf_counter()
+    keys_by_job = [_derive(job["index"]) for job in jobs]
+    derivation_seconds = time.perf_counter() - began
+    say(f"  {derivation_seconds:.2f} s: {count / derivation_seconds:,.0f} keys/s")
+
+    half = len(jobs) // 2
+    say(f"ceiling: bsv-sdk build+fee+sign+serialize of {half:,} transactions ...")
+    first = _sign_bare(jobs[:half], keys_by_job[:half], setup.utility_address)
+    floor = _database_floor()
+    say(f"figure: runs.settle_households over {count:,} households, one worker ...")
+    _fresh_quote()
+    with _log_to_file(), _Clock() as clock:
+        tally = _settle(ids, period_end)
+    figure_seconds = clock.wall
+    say(f"  {figure_seconds:.2f} s: {count / figure_seconds:,.0f} households/s ({dict(tally)})")
+    say(f"  per household: {clock.describe(count)}")
+    say(f"ceiling: bsv-sdk build+fee+sign+serialize of {len(jobs) - half:,} transactions ...")
+    second = _sign_bare(jobs[half:], keys_by_job[half:], setup.utility_address)
+    ceiling_seconds = first["seconds"] + second["seconds"]
+    say(
+        f"  {ceiling_seconds:.2f} s in all: {count / ceiling_seconds:,.0f} transactions/s "
+        f"({len(jobs[:half]) / first['seconds']:,.0f} before, {len(jobs[half:]) / second['seconds']:,.0f} after)"
+    )
+
+    say("checks ...")
+    checks = _check(ids, period_end, tally, first["txids"] + second["txids"], setup)
+    problems = [f"WARNING settlement: {problem}" for problem in checks["problems"]]
+    for problem in problems:
+        say(problem)
+    if not problems:
+        say("  all settled once, all seen, the utility received the exact sum, a second run settled nothing")
+
+    figure = count / figure_seconds
+    ceiling = count / ceiling_seconds
+    rows = [
+        Row(
+            f"settlement: households/s, 1 worker ({count:,})",
+            figure,
+            "households/s",
+            "bsv-sdk build+sign",
+            ceiling,
+            "tx/s",
+            goal=0,
+            min_figure=GOAL_PER_SECOND,
+        )
+    ]
+    per = steps["per_household"]
+    cpu = clock.per_household(count)
+    notes = [
+        f"Settlement: {per['statements']:.1f} SQL statements per household (BEGIN and COMMIT included), "
+        f"{per['ms']:.2f} ms each with steps timed ({per['db_ms']:.2f} ms waiting for PostgreSQL); "
+        f"BIP32 key derivation alone {count / derivation_seconds:,.0f} keys/s; "
+        f"ratio to bsv-sdk {figure / ceiling:.1%}. Breakdown: var/bench/settlement.json.",
+        f"Settlement, per household in the measured run: {clock.describe(count)}; "
+        f"PostgreSQL round trip {floor['select_1_ms']:.3f} ms, a one-row write transaction "
+        f"(BEGIN, UPDATE, COMMIT) {floor['write_transaction_ms']:.3f} ms.",
+        *problems,
+    ]
+    data = {
+        "notes": notes,
+        "config": {
+            "households": count,
+            "step_sample": len(step_ids),
+            "profile_sample": len(profile_ids),
+            "funds_sats": FUNDS,
+            "usage_line": {"kwh": str(KWH), "rate": str(RATE), "cost_eur": str(COST)},
+            "bsv_eur": str(BSV_EUR),
+            "fee_sats_per_kb": settings.FEE_SATS_PER_KB,
+            "coins_confirmed": True,
+        },
+        "setup_seconds": setup.timings,
+        "faucet_sample": setup.faucet_sample,
+        "households_owing_seconds": owing,
+        "key_derivation": {"keys": count, "seconds": derivation_seconds, "per_second": count / derivation_seconds},
+        "figure": {
+            "seconds": figure_seconds,
+            "households_per_second": figure,
+            "tally": dict(tally),
+            "per_household_ms": cpu,
+        },
+        "database_floor": floor,
+        "ceiling": {
+            "seconds": ceiling_seconds,
+            "transactions_per_second": ceiling,
+            "rounds_per_second": [len(jobs[:half]) / first["seconds"], len(jobs[half:]) / second["seconds"]],
+            "per_cpu_second": count / (first["cpu_seconds"] + second["cpu_seconds"]),
+            "includes": "parse parent hex, build 1 input + 2 outputs, fee(SatoshisPerKilobyte), sign, txid, hex",
+        },
+        "checks": checks,
+        "steps": steps,
+        "rows": [row.as_json() for row in rows],
+    }
+    return rows, data
+
+
+def say(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+# --- Data -----------------------------------------------------------------------------------------
+
+
+class _Setup:
+    """Households, wallets, one confirmed coin each and one open priced hour each, with timings."""
+
+    def __init__(self, count: int, hour_start) -> None:
+        self.count = count
+        self.hour_start = hour_start
+        self.timings: dict[str, float] = {}
+        self.faucet_sample: dict = {}
+        self.household_ids: list[int] = []
+
+    def build(self) -> None:
+        from payments import keys
+
+        began = time.perf_counter()
+        with self._step("households: users, households, meters (bulk)"):
+            self._households()
+        with self._step("wallets: open_missing_wallets (derives each address)"):
+            from payments.wallets import open_missing_wallets
+
+            opened = open_missing_wallets()
+        with self._step(f"faucet: LocalLedger.fund + sync_coins for {min(FUND_SAMPLE, self.count)} wallets"):
+            self._fund_through_ledger()
+        with self._step("faucet: the other coins built in Python and bulk-inserted"):
+            self._fund_in_bulk()
+        with self._step("ledger: mine a block (coins confirmed)"):
+            self._confirm()
+        with self._step("usage: one priced energy line per household (bulk)"):
+            self._usage()
+        self.utility_address = keys.utility_address()
+        say(f"  {opened:,} wallets opened; setup took {time.perf_counter() - began:.1f} s")
+        sample = self.faucet_sample
+        if sample["wallets"]:
+            say(
+                f"  LocalLedger.fund + sync_coins: {sample['ms_per_wallet']:.2f} ms a wallet, "
+                f"{sample['ms_per_wallet'] * self.count / 1000:.1f} s for all {self.count:,}; "
+                f"in bulk {sample['bulk_ms_per_wallet']:.3f} ms a wallet"
+            )
+
+    @contextlib.contextmanager
+    def _step(self, label: str) -> Iterator[None]:
+        began = time.perf_counter()
+        yield
+        self.timings[label] = round(time.perf_counter() - began, 3)
+        say(f"  {label}: {self.timings[label]:.2f} s")
+
+    def _households(self) -> None:
+        from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
+
+        from energypay.accounts.models import User
+        from meters.models import Household, Meter, Tariff, TariffVersion
+
+        tariff = Tariff.objects.create(name="Settlement bench flat 0.25")
+        self.version = TariffVersion.objects.create(
+            tariff=tariff, valid_from=self.hour_start - timedelta(days=1), kind="flat", flat_rate=RATE
+        )
+        run_tag = secrets.token_hex(3)  # a second run in a kept database must not collide
+        users = User.objects.bulk_create(
+            [
+                User(email=f"settle-{run_tag}-{n}@bench.example", password=UNUSABLE_PASSWORD_PREFIX)
+                for n in range(self.count)
+            ],
+            batch_size=BATCH,
+        )
+        households = Household.objects.bulk_create(
+            [Household(user=user, name=f"Settlement bench {n}", tariff=tariff) for n, user in enumerate(users)],
+            batch_size=BATCH,
+        )
+        self.meters = Meter.objects.bulk_create(
+            [Meter(serial=f"SB-{run_tag}-{n:07d}", household=h) for n, h in enumerate(households)],
+            batch_size=BATCH,
+        )
+        self.household_ids = [household.pk for household in households]
+
+    def _wallets(self) -> list:
+        from payments.models import Wallet
+
+        return list(Wallet.objects.filter(household_id__in=self.household_ids).order_by("household_id"))
+
+    def _fund_through_ledger(self) -> None:
+        from payments.networks.local import LocalLedger
+        from payments.wallets import sync_coins
+
+        ledger = LocalLedger()
+        sample = self._wallets()[:FUND_SAMPLE]
+        began = time.perf_counter()
+        with _log_to_file():
+            for wallet in sample:
+                ledger.fund(wallet.address, FUNDS)
+                sync_coins(wallet, ledger)
+        seconds = time.perf_counter() - began
+        self.faucet_sample = {"wallets": len(sample), "seconds": seconds, "ms_per_wallet": 1000 * seconds / len(sample)}
+
+    def _fund_in_bulk(self) -> None:
+        """The faucet transaction ``LocalLedger.fund`` makes, built here and inserted a few thousand at a time."""
+        from django.utils import timezone
+
+        from payments.models import LedgerOutput, LedgerTransaction, Utxo
+        from payments.networks.local import NULL_INDEX, NULL_TXID
+
+        began = time.perf_counter()
+        funded = set(
+            Utxo.objects.filter(wallet__household_id__in=self.household_ids).values_list("wallet_id", flat=True)
+        )
+        wallets = [wallet for wallet in self._wallets() if wallet.pk not in funded]
+        now = timezone.now()
+        built = []
+        for wallet in wallets:
+            nonce = secrets.token_bytes(16)
+            lock = P2PKH().lock(wallet.address)
+            tx = Transaction(
+                [
+                    TransactionInput(
+                        source_txid=NULL_TXID,
+                        source_output_index=NULL_INDEX,
+                        unlocking_script=Script(bytes([len(nonce)]) + nonce),
+                    )
+                ],
+                [TransactionOutput(lock, FUNDS)],
+            )
+            built.append((wallet, tx.txid(), tx.hex(), lock.hex()))
+        rows = LedgerTransaction.objects.bulk_create(
+            [
+                LedgerTransaction(txid=txid, raw=raw, fee=0, is_faucet=True, accepted_at=now)
+                for _, txid, raw, _ in built
+            ],
+            batch_size=BATCH,
+        )
+        LedgerOutput.objects.bulk_create(
+            [
+                LedgerOutput(transaction=row, vout=0, satoshis=FUNDS, locking_script=lock, address=wallet.address)
+                for row, (wallet, _, _, lock) in zip(rows, built, strict=True)
+            ],
+            batch_size=BATCH,
+        )
+        Utxo.objects.bulk_create(
+            [Utxo(wallet=wallet, txid=txid, vout=0, satoshis=FUNDS, raw_parent=raw) for wallet, txid, raw, _ in built],
+            batch_size=BATCH,
+        )
+        if wallets and self.faucet_sample.get("wallets"):
+            self.faucet_sample["bulk_ms_per_wallet"] = 1000 * (time.perf_counter() - began) / len(wallets)
+
+    def _confirm(self) -> None:
+        from payments.models import Utxo
+        from payments.networks.local import LocalLedger
+
+        with _log_to_file():
+            LocalLedger().mine()
+        # What sync_coins would record at its next call: the block confirmed them.
+        Utxo.objects.filter(wallet__household_id__in=self.household_ids).update(confirmed=True)
+
+    def _usage(self) -> None:
+        from meters.models import HourlyUsage
+
+        HourlyUsage.objects.bulk_create(
+            [
+                HourlyUsage(
+                    household_id=meter.household_id,
+                    meter=meter,
+                    kind=HourlyUsage.Kind.ENERGY,
+                    hour_start=self.hour_start,
+                    kwh=KWH,
+                    tariff_version=self.version,
+                    rate=RATE,
+                    cost_eur=COST,
+                )
+                for meter in self.meters
+            ],
+            batch_size=BATCH,
+        )
+
+    def signing_jobs(self, household_ids: list[int]) -> list[dict]:
+        """What each household's payment is made of, read back from the database the settlement reads."""
+        from payments.models import Utxo
+        from payments.money import eur_to_satoshis
+
+        satoshis = eur_to_satoshis(COST, BSV_EUR)
+        coins = Utxo.objects.filter(wallet__household_id__in=household_ids, state=Utxo.State.AVAILABLE).values_list(
+            "wallet__household_id", "wallet__derivation_index", "wallet__address", "vout", "raw_parent"
+        )
+        by_household = {row[0]: row for row in coins}
+        return [
+            {
+                "household_id": household_id,
+                "index": by_household[household_id][1],
+                "address": by_household[household_id][2],
+                "vout": by_household[household_id][3],
+                "raw_parent": by_household[household_id][4],
+                "satoshis": satoshis,
+            }
+            for household_id in household_ids
+        ]
+
+
+class _Clock:
+    """Wall time, this process's CPU time and its PostgreSQL backend's CPU time (when readable in /proc)."""
+
+    def __enter__(self) -> _Clock:
+        self._backend = _backend_cpu_reader()
+        self._began = (time.perf_counter(), time.process_time(), self._backend())
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        wall, cpu, backend = self._began
+        self.wall = time.perf_counter() - wall
+        self.cpu = time.process_time() - cpu
+        after = self._backend()
+        self.backend_cpu = after - backend if after is not None and backend is not None else None
+
+    def per_household(self, count: int) -> dict:
+        backend = None if self.backend_cpu is None else 1000 * self.backend_cpu / count
+        return {"wall": 1000 * self.wall / count, "python_cpu": 1000 * self.cpu / count, "postgres_cpu": backend}
+
+    def describe(self, count: int) -> str:
+        per = self.per_household(count)
+        backend = "?" if per["postgres_cpu"] is None else f"{per['postgres_cpu']:.2f}"
+        return (
+            f"{per['wall']:.2f} ms wall = {per['python_cpu']:.2f} ms CPU in this process + {backend} ms CPU "
+            f"in its PostgreSQL backend + the rest waiting (fsync at COMMIT, scheduling)"
+        )
+
+
+def _backend_cpu_reader() -> Callable[[], float | None]:
+    """A function returning the CPU seconds of this connection's PostgreSQL backend so far (None if unknown)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        stat = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float | None:
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None  # PostgreSQL on another machine, or in a container we cannot see into
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    return read
+
+
+def _database_floor(selects: int = 2_000, writes: int = 300) -> dict:
+    """What one round trip and one committed one-row write cost right now, beside the figure."""
+    from django.db import connection, transaction
+
+    from payments.models import PriceQuote
+
+    quote_id = PriceQuote.objects.values_list("pk", flat=True).first()
+    with connection.cursor() as cursor:
+        began = time.perf_counter()
+        for _ in range(selects):
+            cursor.execute("SELECT 1")
+        select = (time.perf_counter() - began) / selects
+        began = time.perf_counter()
+        for _ in range(writes):
+            with transaction.atomic():
+                cursor.execute("UPDATE payments_pricequote SET source = source WHERE id = %s", [quote_id])
+        write = (time.perf_counter() - began) / writes
+    say(f"database floor: SELECT 1 {select * 1000:.3f} ms, one-row write transaction {write * 1000:.3f} ms")
+    return {"select_1_ms": select * 1000, "write_transaction_ms": write * 1000}
+
+
+def _derive(index: int) -> PrivateKey:
+    from payments import keys
+
+    return keys.household_key(index)
+
+
+def _fresh_quote() -> None:
+    """A quote stamped now: the run must never be deferred for an old price."""
+    from django.utils import timezone
+
+    from payments.models import PriceQuote
+
+    PriceQuote.objects.create(source="fixed", bsv_eur=BSV_EUR, fetched_at=timezone.now())
+
+
+def _settle(household_ids: list[int], period_end) -> Counter:
+    from payments import runs
+
+    return runs.settle_households(household_ids, period_end)
+
+
+def _timed_owing(period_end, ids: list[int]) -> float:
+    """How long the run's first step, finding who owes, takes; it must find every household."""
+    from payments import runs
+
+    began = time.perf_counter()
+    owing = runs.households_owing(period_end)
+    seconds = time.perf_counter() - began
+    say(f"households_owing: {len(owing):,} households in {seconds * 1000:.0f} ms")
+    missing = set(ids) - set(owing)
+    if missing:
+        raise RuntimeError(f"households_owing misses {len(missing)} of the bench households")
+    return seconds
+
+
+@contextlib.contextmanager
+def _log_to_file() -> Iterator[None]:
+    """Keep logging on (its cost is part of the real one), but into a file rather than over the table."""
+    root = logging.getLogger()
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
+        handler.close()
+
+
+# --- The ceiling ----------------------------------------------------------------------------------
+
+
+def _sign_bare(jobs: list[dict], keys: list[PrivateKey], utility_address: str) -> dict:
+    """bsv-sdk alone: the settlement's transactions, built and signed exactly as ``_sign_payment`` does."""
+    from django.conf import settings
+
+    rate = settings.FEE_SATS_PER_KB
+    txids = []
+    began, cpu = time.perf_counter(), time.process_time()
+    for job, key in zip(jobs, keys, strict=True):
+        parent = Transaction.from_hex(job["raw_parent"])
+        tx = Transaction()
+        tx.add_input(
+            TransactionInput(
+                source_transaction=parent,
+                source_output_index=job["vout"],
+                unlocking_script_template=P2PKH().unlock(key),
+            )
+        )
+        tx.add_output(TransactionOutput(locking_script=P2PKH().lock(utility_address), satoshis=job["satoshis"]))
+        tx.add_output(TransactionOutput(locking_script=P2PKH().lock(job["address"]), change=True))
+        tx.fee(SatoshisPerKilobyte(rate))
+        tx.sign()
+        txids.append(tx.txid())
+        tx.hex()
+    return {"seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu, "txids": txids}
+
+
+# --- Checks ---------------------------------------------------------------------------------------
+
+
+def _check(ids: list[int], period_end, tally: Counter, bare_txids: list[str], setup: _Setup) -> dict:
+    from django.db.models import Count, Sum
+
+    from meters.models import HourlyUsage
+    from payments.models import LedgerOutput, Settlement, Utxo
+    from payments.money import eur_to_satoshis
+
+    count = len(ids)
+    problems = []
+    if not _all_seen(tally, count):
+        problems.append(f"the run ended {dict(tally)}, expected {count} seen")
+    settlements = Settlement.objects.filter(household_id__in=ids)
+    states = dict(settlements.values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
+    if states != {Settlement.State.SEEN.value: count}:
+        problems.append(f"settlement states {states}, expected {count} seen")
+    twice = settlements.values("household_id").annotate(n=Count("pk")).filter(n__gt=1).count()
+    if twice:
+        problems.append(f"{twice} households have more than one settlement")
+    per_household = eur_to_satoshis(COST, BSV_EUR)
+    paid = settlements.aggregate(sats=Sum("satoshis"), eur=Sum("eur"))
+    received = (
+        LedgerOutput.objects.filter(
+            address=setup.utility_address, transaction__txid__in=settlements.values("txid")
+        ).aggregate(sats=Sum("satoshis"))["sats"]
+        or 0
+    )
+    if not paid["sats"] == received == per_household * count:
+        problems.append(
+            f"utility received {received} sat, settlements say {paid['sats']}, expected {per_household * count}"
+        )
+    if paid["eur"] != COST * count:
+        problems.append(f"settlements cover {paid['eur']} EUR, usage cost {COST * count} EUR")
+    still_open = HourlyUsage.objects.filter(household_id__in=ids, settled_at__isnull=True).count()
+    if still_open:
+        problems.append(f"{still_open} usage lines still open")
+    coins = dict(
+        Utxo.objects.filter(wallet__household_id__in=ids)
+        .values_list("state")
+        .annotate(n=Count("pk"))
+        .values_list("state", "n")
+    )
+    if coins != {Utxo.State.SPENT.value: count, Utxo.State.AVAILABLE.value: count}:
+        problems.append(f"coins by state {coins}, expected {count} spent and {count} change available")
+    settled_txids = dict(settlements.values_list("household_id", "txid"))
+    mismatched = sum(settled_txids.get(h) != txid for h, txid in zip(ids, bare_txids, strict=True))
+    if mismatched:
+        problems.append(f"{mismatched} settlements signed another transaction than bare bsv-sdk did")
+
+    _fresh_quote()
+    with _log_to_file():
+        again = _settle(ids, period_end)
+    if dict(again) != {"nothing": count}:
+        problems.append(f"a second run ended {dict(again)}, expected {count} nothing")
+    if Settlement.objects.filter(household_id__in=ids).count() != count:
+        problems.append("a second run created settlements")
+    return {
+        "problems": problems,
+        "settlement_states": states,
+        "satoshis_per_household": per_household,
+        "utility_received_sats": received,
+        "settled_eur": str(paid["eur"]),
+        "coins_by_state": coins,
+        "second_run": dict(again),
+        "txids_equal_to_bare_bsv_sdk": count - mismatched,
+    }
+
+
+def _all_seen(tally: Counter, count: int) -> bool:
+    """Every household signed and seen by the ledger (older runs.py also counted each as "signed")."""
+    return tally.get("seen") == count and set(tally) <= {"seen", "signed"} and tally.get("signed", count) == count
+
+
+# --- Where the time goes --------------------------------------------------------------------------
+
+
+class _Steps:
+    """Wall time, PostgreSQL time and SQL statements per step, for steps nested in a call tree.
+
+    Each wrapped function is a step; a statement counts for the innermost step running it.
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.seconds: dict[tuple[str, ...], float] = defaultdict(float)
+        self.cpu_seconds: dict[tuple[str, ...], float] = defaultdict(float)
+        self.db_seconds: dict[tuple[str, ...], float] = defaultdict(float)
+        self.statements: Counter = Counter()
+        self.calls: Counter = Counter()
+        self.sql: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        self._restore: list[Callable[[], None]] = []
+
+    def wrap(self, owner: object, name: str, label: str) -> None:
+        own = name in vars(owner)  # else inherited: restoring means deleting the wrapper again
+        raw = vars(owner).get(name)  # the classmethod object itself, for a classmethod
+        original = getattr(owner, name)  # bound for a classmethod, a plain function for a method
+        steps = self
+
+        def timed(*args, **kwargs):
+            steps.stack.append(label)
+            path = tuple(steps.stack)
+            began, cpu = time.perf_counter(), time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                steps.seconds[path] += time.perf_counter() - began
+                steps.cpu_seconds[path] += time.process_time() - cpu
+                steps.calls[path] += 1
+                steps.stack.pop()
+
+        setattr(owner, name, timed)
+        self._restore.append(lambda: setattr(owner, name, raw) if own else delattr(owner, name))
+
+    def restore(self) -> None:
+        while self._restore:
+            self._restore.pop()()
+
+    def execute(self, execute, sql, params, many, context):
+        path = tuple(self.stack)
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.db_seconds[path] += time.perf_counter() - began
+            self.statements[path] += 1
+            if len(self.sql[path]) < 12:
+                self.sql[path].append(sql[:200])
+
+
+def _instrument(steps: _Steps) -> None:
+    from django.db import connections
+
+    from payments import keys, runs, settlement
+    from payments.networks import local
+    from payments.networks.local import LocalLedger
+
+    for owner, name, label in (
+        (runs, "settle_household", "settle_household"),
+        (settlement, "usable_quote", "price quote"),
+        (settlement, "_sign_payment", "choose coins + sign"),
+        (keys, "household_key", "BIP32 key derivation"),
+        (Transaction, "from_hex", "parse tx hex"),
+        (Transaction, "fee", "bsv fee()"),
+        (Transaction, "sign", "bsv sign()"),
+        (settlement, "_claim", "claim lines + coins"),
+        (runs, "broadcast_settlement", "broadcast_settlement"),
+        (LocalLedger, "broadcast", "ledger.broadcast"),
+        (local, "_parse", "parse"),
+        (LocalLedger, "status", "known txid?"),
+        (local, "_check_structure", "structure"),
+        (local, "_load_inputs", "load inputs"),
+        (local, "_check_money", "amounts + fee"),
+        (local, "_check_chain", "unconfirmed chain"),
+        (local, "_verify_scripts", "verify scripts (interpreter)"),
+        (LocalLedger, "_accept", "record tx + outputs"),
+        (settlement, "mark_accepted", "mark seen"),
+    ):
+        steps.wrap(owner, name, label)
+    # COMMIT is a round trip Django sends outside execute(): time it as a step of its own.
+    steps.wrap(connections["default"], "_commit", "COMMIT")
+
+
+def _step_breakdown(household_ids: list[int], period_end) -> dict:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    steps = _Steps()
+    _fresh_quote()
+    _instrument(steps)
+    try:
+        with _log_to_file(), connection.execute_wrapper(steps.execute), CaptureQueriesContext(connection) as captured:
+            began, cpu = time.perf_counter(), time.process_time()
+            steps.stack.append("run")
+            try:
+                tally = _settle(household_ids, period_end)
+            finally:
+                steps.stack.pop()
+            seconds = time.perf_counter() - began
+            cpu_seconds = time.process_time() - cpu
+    finally:
+        steps.restore()
+    count = len(household_ids)
+    if not _all_seen(tally, count):
+        raise RuntimeError(f"the step sample ended {dict(tally)}")
+    steps.seconds[("run",)] = seconds
+    steps.cpu_seconds[("run",)] = cpu_seconds
+    table = _step_table(steps, count)
+    statements = len(captured.captured_queries)
+    verbs = Counter(query["sql"].split(None, 1)[0].upper() for query in captured.captured_queries)
+    per_household = {
+        "ms": 1000 * seconds / count,
+        "cpu_ms": 1000 * cpu_seconds / count,
+        "db_ms": 1000 * sum(steps.db_seconds.values()) / count,
+        "statements": statements / count,
+        "statements_by_verb": {verb: n / count for verb, n in verbs.most_common()},
+    }
+    say(
+        f"  {per_household['ms']:.2f} ms ({per_household['cpu_ms']:.2f} ms CPU in this process) and "
+        f"{per_household['statements']:.1f} SQL statements a household "
+        f"({', '.join(f'{n:g} {verb}' for verb, n in per_household['statements_by_verb'].items())})"
+    )
+    _print_step_table(table)
+    first_household = [query["sql"][:300] for query in captured.captured_queries[: statements // count]]
+    return {
+        "households": count,
+        "per_household": per_household,
+        "table": table,
+        "sql_of_one_household": first_household,
+        "sql_by_step": {" / ".join(path[1:]) or "run": sql for path, sql in steps.sql.items()},
+    }
+
+
+def _step_table(steps: _Steps, count: int) -> list[dict]:
+    """One row per step in call order: time inside it but outside its sub-steps, and its own SQL."""
+    paths = sorted(set(steps.seconds) | set(steps.statements), key=_call_order)
+    table = []
+    for path in paths:
+        children = [p for p in paths if len(p) == len(path) + 1 and p[: len(path)] == path]
+        own = steps.seconds[path] - sum(steps.seconds[child] for child in children)
+        own_cpu = steps.cpu_seconds[path] - sum(steps.cpu_seconds[child] for child in children)
+        table.append(
+            {
+                "step": path[-1],
+                "depth": len(path) - 1,
+                "calls_per_household": steps.calls[path] / count if path != ("run",) else 1,
+                "ms_per_household": 1000 * steps.seconds[path] / count,
+                "own_ms_per_household": 1000 * own / count,
+                "own_cpu_ms_per_household": 1000 * own_cpu / count,
+                "db_ms_per_household": 1000 * steps.db_seconds[path] / count,
+                "statements_per_household": steps.statements[path] / count,
+            }
+        )
+    return table
+
+
+_ORDER = [
+    "run",
+    "settle_household",
+    "price quote",
+    "choose coins + sign",
+    "BIP32 key derivation",
+    "parse tx hex",
+    "bsv fee()",
+    "bsv sign()",
+    "claim lines + coins",
+    "broadcast_settlement",
+    "ledger.broadcast",
+    "parse",
+    "known txid?",
+    "structure",
+    "load inputs",
+    "amounts + fee",
+    "unconfirmed chain",
+    "verify scripts (interpreter)",
+    "record tx + outputs",
+    "mark seen",
+    "COMMIT",
+]
+
+
+def _call_order(path: tuple[str, ...]) -> list[int]:
+    return [_ORDER.index(label) for label in path]
+
+
+def _print_step_table(table: list[dict]) -> None:
+    say(
+        f"  {'step (own = outside its sub-steps)':44} {'total ms':>9} {'own ms':>8} {'own CPU':>8} "
+        f"{'db ms':>7} {'SQL':>5}"
+    )
+    for row in table:
+        say(
+            f"  {'  ' * row['depth'] + row['step']:44} {row['ms_per_household']:9.3f} "
+            f"{row['own_ms_per_household']:8.3f} {row['own_cpu_ms_per_household']:8.3f} "
+            f"{row['db_ms_per_household']:7.3f} "
+            f"{row['statements_per_household']:5.1f}"
+        )
+    say(
+        "  (ms per household; own CPU = this process's CPU in the step itself; db ms = waiting in execute() "
+        "for the step's own SQL statements; COMMIT is a step of its own)"
+    )
+
+
+def _profile(household_ids: list[int], period_end) -> None:
+    _fresh_quote()
+    profiler = cProfile.Profile()
+    with _log_to_file():
+        began = time.perf_counter()
+        profiler.enable()
+        _settle(household_ids, period_end)
+        profiler.disable()
+        elapsed = time.perf_counter() - began
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    dump = OUTPUT_DIR / "settlement.prof"
+    profiler.dump_stats(dump)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(60)
+    count = len(household_ids)
+    print(f"\n=== profile: {count} households settled under cProfile, {elapsed / count * 1000:.2f} ms each ({dump})")
+    print(out.getvalue())
