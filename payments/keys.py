@@ -51,16 +51,22 @@ def _dev_master_key() -> str:
 
 
 @cache
-def _household_account() -> Xprv:
-    return ckd(_master(), HOUSEHOLD_ACCOUNT)
+def _household_chain() -> Xprv:
+    # m/44'/236'/0'/0, derived once: each household key is then one step away (half the cost).
+    return ckd(ckd(_master(), HOUSEHOLD_ACCOUNT), "./0")
+
+
+@cache
+def _household_chain_public():
+    return _household_chain().xpub()
 
 
 def household_address(index: int) -> str:
-    return ckd(_household_account().xpub(), f"./0/{index}").address()
+    return ckd(_household_chain_public(), f"./{index}").address()
 
 
 def household_key(index: int) -> PrivateKey:
-    return ckd(_household_account(), f"./0/{index}").private_key()
+    return ckd(_household_chain(), f"./{index}").private_key()
 
 
 @cache

@@ -229,7 +229,7 @@ def test_payments_rows_cannot_be_added_changed_or_deleted_in_the_admin(staff_cli
 
 def secrets_of(*households: Household) -> list[str]:
     """The master key (as configured and as used), the households' account key and each household's key."""
-    master = [str(keys._master()), str(keys._household_account())]
+    master = [str(keys._master()), str(keys._household_chain())]
     if settings.WALLET_MASTER_KEY:
         master.append(settings.WALLET_MASTER_KEY)
     if settings.WALLET_DEV_KEY_FILE.exists():

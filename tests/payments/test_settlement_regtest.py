@@ -43,7 +43,8 @@ def node() -> Iterator[NodeRpc]:
 
 def _forget_keys() -> None:
     keys._master.cache_clear()
-    keys._household_account.cache_clear()
+    keys._household_chain.cache_clear()
+    keys._household_chain_public.cache_clear()
     keys.utility_address.cache_clear()
 
 
