@@ -12,7 +12,7 @@ from functools import cache
 
 from bsv import PrivateKey
 from bsv.constants import Network
-from bsv.hd.bip32 import Xprv, ckd, master_xprv_from_seed
+from bsv.hd.bip32 import Xprv, Xpub, ckd, master_xprv_from_seed
 from bsv.utils import validate_address
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -57,7 +57,7 @@ def _household_chain() -> Xprv:
 
 
 @cache
-def _household_chain_public():
+def _household_chain_public() -> Xpub:
     return _household_chain().xpub()
 
 
