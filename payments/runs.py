@@ -11,8 +11,9 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from meters.models import HourlyUsage
+from payments.batch import send_settlements, settle_many
 from payments.models import Wallet
-from payments.networks import NetworkUnavailable, get_network
+from payments.networks import BsvNetwork, NetworkUnavailable, get_network
 from payments.settlement import broadcast_settlement, settle_household
 from payments.wallets import open_missing_wallets, sync_coins
 
@@ -33,27 +34,57 @@ def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:
 
 
 def settle_households(household_ids: list[int], period_end: datetime, now: datetime | None = None) -> Counter:
-    """Settle each household, then broadcast what was signed. Returns how many ended how.
+    """Settle the households chunk by chunk, then broadcast what was signed. Returns how many ended how.
 
-    A household in arrears gets one more try after asking the network for deposits. One household's
-    failure is logged and counted; the rest of the chunk still settles.
+    Per chunk of CHUNK households:
+    1. sign set-based, in one transaction (payments.batch.settle_many); if that raises a
+       DatabaseError (another run claimed part of the chunk, so all of it rolled back), every
+       household of the chunk goes through settle_household instead, one by one;
+    2. broadcast what was signed and record the replies in bulk (payments.batch.send_settlements);
+    3. a household in arrears gets one more try after asking the network for deposits.
+    One household's failure is logged and counted; the rest of the chunk still settles.
     """
     network = get_network()
     tally: Counter = Counter()
+    for chunk in chunks(list(dict.fromkeys(household_ids))):
+        tally.update(_settle_chunk(chunk, period_end, now, network))
+    return tally
+
+
+def _settle_chunk(household_ids: list[int], period_end: datetime, now: datetime | None, network: BsvNetwork) -> Counter:
+    try:
+        results = settle_many(household_ids, period_end, now or timezone.now())
+    except DatabaseError:
+        log.warning("settlement_chunk_one_by_one households=%d", len(household_ids), exc_info=True)
+        results = {}
+    sent = _send([result.settlement_id for result in results.values() if result.settlement_id], network)
+    tally: Counter = Counter()
     for household_id in household_ids:
         try:
-            result = settle_household(household_id, period_end, now or timezone.now())
+            # Not in the results: the chunk fell back, or the household has no wallet.
+            result = results.get(household_id) or settle_household(household_id, period_end, now or timezone.now())
             if result.status == "arrears" and sync_coins(Wallet.objects.get(household_id=household_id), network):
                 result = settle_household(household_id, period_end, now or timezone.now())
             # A signed payment is counted by where broadcasting left it (seen, confirmed, still signed...).
             if result.settlement_id is None:
                 tally[result.status] += 1
             else:
-                tally[broadcast_settlement(result.settlement_id, network)] += 1
+                tally[sent.get(result.settlement_id) or broadcast_settlement(result.settlement_id, network)] += 1
         except (DatabaseError, NetworkUnavailable):
             log.exception("settlement_error household=%s", household_id)
             tally["error"] += 1
     return tally
+
+
+def _send(settlement_ids: list[int], network: BsvNetwork) -> dict[int, str]:
+    if not settlement_ids:
+        return {}
+    try:
+        return send_settlements(settlement_ids, network)
+    except (DatabaseError, NetworkUnavailable):
+        # What was not recorded is still signed: broadcast_settlement finishes it, household by household.
+        log.exception("settlement_send_error settlements=%d", len(settlement_ids))
+        return {}
 
 
 def prepare_run(period_end: datetime) -> list[int]:

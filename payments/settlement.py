@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -131,8 +132,6 @@ def _claim(lines: list[HourlyUsage], coins: list[Utxo], settlement: Settlement, 
 
 
 def _sign_payment(wallet: Wallet, satoshis: int) -> tuple[Transaction, list[Utxo], int] | None:
-    rate = settings.FEE_SATS_PER_KB
-    chosen, total = [], 0
     # Spendable: confirmed coins, or change of our own payments the network has accepted. Never an
     # unconfirmed deposit (a low-fee parent can pin the chain for good) nor change of a payment not
     # yet accepted (the child would reach the network before its parent). Confirmed first (the
@@ -141,7 +140,20 @@ def _sign_payment(wallet: Wallet, satoshis: int) -> tuple[Transaction, list[Utxo
     spendable = wallet.utxos.filter(state=Utxo.State.AVAILABLE).filter(
         Q(confirmed=True) | Q(txid__in=accepted.filter(household_id=wallet.household_id).values("txid"))
     )
-    for coin in spendable.order_by("-confirmed", "-satoshis", "pk"):
+    return sign_from_coins(wallet, satoshis, spendable.order_by("-confirmed", "-satoshis", "pk"))
+
+
+def sign_from_coins(
+    wallet: Wallet, satoshis: int, spendable: Iterable[Utxo]
+) -> tuple[Transaction, list[Utxo], int] | None:
+    """Sign a payment of ``satoshis`` with the fewest leading coins of ``spendable`` that cover it and its fee.
+
+    ``spendable`` comes in order of preference; None if all of it cannot pay. No query of its own:
+    payments/batch.py loads the coins of many wallets at once and signs each payment with this.
+    """
+    rate = settings.FEE_SATS_PER_KB
+    chosen, total = [], 0
+    for coin in spendable:
         chosen.append(coin)
         total += coin.satoshis
         if total >= satoshis + _fee_for(len(chosen), 2, rate):

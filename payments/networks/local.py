@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.base58 import base58check_encode
@@ -87,6 +88,63 @@ class LocalLedger:
         except _Refused as refused:
             log.info("ledger_refused outcome=%s detail=%s", refused.reply.outcome, refused.reply.detail)
             return refused.reply
+
+    def broadcast_many(self, raw_hexes: list[str]) -> list[Reply]:
+        """``broadcast`` for many transactions: the replies broadcasting them one by one, in order, would get.
+
+        1. parse each; one query for the transactions and their parents the ledger already holds,
+           one for every output they spend;
+        2. a transaction joins the batch only if broadcast() would accept it on what was loaded: new,
+           well formed, every input known and unspent with a confirmed parent (no chain to walk),
+           amounts, fee and scripts right, and no outpoint, parent or txid in common with a
+           transaction before it in the list, so that recording it first changes no other reply;
+        3. record the batch in one database transaction: the transactions, their outputs, and one
+           conditional update claiming every input. A concurrent spend or insert rolls it all back,
+           and every transaction goes through broadcast() instead;
+        4. the others (known, refused, chained, conflicting) go through broadcast() one by one, in
+           order, after the batch: their replies are broadcast()'s own.
+        """
+        parsed = []
+        for index, raw_hex in enumerate(raw_hexes):
+            try:
+                raw, tx = _parse(raw_hex)
+            except _Refused:
+                continue  # broadcast() says why
+            outpoints = [(inp.source_txid, inp.source_output_index) for inp in tx.inputs]
+            parsed.append((index, hash256(raw)[::-1].hex(), raw, tx, outpoints))
+        # Every lookup goes by a unique key (txid, then transaction and vout), so the plans stay
+        # index scans whatever the statistics say about tables that grew since the last ANALYZE.
+        held = {
+            txid: (pk, block_id)
+            for pk, txid, block_id in LedgerTransaction.objects.filter(
+                txid__in={p[1] for p in parsed} | {op[0] for p in parsed for op in p[4]}
+            ).values_list("pk", "txid", "block_id")
+        }
+        loaded = _load_outputs({op for _, txid, _, _, ops in parsed if txid not in held for op in ops}, held)
+        batch, earlier_txids, earlier_parents, earlier_outpoints = [], set(), set(), set()
+        for index, txid, raw, tx, outpoints in parsed:
+            entangled = (
+                txid in held  # known: broadcast() returns its status
+                or txid in earlier_txids  # the same transaction twice: the second is "known"
+                or txid in earlier_parents  # an earlier one spends it: that one is "missing inputs"
+                or any(op in earlier_outpoints or op[0] in earlier_txids for op in outpoints)
+            )
+            earlier_txids.add(txid)
+            earlier_parents.update(op[0] for op in outpoints)
+            earlier_outpoints.update(outpoints)
+            if entangled:
+                continue
+            spent = [loaded.get(op) for op in outpoints]
+            confirmed = all(held[op[0]][1] is not None for op in outpoints if op[0] in held)
+            fee = _batch_fee(tx, raw, spent) if confirmed else None  # else broadcast() walks the chain
+            if fee is not None:
+                outputs = [(out.satoshis, out.locking_script.serialize()) for out in tx.outputs]
+                batch.append(_Acceptable(index, txid, raw.hex(), fee, [out.pk for out in spent], outputs))
+        replies: list[Reply | None] = [None] * len(raw_hexes)
+        if batch and self._accept_many(batch):
+            for item in batch:
+                replies[item.index] = Reply(Outcome.ACCEPTED, "accepted into the mempool")
+        return [reply or self.broadcast(raw_hex) for reply, raw_hex in zip(replies, raw_hexes, strict=True)]
 
     def status(self, txid: str) -> Reply:
         row = LedgerTransaction.objects.filter(txid=txid).select_related("block").only("block__height").first()
@@ -188,6 +246,101 @@ class LocalLedger:
             return _conflict(tx, [fresh[out.pk] for out in spent]).reply
         log.info("ledger_accepted txid=%s fee=%d", txid, fee)
         return Reply(Outcome.ACCEPTED, "accepted into the mempool")
+
+    def _accept_many(self, batch: list[_Acceptable]) -> bool:
+        """Record every transaction of ``batch`` at once; False (nothing recorded) if a concurrent one interfered."""
+        try:
+            with transaction.atomic():
+                now = timezone.now()
+                rows = LedgerTransaction.objects.bulk_create(
+                    LedgerTransaction(txid=item.txid, raw=item.raw_hex, fee=item.fee, is_faucet=False, accepted_at=now)
+                    for item in batch
+                )
+                addresses: dict[bytes, str] = {}  # most outputs pay the same few scripts (the utility's)
+                LedgerOutput.objects.bulk_create(
+                    LedgerOutput(
+                        transaction_id=row.pk,
+                        vout=vout,
+                        satoshis=satoshis,
+                        locking_script=script.hex(),
+                        address=addresses.get(script) or addresses.setdefault(script, _p2pkh_address(script)),
+                    )
+                    for row, item in zip(rows, batch, strict=True)
+                    for vout, (satoshis, script) in enumerate(item.outputs)
+                )
+                # One conditional update for all inputs, as in _accept: a concurrent spend of any of
+                # them leaves the count short, and the whole batch rolls back.
+                claims = [(output, row.pk) for row, item in zip(rows, batch, strict=True) for output in item.inputs]
+                if _claim_outputs(claims) != len(claims):
+                    raise _Refused(Outcome.DOUBLE_SPEND, "an input was spent concurrently")
+        except (IntegrityError, _Refused) as error:
+            # A concurrent broadcast of one of them (IntegrityError on the txid) or of a conflicting
+            # spend: broadcast(), one by one, tells each transaction apart.
+            log.info("ledger_batch_fallback transactions=%d detail=%s", len(batch), error)
+            return False
+        for item in batch:
+            log.info("ledger_accepted txid=%s fee=%d", item.txid, item.fee)
+        return True
+
+
+class _Acceptable(NamedTuple):
+    """A transaction broadcast_many found acceptable, as the rows that record it (no transaction objects kept)."""
+
+    index: int  # in the list given to broadcast_many
+    txid: str
+    raw_hex: str
+    fee: int
+    inputs: list[int]  # ids of the LedgerOutputs it spends, in input order
+    outputs: list[tuple[int, bytes]]  # (satoshis, locking script) in output order
+
+
+def _load_outputs(
+    outpoints: set[tuple[str, int]], held: dict[str, tuple[int, int | None]]
+) -> dict[tuple[str, int], LedgerOutput]:
+    """The outputs at ``outpoints`` (what _load_inputs reads, for many), in one query.
+
+    ``held`` maps the txids the ledger holds to their row id and block. Selected by parent and
+    output index (the unique index on both), then matched exactly here.
+    """
+    parents = {held[txid][0]: txid for txid, _ in outpoints if txid in held}
+    if not parents:
+        return {}
+    outputs = LedgerOutput.objects.filter(transaction_id__in=parents, vout__in={vout for _, vout in outpoints}).only(
+        "transaction_id", "vout", "satoshis", "locking_script", "spent_by_id"
+    )
+    found = (((parents[out.transaction_id], out.vout), out) for out in outputs)
+    return {outpoint: out for outpoint, out in found if outpoint in outpoints}
+
+
+def _claim_outputs(claims: list[tuple[int, int]]) -> int:
+    """Mark each (output, spender) pair's output spent by its spender if it is still unspent; returns how many.
+
+    One statement for the whole batch, selected by primary key. Raw SQL because Django builds a
+    filter for every branch of a CASE, which costs more than the rest of the batch's bookkeeping.
+    """
+    table = LedgerOutput._meta.db_table
+    branches = " ".join(["WHEN %s THEN %s"] * len(claims))
+    ids = ", ".join(["%s"] * len(claims))
+    sql = f"""
+        UPDATE {table} SET spent_by_id = CASE id {branches} END
+         WHERE id IN ({ids}) AND spent_by_id IS NULL
+    """  # noqa: S608 (the table name comes from our model; values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for pair in claims for value in pair] + [output for output, _ in claims])
+        return cursor.rowcount
+
+
+def _batch_fee(tx: Transaction, raw: bytes, spent: list[LedgerOutput | None]) -> int | None:
+    """The fee if broadcast() would accept ``tx`` (its parents confirmed), else None: broadcast() then decides."""
+    if any(out is None or out.spent_by_id is not None for out in spent):
+        return None
+    try:
+        _check_structure(tx)
+        fee = _check_money(tx, spent, len(raw))
+        _verify_scripts(tx, spent)
+    except _Refused:
+        return None
+    return fee
 
 
 def _insert(
