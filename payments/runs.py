@@ -25,7 +25,7 @@ CHUNK = 200
 def households_owing(period_end: datetime) -> list[int]:
     """Households with open, priced usage before ``period_end`` (the partial index on open lines serves this)."""
     owing = HourlyUsage.objects.filter(hour_start__lt=period_end, settled_at__isnull=True, cost_eur__isnull=False)
-    return sorted(set(owing.values_list("household_id", flat=True)))
+    return list(owing.order_by("household_id").values_list("household_id", flat=True).distinct())
 
 
 def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:
