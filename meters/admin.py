@@ -31,8 +31,8 @@ def count_of(model: type[Model], field: str) -> Coalesce:
     return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Ledger data: staff look, nobody edits."""
+class NoEditing:
+    """Ledger data: staff look, nobody adds, edits or deletes (an admin or inline mixin)."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -42,6 +42,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(NoEditing, admin.ModelAdmin):
+    pass
+
+
+class ReadOnlyInline(NoEditing, admin.TabularInline):
+    extra = 0
+    max_num = 0
+    can_delete = False
 
 
 def has_priced_usage(version: TariffVersion) -> bool:
@@ -231,23 +241,11 @@ class HouseholdAdmin(admin.ModelAdmin):
     inlines = [MeterInline]
 
 
-class MeterEventInline(admin.TabularInline):
+class MeterEventInline(ReadOnlyInline):
     model = MeterEvent
-    extra = 0
     fields = ["kind", "timestamp", "previous_kwh", "new_kwh", "created_at"]
     readonly_fields = fields
-    can_delete = False
-    max_num = 0
     verbose_name_plural = "events (register resets)"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Meter)

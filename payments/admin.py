@@ -37,7 +37,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from meters.admin import HouseholdAdmin as MetersHouseholdAdmin
-from meters.admin import ReadOnlyAdmin, count_of
+from meters.admin import NoEditing, ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.models import HourlyUsage, Household
 from payments import keys
 from payments.models import (
@@ -126,32 +126,8 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    max_num = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyWithActions:
+class ReadOnlyWithActions(NoEditing):
     """No page edits a row; the actions move money, so they need the model's change permission."""
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_operate_permission(self, request) -> bool:
         opts = self.opts

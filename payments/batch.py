@@ -26,7 +26,7 @@ from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.money import eur_to_satoshis
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
 from payments.prices import usable_quote
-from payments.settlement import _FAILURES, Result, fail_settlement, mark_accepted, sign_from_coins
+from payments.settlement import Result, record_reply, sign_from_coins
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def send_settlements(settlement_ids: list[int], network: BsvNetwork) -> dict[int
         if reply.outcome == Outcome.ACCEPTED:
             accepted[reply.detail[:1000]].append(pk)
         else:
-            states[pk] = _record_reply(pk, reply, network)
+            states[pk] = record_reply(pk, reply, network)
     for detail, ids in accepted.items():
         try:
             with transaction.atomic():
@@ -250,7 +250,7 @@ def send_settlements(settlement_ids: list[int], network: BsvNetwork) -> dict[int
         except _Moved:
             # Another process moved some of them meanwhile (the sweeper): mark_accepted sorts each out.
             for pk in ids:
-                states[pk] = _record_reply(pk, Reply(Outcome.ACCEPTED, detail), network)
+                states[pk] = record_reply(pk, Reply(Outcome.ACCEPTED, detail), network)
         else:
             states.update(dict.fromkeys(ids, Settlement.State.SEEN))
     return states
@@ -268,16 +268,3 @@ def _broadcast(raw_txs: list[str], network: BsvNetwork) -> list[Reply]:
             # One payment's bad luck must not leave the others unrecorded; the sweeper sends it again.
             replies.append(Reply(Outcome.RETRY, str(error)))
     return replies
-
-
-def _record_reply(settlement_id: int, reply: Reply, network: BsvNetwork) -> str:
-    """What broadcast_settlement does with a reply, for one settlement."""
-    Settlement.objects.filter(pk=settlement_id).update(broadcast_attempts=F("broadcast_attempts") + 1)
-    if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFIRMED):
-        state = Settlement.State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else Settlement.State.SEEN
-        return mark_accepted(settlement_id, state, reply.detail)
-    if reply.outcome in _FAILURES:
-        return fail_settlement(settlement_id, _FAILURES[reply.outcome], reply.detail, network)
-    Settlement.objects.filter(pk=settlement_id).update(detail=reply.detail[:1000])
-    log.warning("settlement_broadcast_retry settlement=%s detail=%s", settlement_id, reply.detail[:200])
-    return Settlement.State.SIGNED

@@ -28,7 +28,7 @@ from payments import keys
 from payments.checks import native_signing_available
 from payments.models import Settlement, SettlementLine, Utxo, Wallet
 from payments.money import eur_to_satoshis
-from payments.networks import BsvNetwork, NetworkUnavailable, Outcome
+from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
 from payments.prices import usable_quote
 from payments.wallets import sync_coins
 
@@ -189,7 +189,11 @@ def broadcast_settlement(settlement_id: int, network: BsvNetwork) -> str:
     settlement = Settlement.objects.get(pk=settlement_id)
     if settlement.state != Settlement.State.SIGNED:
         return settlement.state
-    reply = network.broadcast(settlement.raw_tx)
+    return record_reply(settlement_id, network.broadcast(settlement.raw_tx), network)
+
+
+def record_reply(settlement_id: int, reply: Reply, network: BsvNetwork) -> str:
+    """Record what the network said to one broadcast of a settlement; returns the new state."""
     Settlement.objects.filter(pk=settlement_id).update(broadcast_attempts=F("broadcast_attempts") + 1)
     if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFIRMED):
         state = Settlement.State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else Settlement.State.SEEN
