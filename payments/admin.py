@@ -54,7 +54,8 @@ from payments.money import EUR_PLACES, SATS_PER_BSV, satoshis_to_eur
 from payments.networks import get_network
 from payments.networks.local import LocalLedger
 from payments.prices import usable_quote
-from payments.settlement import broadcast_settlement, closed_period_end, settle_household
+from payments.settlement import broadcast_settlement, closed_period_end
+from payments.signing import settle_household
 from payments.wallets import open_wallet, sync_coins
 
 log = logging.getLogger(__name__)

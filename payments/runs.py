@@ -11,10 +11,10 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from meters.models import HourlyUsage
-from payments.batch import send_settlements, settle_many
 from payments.models import Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, get_network
-from payments.settlement import broadcast_settlement, settle_household
+from payments.settlement import broadcast_settlement, send_settlements
+from payments.signing import settle_household, settle_many
 from payments.wallets import open_missing_wallets, sync_coins
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,10 @@ def settle_households(household_ids: list[int], period_end: datetime, now: datet
     """Settle the households chunk by chunk, then broadcast what was signed. Returns how many ended how.
 
     Per chunk of CHUNK households:
-    1. sign set-based, in one transaction (payments.batch.settle_many); if that raises a
+    1. sign set-based, in one transaction (payments.signing.settle_many); if that raises a
        DatabaseError (another run claimed part of the chunk, so all of it rolled back), every
        household of the chunk goes through settle_household instead, one by one;
-    2. broadcast what was signed and record the replies in bulk (payments.batch.send_settlements);
+    2. broadcast what was signed and record the replies in bulk (payments.settlement.send_settlements);
     3. a household in arrears gets one more try after asking the network for deposits.
     One household's failure is logged and counted; the rest of the chunk still settles.
     """

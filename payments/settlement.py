@@ -1,49 +1,31 @@
-"""Hourly settlement: pay each household's unsettled usage from its wallet to the utility, exactly once.
+"""Broadcasting signed settlements and following them to confirmation (or failure).
 
-Money moves in two steps (shared/DESIGN.md, "Settlement"): ``settle_household`` signs a payment
-and records it in one database transaction; ``broadcast_settlement`` sends it afterwards. A crash
-between them leaves a ``signed`` settlement that ``rebroadcast_signed`` sends later: sending the
-same raw transaction twice is harmless, so no path pays twice.
+payments/signing.py signs and records payments; here they are sent (in bulk where the network
+can take a batch), their replies recorded, refused ones undone (the hours are owed again), stuck
+ones re-sent, and accepted ones followed until a block confirms them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import defaultdict
 from datetime import datetime, timedelta
 
-from bsv import P2PKH, Transaction, TransactionInput, TransactionOutput
-from bsv.fee_models import SatoshisPerKilobyte
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from meters.models import HourlyUsage, Meter
+from meters.models import Meter
 from meters.timeutil import floor_hour
 from meters.usage import reopen_lines
-from payments import keys
-from payments.checks import native_signing_available
-from payments.models import Settlement, SettlementLine, Utxo, Wallet
-from payments.money import eur_to_satoshis
+from payments.models import Settlement, Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
-from payments.prices import usable_quote
 from payments.wallets import sync_coins
 
 log = logging.getLogger(__name__)
 
 _FAILURES = {Outcome.REJECTED: Settlement.State.REJECTED, Outcome.DOUBLE_SPEND: Settlement.State.DOUBLE_SPEND}
-# P2PKH sizes in bytes, with a 73-byte signature: what a signed input and an output can take at most.
-_INPUT_BYTES, _OUTPUT_BYTES, _OVERHEAD_BYTES = 149, 34, 10
-
-
-@dataclass(frozen=True)
-class Result:
-    status: str  # signed | nothing | arrears | deferred
-    settlement_id: int | None = None
-    detail: str = ""
 
 
 def closed_period_end(now: datetime) -> datetime:
@@ -51,142 +33,74 @@ def closed_period_end(now: datetime) -> datetime:
     return floor_hour(now - timedelta(minutes=settings.SETTLEMENT_GRACE_MINUTES))
 
 
-def settle_household(household_id: int, period_end: datetime, now: datetime) -> Result:
-    """Sign one payment for everything the household owes for hours before ``period_end``.
+class _Moved(Exception):
+    """Some accepted settlements were no longer signed: record that group one by one instead."""
 
-    Steps, in one transaction holding the wallet's lock, then its meters' (lock order):
-    1. a price quote no older than PRICE_MAX_AGE, or defer: never guess a price;
-    2. the open, priced usage lines before ``period_end`` (earlier unpaid hours and adjustments too);
-    3. EUR -> satoshis at the quote, half up; nothing to pay below one satoshi (it carries over);
-    4. choose coins, confirmed first; too little money: arrears, nothing signed;
-    5. build and sign (P2PKH to the utility, change back), store raw tx and txid as ``signed``,
-       claim the lines and reserve the coins; commit. The caller broadcasts after that.
+
+def send_settlements(settlement_ids: list[int], network: BsvNetwork) -> dict[int, str]:
+    """Broadcast signed settlements and record what the network said; returns each one's state.
+
+    broadcast_settlement for many:
+    1. load the settlements (one query); one no longer signed is not sent again, its state is returned;
+    2. ``network.broadcast_many`` where the network has it (the local ledger), else one by one;
+    3. accepted: one UPDATE of those still signed to seen, one UPDATE of their coins to spent, together;
+       confirmed already: mark_accepted; refused: fail_settlement, one by one (the rare paths);
+       retry or unknown: they stay signed, with the detail, for the sweeper to send again.
     """
-    if not native_signing_available():
-        log.error("settlement_deferred reason=no_native_secp256k1 household=%s", household_id)
-        return Result("deferred", detail="bsv-sdk native secp256k1 extension missing")
-    quote = usable_quote(now)
-    if quote is None:
-        log.error("settlement_deferred reason=price_too_old household=%s", household_id)
-        return Result("deferred", detail=f"no BSV/EUR quote newer than {settings.PRICE_MAX_AGE}")
-    with transaction.atomic():
-        wallet = Wallet.objects.select_for_update().get(household_id=household_id)
-        list(Meter.objects.select_for_update().filter(household_id=household_id).order_by("pk").values_list("pk"))
-        lines = list(
-            HourlyUsage.objects.filter(
-                household_id=household_id, hour_start__lt=period_end, settled_at__isnull=True, cost_eur__isnull=False
-            ).order_by("hour_start", "pk")
-        )
-        eur = sum((line.cost_eur for line in lines), start=0)
-        satoshis = eur_to_satoshis(eur, quote.bsv_eur) if eur > 0 else 0
-        if satoshis <= 0:
-            return Result("nothing")
-        payment = _sign_payment(wallet, satoshis)
-        if payment is None:
-            log.warning("settlement_arrears household=%s eur=%s satoshis=%d", household_id, eur, satoshis)
-            return Result("arrears", detail=f"wallet cannot pay {satoshis} satoshis plus fee")
-        tx, coins, fee = payment
-        settlement = Settlement.objects.create(
-            household_id=household_id,
-            period_start=lines[0].hour_start,
-            period_end=period_end,
-            kwh=sum((line.kwh for line in lines), start=0),
-            eur=eur,
-            quote=quote,
-            satoshis=satoshis,
-            fee_satoshis=fee,
-            txid=tx.txid(),
-            raw_tx=tx.hex(),
-        )
-        SettlementLine.objects.bulk_create(
-            SettlementLine(settlement=settlement, usage=line, eur=line.cost_eur) for line in lines
-        )
-        _claim(lines, coins, settlement, now)
-        Utxo.objects.bulk_create(
-            Utxo(wallet=wallet, txid=settlement.txid, vout=vout, satoshis=output.satoshis, raw_parent=settlement.raw_tx)
-            for vout, output in enumerate(tx.outputs)
-            if output.change
-        )
-    log.info(
-        "settlement_signed household=%s settlement=%s eur=%s satoshis=%d fee=%d txid=%s",
-        household_id,
-        settlement.pk,
-        eur,
-        satoshis,
-        fee,
-        settlement.txid,
-    )
-    return Result("signed", settlement.pk)
+    rows = Settlement.objects.filter(pk__in=settlement_ids).values_list("pk", "state", "raw_tx")
+    states, pending = {}, []
+    for pk, state, raw_tx in rows:
+        if state == Settlement.State.SIGNED:
+            pending.append((pk, raw_tx))
+        else:
+            states[pk] = state
+    if not pending:
+        return states
+    replies = _broadcast([raw_tx for _, raw_tx in pending], network)
+    accepted = defaultdict(list)
+    for (pk, _), reply in zip(pending, replies, strict=True):
+        if reply.outcome == Outcome.ACCEPTED:
+            accepted[reply.detail[:1000]].append(pk)
+        else:
+            states[pk] = record_reply(pk, reply, network)
+    for detail, ids in accepted.items():
+        try:
+            with transaction.atomic():
+                moved = Settlement.objects.filter(pk__in=ids, state=Settlement.State.SIGNED).update(
+                    state=Settlement.State.SEEN,
+                    detail=detail,
+                    confirmed_at=None,
+                    broadcast_attempts=F("broadcast_attempts") + 1,
+                )
+                if moved != len(ids):
+                    raise _Moved
+                Utxo.objects.filter(reserved_by_id__in=ids).update(state=Utxo.State.SPENT)
+        except _Moved:
+            # Another process moved some of them meanwhile (the sweeper): mark_accepted sorts each out.
+            for pk in ids:
+                states[pk] = record_reply(pk, Reply(Outcome.ACCEPTED, detail), network)
+        else:
+            states.update(dict.fromkeys(ids, Settlement.State.SEEN))
+    return states
 
 
-def _claim(lines: list[HourlyUsage], coins: list[Utxo], settlement: Settlement, now: datetime) -> None:
-    # Conditional updates: if anything was claimed meanwhile, roll back rather than pay twice.
-    claimed = HourlyUsage.objects.filter(pk__in=[line.pk for line in lines], settled_at__isnull=True).update(
-        settled_at=now
-    )
-    reserved = Utxo.objects.filter(pk__in=[coin.pk for coin in coins], state=Utxo.State.AVAILABLE).update(
-        state=Utxo.State.RESERVED, reserved_by=settlement
-    )
-    if claimed != len(lines) or reserved != len(coins):
-        raise DatabaseError(f"settlement {settlement.pk}: usage or coins were claimed concurrently")
-
-
-def _sign_payment(wallet: Wallet, satoshis: int) -> tuple[Transaction, list[Utxo], int] | None:
-    # Spendable: confirmed coins, or change of our own payments the network has accepted. Never an
-    # unconfirmed deposit (a low-fee parent can pin the chain for good) nor change of a payment not
-    # yet accepted (the child would reach the network before its parent). Confirmed first (the
-    # unconfirmed chain stays short), larger first (fewer inputs).
-    accepted = Settlement.objects.filter(state__in=[Settlement.State.SEEN, Settlement.State.CONFIRMED])
-    spendable = wallet.utxos.filter(state=Utxo.State.AVAILABLE).filter(
-        Q(confirmed=True) | Q(txid__in=accepted.filter(household_id=wallet.household_id).values("txid"))
-    )
-    return sign_from_coins(wallet, satoshis, spendable.order_by("-confirmed", "-satoshis", "pk"))
-
-
-def sign_from_coins(
-    wallet: Wallet, satoshis: int, spendable: Iterable[Utxo]
-) -> tuple[Transaction, list[Utxo], int] | None:
-    """Sign a payment of ``satoshis`` with the fewest leading coins of ``spendable`` that cover it and its fee.
-
-    ``spendable`` comes in order of preference; None if all of it cannot pay. No query of its own:
-    payments/batch.py loads the coins of many wallets at once and signs each payment with this.
-    """
-    rate = settings.FEE_SATS_PER_KB
-    chosen, total = [], 0
-    for coin in spendable:
-        chosen.append(coin)
-        total += coin.satoshis
-        if total >= satoshis + _fee_for(len(chosen), 2, rate):
-            break
-    else:
-        return None
-    key = keys.household_key(wallet.derivation_index)
-    parents: dict[str, Transaction] = {}
-    tx = Transaction()
-    for coin in chosen:
-        parent = parents.setdefault(coin.txid, Transaction.from_hex(coin.raw_parent))
-        tx.add_input(
-            TransactionInput(
-                source_transaction=parent, source_output_index=coin.vout, unlocking_script_template=P2PKH().unlock(key)
-            )
-        )
-    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(keys.utility_address()), satoshis=satoshis))
-    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(wallet.address), change=True))
-    tx.fee(SatoshisPerKilobyte(rate))  # drops the change output when nothing is left for it
-    tx.sign()
-    fee = total - sum(output.satoshis for output in tx.outputs)
-    if fee < math.ceil(len(tx.serialize()) * rate / 1000):
-        return None
-    return tx, chosen, fee
-
-
-def _fee_for(inputs: int, outputs: int, rate: int) -> int:
-    return math.ceil((_OVERHEAD_BYTES + inputs * _INPUT_BYTES + outputs * _OUTPUT_BYTES) * rate / 1000)
+def _broadcast(raw_txs: list[str], network: BsvNetwork) -> list[Reply]:
+    broadcast_many = getattr(network, "broadcast_many", None)
+    if broadcast_many is not None:
+        return broadcast_many(raw_txs)
+    replies = []
+    for raw_tx in raw_txs:
+        try:
+            replies.append(network.broadcast(raw_tx))
+        except NetworkUnavailable as error:
+            # One payment's bad luck must not leave the others unrecorded; the sweeper sends it again.
+            replies.append(Reply(Outcome.RETRY, str(error)))
+    return replies
 
 
 def broadcast_settlement(settlement_id: int, network: BsvNetwork) -> str:
-    """Send a signed settlement and record what the network says; returns the new state."""
-    settlement = Settlement.objects.get(pk=settlement_id)
+    """Send one signed settlement and record what the network says; returns its state."""
+    settlement = Settlement.objects.only("state", "raw_tx").get(pk=settlement_id)
     if settlement.state != Settlement.State.SIGNED:
         return settlement.state
     return record_reply(settlement_id, network.broadcast(settlement.raw_tx), network)

@@ -141,7 +141,7 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     per = steps["per_household"]
     cpu = clock.per_household(count)
     notes = [
-        f"Settlement: {per['statements']:.1f} SQL statements per household (BEGIN and COMMIT included), "
+        f"Settlement: {per['statements']:.2f} SQL statements per household (BEGIN and COMMIT included), "
         f"{per['ms']:.2f} ms each with steps timed ({per['db_ms']:.2f} ms waiting for PostgreSQL); "
         f"BIP32 key derivation alone {count / derivation_seconds:,.0f} keys/s; "
         f"ratio to bsv-sdk {figure / ceiling:.1%}. Breakdown: var/bench/settlement.json.",
@@ -510,7 +510,7 @@ def _log_to_file() -> Iterator[None]:
 
 
 def _sign_bare(jobs: list[dict], keys: list[PrivateKey], utility_address: str) -> dict:
-    """bsv-sdk alone: the settlement's transactions, built and signed exactly as ``_sign_payment`` does."""
+    """bsv-sdk alone: the settlement's transactions, built and signed exactly as ``signing.sign_from_coins`` does."""
     from django.conf import settings
 
     rate = settings.FEE_SATS_PER_KB
@@ -669,29 +669,26 @@ class _Steps:
 def _instrument(steps: _Steps) -> None:
     from django.db import connections
 
-    from payments import keys, runs, settlement
+    from payments import keys, runs, settlement, signing
     from payments.networks import local
     from payments.networks.local import LocalLedger
 
     for owner, name, label in (
-        (runs, "settle_household", "settle_household"),
-        (settlement, "usable_quote", "price quote"),
-        (settlement, "_sign_payment", "choose coins + sign"),
+        (runs, "settle_many", "sign a chunk"),
+        (signing, "usable_quote", "price quote"),
+        (signing, "_spendable_coins", "load coins"),
+        (signing, "sign_from_coins", "choose coins + sign"),
         (keys, "household_key", "BIP32 key derivation"),
         (Transaction, "from_hex", "parse tx hex"),
         (Transaction, "fee", "bsv fee()"),
         (Transaction, "sign", "bsv sign()"),
-        (settlement, "_claim", "claim lines + coins"),
-        (runs, "broadcast_settlement", "broadcast_settlement"),
-        (LocalLedger, "broadcast", "ledger.broadcast"),
+        (signing, "_record", "record + claim lines and coins"),
+        (runs, "send_settlements", "send and record"),
+        (LocalLedger, "broadcast_many", "ledger.broadcast_many"),
         (local, "_parse", "parse"),
-        (LocalLedger, "status", "known txid?"),
         (local, "_check_structure", "structure"),
-        (local, "_load_inputs", "load inputs"),
-        (local, "_check_money", "amounts + fee"),
-        (local, "_check_chain", "unconfirmed chain"),
         (local, "_verify_scripts", "verify scripts (interpreter)"),
-        (LocalLedger, "_accept", "record tx + outputs"),
+        (LocalLedger, "_accept_many", "record txs + outputs"),
         (settlement, "mark_accepted", "mark seen"),
     ):
         steps.wrap(owner, name, label)
@@ -735,7 +732,7 @@ def _step_breakdown(household_ids: list[int], period_end) -> dict:
     }
     say(
         f"  {per_household['ms']:.2f} ms ({per_household['cpu_ms']:.2f} ms CPU in this process) and "
-        f"{per_household['statements']:.1f} SQL statements a household "
+        f"{per_household['statements']:.2f} SQL statements a household "
         f"({', '.join(f'{n:g} {verb}' for verb, n in per_household['statements_by_verb'].items())})"
     )
     _print_step_table(table)
@@ -774,24 +771,21 @@ def _step_table(steps: _Steps, count: int) -> list[dict]:
 
 _ORDER = [
     "run",
-    "settle_household",
+    "sign a chunk",
     "price quote",
+    "load coins",
     "choose coins + sign",
     "BIP32 key derivation",
     "parse tx hex",
     "bsv fee()",
     "bsv sign()",
-    "claim lines + coins",
-    "broadcast_settlement",
-    "ledger.broadcast",
+    "record + claim lines and coins",
+    "send and record",
+    "ledger.broadcast_many",
     "parse",
-    "known txid?",
     "structure",
-    "load inputs",
-    "amounts + fee",
-    "unconfirmed chain",
     "verify scripts (interpreter)",
-    "record tx + outputs",
+    "record txs + outputs",
     "mark seen",
     "COMMIT",
 ]

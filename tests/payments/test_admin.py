@@ -23,7 +23,8 @@ from payments import keys
 from payments.models import LedgerBlock, LedgerTransaction, PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.networks import Outcome, Reply
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement, closed_period_end, settle_household
+from payments.settlement import broadcast_settlement, closed_period_end
+from payments.signing import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # the last closed hour ends at 14:00

@@ -20,7 +20,8 @@ from payments import keys, runs
 from payments.models import LedgerOutput, PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome, Reply
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement, rebroadcast_signed, settle_household
+from payments.settlement import broadcast_settlement, rebroadcast_signed
+from payments.signing import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # readings up to 14:00 are not in the future

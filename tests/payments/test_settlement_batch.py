@@ -1,4 +1,4 @@
-"""Settling a chunk at once (payments/batch.py): the payments settle_household would make, each made once."""
+"""Settling a chunk at once (signing.settle_many, settlement.send_settlements): each payment made once."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from django.utils import timezone
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage
 from meters.schema import ReadingIn
-from payments import batch, keys, runs
-from payments.batch import send_settlements, settle_many
+from payments import keys, runs, settlement, signing
 from payments.models import LedgerOutput, LedgerTransaction, PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.networks import Outcome, Reply
 from payments.networks import local as local_module
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement, settle_household
+from payments.settlement import broadcast_settlement, send_settlements
+from payments.signing import settle_household, settle_many
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
@@ -234,7 +234,7 @@ def _spend_a_coin(household) -> None:
 @pytest.mark.parametrize("meanwhile", [_claim_a_line, _spend_a_coin], ids=["usage line", "coin"])
 def test_a_chunk_that_meets_a_concurrent_claim_rolls_back_entirely(make_home, monkeypatch, meanwhile):
     homes = [make_home(FUNDS) for _ in range(3)]
-    find_coins = batch._spendable_coins
+    find_coins = signing._spendable_coins
 
     def racing(wallets):
         # Another run, somehow past the wallet locks, takes something the chunk is about to claim.
@@ -242,7 +242,7 @@ def test_a_chunk_that_meets_a_concurrent_claim_rolls_back_entirely(make_home, mo
         meanwhile(homes[1])
         return coins
 
-    monkeypatch.setattr(batch, "_spendable_coins", racing)
+    monkeypatch.setattr(signing, "_spendable_coins", racing)
     with pytest.raises(DatabaseError, match="claimed concurrently"):
         settle_many([home.pk for home in homes], PERIOD_END, timezone.now())
 
@@ -254,14 +254,19 @@ def test_a_chunk_that_meets_a_concurrent_claim_rolls_back_entirely(make_home, mo
 
 def test_a_run_whose_chunk_rolled_back_settles_it_household_by_household(make_home, monkeypatch):
     homes = [make_home(FUNDS) for _ in range(3)]
-    find_coins = batch._spendable_coins
+    find_coins = signing._spendable_coins
+
+    raced = []
 
     def racing(wallets):
+        # Another run claims one line once, while this chunk is being signed.
         coins = find_coins(wallets)
-        _claim_a_line(homes[1])
+        if not raced:
+            raced.append(True)
+            _claim_a_line(homes[1])
         return coins
 
-    monkeypatch.setattr(batch, "_spendable_coins", racing)
+    monkeypatch.setattr(signing, "_spendable_coins", racing)
     tally = runs.settle_households([home.pk for home in homes], PERIOD_END)
 
     assert tally == {"seen": 3}
@@ -523,14 +528,14 @@ def test_a_payment_the_sweeper_recorded_meanwhile_is_recorded_once(make_home, le
     homes = [make_home(FUNDS) for _ in range(3)]
     results = settle_many([home.pk for home in homes], PERIOD_END, timezone.now())
     ids = [results[home.pk].settlement_id for home in homes]
-    send = batch._broadcast
+    send = settlement._broadcast
 
     def and_the_sweeper(raw_txs, network):
         replies = send(raw_txs, network)
         broadcast_settlement(ids[1], network)  # sends the same transaction again, records it as seen
         return replies
 
-    monkeypatch.setattr(batch, "_broadcast", and_the_sweeper)
+    monkeypatch.setattr(settlement, "_broadcast", and_the_sweeper)
     states = send_settlements(ids, ledger)
 
     assert states == dict.fromkeys(ids, Settlement.State.SEEN)

@@ -27,7 +27,8 @@ from payments import keys
 from payments.models import PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome
 from payments.networks.node import NodeRpc
-from payments.settlement import broadcast_settlement, rebroadcast_signed, refresh_pending, settle_household
+from payments.settlement import broadcast_settlement, rebroadcast_signed, refresh_pending
+from payments.signing import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 from tests.payments.test_node_network import closed_port, new_address, regtest_node, spend
 

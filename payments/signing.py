@@ -1,10 +1,9 @@
-"""Hourly settlement of a chunk of households at once: settle_household's payments in a few statements.
+"""Signing the hourly payments: each household's unsettled usage, paid from its wallet, exactly once.
 
-``settle_household`` (payments/settlement.py) stays the reference and the fallback. ``settle_many``
-signs exactly the payment it would sign for each household of a chunk (signing is deterministic:
-same coins, same amounts, same txids), but it reads and writes the whole chunk with one statement
-per step, in one database transaction. ``send_settlements`` then broadcasts what was signed
-(``broadcast_many`` where the network has one) and records the replies in bulk.
+Money moves in two steps (shared/DESIGN.md, "Settlement"): this module signs payments and records
+them in one database transaction, a chunk of households at a time; payments/settlement.py then
+broadcasts them. A crash between the two leaves ``signed`` settlements that the sweeper sends later:
+sending the same raw transaction twice is harmless, so no path pays twice.
 """
 
 from __future__ import annotations
@@ -16,19 +15,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from bsv import P2PKH, Transaction, TransactionInput, TransactionOutput
+from bsv.fee_models import SatoshisPerKilobyte
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from meters.models import HourlyUsage, Meter
+from payments import keys
 from payments.checks import native_signing_available
 from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.money import eur_to_satoshis
-from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
 from payments.prices import usable_quote
-from payments.settlement import Result, record_reply, sign_from_coins
 
 log = logging.getLogger(__name__)
+
+# P2PKH sizes in bytes, with a 73-byte signature: what a signed input and an output can take at most.
+_INPUT_BYTES, _OUTPUT_BYTES, _OVERHEAD_BYTES = 149, 34, 10
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str  # signed | nothing | arrears | deferred
+    settlement_id: int | None = None
+    detail: str = ""
 
 
 @dataclass
@@ -52,10 +62,18 @@ class _Payment:
     settlement: Settlement | None = None
 
 
+def settle_household(household_id: int, period_end: datetime, now: datetime) -> Result:
+    """settle_many for one household (staff's "retry now", the fallback of a chunk that raced)."""
+    results = settle_many([household_id], period_end, now)
+    if household_id not in results:
+        raise Wallet.DoesNotExist(f"household {household_id} has no wallet")
+    return results[household_id]
+
+
 def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetime) -> dict[int, Result]:
     """Sign one payment per household of the chunk for everything it owes for hours before ``period_end``.
 
-    What settle_household does for each household, for all of them in one transaction:
+    For all of them in one transaction:
     1. native signing and a fresh quote (one lookup), or every household is deferred: never guess a price;
     2. lock every wallet of the chunk, then all their households' meters, each in pk order (lock order;
        two runs over overlapping chunks wait on each other, they never deadlock);
@@ -66,7 +84,7 @@ def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetim
        coin with one conditional UPDATE each. A count short means another run claimed something
        meanwhile: DatabaseError, and the whole chunk rolls back. The caller broadcasts after commit.
 
-    Households without a wallet are left out of the result; settle_household is the reference for them.
+    Households without a wallet are left out of the result.
     """
     ids = sorted(set(household_ids))
     if not native_signing_available():
@@ -115,7 +133,7 @@ def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetim
 
 
 def _sign(wallet: Wallet, lines: list, quote: PriceQuote, coins: list[Utxo]) -> _Payment | Result:
-    """settle_household's steps 3 and 4 for one household, on rows already loaded."""
+    """Steps 4 and 5 for one household, on rows already loaded."""
     eur = sum((line.cost_eur for line in lines), start=0)
     satoshis = eur_to_satoshis(eur, quote.bsv_eur) if eur > 0 else 0
     if satoshis <= 0:
@@ -130,11 +148,14 @@ def _sign(wallet: Wallet, lines: list, quote: PriceQuote, coins: list[Utxo]) -> 
 
 
 def _spendable_coins(wallets: list[Wallet]) -> dict[int, list[Utxo]]:
-    """Each wallet's spendable coins in order of preference: the rule of settlement._sign_payment, for all at once.
+    """Each wallet's spendable coins, in order of preference.
 
-    Confirmed coins, or change of the household's own payments the network has accepted; confirmed
-    first, larger first. The accepted-change test matters only for unconfirmed coins; it repeats the
-    condition of the partial unique index on txid, so PostgreSQL may look each one up through it.
+    Confirmed coins, or change of the household's own payments the network has accepted. Never an
+    unconfirmed deposit (a low-fee parent can pin the chain for good) nor change of a payment not
+    yet accepted (the child would reach the network before its parent). Confirmed first (the
+    unconfirmed chain stays short), larger first (fewer inputs). The accepted-change test matters
+    only for unconfirmed coins; it repeats the condition of the partial unique index on txid, so
+    PostgreSQL may look each one up through it.
     """
     accepted = Settlement.objects.filter(
         ~Q(state__in=Settlement.FAILED),
@@ -154,7 +175,7 @@ def _spendable_coins(wallets: list[Wallet]) -> dict[int, list[Utxo]]:
 
 
 def _record(payments: list[_Payment], quote: PriceQuote, period_end: datetime, now: datetime) -> None:
-    """Insert the settlements and their lines, claim lines and coins, add the change: settle_household's writes."""
+    """Insert the settlements and their lines, claim lines and coins, add the change."""
     settlements = Settlement.objects.bulk_create(
         Settlement(
             household_id=payment.wallet.household_id,
@@ -177,7 +198,7 @@ def _record(payments: list[_Payment], quote: PriceQuote, period_end: datetime, n
         for payment in payments
         for line in payment.lines
     )
-    # Conditional updates, as in settlement._claim: anything claimed meanwhile rolls the chunk back.
+    # Conditional updates: anything claimed meanwhile rolls the chunk back rather than pay twice.
     line_ids = [line.pk for payment in payments for line in payment.lines]
     claimed = HourlyUsage.objects.filter(pk__in=line_ids, settled_at__isnull=True).update(settled_at=now)
     coin_ids = [coin.pk for payment in payments for coin in payment.coins]
@@ -205,66 +226,46 @@ def _record(payments: list[_Payment], quote: PriceQuote, period_end: datetime, n
     )
 
 
-class _Moved(Exception):
-    """Some accepted settlements were no longer signed: record that group one by one instead."""
+def sign_from_coins(
+    wallet: Wallet, satoshis: int, spendable: Iterable[Utxo]
+) -> tuple[Transaction, list[Utxo], int] | None:
+    """Sign a payment of ``satoshis`` with the fewest leading coins of ``spendable`` that cover it and its fee.
 
-
-def send_settlements(settlement_ids: list[int], network: BsvNetwork) -> dict[int, str]:
-    """Broadcast signed settlements and record what the network said; returns each one's state.
-
-    broadcast_settlement for many:
-    1. load the settlements (one query); one no longer signed is not sent again, its state is returned;
-    2. ``network.broadcast_many`` where the network has it (the local ledger), else one by one;
-    3. accepted: one UPDATE of those still signed to seen, one UPDATE of their coins to spent, together;
-       confirmed already: mark_accepted; refused: fail_settlement, one by one (the rare paths);
-       retry or unknown: they stay signed, with the detail, for the sweeper to send again.
+    ``spendable`` comes in order of preference; None if all of it cannot pay.
     """
-    rows = Settlement.objects.filter(pk__in=settlement_ids).values_list("pk", "state", "raw_tx")
-    states, pending = {}, []
-    for pk, state, raw_tx in rows:
-        if state == Settlement.State.SIGNED:
-            pending.append((pk, raw_tx))
-        else:
-            states[pk] = state
-    if not pending:
-        return states
-    replies = _broadcast([raw_tx for _, raw_tx in pending], network)
-    accepted = defaultdict(list)
-    for (pk, _), reply in zip(pending, replies, strict=True):
-        if reply.outcome == Outcome.ACCEPTED:
-            accepted[reply.detail[:1000]].append(pk)
-        else:
-            states[pk] = record_reply(pk, reply, network)
-    for detail, ids in accepted.items():
-        try:
-            with transaction.atomic():
-                moved = Settlement.objects.filter(pk__in=ids, state=Settlement.State.SIGNED).update(
-                    state=Settlement.State.SEEN,
-                    detail=detail,
-                    confirmed_at=None,
-                    broadcast_attempts=F("broadcast_attempts") + 1,
-                )
-                if moved != len(ids):
-                    raise _Moved
-                Utxo.objects.filter(reserved_by_id__in=ids).update(state=Utxo.State.SPENT)
-        except _Moved:
-            # Another process moved some of them meanwhile (the sweeper): mark_accepted sorts each out.
-            for pk in ids:
-                states[pk] = record_reply(pk, Reply(Outcome.ACCEPTED, detail), network)
-        else:
-            states.update(dict.fromkeys(ids, Settlement.State.SEEN))
-    return states
+    rate = settings.FEE_SATS_PER_KB
+    chosen, total = [], 0
+    for coin in spendable:
+        chosen.append(coin)
+        total += coin.satoshis
+        if total >= satoshis + _fee_for(len(chosen), 2, rate):
+            break
+    else:
+        return None
+    key = keys.household_key(wallet.derivation_index)
+    parents: dict[str, Transaction] = {}
+    tx = Transaction()
+    for coin in chosen:
+        parent = parents.setdefault(coin.txid, Transaction.from_hex(coin.raw_parent))
+        tx.add_input(
+            TransactionInput(
+                source_transaction=parent, source_output_index=coin.vout, unlocking_script_template=P2PKH().unlock(key)
+            )
+        )
+    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(keys.utility_address()), satoshis=satoshis))
+    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(wallet.address), change=True))
+    tx.fee(SatoshisPerKilobyte(rate))  # drops the change output when nothing is left for it
+    tx.sign()
+    fee = total - sum(output.satoshis for output in tx.outputs)
+    if fee < _ceil_div(len(tx.serialize()) * rate, 1000):
+        return None
+    return tx, chosen, fee
 
 
-def _broadcast(raw_txs: list[str], network: BsvNetwork) -> list[Reply]:
-    broadcast_many = getattr(network, "broadcast_many", None)
-    if broadcast_many is not None:
-        return broadcast_many(raw_txs)
-    replies = []
-    for raw_tx in raw_txs:
-        try:
-            replies.append(network.broadcast(raw_tx))
-        except NetworkUnavailable as error:
-            # One payment's bad luck must not leave the others unrecorded; the sweeper sends it again.
-            replies.append(Reply(Outcome.RETRY, str(error)))
-    return replies
+def _fee_for(inputs: int, outputs: int, rate: int) -> int:
+    return _ceil_div((_OVERHEAD_BYTES + inputs * _INPUT_BYTES + outputs * _OUTPUT_BYTES) * rate, 1000)
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    # Satoshis stay integers: no float on the way to a fee.
+    return -(-numerator // denominator)
