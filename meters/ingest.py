@@ -23,6 +23,9 @@ from meters.usage import record_energy
 log = logging.getLogger(__name__)
 _HOUR_SECONDS = Decimal(3600)
 _KWH = Decimal("0.001")
+_TOO_FAR_AHEAD = (
+    f"timestamp is more than {settings.INGEST_FUTURE_TOLERANCE.total_seconds() / 60:g} minutes in the future"
+)
 _COPY_FROM = 50  # readings; below this a plain INSERT is as fast
 
 
@@ -63,7 +66,7 @@ def ingest_locked(meter: Meter, items: list[tuple[int, ReadingIn]], now: datetim
     for index, reading in items:
         timestamp = reading.utc_timestamp
         if timestamp > latest_allowed:
-            outcome.rejected.append({"index": index, "error": "timestamp is more than 5 minutes in the future"})
+            outcome.rejected.append({"index": index, "error": _TOO_FAR_AHEAD})
         else:
             candidates.append((timestamp, index, reading.energy_kwh.quantize(_KWH)))
     candidates.sort()

@@ -165,25 +165,23 @@ def rebroadcast_signed(network: BsvNetwork, older_than: timedelta = timedelta(mi
     """Send again settlements left ``signed`` (a crash, a network error). Oldest first."""
     stale = Settlement.objects.filter(state=Settlement.State.SIGNED, created_at__lt=timezone.now() - older_than)
     ids = list(stale.order_by("created_at").values_list("pk", flat=True)[:1000])
-    for settlement_id in ids:
-        broadcast_settlement(settlement_id, network)
+    send_settlements(ids, network)
     return len(ids)
 
 
 def refresh_pending(network: BsvNetwork) -> int:
     """Ask the network about settlements it has seen but not yet confirmed."""
-    ids = list(
+    pending = (
         Settlement.objects.filter(state__in=[Settlement.State.SEEN, Settlement.State.BROADCAST])
         .order_by("updated_at")
-        .values_list("pk", flat=True)[:1000]
+        .values_list("pk", "txid", "raw_tx")[:1000]
     )
     confirmed = 0
-    for settlement_id in ids:
-        settlement = Settlement.objects.only("txid", "raw_tx").get(pk=settlement_id)
-        reply = network.status(settlement.txid)
+    for settlement_id, txid, raw_tx in pending:
+        reply = network.status(txid)
         if reply.outcome == Outcome.UNKNOWN:
             # Dropped from a mempool: sending it again is harmless and tells us whether it is still valid.
-            reply = network.broadcast(settlement.raw_tx)
+            reply = network.broadcast(raw_tx)
         if reply.outcome == Outcome.CONFIRMED:
             mark_accepted(settlement_id, Settlement.State.CONFIRMED, reply.detail)
             confirmed += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from meters.models import Household
 from payments import keys
@@ -63,8 +63,11 @@ def sync_coins(wallet: Wallet, network: BsvNetwork) -> int:
         ]
         Utxo.objects.bulk_create(new, ignore_conflicts=True)
         confirmed = [c for c in coins if c.confirmations > 0 and known.get((c.txid, c.vout)) is False]
-        for coin in confirmed:
-            Utxo.objects.filter(wallet=wallet, txid=coin.txid, vout=coin.vout).update(confirmed=True)
+        if confirmed:
+            outpoints = Q()
+            for coin in confirmed:
+                outpoints |= Q(txid=coin.txid, vout=coin.vout)
+            Utxo.objects.filter(outpoints, wallet=wallet).update(confirmed=True)
     if new or confirmed:
         log.info("wallet_synced wallet=%s new_coins=%d newly_confirmed=%d", wallet.pk, len(new), len(confirmed))
     return len(new) + len(confirmed)
