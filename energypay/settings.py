@@ -108,16 +108,39 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# Password reset mails go through Django's backend: the console by default, SMTP when EMAIL_HOST is set.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "EnergyPay <no-reply@energypay.localhost>")
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env_timezone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Amounts are formatted by meters/templatetags/money.py: "EUR 1,234.56", "12,345 sat".
+THOUSAND_SEPARATOR = ","
+NUMBER_GROUPING = 3
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- Pages (shared/DESIGN.md, "Pages") ---
+# Chart.js from a CDN, pinned, with its Subresource Integrity hash (sha384 of that exact file).
+CHART_JS_URL = "https://cdn.jsdelivr.net/npm/chart.js@4.5.0/dist/chart.umd.min.js"
+CHART_JS_INTEGRITY = "sha384-XcdcwHqIPULERb2yDEM4R0XaQKU3YnDsrTmjACBZyfdVVqjh6xQ4/DCMd7XLcA6Y"
 
 # --- Meter ingest (shared/DESIGN.md, "Meter ingest — contract") ---
 INGEST_MAX_READINGS = 1000
@@ -153,6 +176,15 @@ ARC_API_KEY = env_str("ARC_API_KEY")
 WOC_API_KEY = env_str("WOC_API_KEY")
 SETTLEMENT_GRACE_MINUTES = env_int("SETTLEMENT_GRACE_MINUTES", 5, minimum=0)
 FEE_SATS_PER_KB = env_int("FEE_SATS_PER_KB", 100, minimum=1)
+# Block explorer for txid links; none for local and regtest, whose transactions no explorer knows.
+EXPLORER_TX_URL = {
+    "testnet": "https://test.whatsonchain.com/tx/{txid}",
+    "mainnet": "https://whatsonchain.com/tx/{txid}",
+}.get(BSV_NETWORK, "")
+# The community comparison: what unlocking it costs, for how long, and the smallest bucket shown.
+COMMUNITY_PRICE_SATS = env_int("COMMUNITY_PRICE_SATS", 1000, minimum=1)
+COMMUNITY_ACCESS_DAYS = env_int("COMMUNITY_ACCESS_DAYS", 30, minimum=1)
+COMMUNITY_MIN_HOUSEHOLDS = 5
 
 # --- Celery ---
 # The default broker keeps messages in files under var/: web, worker and beat on one machine

@@ -1,14 +1,39 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
+from energypay import views
 from meters import api as meters_api
+from payments import x402
+
+auth_patterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password-reset/",
+        auth_views.PasswordResetView.as_view(
+            email_template_name="registration/password_reset_email.txt",
+            subject_template_name="registration/password_reset_subject.txt",
+        ),
+        name="password_reset",
+    ),
+    path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+]
 
 urlpatterns = [
-    # Until the household dashboard exists, the front door is the staff admin.
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", views.dashboard, name="dashboard"),
+    *auth_patterns,
+    path("", include("meters.urls")),
+    path("", include("payments.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/readings", meters_api.readings, name="api-readings"),
+    path("api/v1/community", x402.community, name="api-community"),
 ]

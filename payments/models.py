@@ -190,3 +190,41 @@ class LedgerOutput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transaction_id}:{self.vout} {self.satoshis} sat"
+
+
+class CommunityPass(models.Model):
+    """A payment that opens the community comparison for a while.
+
+    Paid from a household's wallet with one click, or by a machine over HTTP 402 (``/api/v1/community``).
+    A txid unlocks once: the unique txid makes a replayed or double-clicked payment find the pass it
+    already bought instead of buying another.
+    """
+
+    class Source(models.TextChoices):
+        WALLET = "wallet", "Household wallet"
+        X402 = "x402", "HTTP 402"
+
+    State = Settlement.State
+    FAILED = Settlement.FAILED
+
+    household = models.ForeignKey(
+        Household, on_delete=models.PROTECT, null=True, blank=True, related_name="community_passes"
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    txid = models.CharField(max_length=64, unique=True)
+    raw_tx = models.TextField()
+    satoshis = models.PositiveBigIntegerField(help_text="Paid to the utility.")
+    fee_satoshis = models.PositiveBigIntegerField(default=0)
+    payer = models.CharField(max_length=64, blank=True, help_text="Who paid, for HTTP 402 payments.")
+    state = models.CharField(max_length=15, choices=Settlement.State.choices, default=Settlement.State.SIGNED)
+    detail = models.TextField(blank=True, help_text="What the network last said.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    valid_until = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "community passes"
+        indexes = [models.Index(fields=["household", "-valid_until"], name="community_pass_household")]
+
+    def __str__(self) -> str:
+        return f"{self.household or self.payer or 'machine'}: {self.satoshis} sat until {self.valid_until:%Y-%m-%d}"

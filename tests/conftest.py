@@ -73,3 +73,40 @@ def household(make_household) -> Household:
 @pytest.fixture
 def meter_and_token(make_meter, household) -> tuple[Meter, str]:
     return make_meter(household)
+
+
+@pytest.fixture
+def other_household(make_household) -> Household:
+    return make_household("neighbour@example.com")
+
+
+@pytest.fixture
+def staff_user(db) -> User:
+    return User.objects.create_user("staff@example.com", "pw-unused-123", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def household_client(client, household):
+    """A browser logged in as ``household``."""
+    client.force_login(household.user)
+    return client
+
+
+@pytest.fixture
+def other_client(other_household):
+    """A browser logged in as another household, to prove it sees none of ``household``'s data."""
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(other_household.user)
+    return browser
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    """A browser logged in as utility staff (no household of its own)."""
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(staff_user)
+    return browser

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from payments.views import community, settlements, wallet
+
+urlpatterns = [
+    path("payments/", settlements.settlement_list, name="settlement-list"),
+    path("payments/<int:pk>/", settlements.settlement_detail, name="settlement-detail"),
+    path("payments/<int:pk>/state", settlements.settlement_state, name="settlement-state"),
+    path("payments.csv", settlements.settlements_csv, name="settlements-csv"),
+    path("wallet/", wallet.wallet_page, name="wallet"),
+    path("wallet/qr.svg", wallet.wallet_qr, name="wallet-qr"),
+    path("community/", community.community_page, name="community"),
+    path("community/unlock", community.unlock, name="community-unlock"),
+]
