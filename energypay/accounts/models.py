@@ -16,6 +16,10 @@ class UserManager(BaseUserManager["User"]):
         user.save(using=self._db)
         return user
 
+    def get_by_natural_key(self, username: str) -> User:
+        # Addresses are stored lowercased; people type them as they like ("Anna@Example.com").
+        return self.get(**{self.model.USERNAME_FIELD: self.normalize_email(username).lower()})
+
     def create_user(self, email: str, password: str | None = None, **fields) -> User:
         fields.setdefault("is_staff", False)
         fields.setdefault("is_superuser", False)

@@ -1,0 +1,124 @@
+"""Browser tests: Playwright driving Debian's Chromium against a live Django server.
+
+Needs /usr/bin/chromium (apt: chromium) and a copy of the pinned Chart.js file (the machine has no
+internet, so the CDN URL is answered from that copy; the page's integrity hash still has to match
+it byte for byte). `.ci/run` installs both and sets E2E_REQUIRED=1, so in CI a missing piece fails
+instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CACHE = Path(__file__).parent / ".cache"
+CHART_JS = CACHE / "chart.umd.min.js"
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+DEMO_LOGIN = ("demo@example.com", "demo")
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
+# around it are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("E2E_REQUIRED"):
+        pytest.fail(f"browser tests required (E2E_REQUIRED=1) but {reason}")
+    pytest.skip(reason)
+
+
+def fetch_chart_js() -> Path | None:
+    """The pinned Chart.js file from the npm registry (same bytes as the CDN serves), cached."""
+    if CHART_JS.exists():
+        return CHART_JS
+    if not shutil.which("npm"):
+        return None
+    version = settings.CHART_JS_URL.split("chart.js@", 1)[1].split("/", 1)[0]
+    CACHE.mkdir(exist_ok=True)
+    packed = subprocess.run(
+        ["npm", "pack", f"chart.js@{version}", "--silent", "--pack-destination", str(CACHE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if packed.returncode != 0:
+        return None
+    tarball = CACHE / packed.stdout.strip().splitlines()[-1]
+    subprocess.run(
+        ["tar", "-xzf", str(tarball), "-C", str(CACHE), "--strip-components=2", "package/dist/chart.umd.min.js"],
+        check=True,
+        timeout=60,
+    )
+    tarball.unlink()
+    return CHART_JS
+
+
+@pytest.fixture(scope="session")
+def chart_js() -> Path:
+    path = fetch_chart_js()
+    if path is None:
+        _missing("the Chart.js file could not be fetched with npm")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        _missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def demo_data(transactional_db):
+    """The demo households (5, enough for the community buckets), with three days of history."""
+    call_command("seed_demo", households=5, days=3, stdout=open(os.devnull, "w"))  # noqa: SIM115
+
+
+def _serve_chart_js(route, chart_js: Path) -> None:
+    route.fulfill(
+        status=200,
+        body=chart_js.read_bytes(),
+        headers={"Content-Type": "application/javascript", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+@pytest.fixture
+def page(browser, live_server, chart_js, demo_data):
+    """A fresh browser context (desktop size) whose CDN requests are answered locally."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.route(settings.CHART_JS_URL, lambda route: _serve_chart_js(route, chart_js))
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.base_url = live_server.url
+    yield tab
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def log_in(page, email: str = DEMO_LOGIN[0], password: str = DEMO_LOGIN[1]) -> None:
+    page.goto(page.base_url + "/login/")
+    page.fill("input[name=username]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(page.base_url + "/")
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
