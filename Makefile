@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= energypay.settings
 
-.PHONY: demo test bench lint check venv clean
+.PHONY: demo test bench lint check venv clean e2e-assets
 
 venv: $(VENV)/.installed
 
@@ -28,8 +28,12 @@ demo: venv
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload & \
 	wait
 
-test: venv
+test: venv e2e-assets
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+# The pinned Chart.js file for the browser tests (the CDN is answered from it); without npm they skip.
+e2e-assets: venv
+	@$(BIN)/python -c "from tests.e2e.assets import fetch_chart_js; print(fetch_chart_js() or 'Chart.js not fetched: browser tests will skip')"
 
 bench: venv
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)

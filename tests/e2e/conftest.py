@@ -9,17 +9,15 @@ instead of skipping.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from tests.e2e.assets import fetch_chart_js
+
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-CACHE = Path(__file__).parent / ".cache"
-CHART_JS = CACHE / "chart.umd.min.js"
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 DEMO_LOGIN = ("demo@example.com", "demo")
 
@@ -32,33 +30,6 @@ def _missing(reason: str) -> None:
     if os.environ.get("E2E_REQUIRED"):
         pytest.fail(f"browser tests required (E2E_REQUIRED=1) but {reason}")
     pytest.skip(reason)
-
-
-def fetch_chart_js() -> Path | None:
-    """The pinned Chart.js file from the npm registry (same bytes as the CDN serves), cached."""
-    if CHART_JS.exists():
-        return CHART_JS
-    if not shutil.which("npm"):
-        return None
-    version = settings.CHART_JS_URL.split("chart.js@", 1)[1].split("/", 1)[0]
-    CACHE.mkdir(exist_ok=True)
-    packed = subprocess.run(
-        ["npm", "pack", f"chart.js@{version}", "--silent", "--pack-destination", str(CACHE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if packed.returncode != 0:
-        return None
-    tarball = CACHE / packed.stdout.strip().splitlines()[-1]
-    subprocess.run(
-        ["tar", "-xzf", str(tarball), "-C", str(CACHE), "--strip-components=2", "package/dist/chart.umd.min.js"],
-        check=True,
-        timeout=60,
-    )
-    tarball.unlink()
-    return CHART_JS
 
 
 @pytest.fixture(scope="session")
