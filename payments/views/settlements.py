@@ -1,19 +1,212 @@
+"""The household's payments: the list, one payment's detail, its live state badge, and a CSV export."""
+
 from __future__ import annotations
 
-from django.http import Http404
+import csv
+import re
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_safe
+
+from energypay.access import household_required
+from meters.models import Household
+from meters.timeutil import zone
+from payments.models import Settlement, SettlementLine
+
+PER_PAGE = 50
+CSV_DEFAULT_DAYS = 31
+CSV_MAX_DAYS = 366
+CSV_FIRST_DAY, CSV_LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+CSV_HEADER = [
+    "created",
+    "period start",
+    "period end",
+    "kWh",
+    "EUR",
+    "BSV/EUR",
+    "satoshis",
+    "fee satoshis",
+    "txid",
+    "state",
+]
+_CSV_FIELDS = (
+    "created_at",
+    "period_start",
+    "period_end",
+    "kwh",
+    "eur",
+    "quote__bsv_eur",
+    "satoshis",
+    "fee_satoshis",
+    "txid",
+    "state",
+)
 
 
-def settlement_list(request, *args, **kwargs):  # PLACEHOLDER: replaced by its owner
-    raise Http404
+def _get_settlement(request: HttpRequest, pk: int) -> Settlement:
+    """The household's own settlement or 404: another household's id is not found, not forbidden."""
+    return get_object_or_404(Settlement.objects.select_related("quote"), pk=pk, household=request.household)
 
 
-def settlement_detail(request, *args, **kwargs):  # PLACEHOLDER: replaced by its owner
-    raise Http404
+def _badge_context(request: HttpRequest) -> dict:
+    return {"tz": request.household.timezone, "pending_states": Settlement.PENDING}
 
 
-def settlement_state(request, *args, **kwargs):  # PLACEHOLDER: replaced by its owner
-    raise Http404
+@require_safe
+@household_required
+def settlement_list(request: HttpRequest) -> HttpResponse:
+    settlements = Settlement.objects.filter(household=request.household).only(
+        "pk", "created_at", "period_start", "period_end", "kwh", "eur", "satoshis", "state"
+    )
+    # Paginator.get_page falls back to the first or last page for junk or out-of-range numbers.
+    page = Paginator(settlements.order_by("-created_at", "-pk"), PER_PAGE).get_page(request.GET.get("page"))
+    today = timezone.localdate(timezone=zone(request.household.timezone))
+    context = {
+        **_badge_context(request),
+        "page": page,
+        "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+        "csv_start": today - timedelta(days=CSV_DEFAULT_DAYS - 1),
+        "csv_end": today,
+    }
+    template = "payments/settlement_list.html"
+    if request.htmx and request.htmx.target == "settlements-page":
+        template += "#settlements-page"
+    response = render(request, template, context)
+    # One URL, two bodies (the page, or its table for htmx): a cache must keep them apart.
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
 
 
-def settlements_csv(request, *args, **kwargs):  # PLACEHOLDER: replaced by its owner
-    raise Http404
+@require_safe
+@household_required
+def settlement_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    settlement = _get_settlement(request, pk)
+    # A failed settlement's lines were released and owed again; say which later payment took each.
+    paid_later_by = SettlementLine.objects.filter(usage_id=OuterRef("usage_id"), released=False).values(
+        "settlement_id"
+    )[:1]
+    lines = list(
+        settlement.lines.select_related("usage__meter")
+        .annotate(paid_later_by=Subquery(paid_later_by))
+        .order_by("usage__hour_start", "usage__kind", "usage__meter__serial", "usage__seq")
+    )
+    tz = zone(request.household.timezone)
+    for line in lines:
+        # Django's "T" format hides the zone exactly when it matters: the hour a 25-hour day repeats
+        # (02:00 CEST, then 02:00 CET). The datetime itself knows which one it is.
+        line.zone_name = line.usage.hour_start.astimezone(tz).strftime("%Z")
+    live = [line for line in lines if not line.released]
+    explorer = settings.EXPLORER_TX_URL.format(txid=settlement.txid) if settings.EXPLORER_TX_URL else ""
+    context = {
+        **_badge_context(request),
+        "settlement": settlement,
+        "lines": lines,
+        "total_kwh": sum((line.usage.kwh for line in live), start=0),
+        "total_eur": sum((line.eur for line in live), start=0),
+        "explorer_url": explorer,
+        "failed": settlement.state in Settlement.FAILED,
+        # The exact price the satoshis were computed with, without the column's trailing zeros.
+        "quote_price": f"{settlement.quote.bsv_eur.normalize():f}",
+    }
+    return render(request, "payments/settlement_detail.html", context)
+
+
+@require_safe
+@household_required
+def settlement_state(request: HttpRequest, pk: int) -> HttpResponse:
+    """The state badge alone: htmx polls it while the payment is pending and stops once it is final."""
+    settlement = _get_settlement(request, pk)
+    return render(request, "payments/_settlement_state.html", {**_badge_context(request), "settlement": settlement})
+
+
+class _Echo:
+    """csv.writer writes into this and gets the line back, so rows stream without a buffer."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_range(request: HttpRequest, today: date) -> tuple[date, date] | str:
+    """The (start, end) local dates asked for, or why they cannot be used."""
+    values = {}
+    for name, default in (("start", today - timedelta(days=CSV_DEFAULT_DAYS - 1)), ("end", today)):
+        text = request.GET.get(name, "").strip()
+        if not text:
+            values[name] = default
+            continue
+        # fromisoformat alone also takes 20261122 and 2026-W47-1; a person means YYYY-MM-DD. Far years
+        # would overflow when their local midnight is turned into UTC.
+        try:
+            if not _ISO_DATE.fullmatch(text):
+                raise ValueError(text)
+            values[name] = date.fromisoformat(text)
+            if not CSV_FIRST_DAY <= values[name] <= CSV_LAST_DAY:
+                raise ValueError(text)
+        except ValueError:
+            return f"{name} must be a date like {today.isoformat()}, not {text[:20]!r}."
+    start, end = values["start"], values["end"]
+    if start > end:
+        return "start must not be after end."
+    if (end - start).days + 1 > CSV_MAX_DAYS:
+        return f"At most {CSV_MAX_DAYS} days at a time; ask for one year after another."
+    return start, end
+
+
+def _local_midnight(day: date, household: Household) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=zone(household.timezone))
+
+
+def _csv_rows(household: Household, start: date, end: date) -> Iterator[list]:
+    tz = zone(household.timezone)
+    # Local midnights: a day of 23 or 25 hours is still one whole day.
+    settlements = Settlement.objects.filter(
+        household=household,
+        created_at__gte=_local_midnight(start, household),
+        created_at__lt=_local_midnight(end + timedelta(days=1), household),
+    )
+    yield CSV_HEADER
+    rows = (
+        settlements.select_related("quote")
+        .only(*_CSV_FIELDS)
+        .order_by("created_at", "pk")  # oldest first: the order of a statement
+        .iterator(chunk_size=2000)
+    )
+    for s in rows:
+        yield [
+            s.created_at.astimezone(tz).isoformat(),
+            s.period_start.astimezone(tz).isoformat(),
+            s.period_end.astimezone(tz).isoformat(),
+            s.kwh,
+            s.eur,
+            s.quote.bsv_eur,
+            s.satoshis,
+            s.fee_satoshis,
+            s.txid,
+            s.state,
+        ]
+
+
+@require_safe
+@household_required
+def settlements_csv(request: HttpRequest) -> HttpResponse:
+    """Settlements created on local dates start..end (inclusive), streamed: a year of hourly rows is 8,760 lines."""
+    household = request.household
+    asked = _csv_range(request, timezone.localdate(timezone=zone(household.timezone)))
+    if isinstance(asked, str):
+        return HttpResponseBadRequest(asked, content_type="text/plain; charset=utf-8")
+    start, end = asked
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in _csv_rows(household, start, end)), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="settlements_{start.isoformat()}_{end.isoformat()}.csv"'
+    return response
