@@ -217,6 +217,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=SETTLEMENT_GRACE_MINUTES % 60),
     },
     "watch-settlements": {"task": "payments.tasks.watch_settlements", "schedule": 60.0},
+    "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
 }
 if BSV_NETWORK == "local":
     CELERY_BEAT_SCHEDULE["mine-block"] = {"task": "payments.tasks.mine_block", "schedule": 180.0}

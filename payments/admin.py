@@ -41,6 +41,7 @@ from meters.admin import NoEditing, ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.models import HourlyUsage, Household
 from payments import keys
 from payments.models import (
+    CommunityPass,
     LedgerBlock,
     LedgerOutput,
     LedgerTransaction,
@@ -564,6 +565,62 @@ class SettlementAdmin(ReadOnlyWithActions, admin.ModelAdmin):
         settlements = self.selected_rows(request, queryset)
         if settlements is not None:
             self.retry_households(request, {s.household_id for s in settlements})
+
+
+# --- Community passes: paid access to the community comparison -------------------------------------
+
+
+@admin.register(CommunityPass)
+class CommunityPassAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "source",
+        "household",
+        "payer",
+        "satoshis",
+        "state_badge",
+        "short_txid",
+        "valid_until",
+    ]
+    list_filter = ["source", "state"]
+    date_hierarchy = "created_at"
+    search_fields = ["txid__exact", "payer__exact", "household__name", "household__user__email"]
+    list_select_related = ["household"]
+    show_full_result_count = False
+    fields = [
+        "source",
+        "household",
+        "payer",
+        "state_badge",
+        "detail",
+        "satoshis",
+        "fee_satoshis",
+        "created_at",
+        "valid_until",
+        "txid_link",
+        "raw_tx_text",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, community_pass: CommunityPass) -> str:
+        return format_html(
+            '<strong style="color: {}">{}</strong>',
+            STATE_COLOURS.get(community_pass.state, "inherit"),
+            community_pass.get_state_display(),
+        )
+
+    @admin.display(description="txid")
+    def short_txid(self, community_pass: CommunityPass) -> str:
+        return format_html('<code title="{}">{}…</code>', community_pass.txid, community_pass.txid[:12])
+
+    @admin.display(description="txid")
+    def txid_link(self, community_pass: CommunityPass) -> str:
+        return explorer_link(community_pass.txid)
+
+    @admin.display(description="raw transaction (hex)")
+    def raw_tx_text(self, community_pass: CommunityPass) -> str:
+        return raw_hex(community_pass.raw_tx)
 
 
 # --- Prices and the local ledger ------------------------------------------------------------------

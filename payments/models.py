@@ -7,6 +7,8 @@ in a circle.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import Q
 
@@ -33,7 +35,7 @@ class Utxo(models.Model):
 
     class State(models.TextChoices):
         AVAILABLE = "available", "Available"
-        RESERVED = "reserved", "Reserved by a settlement"
+        RESERVED = "reserved", "Reserved by a payment"
         SPENT = "spent", "Spent"
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="utxos")
@@ -46,6 +48,11 @@ class Utxo(models.Model):
     reserved_by = models.ForeignKey(
         "Settlement", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs"
     )
+    # A community pass bought from the wallet reserves its coins here; a coin is reserved by at most
+    # one payment, and both kinds of payment pick only available coins under the wallet's lock.
+    reserved_by_pass = models.ForeignKey(
+        "CommunityPass", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -56,6 +63,14 @@ class Utxo(models.Model):
             models.CheckConstraint(
                 condition=Q(state="available", reserved_by__isnull=True) | ~Q(state="available"),
                 name="utxo_available_is_unreserved",
+            ),
+            models.CheckConstraint(
+                condition=Q(state="available", reserved_by_pass__isnull=True) | ~Q(state="available"),
+                name="utxo_available_is_unreserved_by_pass",
+            ),
+            models.CheckConstraint(
+                condition=Q(reserved_by__isnull=True) | Q(reserved_by_pass__isnull=True),
+                name="utxo_reserved_by_one_payment",
             ),
         ]
         indexes = [
@@ -205,7 +220,9 @@ class CommunityPass(models.Model):
         X402 = "x402", "HTTP 402"
 
     State = Settlement.State
+    PENDING = Settlement.PENDING
     FAILED = Settlement.FAILED
+    ACCEPTED = (Settlement.State.SEEN, Settlement.State.CONFIRMED)
 
     household = models.ForeignKey(
         Household, on_delete=models.PROTECT, null=True, blank=True, related_name="community_passes"
@@ -224,7 +241,28 @@ class CommunityPass(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "community passes"
-        indexes = [models.Index(fields=["household", "-valid_until"], name="community_pass_household")]
+        indexes = [
+            models.Index(fields=["household", "-valid_until"], name="community_pass_household"),
+            # The sweeper and the refresher look for passes still on their way to a block.
+            models.Index(fields=["state", "created_at"], name="community_pass_state"),
+        ]
+        constraints = [
+            # A household's pass is paid from its wallet; a machine's pass belongs to no household.
+            models.CheckConstraint(
+                condition=Q(source="wallet", household__isnull=False) | Q(source="x402", household__isnull=True),
+                name="community_pass_source_matches_household",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.household or self.payer or 'machine'}: {self.satoshis} sat until {self.valid_until:%Y-%m-%d}"
+
+    def grants_access(self, now: datetime) -> bool:
+        """Whether the pass opens the comparison at ``now``.
+
+        A wallet pass counts from signing on (its coins are reserved and the sweeper sends it); a
+        machine's payment counts only once the network has accepted it.
+        """
+        if self.valid_until <= now or self.state in self.FAILED:
+            return False
+        return self.source == self.Source.WALLET or self.state in self.ACCEPTED

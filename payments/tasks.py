@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from payments import prices, runs
+from payments import passes, prices, runs
 from payments.networks import get_network
 from payments.settlement import closed_period_end, rebroadcast_signed, refresh_pending
 
@@ -46,6 +46,14 @@ def watch_settlements() -> None:
     network = get_network()
     rebroadcast_signed(network)
     refresh_pending(network)
+
+
+@shared_task
+def watch_community_passes() -> None:
+    """Send wallet passes left signed by a crash; follow sent passes to a block (or their failure)."""
+    network = get_network()
+    passes.rebroadcast_signed(network)
+    passes.refresh_pending(network)
 
 
 @shared_task

@@ -1,0 +1,402 @@
+"""Community passes: access to the community comparison, bought with one payment to the utility.
+
+Two ways to buy one:
+- a household pays from its custodial wallet with one click (``buy_pass``). Money moves as in the
+  hourly settlement (payments/signing.py, payments/settlement.py): sign and record under the wallet's
+  lock, commit, then broadcast; a crash in between leaves a ``signed`` pass that the sweeper sends.
+- a machine pays over HTTP 402 with a transaction it signed itself (``read_payment``, ``redeem``).
+  Every transaction on the chain is public, so one that is already on the network when it is offered
+  could be anybody's (a household's hourly payment pays the utility too): a payment must be new.
+  Its txid is claimed (unique) before it is broadcast, so a client retrying after a lost answer
+  finds its own claim and gets what it paid for; a txid unlocks once, and a replay of a live pass
+  gets the same answer, never a second charge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bsv import P2PKH, PublicKey, Transaction
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from meters.models import Household
+from payments import keys
+from payments.models import CommunityPass, Utxo, Wallet
+from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
+from payments.signing import _spendable_coins, sign_from_coins
+from payments.wallets import open_wallet, sync_coins
+
+log = logging.getLogger(__name__)
+
+State = CommunityPass.State
+_FAILURES = {Outcome.REJECTED: State.REJECTED, Outcome.DOUBLE_SPEND: State.DOUBLE_SPEND}
+MAX_TX_BYTES = 50_000  # a payment of a few inputs is well under 1 kB; the X-PAYMENT header is capped anyway
+
+
+def access_period() -> timedelta:
+    return timedelta(days=settings.COMMUNITY_ACCESS_DAYS)
+
+
+def live_pass(household: Household, now: datetime) -> CommunityPass | None:
+    """The household's pass that opens the page now (the one lasting longest), if any."""
+    candidates = (
+        CommunityPass.objects.filter(household=household, valid_until__gt=now)
+        .exclude(state__in=CommunityPass.FAILED)
+        .order_by("-valid_until", "-pk")
+    )
+    return candidates.first()
+
+
+# --- Paying from the household's wallet -----------------------------------------------------------
+
+
+class CannotPay(Exception):
+    """The wallet cannot pay for a pass; the message is for the household. Nothing changed."""
+
+
+@dataclass(frozen=True)
+class Purchase:
+    community_pass: CommunityPass
+    new: bool  # False: a live pass existed (a double click, a retry); nothing was paid
+
+
+def buy_pass(household: Household, now: datetime) -> Purchase:
+    """Sign and record a payment of COMMUNITY_PRICE_SATS to the utility, unless a pass is already live.
+
+    In one transaction:
+    1. lock the wallet row (lock order as in settlement: wallet first, then coins), so a double
+       click or a concurrent settlement waits here and then sees what the other one did;
+    2. a live pass: return it, pay nothing;
+    3. choose spendable coins and sign (the settlement's own rules: payments.signing); too little
+       money: CannotPay, nothing recorded;
+    4. record the pass (state signed), reserve its coins with a conditional UPDATE (a count short
+       means someone else took one: DatabaseError, all rolled back), add its change coin.
+    The caller broadcasts after commit (``broadcast_pass``).
+    """
+    price = settings.COMMUNITY_PRICE_SATS
+    wallet = open_wallet(household)
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().get(pk=wallet.pk)
+        existing = live_pass(household, now)
+        if existing is not None:
+            return Purchase(existing, new=False)
+        coins = _spendable_coins([wallet]).get(wallet.pk, [])
+        signed = sign_from_coins(wallet, price, coins)
+        if signed is None:
+            spendable = sum(coin.satoshis for coin in coins)
+            raise CannotPay(
+                f"Your wallet can spend {spendable:,} sat now; unlocking costs {price:,} sat plus a small "
+                "network fee. Nothing was charged. Top up your wallet (deposits count once confirmed) and try again."
+            )
+        tx, chosen, fee = signed
+        txid = tx.txid()
+        if CommunityPass.objects.filter(txid=txid).exists():
+            # Signing is deterministic: the same coins sign the same transaction the network refused
+            # before. It would refuse it again; the next settlement spends those coins differently.
+            raise CannotPay("The network refused this payment a moment ago. Nothing was charged; try again later.")
+        community_pass = CommunityPass.objects.create(
+            household=household,
+            source=CommunityPass.Source.WALLET,
+            txid=txid,
+            raw_tx=tx.hex(),
+            satoshis=price,
+            fee_satoshis=fee,
+            payer=wallet.address,
+            state=State.SIGNED,
+            valid_until=now + access_period(),
+        )
+        reserved = Utxo.objects.filter(pk__in=[coin.pk for coin in chosen], state=Utxo.State.AVAILABLE).update(
+            state=Utxo.State.RESERVED, reserved_by_pass=community_pass
+        )
+        if reserved != len(chosen):
+            raise DatabaseError(f"{len(chosen) - reserved} coins of wallet {wallet.pk} were claimed concurrently")
+        Utxo.objects.bulk_create(
+            Utxo(wallet=wallet, txid=txid, vout=vout, satoshis=output.satoshis, raw_parent=community_pass.raw_tx)
+            for vout, output in enumerate(tx.outputs)
+            if output.change
+        )
+    log.info(
+        "community_pass_signed household=%s pass=%s satoshis=%d fee=%d txid=%s",
+        household.pk,
+        community_pass.pk,
+        price,
+        fee,
+        txid,
+    )
+    return Purchase(community_pass, new=True)
+
+
+# --- Broadcasting and recording what the network said ---------------------------------------------
+
+
+def send(raw_tx: str, network: BsvNetwork) -> Reply:
+    try:
+        return network.broadcast(raw_tx)
+    except NetworkUnavailable as error:
+        return Reply(Outcome.RETRY, str(error))
+
+
+def broadcast_pass(pass_id: int, network: BsvNetwork) -> str:
+    """Send a signed wallet pass and record the reply; returns its state."""
+    row = CommunityPass.objects.filter(pk=pass_id).values("state", "raw_tx").first()
+    if row is None or row["state"] != State.SIGNED:
+        return row["state"] if row else ""
+    return record_reply(pass_id, send(row["raw_tx"], network), network)
+
+
+def record_reply(pass_id: int, reply: Reply, network: BsvNetwork) -> str:
+    """Record what the network said to one broadcast of a pass; returns the new state ("" if dropped)."""
+    if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFIRMED):
+        state = State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else State.SEEN
+        return mark_accepted(pass_id, state, reply.detail)
+    if reply.outcome in _FAILURES:
+        return fail_pass(pass_id, _FAILURES[reply.outcome], reply.detail or "refused by the network", network)
+    # RETRY / UNKNOWN: still signed; the sweeper (or the client's retry) sends it again.
+    CommunityPass.objects.filter(pk=pass_id).update(detail=reply.detail[:1000])
+    log.warning("community_pass_broadcast_retry pass=%s detail=%s", pass_id, reply.detail[:200])
+    return CommunityPass.objects.filter(pk=pass_id).values_list("state", flat=True).first() or ""
+
+
+def mark_accepted(pass_id: int, state: str, detail: str) -> str:
+    """The network has the payment: its coins are spent; a machine's access starts now."""
+    with transaction.atomic():
+        community_pass = CommunityPass.objects.select_for_update().filter(pk=pass_id).first()
+        if community_pass is None:
+            return ""
+        if community_pass.state not in CommunityPass.PENDING:
+            return community_pass.state
+        if community_pass.source == CommunityPass.Source.X402 and community_pass.state not in CommunityPass.ACCEPTED:
+            # The claim may have waited for the network (503s, the sweeper): the client gets all it paid for.
+            community_pass.valid_until = timezone.now() + access_period()
+        community_pass.state, community_pass.detail = state, detail[:1000]
+        community_pass.save(update_fields=["state", "detail", "valid_until"])
+        Utxo.objects.filter(reserved_by_pass=community_pass).update(state=Utxo.State.SPENT)
+        if state == State.CONFIRMED:
+            Utxo.objects.filter(txid=community_pass.txid).update(confirmed=True)
+    log.info("community_pass_accepted pass=%s state=%s", pass_id, state)
+    return state
+
+
+def fail_pass(pass_id: int, state: str, detail: str, network: BsvNetwork) -> str:
+    """The network refused the payment: the pass opens nothing.
+
+    A wallet pass keeps its row as history; its coins and change are forgotten and the wallet is
+    resynced (the network says which coins still exist), as fail_settlement does. A machine's claim
+    that was never accepted is dropped: it bought nothing, and the same transaction may be offered
+    again once it is valid (its parent arrived, say). One accepted earlier and refused now (a
+    conflicting spend was mined) stays, failed, so its txid cannot unlock again.
+    """
+    row = CommunityPass.objects.filter(pk=pass_id).values("household_id", "source", "state").first()
+    if row is None:
+        return ""
+    if row["source"] == CommunityPass.Source.X402:
+        with transaction.atomic():
+            community_pass = CommunityPass.objects.select_for_update().filter(pk=pass_id).first()
+            if community_pass is None or community_pass.state not in CommunityPass.PENDING:
+                return community_pass.state if community_pass else ""
+            if community_pass.state not in CommunityPass.ACCEPTED:
+                community_pass.delete()
+                log.info("community_claim_refused pass=%s state=%s detail=%s", pass_id, state, detail[:200])
+                return ""
+            community_pass.state, community_pass.detail = state, detail[:1000]
+            community_pass.save(update_fields=["state", "detail"])
+        log.error("community_pass_failed pass=%s state=%s detail=%s", pass_id, state, detail[:200])
+        return state
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().get(household_id=row["household_id"])
+        community_pass = CommunityPass.objects.select_for_update().get(pk=pass_id)
+        if community_pass.state not in CommunityPass.PENDING:
+            return community_pass.state
+        community_pass.state, community_pass.detail = state, detail[:1000]
+        community_pass.save(update_fields=["state", "detail"])
+        Utxo.objects.filter(reserved_by_pass=community_pass).delete()
+        Utxo.objects.filter(txid=community_pass.txid).delete()
+    log.error("community_pass_failed pass=%s state=%s detail=%s", pass_id, state, detail[:200])
+    try:
+        sync_coins(wallet, network)
+    except NetworkUnavailable as error:
+        # The coins come back with the next sync; nothing is lost.
+        log.warning("coin_sync_deferred wallet=%s detail=%s", wallet.pk, error)
+    return state
+
+
+def rebroadcast_signed(network: BsvNetwork, older_than: timedelta = timedelta(minutes=2)) -> int:
+    """Send again wallet passes left ``signed`` (a crash after commit, a network error). Oldest first.
+
+    A machine's claim still ``signed`` that long was never sent (its request died while checking it):
+    dropping it lets the client's retry claim it afresh. Claims already sent are ``broadcast``, which
+    refresh_pending follows.
+    """
+    cutoff = timezone.now() - older_than
+    CommunityPass.objects.filter(source=CommunityPass.Source.X402, state=State.SIGNED, created_at__lt=cutoff).delete()
+    stale = CommunityPass.objects.filter(source=CommunityPass.Source.WALLET, state=State.SIGNED, created_at__lt=cutoff)
+    ids = list(stale.order_by("created_at").values_list("pk", flat=True)[:1000])
+    for pass_id in ids:
+        broadcast_pass(pass_id, network)
+    return len(ids)
+
+
+def refresh_pending(network: BsvNetwork) -> int:
+    """Follow passes the network has (or may have) to a block; a confirmed pass's change becomes spendable."""
+    pending = (
+        CommunityPass.objects.filter(state__in=[State.SEEN, State.BROADCAST])
+        .order_by("created_at")
+        .values_list("pk", "state", "txid", "raw_tx")[:1000]
+    )
+    confirmed = 0
+    for pass_id, state, txid, raw_tx in pending:
+        try:
+            reply = network.status(txid)
+            if reply.outcome == Outcome.UNKNOWN:
+                # Dropped from a mempool: sending it again is harmless and says whether it is still valid.
+                reply = send(raw_tx, network)
+        except NetworkUnavailable as error:
+            log.warning("community_pass_status_deferred pass=%s detail=%s", pass_id, error)
+            continue
+        if reply.outcome == Outcome.CONFIRMED:
+            mark_accepted(pass_id, State.CONFIRMED, reply.detail)
+            confirmed += 1
+        elif reply.outcome == Outcome.ACCEPTED and state == State.BROADCAST:
+            mark_accepted(pass_id, State.SEEN, reply.detail)  # a machine's claim whose answer was lost
+        elif reply.outcome in _FAILURES:
+            fail_pass(pass_id, _FAILURES[reply.outcome], reply.detail or "refused by the network", network)
+    return confirmed
+
+
+# --- Paying over HTTP 402 -------------------------------------------------------------------------
+
+
+class PaymentRefused(Exception):
+    """The offered payment buys nothing; the message says why (it goes back to the client)."""
+
+
+class NetworkBusy(Exception):
+    """The network gave no answer now; the client may send the same payment again later."""
+
+
+@dataclass(frozen=True)
+class Payment:
+    txid: str
+    raw_tx: str  # lowercase hex
+    paid: int  # satoshis to the utility address
+    payer: str  # the first input's P2PKH address, or ""
+
+
+def read_payment(raw_hex: str) -> Payment:
+    """Parse a client's raw transaction and check it pays the utility enough. Raises PaymentRefused."""
+    if len(raw_hex) > 2 * MAX_TX_BYTES:
+        raise PaymentRefused(f"the transaction is over {MAX_TX_BYTES} bytes")
+    try:
+        raw = bytes.fromhex(raw_hex)
+    except ValueError:
+        raise PaymentRefused("payload.transaction is not hexadecimal") from None
+    try:
+        tx = Transaction.from_hex(raw)
+    except Exception:  # bsv-sdk raises several types on bad input; all mean "not a transaction"
+        tx = None
+    # bsv-sdk ignores trailing bytes and reads a truncated locktime as 0: only an exact round trip is one transaction.
+    if tx is None or tx.serialize() != raw or not tx.inputs or not tx.outputs:
+        raise PaymentRefused("payload.transaction does not decode to exactly one transaction with inputs and outputs")
+    pay_to = P2PKH().lock(keys.utility_address()).serialize()
+    paid = sum(output.satoshis for output in tx.outputs if output.locking_script.serialize() == pay_to)
+    price = settings.COMMUNITY_PRICE_SATS
+    if paid == 0:
+        raise PaymentRefused(f"the transaction pays nothing to {keys.utility_address()} (a P2PKH output is needed)")
+    if paid < price:
+        raise PaymentRefused(f"the transaction pays {paid} sat to {keys.utility_address()}; {price} sat are required")
+    return Payment(txid=tx.txid(), raw_tx=raw.hex(), paid=paid, payer=_payer(tx))
+
+
+def _payer(tx: Transaction) -> str:
+    """The address of the key that signed the first input, when it is a P2PKH spend (<sig> <pubkey>)."""
+    try:
+        chunks = tx.inputs[0].unlocking_script.chunks
+        if len(chunks) != 2 or not chunks[1].data:
+            return ""
+        return PublicKey(chunks[1].data).address(network=keys.address_network())
+    except Exception:  # not a public key: the payer stays unknown, the payment still counts
+        return ""
+
+
+def redeem(payment: Payment, network: BsvNetwork, now: datetime) -> CommunityPass:
+    """The live pass ``payment`` buys: the one it already bought, or a new one once the network accepts it.
+
+    A machine's claim goes signed (claimed, being checked) -> broadcast (new to the network, being
+    sent) -> seen / confirmed (the pass is open); refused at any step, it is dropped.
+    1. claim the txid (a unique row that opens nothing yet); a claim that exists is a replay or a
+       retry: a live pass is returned as it is, an expired or failed one is refused, one being
+       checked by a concurrent request asks for a retry;
+    2. a new claim: the transaction must be new to the network, else it is dropped and refused;
+    3. broadcast and record the reply: accepted opens the pass; refused drops the claim
+       (PaymentRefused); no answer keeps it for the client's retry and the refresher (NetworkBusy).
+    """
+    community_pass, created = _claim(payment, now)
+    if community_pass.source != CommunityPass.Source.X402:
+        raise PaymentRefused("the transaction paid for a household's pass; pay with a new transaction")
+    if created:
+        _require_new(community_pass, network)
+    elif community_pass.state == State.SIGNED:
+        raise NetworkBusy("the same payment is being checked by another request; send it again in a moment")
+    if community_pass.state in CommunityPass.FAILED:
+        raise PaymentRefused(f"the payment failed on the network: {community_pass.detail or community_pass.state}")
+    if community_pass.state in CommunityPass.ACCEPTED:
+        if community_pass.grants_access(now):
+            return community_pass
+        raise PaymentRefused(
+            f"the transaction already bought access, which ended at {community_pass.valid_until:%Y-%m-%dT%H:%M:%SZ}; "
+            "pay with a new transaction"
+        )
+    reply = send(community_pass.raw_tx, network)
+    state = record_reply(community_pass.pk, reply, network)
+    if state in CommunityPass.ACCEPTED:
+        community_pass.refresh_from_db()
+        log.info("community_pass_paid pass=%s txid=%s satoshis=%d", community_pass.pk, payment.txid, payment.paid)
+        return community_pass
+    if reply.outcome in _FAILURES or not state:
+        raise PaymentRefused(f"the network refused the transaction: {reply.detail or reply.outcome}")
+    raise NetworkBusy(f"the network did not answer ({reply.detail[:200]}); send the same payment again")
+
+
+def _require_new(claim: CommunityPass, network: BsvNetwork) -> None:
+    """Move a fresh claim on to ``broadcast`` if the network does not know its transaction; else drop it."""
+    try:
+        known = network.status(claim.txid)
+    except NetworkUnavailable as error:
+        known = Reply(Outcome.RETRY, str(error))
+    if known.outcome == Outcome.UNKNOWN or known.outcome in _FAILURES:
+        CommunityPass.objects.filter(pk=claim.pk, state=State.SIGNED).update(state=State.BROADCAST)
+        claim.state = State.BROADCAST
+        return
+    CommunityPass.objects.filter(pk=claim.pk, state=State.SIGNED).delete()
+    if known.outcome == Outcome.RETRY:
+        raise NetworkBusy(f"the network did not answer ({known.detail[:200]}); send the same payment again")
+    raise PaymentRefused(
+        "the transaction was already on the network before it was offered here (every transaction on the "
+        "chain is public); pay with a new transaction"
+    )
+
+
+def _claim(payment: Payment, now: datetime) -> tuple[CommunityPass, bool]:
+    try:
+        with transaction.atomic():
+            claim = CommunityPass.objects.create(
+                household=None,
+                source=CommunityPass.Source.X402,
+                txid=payment.txid,
+                raw_tx=payment.raw_tx,
+                satoshis=payment.paid,
+                payer=payment.payer[:64],
+                state=State.SIGNED,
+                valid_until=now + access_period(),
+            )
+            return claim, True
+    except IntegrityError:
+        # The same payment again (a retry, a replay, a race with itself): what it already bought.
+        existing = CommunityPass.objects.filter(txid=payment.txid).first()
+        if existing is None:  # claimed and dropped meanwhile
+            raise NetworkBusy("the same payment is being processed; send it again") from None
+        return existing, False
