@@ -1,10 +1,42 @@
+"""Pages that compose several apps: the household dashboard."""
+
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_safe
 
 from energypay.access import household_required
+from energypay.dashboard import dashboard_cards
+from meters.charts import ChartView, add_months, first_of_month, local_date, usage_chart
 
 
 @household_required
-def dashboard(request):  # PLACEHOLDER: the dashboard helper replaces this
-    return render(request, "base.html")
+@require_safe
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Cards and the usage chart. ``?range=&unit=&date=`` pick the chart; htmx asks for the chart alone."""
+    household = request.household
+    now = timezone.now()
+    today = local_date(now, household.timezone)
+    view = ChartView.from_params(request.GET, today)
+    context = {"chart": usage_chart(household, view, now)}
+    # A history restore (back button, cache miss) needs the whole page, though htmx sends it.
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "dashboard.html#chart", context)
+    else:
+        context.update(
+            cards=dashboard_cards(household, now),
+            chart_js_url=settings.CHART_JS_URL,
+            chart_js_integrity=settings.CHART_JS_INTEGRITY,
+            csv_start=first_of_month(today),
+            csv_end=add_months(today, 1) - timedelta(days=1),
+        )
+        response = render(request, "dashboard.html", context)
+    # One URL, two bodies: caches (the browser's back button included) must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response

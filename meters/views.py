@@ -1,7 +1,25 @@
+"""Household pages of the meters app: the hourly-usage CSV export."""
+
 from __future__ import annotations
 
-from django.http import Http404
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+
+from energypay.access import household_required
+from meters.charts import local_date
+from meters.exports import DateRange, csv_lines, usage_rows
 
 
-def usage_csv(request):  # PLACEHOLDER
-    raise Http404
+@household_required
+@require_safe
+def usage_csv(request: HttpRequest) -> HttpResponse:
+    """``?start=&end=`` local dates, inclusive (default: this local month); 400 with a plain message if bad."""
+    household = request.household
+    try:
+        days = DateRange.from_params(request.GET, local_date(timezone.now(), household.timezone))
+    except ValueError as error:
+        return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(csv_lines(usage_rows(household, days)), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{days.filename}"'
+    return response

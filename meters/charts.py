@@ -1,0 +1,373 @@
+"""The usage chart: a household's usage and money per local hour, day or month, aggregated in SQL.
+
+A chart shows one local period (a day, an ISO week, a month or a year, in the household's time
+zone) as bars: a day has one bar per UTC hour that starts inside it (23 or 25 on DST days), a week
+or a month one bar per local day, a year one bar per local month. The database groups the usage
+lines by that local period (``Trunc*`` with the household's ``tzinfo``, on PostgreSQL and SQLite
+alike); Python only fills in the bars that had no usage and formats them.
+
+Unpriced lines (``cost_eur`` null: a dynamic tariff still waiting for its price) count in kWh but
+never in money: their bar says "price pending" instead of guessing.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from urllib.parse import urlencode
+
+from django.db.models import DateField, F, Q, Sum
+from django.db.models.functions import TruncDate, TruncMonth
+from django.utils import dateformat
+
+from meters.models import HourlyUsage, Household, TariffVersion
+from meters.pricing import TariffSchedule
+from meters.templatetags.money import kwh as format_kwh
+from meters.templatetags.money import money as format_money
+from meters.templatetags.money import rate as format_rate
+from meters.timeutil import ceil_hour, hours_between, zone
+
+DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
+RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
+EUR, KWH = "eur", "kwh"
+UNITS = {EUR: "EUR", KWH: "kWh"}
+DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
+# Dates a chart may be asked for; beyond them a link is garbage (and date arithmetic could overflow).
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2200, 12, 31)
+ZERO = Decimal("0")
+SIX_PLACES = Decimal("0.000001")  # EUR, kWh and EUR/kWh: as meters.money keeps them
+PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
+
+
+# --- Local periods --------------------------------------------------------------------------------
+
+
+def local_midnight(day: date, tz_name: str) -> datetime:
+    """The UTC instant a local calendar day starts.
+
+    Where a zone skips midnight (a DST gap at 00:00), fold=0 takes the offset before the gap, which
+    lands on the instant the day really begins.
+    """
+    return datetime(day.year, day.month, day.day, tzinfo=zone(tz_name)).astimezone(UTC)
+
+
+def local_date(moment: datetime, tz_name: str) -> date:
+    return moment.astimezone(zone(tz_name)).date()
+
+
+def first_of_month(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(day: date, months: int) -> date:
+    """The first of the month ``months`` after ``day``'s month."""
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def local_month_bounds(day: date, tz_name: str) -> tuple[datetime, datetime]:
+    """The UTC instants at which the local month containing ``day`` starts and ends."""
+    return local_midnight(first_of_month(day), tz_name), local_midnight(add_months(day, 1), tz_name)
+
+
+@dataclass(frozen=True)
+class Period:
+    """One local period of a range: local days [first, stop), and the UTC instants [start, end)."""
+
+    range: str
+    first: date
+    stop: date  # exclusive
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def containing(cls, range_: str, day: date, tz_name: str) -> Period:
+        if range_ == DAY:
+            first, stop = day, day + timedelta(days=1)
+        elif range_ == WEEK:
+            first = day - timedelta(days=day.weekday())  # ISO weeks start on Monday
+            stop = first + timedelta(days=7)
+        elif range_ == MONTH:
+            first, stop = first_of_month(day), add_months(day, 1)
+        else:
+            first, stop = date(day.year, 1, 1), date(day.year + 1, 1, 1)
+        return cls(range_, first, stop, local_midnight(first, tz_name), local_midnight(stop, tz_name))
+
+    @property
+    def previous_day(self) -> date:
+        """A day in the period before this one."""
+        return self.first - timedelta(days=1)
+
+    @property
+    def last(self) -> date:
+        return self.stop - timedelta(days=1)
+
+    def title(self) -> str:
+        if self.range == DAY:
+            return dateformat.format(self.first, "l j F Y")
+        if self.range == WEEK:
+            return f"{dateformat.format(self.first, 'j M')} \N{EN DASH} {dateformat.format(self.last, 'j M Y')}"
+        if self.range == MONTH:
+            return dateformat.format(self.first, "F Y")
+        return str(self.first.year)
+
+
+# --- What the URL asks for ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartView:
+    """Range, unit and a day of the period to show, from the query string; bad values give the defaults."""
+
+    range: str
+    unit: str
+    day: date
+    today: date
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], today: date) -> ChartView:
+        range_ = params.get("range") or DEFAULT_RANGE
+        unit = params.get("unit") or DEFAULT_UNIT
+        return cls(
+            range_ if range_ in RANGES else DEFAULT_RANGE,
+            unit if unit in UNITS else DEFAULT_UNIT,
+            _parse_day(params.get("date")) or today,
+            today,
+        )
+
+    def query(self, **changes: str | date) -> str:
+        """The query string of this view with ``changes``; a view of today's period needs no date.
+
+        Leaving the date out keeps a shared or bookmarked "this week" link on the current week.
+        """
+        values: dict[str, str | date] = {"range": self.range, "unit": self.unit, "date": self.day, **changes}
+        if values["date"] == self.today:
+            del values["date"]
+        return urlencode({key: str(value) for key, value in values.items()})
+
+
+def _parse_day(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return day if FIRST_DATE <= day <= LAST_DATE else None
+
+
+# --- The chart ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bar:
+    label: str
+    kwh: Decimal = ZERO
+    eur: Decimal = ZERO  # priced lines only, standing charge included
+    standing_eur: Decimal = ZERO
+    rate: Decimal | None = None  # energy EUR per priced kWh: what the bar's energy cost on average
+    pending_kwh: Decimal = ZERO  # kWh waiting for a price
+    price: Decimal | None = None  # the price curve's point, when there is one
+    future: bool = False  # has not begun yet: no bar rather than a zero
+
+    def tooltip(self) -> list[str]:
+        if self.future:
+            return ["not yet"]
+        lines = [format_kwh(self.kwh, 3)]
+        lines.append(f"average {format_rate(self.rate)}" if self.rate is not None else "no priced energy")
+        lines.append(format_money(self.eur, "EUR"))
+        if self.standing_eur:
+            lines.append(f"incl. standing charge {format_money(self.standing_eur, 'EUR')}")
+        if self.pending_kwh:
+            lines.append(f"price pending for {format_kwh(self.pending_kwh, 3)}")
+        return lines
+
+
+@dataclass
+class Link:
+    value: str
+    label: str
+    query: str
+    current: bool
+
+
+@dataclass
+class Chart:
+    view: ChartView
+    period: Period
+    bars: list[Bar]
+    price_label: str | None  # None: no price curve (a flat tariff)
+    ranges: list[Link] = field(default_factory=list)
+    units: list[Link] = field(default_factory=list)
+    previous_query: str | None = None  # None before FIRST_DATE
+    next_query: str | None = None  # None when the next period has not begun
+    today_query: str | None = None  # None when the period shown contains today
+
+    @property
+    def title(self) -> str:
+        return self.period.title()
+
+    @property
+    def unit_label(self) -> str:
+        return UNITS[self.view.unit]
+
+    @property
+    def bar_heading(self) -> str:
+        return {DAY: "Hour", WEEK: "Day", MONTH: "Day", YEAR: "Month"}[self.period.range]
+
+    @property
+    def total_kwh(self) -> Decimal:
+        return sum((bar.kwh for bar in self.bars), ZERO)
+
+    @property
+    def total_eur(self) -> Decimal:
+        return sum((bar.eur for bar in self.bars), ZERO)
+
+    @property
+    def pending_kwh(self) -> Decimal:
+        return sum((bar.pending_kwh for bar in self.bars), ZERO)
+
+    def data(self) -> dict:
+        """What chart-init.js draws, for ``json_script``. Numbers are exact decimal strings."""
+        in_eur = self.view.unit == EUR
+        return {
+            "range": self.period.range,
+            "unit": self.view.unit,
+            "axis": "EUR" if in_eur else "kWh",
+            "label": "Cost (EUR)" if in_eur else "Energy (kWh)",
+            "labels": [bar.label for bar in self.bars],
+            "values": [None if bar.future else str(bar.eur if in_eur else bar.kwh) for bar in self.bars],
+            "pending": [bool(bar.pending_kwh) for bar in self.bars],
+            "tips": [bar.tooltip() for bar in self.bars],
+            "price": None
+            if self.price_label is None
+            else {
+                "label": self.price_label,
+                "values": [None if bar.price is None else str(bar.price) for bar in self.bars],
+                "text": [format_rate(bar.price) for bar in self.bars],
+            },
+        }
+
+
+def usage_chart(household: Household, view: ChartView, now: datetime) -> Chart:
+    """The chart of ``view`` for ``household``: two queries (the aggregate, the tariff's kinds), three
+    for a time-of-use or dynamic tariff's day (plus the tariff and its hour prices)."""
+    tz_name = household.timezone
+    period = Period.containing(view.range, view.day, tz_name)
+    bars = _bars(household, period)
+    for key, bar in bars.items():
+        bar.future = key > now if isinstance(key, datetime) else key > view.today
+    price_label = None
+    if _kinds_in_force(household.tariff_id, period) & PRICED_KINDS:
+        price_label = _add_price_curve(household, period, bars)
+    chart = Chart(view, period, list(bars.values()), price_label)
+    _add_links(chart)
+    return chart
+
+
+def _bars(household: Household, period: Period) -> dict[date | datetime, Bar]:
+    tz_name = household.timezone
+    tz = zone(tz_name)
+    if period.range == DAY:
+        # Hours of the day are the UTC hours starting inside it, as for the standing charge.
+        hours = hours_between(ceil_hour(period.start), period.end)
+        bars: dict[date | datetime, Bar] = dict(zip(hours, _hour_labels(hours, tz_name), strict=True))
+        bucket = F("hour_start")
+    elif period.range == YEAR:
+        bars = {date(period.first.year, month, 1): calendar.month_abbr[month] for month in range(1, 13)}
+        bucket = TruncMonth("hour_start", tzinfo=tz, output_field=DateField())
+    else:
+        days = [period.first + timedelta(days=n) for n in range((period.stop - period.first).days)]
+        label = "D j" if period.range == WEEK else "j"
+        bars = {day: dateformat.format(day, label) for day in days}
+        bucket = TruncDate("hour_start", tzinfo=tz)
+    bars = {key: Bar(label) for key, label in bars.items()}
+
+    energy, priced = Q(kind=HourlyUsage.Kind.ENERGY), Q(cost_eur__isnull=False)
+    rows = (
+        HourlyUsage.objects.filter(household=household, hour_start__gte=period.start, hour_start__lt=period.end)
+        .annotate(bucket=bucket)
+        .values("bucket")
+        .annotate(
+            energy_kwh=Sum("kwh", filter=energy),
+            energy_eur=Sum("cost_eur", filter=energy),
+            priced_kwh=Sum("kwh", filter=energy & priced),
+            standing_eur=Sum("cost_eur", filter=Q(kind=HourlyUsage.Kind.STANDING)),
+            pending_kwh=Sum("kwh", filter=~priced),
+        )
+        .order_by("bucket")
+    )
+    for row in rows:
+        bar = bars.get(row["bucket"])
+        if bar is None:  # an hour a half-hour zone's day shares with its neighbour: not this period's
+            continue
+        # Six places whatever the database returns (SQLite drops trailing zeros), as the lines carry.
+        energy_eur, standing_eur = _six(row["energy_eur"]), _six(row["standing_eur"])
+        bar.kwh = _six(row["energy_kwh"])
+        bar.eur = energy_eur + standing_eur
+        bar.standing_eur = standing_eur
+        bar.pending_kwh = _six(row["pending_kwh"])
+        if row["priced_kwh"]:
+            bar.rate = (energy_eur / row["priced_kwh"]).quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
+    return bars
+
+
+def _six(value: Decimal | None) -> Decimal:
+    return (value or ZERO).quantize(SIX_PLACES)
+
+
+def _hour_labels(hours: list[datetime], tz_name: str) -> list[str]:
+    """Local "HH:MM" per hour; an hour whose clock time repeats (the night DST ends) names its offset."""
+    local = [hour.astimezone(zone(tz_name)) for hour in hours]
+    plain = [moment.strftime("%H:%M") for moment in local]
+    return [
+        f"{text} {moment.tzname()}" if plain.count(text) > 1 else text
+        for text, moment in zip(plain, local, strict=True)
+    ]
+
+
+def _kinds_in_force(tariff_id: int, period: Period) -> set[str]:
+    """Kinds of the tariff's versions pricing any hour of the period."""
+    kinds = set()
+    for valid_from, kind in (
+        TariffVersion.objects.filter(tariff_id=tariff_id, valid_from__lt=period.end)
+        .order_by("-valid_from")
+        .values_list("valid_from", "kind")
+    ):
+        kinds.add(kind)
+        if valid_from <= period.start:  # the version in force when the period starts: older ones are not
+            break
+    return kinds
+
+
+def _add_price_curve(household: Household, period: Period, bars: dict[date | datetime, Bar]) -> str:
+    """Give each bar a point of the price curve and return the curve's label.
+
+    A day shows the tariff's price of each hour, used or not: when energy is cheap. Longer ranges
+    show what the energy of each bar cost on average (its usage-weighted rate), since an unweighted
+    mean of a time-of-use tariff's hours would say the same for every weekday.
+    """
+    if period.range != DAY:
+        for bar in bars.values():
+            bar.price = bar.rate
+        return "Average price paid (EUR/kWh)"
+    schedule = TariffSchedule(household.tariff, household.timezone, period.start, period.end)
+    for hour, bar in bars.items():
+        _, price = schedule.energy_rate(hour)
+        bar.price = None if price is None else price.quantize(SIX_PLACES)
+    return "Tariff price (EUR/kWh)"
+
+
+def _add_links(chart: Chart) -> None:
+    view, period = chart.view, chart.period
+    chart.ranges = [Link(key, label, view.query(range=key), key == view.range) for key, label in RANGES.items()]
+    chart.units = [Link(key, label, view.query(unit=key), key == view.unit) for key, label in UNITS.items()]
+    if period.first > FIRST_DATE:
+        chart.previous_query = view.query(date=period.previous_day)
+    if period.stop <= view.today and period.stop <= LAST_DATE:
+        chart.next_query = view.query(date=period.stop)
+    if not period.first <= view.today < period.stop:
+        chart.today_query = view.query(date=view.today)

@@ -1,0 +1,363 @@
+"""The household dashboard: cards, the usage chart and its htmx partial, for each persona."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from energypay.accounts.models import User
+from energypay.dashboard import dashboard_cards
+from meters.models import HourlyUsage, Meter, Tariff, TariffVersion
+from payments.models import PriceQuote, Utxo
+from payments.wallets import open_wallet
+
+NOW = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)  # Sunday 12:00 in Madrid (UTC+1)
+URL = reverse("dashboard")
+HTMX = {"HTTP_HX_REQUEST": "true"}
+_seq = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def add_line(household, hour, kwh: str, rate: str | None = "0.25", *, settled: bool = True) -> HourlyUsage:
+    meter = household.meters.first() or Meter.objects.create(serial=f"DB-{household.pk}", household=household)
+    kwh_d = Decimal(kwh)
+    return HourlyUsage.objects.create(
+        household=household,
+        meter=meter,
+        hour_start=hour,
+        seq=next(_seq) % 30000,
+        kwh=kwh_d,
+        rate=None if rate is None else Decimal(rate),
+        cost_eur=None if rate is None else kwh_d * Decimal(rate),
+        settled_at=hour + timedelta(hours=1, minutes=5) if settled else None,
+    )
+
+
+def add_standing(household, hour, eur: str) -> HourlyUsage:
+    return HourlyUsage.objects.create(
+        household=household,
+        kind=HourlyUsage.Kind.STANDING,
+        hour_start=hour,
+        seq=next(_seq) % 30000,
+        cost_eur=Decimal(eur),
+        settled_at=hour + timedelta(hours=1, minutes=5),
+    )
+
+
+def fund(household, satoshis: int, bsv_eur: str = "30") -> None:
+    wallet = open_wallet(household)
+    Utxo.objects.create(wallet=wallet, txid=f"{wallet.pk:064x}", vout=0, satoshis=satoshis, raw_parent="00")
+    PriceQuote.objects.create(source="fixed", bsv_eur=Decimal(bsv_eur), fetched_at=NOW - timedelta(minutes=2))
+
+
+def chart_data(response) -> dict:
+    match = re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', response.content.decode())
+    assert match, "no chart data in the page"
+    return json.loads(match.group(1))
+
+
+@pytest.fixture
+def history(household):
+    """A month of lines, two of them unpaid (one in arrears) and one waiting for its price."""
+    add_line(household, utc(2026, 10, 31, 22), "10")  # 31 October, 23:00 local: last month
+    add_line(household, utc(2026, 11, 1, 10), "4")  # EUR 1.00
+    add_line(household, utc(2026, 11, 15, 11), "8")  # EUR 2.00, the first hour of the last 7 days
+    add_line(household, utc(2026, 11, 21, 23), "2")  # EUR 0.50, today 00:00 local
+    add_line(household, utc(2026, 11, 22, 8), "1", settled=False)  # EUR 0.25, unpaid: arrears
+    add_line(household, utc(2026, 11, 22, 9), "2", settled=False)  # EUR 0.50, unpaid, the last run's hour
+    add_line(household, utc(2026, 11, 22, 10), "1", None, settled=False)  # price pending
+    add_standing(household, utc(2026, 11, 22, 10), "0.10")
+    fund(household, 50_000_000)  # 0.5 BSV at 30 EUR/BSV: EUR 15
+    return household
+
+
+# --- Cards ------------------------------------------------------------------------------------------
+
+
+def test_cards_add_up_today_this_month_and_the_recent_rate(history):
+    cards = dashboard_cards(history, NOW)
+    assert (cards.today.eur, cards.today.kwh, cards.today.pending_kwh) == (Decimal("1.35"), Decimal(6), Decimal(1))
+    assert (cards.month.eur, cards.month.kwh, cards.month.pending_kwh) == (Decimal("4.35"), Decimal(18), Decimal(1))
+    # The last 7 days of closed hours cost EUR 3.35: EUR 0.478571... a day. 8.5 days of November remain.
+    assert cards.per_day_eur == Decimal("0.48")
+    assert cards.projected_eur == Decimal("8.42")  # 4.35 + 3.35 / 7 * 8.5
+    assert (cards.balance.satoshis, cards.balance.eur) == (50_000_000, Decimal("15"))
+    assert cards.owed_eur == Decimal("0.75")
+    assert cards.days_left == 29  # (15 - 0.75) / (3.35 / 7) = 29.78
+
+
+def test_arrears_are_unpaid_hours_the_last_run_should_have_paid(history):
+    # At 11:00 the 11:05 run has not happened: hours before 10:00 were due; an hour of slack leaves 09:00.
+    cards = dashboard_cards(history, NOW)
+    assert (cards.arrears_eur, cards.arrears_since) == (Decimal("0.25"), utc(2026, 11, 22, 8))
+
+
+def test_arrears_older_than_the_month_are_found(household):
+    add_line(household, utc(2026, 9, 3, 7), "4", settled=False)
+    add_line(household, utc(2026, 11, 22, 7), "1", settled=False)
+    cards = dashboard_cards(household, NOW)
+    assert (cards.arrears_eur, cards.arrears_since) == (Decimal("1.25"), utc(2026, 9, 3, 7))
+    assert cards.month.eur == Decimal("0.25")
+
+
+def test_a_new_household_is_rated_over_the_hours_it_has(household):
+    add_line(household, utc(2026, 11, 22, 9), "2")
+    add_line(household, utc(2026, 11, 22, 10), "2")  # EUR 1.00 in 2 hours: EUR 12 a day
+    cards = dashboard_cards(household, NOW)
+    assert cards.per_day_eur == Decimal("12.00")
+    assert cards.days_left is None  # no wallet price: nothing to divide
+    assert cards.balance.satoshis == 0
+
+
+def test_no_usage_means_no_rate_no_projection_and_no_days_left(household):
+    fund(household, 1_000_000)
+    cards = dashboard_cards(household, NOW)
+    assert (cards.per_day_eur, cards.projected_eur, cards.days_left) == (None, None, None)
+    assert not cards.in_arrears
+
+
+def test_the_cards_on_the_page(household_client, history):
+    page = household_client.get(URL).content.decode()
+    cards = page[page.index('id="cards"') : page.index('id="chart"')]
+    assert "EUR 1.35" in cards and "6.00 kWh" in cards and "price pending for 1.00 kWh" in cards
+    assert "EUR 4.35" in cards and "EUR 8.42" in cards and "EUR 0.48 a day" in cards
+    assert "EUR 15.00" in cards and "50,000,000 sat" in cards and "29 days" in cards
+    assert 'id="card-arrears"' in cards and "EUR 0.25" in cards
+    assert "22 Nov 2026, 09:00 CET" in cards  # the first unpaid hour in the household's time
+
+
+def test_no_arrears_card_when_everything_due_is_paid(household_client, household):
+    add_line(household, utc(2026, 11, 22, 9), "1", settled=False)  # not due yet
+    assert 'id="card-arrears"' not in household_client.get(URL).content.decode()
+
+
+def test_without_a_price_quote_the_balance_shows_satoshis_only(household_client, household):
+    wallet = open_wallet(household)
+    Utxo.objects.create(wallet=wallet, txid="ab" * 32, vout=0, satoshis=12_345, raw_parent="00")
+    cards = household_client.get(URL).content.decode()
+    assert "12,345 sat" in cards and "no BSV/EUR price yet" in cards
+
+
+# --- Personas -----------------------------------------------------------------------------------------
+
+
+def test_a_household_sees_its_dashboard(household_client, history):
+    response = household_client.get(URL)
+    assert response.status_code == 200
+    page = response.content.decode()
+    for element in ('id="cards"', 'id="chart"', 'id="usage-chart"', 'id="csv-form"', 'id="chart-data"'):
+        assert element in page
+    assert history.name in page
+
+
+def test_another_household_sees_only_its_own_figures(other_client, other_household, history):
+    add_line(other_household, utc(2026, 11, 22, 9), "40")  # EUR 10.00
+    page = other_client.get(URL).content.decode()
+    assert "EUR 10.00" in page
+    assert "EUR 1.35" not in page and history.name not in page
+    assert sum(Decimal(v) for v in chart_data(other_client.get(URL))["values"] if v) == Decimal("10")
+
+
+def test_staff_without_a_household_go_to_the_admin(staff_client):
+    response = staff_client.get(URL)
+    assert response.status_code == 302 and response["Location"] == reverse("admin:index")
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client):
+    response = client.get(URL + "?range=week")
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login") + "?next=/%3Frange%3Dweek")
+
+
+def test_a_user_without_a_household_is_refused(client, db):
+    client.force_login(User.objects.create_user("nobody@example.com", "pw-unused-123"))
+    assert client.get(URL).status_code == 403
+
+
+def test_the_dashboard_only_reads(household_client):
+    assert household_client.post(URL).status_code == 405
+    assert household_client.head(URL).status_code == 200
+
+
+# --- The chart and its partial ------------------------------------------------------------------------
+
+
+def test_an_htmx_request_gets_only_the_chart(household_client, history):
+    response = household_client.get(URL + "?range=week&unit=kwh", **HTMX)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="chart"')
+    assert "<html" not in body and 'id="cards"' not in body and 'id="csv-form"' not in body
+    assert 'id="usage-chart"' in body and 'id="chart-data"' in body
+    assert "HX-Request" in response["Vary"]
+
+
+def test_an_htmx_history_restore_gets_the_whole_page(household_client):
+    response = household_client.get(URL + "?range=week", **HTMX, HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert "<html" in response.content.decode() and 'id="cards"' in response.content.decode()
+
+
+def test_a_shared_link_shows_the_same_chart_as_the_htmx_swap(household_client, history):
+    url = URL + "?range=week&unit=eur&date=2026-11-18"
+    page, partial = household_client.get(url), household_client.get(url, **HTMX)
+    assert chart_data(page) == chart_data(partial)
+    assert chart_data(page)["labels"][0] == "Mon 16"
+    assert "<html" in page.content.decode()
+
+
+def test_switch_links_have_real_hrefs_and_htmx_attributes(household_client):
+    page = household_client.get(URL + "?range=month&unit=kwh&date=2026-10-05").content.decode()
+    week = re.search(r"<a [^>]*data-range=\"week\"[^>]*>", page).group(0)
+    assert 'href="/?range=week&amp;unit=kwh&amp;date=2026-10-05"' in week
+    assert 'hx-get="/?range=week&amp;unit=kwh&amp;date=2026-10-05"' in week
+    assert 'hx-target="#chart"' in week and 'hx-push-url="true"' in week
+    month = re.search(r"<a [^>]*data-range=\"month\"[^>]*>", page).group(0)
+    assert 'aria-current="true"' in month and 'aria-current="true"' not in week
+    eur = re.search(r"<a [^>]*data-unit=\"eur\"[^>]*>", page).group(0)
+    assert 'href="/?range=month&amp;unit=eur&amp;date=2026-10-05"' in eur
+    assert 'id="chart-prev"' in page and "date=2026-09-30" in page
+    assert 'id="chart-next"' in page and "date=2026-11-01" in page
+
+
+def test_the_chart_numbers_are_the_sums_of_the_usage_lines(household_client, history):
+    data = chart_data(household_client.get(URL + "?range=month&unit=eur", **HTMX))
+    november = HourlyUsage.objects.filter(household=history, hour_start__gte=utc(2026, 10, 31, 23))
+    expected = sum((line.cost_eur or 0 for line in november), Decimal(0))
+    assert sum(Decimal(v) for v in data["values"] if v) == expected == Decimal("4.35")
+    kwh = chart_data(household_client.get(URL + "?range=month&unit=kwh", **HTMX))
+    assert sum(Decimal(v) for v in kwh["values"] if v) == Decimal("18")
+    assert kwh["pending"][21] is True  # 22 November has a line waiting for its price
+
+
+@pytest.mark.parametrize(
+    ("date", "bars", "labels"),
+    [
+        ("2026-03-29", 23, ["00:00", "01:00", "03:00"]),
+        ("2026-10-25", 25, ["00:00", "01:00", "02:00 CEST", "02:00 CET", "03:00"]),
+    ],
+)
+def test_daylight_saving_days_on_the_page(household_client, date, bars, labels):
+    data = chart_data(household_client.get(f"{URL}?range=day&date={date}"))
+    assert len(data["labels"]) == bars
+    assert data["labels"][: len(labels)] == labels
+
+
+def test_a_time_of_use_tariff_gets_a_price_curve_and_a_flat_one_does_not(household_client, household):
+    assert chart_data(household_client.get(URL))["price"] is None
+    tou = Tariff.objects.create(name="Two periods")
+    TariffVersion.objects.create(
+        tariff=tou,
+        valid_from=utc(2020, 1, 1),
+        kind=TariffVersion.Kind.TIME_OF_USE,
+        bands=[
+            {"days": [0, 1, 2, 3, 4, 5, 6], "start": 0, "end": 12, "rate": "0.1"},
+            {"days": [0, 1, 2, 3, 4, 5, 6], "start": 12, "end": 24, "rate": "0.3"},
+        ],
+    )
+    household.tariff = tou
+    household.save()
+    response = household_client.get(URL)
+    price = chart_data(response)["price"]
+    assert price["values"][11:13] == ["0.100000", "0.300000"]
+    assert "Tariff price (EUR/kWh)</th>" in response.content.decode()  # a column of the table too
+
+
+def test_the_table_shows_the_same_bars(household_client, history):
+    page = household_client.get(URL + "?range=week").content.decode()
+    table = page[page.index('<details id="chart-table">') :]
+    assert '<th scope="row">Sun 22</th>' in table
+    assert "EUR 1.35" in table and "price pending" in table and "Total" in table
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "range=foo&unit=x&date=garbage",
+        "range=&unit=&date=",
+        "date=2026-13-45",
+        "date=0001-01-01",
+        "date=9999-12-31",
+        "range=year&date=1970-01-01",
+        "range=day&date=2200-12-31",
+        "range=week&range=month&unit[]=eur",
+        "date=%00%ff",
+    ],
+)
+def test_bad_parameters_fall_back_to_defaults(household_client, query):
+    for headers in ({}, HTMX):
+        response = household_client.get(f"{URL}?{query}", **headers)
+        assert response.status_code == 200
+
+
+def test_garbage_shows_todays_day_in_eur(household_client):
+    data = chart_data(household_client.get(URL + "?range=foo&unit=x&date=garbage"))
+    assert (data["range"], data["unit"], len(data["labels"])) == ("day", "eur", 24)
+
+
+def test_the_page_loads_chart_js_pinned_with_its_hash_and_our_script_once(household_client, settings):
+    page = household_client.get(URL).content.decode()
+    assert f'src="{settings.CHART_JS_URL}" integrity="{settings.CHART_JS_INTEGRITY}" crossorigin="anonymous"' in page
+    assert page.count("js/chart-init.js") == 1
+    partial = household_client.get(URL, **HTMX).content.decode()
+    assert "<script src" not in partial
+
+
+# --- Queries ------------------------------------------------------------------------------------------
+
+
+def _queries(client, url: str, **headers) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url, **headers).status_code == 200
+    return len(captured)
+
+
+@pytest.mark.parametrize("range_", ["day", "week", "month", "year"])
+def test_queries_do_not_grow_with_history(household_client, household, range_):
+    fund(household, 1_000_000)
+    add_line(household, utc(2026, 11, 22, 9), "1", settled=False)
+    url = f"{URL}?range={range_}"
+    page, partial = _queries(household_client, url), _queries(household_client, url, **HTMX)
+    start = utc(2025, 11, 1)
+    HourlyUsage.objects.bulk_create(
+        HourlyUsage(
+            household=household,
+            meter=household.meters.first(),
+            hour_start=start + timedelta(hours=n),
+            kwh=Decimal("0.5"),
+            rate=Decimal("0.25"),
+            cost_eur=Decimal("0.125"),
+            settled_at=NOW,
+        )
+        for n in range(0, 24 * 380, 5)
+    )
+    assert _queries(household_client, url) == page
+    assert _queries(household_client, url, **HTMX) == partial
+    # Session, user, household; four for the cards; two for the chart.
+    assert page <= 10 and partial <= 6
+
+
+def test_a_time_of_use_day_costs_two_queries_more(household_client, household, django_assert_max_num_queries):
+    tou = Tariff.objects.create(name="Dynamic")
+    TariffVersion.objects.create(tariff=tou, valid_from=utc(2020, 1, 1), kind=TariffVersion.Kind.DYNAMIC)
+    household.tariff = tou
+    household.save()
+    with django_assert_max_num_queries(8):
+        household_client.get(URL, **HTMX)
