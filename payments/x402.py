@@ -1,7 +1,185 @@
+"""``GET /api/v1/community``: the community comparison for machines, paid per request over HTTP 402.
+
+x402 version 1 in its shape (shared/BSV_NOTES.md, "HTTP 402 (x402)"; shared/DESIGN.md, "Paywall for
+machines"). x402 has no BSV scheme; this one is ``exact`` on network ``bsv:<BSV_NETWORK>`` with the
+payload ``{"transaction": "<raw transaction hex>"}``: a signed transaction paying at least
+``maxAmountRequired`` satoshis to ``payTo`` in P2PKH outputs. The server checks it, broadcasts it and
+answers with the data and ``X-PAYMENT-RESPONSE``. Anything wrong with the header is a 402 with the
+reason; a network that does not answer is a 503 with Retry-After (send the same payment again).
+"""
+
 from __future__ import annotations
 
-from django.http import Http404
+import base64
+import binascii
+import json
+import logging
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from payments import community as stats
+from payments import keys, passes
+from payments.models import CommunityPass
+from payments.networks import get_network
+
+log = logging.getLogger(__name__)
+
+X402_VERSION = 1
+MAX_HEADER_CHARS = 100_000  # base64 of a transaction of ~75 kB; a real payment is well under 1 kB
+RETRY_AFTER_SECONDS = "10"
+DESCRIPTION = "Average household electricity use and cost by local hour of day, last 30 days"
 
 
-def community(request):  # PLACEHOLDER
-    raise Http404
+def network_name() -> str:
+    return f"bsv:{settings.BSV_NETWORK}"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    transaction: str = Field(min_length=2, max_length=2 * passes.MAX_TX_BYTES)
+
+
+class PaymentHeader(BaseModel):
+    """The decoded X-PAYMENT header (x402 v1 PaymentPayload)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    x402Version: Literal[1]
+    scheme: Literal["exact"]
+    network: str = Field(max_length=40)
+    payload: _Payload
+
+
+class BadHeader(Exception):
+    pass
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_header(value: str) -> PaymentHeader:
+    """Strictly decode X-PAYMENT: base64 (standard alphabet, padded), UTF-8 JSON, the x402 v1 shape."""
+    if len(value) > MAX_HEADER_CHARS:
+        raise BadHeader(f"X-PAYMENT is over {MAX_HEADER_CHARS} characters")
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise BadHeader("X-PAYMENT is not base64 of UTF-8 text") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise BadHeader("X-PAYMENT does not decode to JSON") from None
+    try:
+        header = PaymentHeader.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "X-PAYMENT"
+        raise BadHeader(f"X-PAYMENT {where}: {first['msg']}") from None
+    if header.network != network_name():
+        raise BadHeader(f"X-PAYMENT network is {header.network!r}; this server takes {network_name()!r}")
+    return header
+
+
+def requirements(request: HttpRequest) -> dict[str, Any]:
+    """What a payment must be (x402 v1 PaymentRequirements)."""
+    return {
+        "scheme": "exact",
+        "network": network_name(),
+        "maxAmountRequired": str(settings.COMMUNITY_PRICE_SATS),
+        "asset": "BSV",
+        "payTo": keys.utility_address(),
+        "resource": request.build_absolute_uri(reverse("api-community")),
+        "description": DESCRIPTION,
+        "mimeType": "application/json",
+        "maxTimeoutSeconds": 60,
+        "extra": {
+            "unit": "satoshi",
+            "payload": "transaction: hex of a signed raw transaction with P2PKH outputs to payTo",
+            "minFeeSatsPerKb": settings.FEE_SATS_PER_KB,
+            "accessDays": settings.COMMUNITY_ACCESS_DAYS,
+            "fresh": "the transaction must not be on the network yet; the server broadcasts it",
+        },
+    }
+
+
+def payment_required(request: HttpRequest, reason: str) -> JsonResponse:
+    body = {"x402Version": X402_VERSION, "error": reason, "accepts": [requirements(request)]}
+    return JsonResponse(body, status=402)
+
+
+def unavailable(reason: str) -> JsonResponse:
+    response = JsonResponse({"x402Version": X402_VERSION, "error": reason}, status=503)
+    response["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def payment_response(community_pass: CommunityPass) -> str:
+    settled = {
+        "success": True,
+        "transaction": community_pass.txid,
+        "network": network_name(),
+        "payer": community_pass.payer,
+    }
+    return base64.b64encode(json.dumps(settled, separators=(",", ":")).encode()).decode()
+
+
+def community_data(request: HttpRequest, community_pass: CommunityPass, now) -> dict[str, Any]:
+    since, until = stats.window(now)
+    return {
+        "resource": request.build_absolute_uri(reverse("api-community")),
+        "description": DESCRIPTION,
+        "since": since.isoformat().replace("+00:00", "Z"),
+        "until": until.isoformat().replace("+00:00", "Z"),
+        "hourOfDay": "each household's local time",
+        "minHouseholds": settings.COMMUNITY_MIN_HOUSEHOLDS,
+        "accessUntil": community_pass.valid_until.isoformat().replace("+00:00", "Z"),
+        "hours": [
+            {
+                "hour": hour.hour,
+                "shown": hour.kwh is not None,
+                "households": hour.households,
+                "kwh": str(hour.kwh) if hour.kwh is not None else None,
+                "eur": str(hour.eur) if hour.eur is not None else None,
+            }
+            for hour in stats.community_day(now)
+        ],
+    }
+
+
+@require_safe
+@never_cache  # a paid answer must not be served from a shared cache to whoever asks next
+def community(request: HttpRequest) -> JsonResponse:
+    value = request.headers.get("X-PAYMENT")
+    if value is None:
+        return payment_required(request, "X-PAYMENT header is required")
+    now = timezone.now()
+    try:
+        header = decode_header(value)
+        payment = passes.read_payment(header.payload.transaction)
+        community_pass = passes.redeem(payment, get_network(), now)
+        data = community_data(request, community_pass, now)
+    except BadHeader as error:
+        return payment_required(request, str(error))
+    except passes.PaymentRefused as error:
+        log.info("x402_refused detail=%s", error)
+        return payment_required(request, str(error))
+    except passes.NetworkBusy as error:
+        return unavailable(str(error))
+    except DatabaseError:
+        # Nothing was recorded that a retry of the same payment would not find again.
+        log.exception("x402_failed")
+        return unavailable("temporarily unable to record the payment; send the same payment again")
+    response = JsonResponse(data)
+    response["X-PAYMENT-RESPONSE"] = payment_response(community_pass)
+    response["Access-Control-Expose-Headers"] = "X-PAYMENT-RESPONSE"
+    return response
