@@ -1,6 +1,6 @@
 /* Draws the dashboard's usage chart from the JSON the server put in #chart-data (json_script).
  *
- * Loaded once (defer). Redraws on page load, after htmx swaps the #chart partial in, and after
+ * Loaded once (defer). Redraws on page load, after htmx has swapped (and settled) the #chart partial, and after
  * htmx restores a page from its history cache. Labels, tooltips and numbers all come from the
  * server (the household's time zone, EUR formatting); this file only hands them to Chart.js.
  * Without Chart.js (no CDN, e.g. offline) the chart box stays hidden and the table is opened.
@@ -97,8 +97,11 @@
     chart = new window.Chart(canvas, config(JSON.parse(source.textContent)));
   }
 
-  document.addEventListener("htmx:afterSwap", function (event) {
-    if (event.target.id === "chart" || event.target.querySelector("#chart-data")) {
+  // After the settle, not right after the swap: htmx settles the class, style, width and height of
+  // elements whose id was on the page before (#usage-chart), which would undo Chart.js's canvas sizing.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var target = event.target;
+    if (target instanceof Element && (target.id === "chart" || target.querySelector("#chart-data"))) {
       draw();
     }
   });
