@@ -3,3 +3,4 @@ from django.apps import AppConfig
 
 class AlarmsConfig(AppConfig):
     name = "alarms"
+    verbose_name = "Alarms"

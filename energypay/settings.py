@@ -186,6 +186,15 @@ COMMUNITY_PRICE_SATS = env_int("COMMUNITY_PRICE_SATS", 1000, minimum=1)
 COMMUNITY_ACCESS_DAYS = env_int("COMMUNITY_ACCESS_DAYS", 30, minimum=1)
 COMMUNITY_MIN_HOUSEHOLDS = 5
 
+# --- Alarms (shared/DESIGN.md, "Alarms") ---
+# meters and payments call these after usage changes and after a settlement chunk (they never import alarms).
+USAGE_CHANGED_HOOK = "alarms.hooks.usage_changed"
+SETTLEMENT_DONE_HOOK = "alarms.hooks.settled"
+# Each web process sends at most one evaluation task per window for all households whose usage changed.
+ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0)
+# Where the site is, for the link in alarm emails (e.g. https://energypay.example); none when unset.
+ALARM_SITE_URL = env_str("ALARM_SITE_URL")
+
 # --- Celery ---
 # The default broker keeps messages in files under var/: web, worker and beat on one machine
 # share it with no server. Production sets CELERY_BROKER_URL=redis://...
@@ -217,6 +226,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=SETTLEMENT_GRACE_MINUTES % 60),
     },
     "watch-settlements": {"task": "payments.tasks.watch_settlements", "schedule": 60.0},
+    # Alarms: time-based rules (silent meter, balance runway, arrears) and firing ones; then the outbox.
+    "evaluate-alarms": {"task": "alarms.tasks.evaluate_periodic", "schedule": 300.0},
+    "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
 }
 if BSV_NETWORK == "local":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
 from meters import ratelimit
@@ -87,6 +89,8 @@ def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
         return items
     valid, rejected = parse_items(items)
     outcome = ingest_locked(meter, valid, now)
+    if outcome.accepted:
+        _usage_changed(meter.household_id)
     outcome.rejected.extend(rejected)
     if outcome.rejected:
         log.info(
@@ -97,3 +101,20 @@ def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
             len(outcome.rejected),
         )
     return JsonResponse(outcome.as_json())
+
+
+@cache
+def _hook(path: str):
+    return import_string(path)
+
+
+def _usage_changed(household_id: int) -> None:
+    """Tell settings.USAGE_CHANGED_HOOK (alarms, which meters must not import) that usage changed.
+
+    The hook only schedules work for after the commit; whatever it raises is logged, never answered.
+    """
+    if path := getattr(settings, "USAGE_CHANGED_HOOK", ""):
+        try:
+            _hook(path)([household_id])
+        except Exception:
+            log.exception("usage_changed_hook_failed household=%s", household_id)

@@ -6,9 +6,12 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from meters.models import HourlyUsage
 from payments.models import Wallet
@@ -48,7 +51,25 @@ def settle_households(household_ids: list[int], period_end: datetime, now: datet
     tally: Counter = Counter()
     for chunk in chunks(list(dict.fromkeys(household_ids))):
         tally.update(_settle_chunk(chunk, period_end, now, network))
+        _settled(chunk)
     return tally
+
+
+@cache
+def _hook(path: str):
+    return import_string(path)
+
+
+def _settled(household_ids: list[int]) -> None:
+    """Tell settings.SETTLEMENT_DONE_HOOK (alarms, which payments must not import) that a chunk settled.
+
+    The hook only schedules work; whatever it raises is logged and the run goes on.
+    """
+    if path := getattr(settings, "SETTLEMENT_DONE_HOOK", ""):
+        try:
+            _hook(path)(household_ids)
+        except Exception:
+            log.exception("settlement_done_hook_failed households=%d", len(household_ids))
 
 
 def _settle_chunk(household_ids: list[int], period_end: datetime, now: datetime | None, network: BsvNetwork) -> Counter:

@@ -1,0 +1,133 @@
+"""What a household can ask to be told about: the alarm kinds, their sentences, units and limits.
+
+Thresholds are inclusive, in both directions: "an hour costs EUR 1.00 or more" fires at exactly
+EUR 1.00, "my balance is EUR 10.00 or less" at exactly EUR 10.00. A household that types 5 means
+"5 is already too much"; the sentences say "or more" / "or less" so nobody has to guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from meters.templatetags.money import kwh as kwh_text
+from meters.templatetags.money import money as money_text
+
+
+class Kind(models.TextChoices):
+    # The labels carry the unit, so the form says what the number means even without JavaScript.
+    HOURLY_COST = "hourly_cost", "An hour costs at least … (EUR)"
+    DAILY_COST = "daily_cost", "A day costs at least … (EUR)"
+    HOURLY_ENERGY = "hourly_energy", "An hour uses at least … (kWh)"
+    MONTH_PROJECTED = "month_projected", "This month is on course to cost at least … (EUR)"
+    BALANCE_BELOW = "balance_below", "My balance is at most … (EUR)"
+    BALANCE_DAYS = "balance_days", "My balance lasts at most … (days)"
+    METER_SILENT = "meter_silent", "A meter is silent for at least … (hours)"
+    SETTLEMENT_FAILED = "settlement_failed", "A payment fails or I fall behind (no threshold)"
+
+
+ABOVE, BELOW = "above", "below"
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    unit: str  # "EUR", "kWh", "days", "hours"; "" for a kind without a threshold
+    sentence: str  # "Tell me when ..." with {threshold} where the amount goes
+    direction: str | None  # ABOVE: value >= threshold fires; BELOW: value <= threshold; None: no threshold
+    places: int = 0  # decimal places a threshold may have
+    maximum: Decimal | None = None  # anything larger is a typo, not a wish
+    zero_allowed: bool = False
+
+    @property
+    def takes_threshold(self) -> bool:
+        return self.direction is not None
+
+
+_EUR_MAX, _KWH_MAX, _DAYS_MAX, _HOURS_MAX = Decimal("100000"), Decimal("1000"), Decimal("365"), Decimal("720")
+
+SPECS: dict[str, KindSpec] = {
+    Kind.HOURLY_COST: KindSpec("EUR", "an hour costs {threshold} or more", ABOVE, 2, _EUR_MAX),
+    Kind.DAILY_COST: KindSpec("EUR", "a day costs {threshold} or more", ABOVE, 2, _EUR_MAX),
+    Kind.HOURLY_ENERGY: KindSpec("kWh", "an hour uses {threshold} or more", ABOVE, 3, _KWH_MAX),
+    Kind.MONTH_PROJECTED: KindSpec("EUR", "this month is on course to cost {threshold} or more", ABOVE, 2, _EUR_MAX),
+    # EUR 0 is meaningful here: "tell me when my wallet is empty".
+    Kind.BALANCE_BELOW: KindSpec("EUR", "my balance is {threshold} or less", BELOW, 2, _EUR_MAX, zero_allowed=True),
+    Kind.BALANCE_DAYS: KindSpec("days", "my balance will last {threshold} or less", BELOW, 0, _DAYS_MAX),
+    Kind.METER_SILENT: KindSpec("hours", "a meter has been silent for {threshold} or more", ABOVE, 0, _HOURS_MAX),
+    Kind.SETTLEMENT_FAILED: KindSpec("", "a payment fails or I fall behind on payments", None),
+}
+
+# Where each kind's data changes, so each trigger evaluates only the kinds it can move.
+USAGE_KINDS = frozenset({Kind.HOURLY_COST, Kind.DAILY_COST, Kind.HOURLY_ENERGY, Kind.MONTH_PROJECTED})
+SETTLEMENT_KINDS = frozenset({Kind.BALANCE_BELOW, Kind.BALANCE_DAYS, Kind.SETTLEMENT_FAILED})
+# Time alone moves these (a meter falls silent, a debt ages, the price of BSV moves a balance in EUR).
+PERIODIC_KINDS = frozenset({Kind.METER_SILENT, Kind.BALANCE_DAYS, Kind.SETTLEMENT_FAILED, Kind.BALANCE_BELOW})
+
+
+def format_amount(kind: str, value: Decimal | None) -> str:
+    """A threshold or a measured value in the kind's unit: "EUR 5.00", "3.000 kWh", "7 days"."""
+    if value is None:
+        return "–"  # noqa: RUF001 (the dash the money filters show for "no value")
+    unit = SPECS[kind].unit or "EUR"  # a settlement alarm's value is what is owed
+    if unit == "EUR":
+        return money_text(value, "EUR")
+    if unit == "kWh":
+        return kwh_text(value, 3)
+    number = value.quantize(Decimal("0.1")).normalize()
+    number = number.quantize(Decimal(1)) if number == number.to_integral_value() else number
+    singular = unit[:-1]
+    return f"{number} {singular if number == 1 else unit}"
+
+
+def describe(kind: str, threshold: Decimal | None) -> str:
+    """The rule as the household would say it: "Tell me when a day costs EUR 5.00 or more"."""
+    spec = SPECS.get(kind)
+    if spec is None:
+        return "Unknown alarm"
+    return "Tell me when " + spec.sentence.format(threshold=format_amount(kind, threshold))
+
+
+_AMOUNT_WORDS = {
+    "EUR": "an amount in EUR",
+    "kWh": "an amount in kWh",
+    "days": "a number of days",
+    "hours": "a number of hours",
+}
+
+
+def validate_threshold(kind: str, threshold: Decimal | None) -> Decimal | None:
+    """The threshold to store for ``kind``, or a ValidationError that says what to enter instead."""
+    spec = SPECS.get(kind)
+    if spec is None:
+        raise ValidationError("Choose what the alarm should watch.", code="kind")
+    if not spec.takes_threshold:
+        if threshold is not None:
+            raise ValidationError("This alarm takes no threshold: leave the field empty.", code="no_threshold")
+        return None
+    if threshold is None:
+        raise ValidationError(f"Enter {_AMOUNT_WORDS[spec.unit]}.", code="required")
+    try:
+        if not threshold.is_finite():
+            raise InvalidOperation
+    except (AttributeError, InvalidOperation):
+        raise ValidationError("Enter a number.", code="invalid") from None
+    if threshold < 0:
+        raise ValidationError("The threshold cannot be negative.", code="negative")
+    if threshold == 0 and not spec.zero_allowed:
+        if spec.unit in ("days", "hours"):
+            raise ValidationError(f"Enter at least 1 {spec.unit[:-1]}.", code="zero")
+        raise ValidationError(
+            f"{format_amount(kind, Decimal(0))} would fire all the time: enter more than 0.", code="zero"
+        )
+    if spec.maximum is not None and threshold > spec.maximum:
+        raise ValidationError(
+            f"That is more than {format_amount(kind, spec.maximum)}: please check the number.", code="absurd"
+        )
+    if -threshold.normalize().as_tuple().exponent > spec.places:
+        if spec.places == 0:
+            raise ValidationError(f"Enter a whole number of {spec.unit}.", code="places")
+        raise ValidationError(f"Use at most {spec.places} decimal places.", code="places")
+    return threshold

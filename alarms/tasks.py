@@ -1,0 +1,29 @@
+"""Celery tasks: thin wrappers around the jobs (STYLE.md #3); beat schedules the periodic ones."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from alarms import evaluation, notify
+
+CHUNK = 500  # households per evaluation task
+
+
+@shared_task(acks_late=True)
+def evaluate_households(household_ids: list[int], scope: str = "all") -> dict:
+    return dict(evaluation.evaluate_households(household_ids, scope))
+
+
+@shared_task
+def evaluate_periodic() -> int:
+    """Beat, every few minutes: households with time-based or firing rules, a chunk per task."""
+    ids = evaluation.households_for_periodic()
+    for start in range(0, len(ids), CHUNK):
+        evaluate_households.delay(ids[start : start + CHUNK], "periodic")
+    return len(ids)
+
+
+@shared_task
+def send_notifications() -> dict:
+    """Beat, every minute: mail what the outbox holds."""
+    return dict(notify.send_due())
