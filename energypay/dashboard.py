@@ -106,7 +106,7 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
         days = Decimal((month_end - now) // MICROSECOND) / MICROSECONDS_A_DAY  # exact, no float
         projected = (month_figures.eur + per_day * days).quantize(CENT, ROUND_HALF_UP)
 
-    wallet = Wallet.objects.filter(household=household).first()
+    wallet = Wallet.objects.filter(household=household).order_by().first()  # no ordering: no join
     balance = wallet_balance(wallet, now)
     owed_eur = sums["owed_eur"] or ZERO
     days_left = None

@@ -13,17 +13,19 @@ never in money: their bar says "price pending" instead of guessing.
 from __future__ import annotations
 
 import calendar
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 from urllib.parse import urlencode
 
 from django.db.models import DateField, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import dateformat
 
-from meters.models import HourlyUsage, Household, TariffVersion
+from meters.models import HourlyUsage, Household, Tariff, TariffVersion
 from meters.pricing import TariffSchedule
 from meters.templatetags.money import kwh as format_kwh
 from meters.templatetags.money import money as format_money
@@ -173,12 +175,29 @@ class Bar:
     price: Decimal | None = None  # the price curve's point, when there is one
     future: bool = False  # has not begun yet: no bar rather than a zero
 
+    # Formatted once, for the tooltip and the table alike (formatting is most of a chart's rendering).
+    @cached_property
+    def kwh_text(self) -> str:
+        return format_kwh(self.kwh, 3)
+
+    @cached_property
+    def eur_text(self) -> str:
+        return format_money(self.eur, "EUR")
+
+    @cached_property
+    def rate_text(self) -> str:
+        return format_rate(self.rate)
+
+    @cached_property
+    def price_text(self) -> str:
+        return format_rate(self.price)
+
     def tooltip(self) -> list[str]:
         if self.future:
             return ["not yet"]
-        lines = [format_kwh(self.kwh, 3)]
-        lines.append(f"average {format_rate(self.rate)}" if self.rate is not None else "no priced energy")
-        lines.append(format_money(self.eur, "EUR"))
+        lines = [self.kwh_text]
+        lines.append(f"average {self.rate_text}" if self.rate is not None else "no priced energy")
+        lines.append(self.eur_text)
         if self.standing_eur:
             lines.append(f"incl. standing charge {format_money(self.standing_eur, 'EUR')}")
         if self.pending_kwh:
@@ -247,7 +266,7 @@ class Chart:
             else {
                 "label": self.price_label,
                 "values": [None if bar.price is None else str(bar.price) for bar in self.bars],
-                "text": [format_rate(bar.price) for bar in self.bars],
+                "text": [bar.price_text for bar in self.bars],
             },
         }
 
@@ -261,8 +280,11 @@ def usage_chart(household: Household, view: ChartView, now: datetime) -> Chart:
     for key, bar in bars.items():
         bar.future = key > now if isinstance(key, datetime) else key > view.today
     price_label = None
-    if _kinds_in_force(household.tariff_id, period) & PRICED_KINDS:
-        price_label = _add_price_curve(household, period, bars)
+    kinds, revision = _versions_in_force(household.tariff_id, period)
+    if kinds & PRICED_KINDS:
+        # TariffSchedule needs the tariff's pk and revision only (its cache key): no query for the tariff.
+        tariff = Tariff(pk=household.tariff_id, revision=revision)
+        price_label = _add_price_curve(household, tariff, period, bars)
     chart = Chart(view, period, list(bars.values()), price_label)
     _add_links(chart)
     return chart
@@ -329,21 +351,22 @@ def _hour_labels(hours: list[datetime], tz_name: str) -> list[str]:
     ]
 
 
-def _kinds_in_force(tariff_id: int, period: Period) -> set[str]:
-    """Kinds of the tariff's versions pricing any hour of the period."""
-    kinds = set()
-    for valid_from, kind in (
+def _versions_in_force(tariff_id: int, period: Period) -> tuple[set[str], uuid.UUID | None]:
+    """Kinds of the tariff's versions pricing any hour of the period, and the tariff's revision."""
+    kinds, revision = set(), None
+    for valid_from, kind, tariff_revision in (
         TariffVersion.objects.filter(tariff_id=tariff_id, valid_from__lt=period.end)
         .order_by("-valid_from")
-        .values_list("valid_from", "kind")
+        .values_list("valid_from", "kind", "tariff__revision")
     ):
         kinds.add(kind)
+        revision = tariff_revision
         if valid_from <= period.start:  # the version in force when the period starts: older ones are not
             break
-    return kinds
+    return kinds, revision
 
 
-def _add_price_curve(household: Household, period: Period, bars: dict[date | datetime, Bar]) -> str:
+def _add_price_curve(household: Household, tariff: Tariff, period: Period, bars: dict[date | datetime, Bar]) -> str:
     """Give each bar a point of the price curve and return the curve's label.
 
     A day shows the tariff's price of each hour, used or not: when energy is cheap. Longer ranges
@@ -354,7 +377,7 @@ def _add_price_curve(household: Household, period: Period, bars: dict[date | dat
         for bar in bars.values():
             bar.price = bar.rate
         return "Average price paid (EUR/kWh)"
-    schedule = TariffSchedule(household.tariff, household.timezone, period.start, period.end)
+    schedule = TariffSchedule(tariff, household.timezone, period.start, period.end)
     for hour, bar in bars.items():
         _, price = schedule.energy_rate(hour)
         bar.price = None if price is None else price.quantize(SIX_PLACES)

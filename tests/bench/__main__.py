@@ -13,10 +13,10 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.bench import harness, ingest, settlement
+from tests.bench import dashboard, harness, ingest, settlement
 from tests.bench.report import print_table, write_json
 
-BENCHMARKS = {"ingest": ingest, "settlement": settlement}
+BENCHMARKS = {"ingest": ingest, "settlement": settlement, "dashboard": dashboard}
 BUSY = 0.1  # share of the CPU other processes may use before the figures deserve a warning
 
 

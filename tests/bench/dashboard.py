@@ -1,0 +1,337 @@
+"""The household dashboard's latency on PostgreSQL, beside a bare Django view measured in the same run.
+
+1. Setup: two households on a time-of-use tariff (the chart's slowest path: tariff, bands, price
+   curve), with funded wallets and a price quote. One has ONE YEAR of history, the other ONE WEEK:
+   hourly usage lines (an energy and a standing-charge line per hour) built directly in bulk, the
+   way ingest leaves them (all settled but the last two hours), and the year's 15-minute readings
+   (cheap to insert; the dashboard does not read them, they make the database realistic).
+2. In this process, with ``django.test.Client`` logged in (the database session, the middleware and
+   the cached templates of production; no network and no gunicorn, so the figures are the code's):
+   the bare view ``/bench/bare``, the full dashboard page and its htmx chart partial (the default
+   view: today by hour, in EUR) for each household. Requests alternate between them in
+   ``--rounds`` rounds, so background load weighs on all alike; median and p95 of each.
+3. Goals: the chart partial within 4x the bare view (median); a year of history costing no more
+   than 1.5x a week, for the page and for the partial. Also: each chart range's partial (day, week,
+   month, year) for both households, and the SQL statements per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+
+from tests.bench.report import Row
+
+PARTIAL_GOAL = 1 / 4  # the chart partial within 4x the bare view
+HISTORY_GOAL = 1 / 1.5  # a year of history costs no more than 1.5x a week
+BATCH = 5_000
+RANGE_SAMPLES = 40  # requests per chart range for the per-range notes
+HOST = "127.0.0.1"  # the bench settings' ALLOWED_HOSTS
+FLOOR_PATH = "/bench/household-floor"
+BANDS = [  # Spain's 2.0TD periods on weekdays, off-peak weekends (as the demo tariff)
+    {"days": [0, 1, 2, 3, 4], "start": 0, "end": 8, "rate": "0.130000"},
+    {"days": [0, 1, 2, 3, 4], "start": 8, "end": 10, "rate": "0.200000"},
+    {"days": [0, 1, 2, 3, 4], "start": 10, "end": 14, "rate": "0.320000"},
+    {"days": [0, 1, 2, 3, 4], "start": 14, "end": 18, "rate": "0.200000"},
+    {"days": [0, 1, 2, 3, 4], "start": 18, "end": 22, "rate": "0.320000"},
+    {"days": [0, 1, 2, 3, 4], "start": 22, "end": 24, "rate": "0.200000"},
+    {"days": [5, 6], "start": 0, "end": 24, "rate": "0.130000"},
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dashboard")
+    group.add_argument(
+        "--dashboard-requests",
+        type=int,
+        default=400,
+        help="measured requests per URL for the main figures, over all rounds (default 400)",
+    )
+
+
+def say(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
+    began = time.perf_counter()
+    say("setup: a household with a year of history, one with a week (usage lines in bulk, readings) ...")
+    setup = _setup()
+    say(f"  {setup['seconds']:.1f} s: {setup['rows']}")
+    year, week = _client(setup["year_user"]), _client(setup["week_user"])
+    bare = _client(None)
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    _add_floor_view()
+    urls: dict[str, Callable[[], object]] = {
+        "bare": lambda: bare.get("/bench/bare"),
+        "household_floor": lambda: year.get(FLOOR_PATH),
+        "page_year": lambda: year.get("/"),
+        "partial_year": lambda: year.get("/", **htmx),
+        "page_week": lambda: week.get("/"),
+        "partial_week": lambda: week.get("/", **htmx),
+    }
+    _check_answers(urls)
+    per_round = max(1, options.dashboard_requests // options.rounds)
+    say(
+        f"latency: {len(urls)} URLs, {options.rounds} rounds of {per_round} requests each, "
+        f"alternated, after {max(10, per_round // 4)} warm-up requests each"
+    )
+    timings = _measure(urls, options.rounds, per_round)
+    summary = {name: _summary(samples) for name, samples in timings.items()}
+    for name, figures in summary.items():
+        say(f"  {name:14} median {figures['median_ms']:6.2f} ms  p95 {figures['p95_ms']:6.2f} ms")
+
+    say(f"each chart range's partial, {RANGE_SAMPLES} requests each ...")
+    ranges = {}
+    for history, client in (("year", year), ("week", week)):
+        for range_ in ("day", "week", "month", "year"):
+            samples = _measure({"r": lambda c=client, r=range_: c.get(f"/?range={r}", **htmx)}, 1, RANGE_SAMPLES)
+            ranges[f"{range_} range, {history} of history"] = _summary(samples["r"])
+    queries = _queries(year, week, htmx)
+
+    rows = [
+        Row(
+            "dashboard: chart partial, a year of history",
+            1000 / summary["partial_year"]["median_ms"],
+            "pages/s",
+            "bare Django view",
+            1000 / summary["bare"]["median_ms"],
+            "requests/s",
+            PARTIAL_GOAL,
+        ),
+        Row(
+            "dashboard: full page, a year vs a week of history",
+            1000 / summary["page_year"]["median_ms"],
+            "pages/s",
+            "a week of history",
+            1000 / summary["page_week"]["median_ms"],
+            "pages/s",
+            HISTORY_GOAL,
+        ),
+        Row(
+            "dashboard: chart partial, a year vs a week of history",
+            1000 / summary["partial_year"]["median_ms"],
+            "pages/s",
+            "a week of history",
+            1000 / summary["partial_week"]["median_ms"],
+            "pages/s",
+            HISTORY_GOAL,
+        ),
+    ]
+    s = summary
+    notes = [
+        "Dashboard (in-process Django test client, PostgreSQL, DEBUG off), median / p95 ms: "
+        f"bare view {s['bare']['median_ms']:.2f} / {s['bare']['p95_ms']:.2f}; "
+        f"an empty household view (session, user, household: the floor of any household page) "
+        f"{s['household_floor']['median_ms']:.2f} / {s['household_floor']['p95_ms']:.2f}; "
+        f"page {s['page_year']['median_ms']:.2f} / {s['page_year']['p95_ms']:.2f} (year of history), "
+        f"{s['page_week']['median_ms']:.2f} / {s['page_week']['p95_ms']:.2f} (week); "
+        f"chart partial {s['partial_year']['median_ms']:.2f} / {s['partial_year']['p95_ms']:.2f} (year), "
+        f"{s['partial_week']['median_ms']:.2f} / {s['partial_week']['p95_ms']:.2f} (week).",
+        f"Dashboard SQL statements: page {queries['page_year']} (year of history) and {queries['page_week']} (week), "
+        f"chart partial {queries['partial_year']} and {queries['partial_week']} "
+        "(session, user and household included; +1 SELECT 1 health check per request, outside the count).",
+        "Dashboard chart partial by range, median ms: "
+        + "; ".join(f"{name} {figures['median_ms']:.2f}" for name, figures in ranges.items())
+        + ". A year range aggregates a year of lines; it grows with the range shown, not with the history.",
+    ]
+    data = {
+        "notes": notes,
+        "config": {
+            "rounds": options.rounds,
+            "requests_per_round": per_round,
+            "range_samples": RANGE_SAMPLES,
+            "client": "django.test.Client, in process",
+            "tariff": "time of use (price curve drawn)",
+        },
+        "setup": {key: value for key, value in setup.items() if not key.endswith("_user")},
+        "latency": summary,
+        "ranges": ranges,
+        "queries": queries,
+        "seconds": time.perf_counter() - began,
+        "rows": [row.as_json() for row in rows],
+    }
+    return rows, data
+
+
+# --- Data -----------------------------------------------------------------------------------------
+
+
+def _setup() -> dict:
+    from django.utils import timezone
+
+    from energypay.accounts.models import User
+    from meters.models import HourlyUsage, Household, Meter, Reading, Tariff, TariffVersion
+    from meters.timeutil import HOUR, floor_hour
+    from payments.models import PriceQuote, Utxo
+    from payments.wallets import open_wallet
+
+    began = time.perf_counter()
+    now = timezone.now()
+    tariff = Tariff.objects.create(name="Bench dashboard time of use")
+    version = TariffVersion.objects.create(
+        tariff=tariff,
+        valid_from=floor_hour(now) - timedelta(days=800),
+        kind=TariffVersion.Kind.TIME_OF_USE,
+        bands=BANDS,
+    )
+    PriceQuote.objects.create(source="fixed", bsv_eur=Decimal("30"), fetched_at=now - timedelta(minutes=1))
+    counts = {"usage lines": 0, "readings": 0}
+    users = {}
+    for name, days in (("year", 365), ("week", 7)):
+        user = User.objects.create_user(f"dashboard-{name}@example.com")  # no password: no slow hashing
+        household = Household.objects.create(user=user, name=f"Dashboard bench ({name})", tariff=tariff)
+        meter = Meter.objects.create(serial=f"DASH-{name.upper()}", household=household)
+        Utxo.objects.create(
+            wallet=open_wallet(household), txid=f"{household.pk:064x}", vout=0, satoshis=50_000_000, raw_parent="00"
+        )
+        end = floor_hour(now)
+        start = end - timedelta(days=days)
+        lines = []
+        hour = start
+        while hour <= end:
+            # A daily shape: 0.2 to 1.3 kWh an hour, all priced at 0.2 EUR/kWh (the figures need not match the bands).
+            kwh = Decimal(200 + (hour.hour * 37) % 1100) / 1000
+            settled = hour + timedelta(minutes=65) if hour < end - HOUR else None
+            lines.append(
+                HourlyUsage(
+                    household=household,
+                    meter=meter,
+                    hour_start=hour,
+                    kwh=kwh,
+                    tariff_version=version,
+                    rate=Decimal("0.2"),
+                    cost_eur=kwh * Decimal("0.2"),
+                    settled_at=settled,
+                )
+            )
+            lines.append(
+                HourlyUsage(
+                    household=household,
+                    kind=HourlyUsage.Kind.STANDING,
+                    hour_start=hour,
+                    tariff_version=version,
+                    cost_eur=Decimal("0.010000"),
+                    settled_at=settled,
+                )
+            )
+            hour += HOUR
+        HourlyUsage.objects.bulk_create(lines, batch_size=BATCH)
+        counts["usage lines"] += len(lines)
+        readings = [
+            Reading(
+                meter=meter, timestamp=start + timedelta(minutes=15 * n), energy_kwh=Decimal(n) / 8, received_at=now
+            )
+            for n in range(days * 96 + 1)
+        ]
+        Reading.objects.bulk_create(readings, batch_size=BATCH)
+        counts["readings"] += len(readings)
+        users[f"{name}_user"] = user
+    _analyze()
+    return {
+        "seconds": time.perf_counter() - began,
+        "rows": ", ".join(f"{count:,} {what}" for what, count in counts.items()),
+        **counts,
+        **users,
+    }
+
+
+def _analyze() -> None:
+    """Fresh statistics and visibility map, as autovacuum would leave them soon after a bulk load."""
+    from django.db import connection
+
+    from meters.models import HourlyUsage, Reading
+
+    with connection.cursor() as cursor:
+        for model in (HourlyUsage, Reading):
+            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+
+
+def _add_floor_view() -> None:
+    """Serve, in this process only, a household view that does nothing: login, session and household lookup.
+
+    The partial's distance from it is what the dashboard's own code costs.
+    """
+    from django.http import HttpResponse
+    from django.urls import clear_url_caches, path
+
+    from energypay.access import household_required
+    from tests.bench import urls
+
+    @household_required
+    def household_floor(request):
+        return HttpResponse(request.household.name)
+
+    if not any(str(pattern.pattern) == FLOOR_PATH[1:] for pattern in urls.urlpatterns):
+        urls.urlpatterns.insert(0, path(FLOOR_PATH[1:], household_floor))
+        clear_url_caches()
+
+
+def _client(user):
+    from django.test import Client
+
+    client = Client(HTTP_HOST=HOST)
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def _check_answers(urls: dict[str, Callable[[], object]]) -> None:
+    for name, get in urls.items():
+        response = get()
+        if response.status_code != 200:
+            raise RuntimeError(f"{name}: {response.status_code} {response.content[:300]!r}")
+        if name.startswith("partial") and b"<html" in response.content:
+            raise RuntimeError(f"{name}: the htmx request got the whole page")
+
+
+# --- Measuring ------------------------------------------------------------------------------------
+
+
+def _measure(urls: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, list[float]]:
+    """Seconds per request of each URL: warm-up, then ``rounds`` rounds, the order reversed every other one."""
+    for get in urls.values():
+        for _ in range(max(10, per_round // 4)):
+            get()
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    names = list(urls)
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else reversed(names):
+            get, timed = urls[name], samples[name]
+            for _ in range(per_round):
+                began = time.perf_counter()
+                get()
+                timed.append(time.perf_counter() - began)
+    return samples
+
+
+def _summary(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {
+        "requests": len(ordered),
+        "median_ms": 1000 * statistics.median(ordered),
+        "p95_ms": 1000 * ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "mean_ms": 1000 * statistics.fmean(ordered),
+    }
+
+
+def _queries(year, week, htmx: dict) -> dict:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = {}
+    for name, get in (
+        ("page_year", lambda: year.get("/")),
+        ("page_week", lambda: week.get("/")),
+        ("partial_year", lambda: year.get("/", **htmx)),
+        ("partial_week", lambda: week.get("/", **htmx)),
+    ):
+        with CaptureQueriesContext(connection) as captured:
+            get()
+        counts[name] = len(captured)
+        counts[f"{name}_sql"] = [query["sql"][:300] for query in captured.captured_queries]
+    return counts
