@@ -25,8 +25,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     today = local_date(now, household.timezone)
     view = ChartView.from_params(request.GET, today)
     context = {"chart": usage_chart(household, view, now)}
-    # A history restore (back button, cache miss) needs the whole page, though htmx sends it.
-    if request.htmx and not request.htmx.history_restore_request:
+    # A history restore (back button, cache miss) or a boosted link needs the whole page, though htmx asks.
+    if request.htmx and not (request.htmx.history_restore_request or request.htmx.boosted):
         response = render(request, "dashboard.html#chart", context)
     else:
         context.update(

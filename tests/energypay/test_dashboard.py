@@ -210,8 +210,9 @@ def test_an_htmx_request_gets_only_the_chart(household_client, history):
     assert "HX-Request" in response["Vary"]
 
 
-def test_an_htmx_history_restore_gets_the_whole_page(household_client):
-    response = household_client.get(URL + "?range=week", **HTMX, HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+@pytest.mark.parametrize("header", ["HTTP_HX_HISTORY_RESTORE_REQUEST", "HTTP_HX_BOOSTED"])
+def test_an_htmx_history_restore_or_boosted_link_gets_the_whole_page(household_client, header):
+    response = household_client.get(URL + "?range=week", **HTMX, **{header: "true"})
     assert "<html" in response.content.decode() and 'id="cards"' in response.content.decode()
 
 

@@ -147,17 +147,17 @@ def test_unsettled_unpriced_and_standing_lines(household_client, household, mete
 
 
 def test_a_settlements_satoshis_are_shared_out_so_its_lines_add_up_to_them(household_client, meter):
-    lines = [add_line(meter, utc(2026, 11, 20, hour), "0.4") for hour in (21, 22, 23)]  # EUR 0.10 each
+    # EUR 0.10 each: 20 November 23:00 local, then 21 November 00:00 and 01:00 local.
+    lines = [add_line(meter, hour, "0.4") for hour in (utc(2026, 11, 20, 22), utc(2026, 11, 20, 23), utc(2026, 11, 21))]
     settlement = settle(lines, 1_000)
     rows = download(household_client, "start=2026-11-20&end=2026-11-21")
     # Running shares, half up: round(1000 * 1/3) = 333, round(1000 * 2/3) = 667, 1000.
     assert [row["satoshis"] for row in rows] == ["333", "334", "333"]
     assert {row["txid"] for row in rows} == {settlement.txid}
-    # The range cuts the settlement: the line of 21 November (local) keeps the share it had.
-    assert [row["satoshis"] for row in download(household_client, "start=2026-11-21&end=2026-11-21")] == ["333"]
-    assert [row["satoshis"] for row in download(household_client, "start=2026-11-20&end=2026-11-20")] == [
-        "333",
+    # A range that cuts the settlement gives its lines the same shares (not 333 and 334 afresh).
+    assert [row["satoshis"] for row in download(household_client, "start=2026-11-21&end=2026-11-21")] == [
         "334",
+        "333",
     ]
 
 
