@@ -63,6 +63,15 @@ class AlarmRule(models.Model):
     def value_text(self) -> str:
         return format_amount(self.kind, self.last_value)
 
+    @property
+    def reading(self) -> str:
+        """The last measured value as the list shows it: "now EUR 6.25", "EUR 0.40 unpaid", or nothing."""
+        if self.last_evaluated_at is None or self.last_value is None:
+            return ""
+        if self.kind == Kind.SETTLEMENT_FAILED:
+            return f"{self.value_text} unpaid" if self.last_value else ""
+        return f"now {self.value_text}"
+
     def is_muted(self, now: datetime) -> bool:
         return self.muted_until is not None and self.muted_until > now
 

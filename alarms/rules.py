@@ -123,9 +123,8 @@ def validate_threshold(kind: str, threshold: Decimal | None) -> Decimal | None:
             f"{format_amount(kind, Decimal(0))} would fire all the time: enter more than 0.", code="zero"
         )
     if spec.maximum is not None and threshold > spec.maximum:
-        raise ValidationError(
-            f"That is more than {format_amount(kind, spec.maximum)}: please check the number.", code="absurd"
-        )
+        limit = kwh_text(spec.maximum, 0) if spec.unit == "kWh" else format_amount(kind, spec.maximum)
+        raise ValidationError(f"That is more than {limit}: please check the number.", code="absurd")
     if -threshold.normalize().as_tuple().exponent > spec.places:
         if spec.places == 0:
             raise ValidationError(f"Enter a whole number of {spec.unit}.", code="places")

@@ -33,6 +33,7 @@ urlpatterns = [
     *auth_patterns,
     path("", include("meters.urls")),
     path("", include("payments.urls")),
+    path("", include("alarms.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/readings", meters_api.readings, name="api-readings"),
     path("api/v1/community", x402.community, name="api-community"),

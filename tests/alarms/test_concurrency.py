@@ -73,6 +73,8 @@ def test_workers_evaluating_the_same_data_at_once_write_one_event(firing_home, m
     assert sum(t.get("raced", 0) for t in tallies) == WORKERS - 1
     assert AlarmEvent.objects.filter(rule=rule).count() == 1
     assert AlarmRule.objects.get(pk=rule.pk).firing
+    assert notify.send_due() == {"sent": 1}
+    assert len(mail.outbox) == 1
 
 
 def test_workers_sending_at_once_mail_each_event_once(firing_home, settings):
