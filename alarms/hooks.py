@@ -50,7 +50,6 @@ class UsageBatcher:
         self._lock = threading.Lock()
         self._pending: set[int] = set()
         self._timer: threading.Timer | None = None
-        self.sent = 0  # tasks enqueued by this process, for tests and debugging
 
     def add(self, household_ids: Iterable[int]) -> None:
         window = settings.ALARM_USAGE_WINDOW_SECONDS
@@ -63,7 +62,11 @@ class UsageBatcher:
                     self._timer.start()
                 return
             batch = self._take()
-        self._send(batch)
+        if window > 0:
+            # A full batch leaves from a thread of its own: a slow broker never holds up the request.
+            threading.Thread(target=self._send, args=(batch,), daemon=True).start()
+        else:  # no batching (development): sent from the request's after-commit callback
+            self._send(batch)
 
     def flush(self) -> None:
         with self._lock:
@@ -80,7 +83,6 @@ class UsageBatcher:
 
     def _send(self, batch: list[int]) -> None:
         if batch:
-            self.sent += 1
             _enqueue(batch, "usage")
 
 
