@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connections
 
 from tests.e2e.assets import fetch_chart_js
 
@@ -76,6 +77,8 @@ def page(browser, live_server, chart_js, demo_data):
     tab.on("pageerror", lambda error: errors.append(str(error)))
     tab.base_url = live_server.url
     yield tab
+    # ORM calls made while Playwright runs happen in its greenlet, on a connection of their own.
+    connections.close_all()
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
 

@@ -14,12 +14,14 @@ from tests.e2e.conftest import log_in, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHART_LABELS = "() => Chart.getChart('usage-chart').data.labels.length"
-CHART_UNIT = "() => Chart.getChart('usage-chart').data.datasets[0].label"
+# htmx swaps the canvas, so between the swap and the redraw there is briefly no chart: ask safely.
+CHART = "(window.Chart && Chart.getChart('usage-chart'))"
+CHART_LABELS = f"() => {CHART}.data.labels.length"
+CHART_UNIT = f"() => {CHART}.data.datasets[0].label"
 
 
 def _chart_drawn(page) -> None:
-    page.wait_for_function("() => window.Chart && Chart.getChart('usage-chart') !== undefined")
+    page.wait_for_function(f"() => !!{CHART}")
 
 
 def test_chart_switches_range_and_unit_without_a_page_load(page):
@@ -32,13 +34,13 @@ def test_chart_switches_range_and_unit_without_a_page_load(page):
 
     page.click("[data-range=week]")
     page.wait_for_url("**/?*range=week*")
-    page.wait_for_function("() => Chart.getChart('usage-chart').data.labels.length === 7")
+    page.wait_for_function(f"() => {CHART} && {CHART}.data.labels.length === 7")
     assert page.evaluate("() => window.__stillTheSamePage") is True
 
     euro_label = page.evaluate(CHART_UNIT)
     page.click("[data-unit=kwh]")
     page.wait_for_url("**/?*unit=kwh*")
-    page.wait_for_function(f"() => Chart.getChart('usage-chart').data.datasets[0].label !== {euro_label!r}")
+    page.wait_for_function(f"() => {CHART} && {CHART}.data.datasets[0].label !== {euro_label!r}")
     assert "kWh" in page.evaluate(CHART_UNIT)
     assert page.evaluate("() => window.__stillTheSamePage") is True
 
@@ -72,7 +74,8 @@ def test_community_view_unlocks_once_even_when_clicked_twice(page):
     button = page.locator("#unlock-button")
     assert button.is_visible()
     button.dblclick()
-    page.wait_for_selector("#community-chart, #community-table")
+    page.wait_for_selector("#community-table")
+    page.wait_for_function("() => window.Chart && Chart.getChart('community-chart') !== undefined")
     assert page.locator("#pass-confirmation").is_visible()
 
     passes = CommunityPass.objects.filter(household__user__email="demo@example.com")

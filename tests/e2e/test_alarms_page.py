@@ -1,12 +1,9 @@
 """The alarm page in a real browser: htmx swaps the rule row, the list and the form without reloading the page.
 
-Skips without /usr/bin/chromium unless E2E_REQUIRED=1 (as tests/e2e does).
+Uses tests/e2e/conftest.py's browser (Debian's Chromium).
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -15,38 +12,28 @@ from alarms.models import AlarmRule
 from energypay.accounts.models import User
 from meters.models import Household
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop in this thread
-
 
 @pytest.fixture
-def page(live_server, transactional_db, flat_tariff):
-    if not CHROMIUM.exists():
-        if os.environ.get("E2E_REQUIRED"):
-            pytest.fail(f"{CHROMIUM} is required")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
+def page(browser, live_server, transactional_db, flat_tariff):
     user = User.objects.create_user("alarms@example.com", "a-long-password-1")
     Household.objects.create(user=user, name="Browser home", timezone="Europe/Madrid", tariff=flat_tariff)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        tab = browser.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda error: errors.append(str(error)))
-        tab.goto(live_server.url + "/login/")
-        tab.fill("input[name=username]", "alarms@example.com")
-        tab.fill("input[name=password]", "a-long-password-1")
-        tab.click("button[type=submit]")
-        tab.wait_for_url(live_server.url + "/")
-        tab.goto(live_server.url + "/alarms/")
-        tab.evaluate("window.notReloaded = true")  # gone if anything below reloads the page
-        yield tab
-        # The ORM calls made here run in Playwright's greenlet, which has a database connection of its own.
-        connections.close_all()
-        assert tab.evaluate("window.notReloaded") is True
-        assert errors == []
-        browser.close()
+    context = browser.new_context()
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto(live_server.url + "/login/")
+    tab.fill("input[name=username]", "alarms@example.com")
+    tab.fill("input[name=password]", "a-long-password-1")
+    tab.click("button[type=submit]")
+    tab.wait_for_url(live_server.url + "/")
+    tab.goto(live_server.url + "/alarms/")
+    tab.evaluate("window.notReloaded = true")  # gone if anything below reloads the page
+    yield tab
+    # The ORM calls made here run in Playwright's greenlet, which has a database connection of its own.
+    connections.close_all()
+    assert tab.evaluate("window.notReloaded") is True
+    assert errors == []
+    context.close()
 
 
 def test_create_edit_pause_and_delete_without_reloading_the_page(page):
