@@ -13,6 +13,15 @@ from meters.models import Household, Meter, Tariff, TariffVersion
 _serials = itertools.count(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _tasks_stay_in_the_test_process():
+    # Code under test enqueues Celery tasks (alarm evaluation after ingest and settlement). With the
+    # configured broker they would wait in var/ or Redis for a real worker of another database.
+    from energypay.celery import app
+
+    app.conf.broker_url = "memory://"
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2 at full strength costs ~0.3 s per user; tests do not need it.
