@@ -28,7 +28,7 @@ from payments import keys
 from payments.models import CommunityPass, Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
 from payments.signing import _spendable_coins, sign_from_coins
-from payments.wallets import open_wallet, sync_coins
+from payments.wallets import open_wallet, resync_quietly
 
 log = logging.getLogger(__name__)
 
@@ -216,11 +216,7 @@ def fail_pass(pass_id: int, state: str, detail: str, network: BsvNetwork) -> str
         Utxo.objects.filter(reserved_by_pass=community_pass).delete()
         Utxo.objects.filter(txid=community_pass.txid).delete()
     log.error("community_pass_failed pass=%s state=%s detail=%s", pass_id, state, detail[:200])
-    try:
-        sync_coins(wallet, network)
-    except NetworkUnavailable as error:
-        # The coins come back with the next sync; nothing is lost.
-        log.warning("coin_sync_deferred wallet=%s detail=%s", wallet.pk, error)
+    resync_quietly(wallet, network)
     return state
 
 

@@ -21,7 +21,7 @@ from meters.timeutil import floor_hour
 from meters.usage import reopen_lines
 from payments.models import Settlement, Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
-from payments.wallets import sync_coins
+from payments.wallets import resync_quietly
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,7 @@ def fail_settlement(settlement_id: int, state: str, detail: str, network: BsvNet
         Utxo.objects.filter(reserved_by=settlement).delete()
         Utxo.objects.filter(txid=settlement.txid).delete()
     log.error("settlement_failed settlement=%s state=%s detail=%s", settlement_id, state, detail[:200])
-    try:
-        sync_coins(wallet, network)
-    except NetworkUnavailable as error:
-        # The coins come back with the next sync (before the next arrears retry); nothing is lost.
-        log.warning("coin_sync_deferred wallet=%s detail=%s", wallet.pk, error)
+    resync_quietly(wallet, network)
     return state
 
 

@@ -14,7 +14,7 @@ from meters.models import Household
 from payments import keys
 from payments.models import PriceQuote, Utxo, Wallet
 from payments.money import satoshis_to_eur
-from payments.networks import BsvNetwork
+from payments.networks import BsvNetwork, NetworkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,15 @@ def sync_coins(wallet: Wallet, network: BsvNetwork) -> int:
     if new or confirmed:
         log.info("wallet_synced wallet=%s new_coins=%d newly_confirmed=%d", wallet.pk, len(new), len(confirmed))
     return len(new) + len(confirmed)
+
+
+def resync_quietly(wallet: Wallet, network: BsvNetwork) -> None:
+    """sync_coins after a refused payment; a network that does not answer now only delays it."""
+    try:
+        sync_coins(wallet, network)
+    except NetworkUnavailable as error:
+        # The coins come back with the next sync (before the next arrears retry); nothing is lost.
+        log.warning("coin_sync_deferred wallet=%s detail=%s", wallet.pk, error)
 
 
 def balance_satoshis(wallet: Wallet) -> int:
