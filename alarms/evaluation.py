@@ -65,6 +65,10 @@ class _Inputs:
         return figures.recent_daily_costs(self.ids, self.now)
 
     @cached_property
+    def owed(self) -> dict:
+        return figures.owed_costs(self.ids)
+
+    @cached_property
     def balances(self) -> dict | None:
         return figures.balances_eur(self.ids, self.now)
 
@@ -91,9 +95,8 @@ def _daily_cost(inputs: _Inputs, household: Household) -> Figure:
 
 def _month_projected(inputs: _Inputs, household: Household) -> Figure:
     _, month_end = figures.local_month_bounds(inputs.now, household.timezone)
-    so_far = inputs.months.get(household.pk, figures.ZERO)
-    daily = inputs.recent.get(household.pk, figures.ZERO)
-    return Figure(figures.projection(so_far, daily, inputs.now, month_end))
+    so_far = inputs.months.get(household.pk)
+    return Figure(figures.projection(so_far, inputs.recent.get(household.pk), inputs.now, month_end))
 
 
 def _balance_below(inputs: _Inputs, household: Household) -> Figure:
@@ -105,8 +108,9 @@ def _balance_below(inputs: _Inputs, household: Household) -> Figure:
 def _balance_days(inputs: _Inputs, household: Household) -> Figure:
     if inputs.balances is None:
         return UNKNOWN
-    daily = inputs.recent.get(household.pk, figures.ZERO)
-    return Figure(figures.days_left(inputs.balances[household.pk], daily))
+    # Whole days, the number the dashboard's card shows (figures.py says why not the exact quotient).
+    owed, daily = inputs.owed.get(household.pk), inputs.recent.get(household.pk)
+    return Figure(figures.days_left(inputs.balances[household.pk], owed, daily))
 
 
 def _meter_silent(inputs: _Inputs, household: Household) -> Figure:

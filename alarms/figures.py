@@ -1,8 +1,27 @@
 """The numbers alarms watch, computed set-based for many households at once.
 
-The dashboard may import the single-household helpers at the bottom (``recent_daily_cost``,
-``days_of_balance_left``, ``month_projection``), so a card and an alarm never disagree.
 Every figure is EUR in Decimal; local time is used only for day and month boundaries.
+
+The figures a household also sees on its dashboard cards are defined once, here, by the pure
+functions ``recent_window``, ``daily_rate``, ``days_left`` and ``projection``. The alarms feed them
+from set-based queries (``recent_daily_costs``, ``owed_costs``, ``month_costs``, ``balances_eur``),
+the dashboard from its one aggregate query (energypay/dashboard.py); either way the arithmetic and
+the window are these, so a card and an alarm evaluated at the same moment on the same data agree:
+
+- The recent rate: EUR a day over the last 7 days of *closed* hours, [floor_hour(now) - 7 days,
+  floor_hour(now)). The current hour is partial (its readings are still arriving), so counting it
+  would make the rate jump with every reading. A household younger than the window is averaged
+  over the days since its first line in it, but over at least one day, so its first expensive
+  hour is not taken for a whole day of them. No line in the window: no rate (None).
+- Days of balance left: (wallet balance - what is owed) / recent rate, where owed is priced usage
+  not yet settled (arrears and the hours the next run will pay), which the balance pays first.
+  Whole days, rounded down: the card shows this number and the "balance lasts N days or less"
+  alarm compares this same number, so a card saying "4 days" goes with a 4-day alarm going off.
+  (Comparing the unrounded 4.5 would leave that alarm quiet beside a card saying 4.) None when
+  nothing is being spent.
+- Month projected: this local month so far + recent rate x the time left in the month, to the
+  cent (as the card shows it and as an alarm threshold is written). Without a recent rate, nothing
+  more is expected: the projection is the month so far, never less than what was already spent.
 """
 
 from __future__ import annotations
@@ -10,7 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce
@@ -26,7 +45,9 @@ DAY = timedelta(days=1)
 RECENT = timedelta(days=7)  # "the recent rate": the average daily cost over this window
 FAILURE_WINDOW = timedelta(hours=24)
 EUR_PLACES = Decimal("0.000001")
-_SECONDS_PER_DAY = Decimal(86400)
+CENT = Decimal("0.01")
+_MICROSECOND = timedelta(microseconds=1)
+_MICROSECONDS_A_DAY = Decimal(86_400_000_000)
 
 Bounds = tuple[datetime, datetime]
 
@@ -43,6 +64,53 @@ def local_month_bounds(moment: datetime, tz_name: str) -> Bounds:
     start = datetime(local.year, local.month, 1, tzinfo=tz)
     end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=tz)
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _days(span: timedelta) -> Decimal:
+    """A span in days, exactly (whole microseconds, never through a float)."""
+    return Decimal(span // _MICROSECOND) / _MICROSECONDS_A_DAY
+
+
+# --- The shared definitions (see the module docstring): pure arithmetic, no queries -----------------
+
+
+def recent_window(now: datetime) -> Bounds:
+    """The hours the recent rate averages: the last 7 days of closed hours before ``now``, [start, end)."""
+    end = floor_hour(now)
+    return end - RECENT, end
+
+
+def daily_rate(total_eur: Decimal | None, first_hour: datetime | None, window: Bounds) -> Decimal | None:
+    """EUR a day: ``total_eur`` spent in ``window`` over the days from its first line to the window's end.
+
+    ``first_hour`` is the earliest hour_start of a line in the window (priced or not), None when
+    there is none: then there is no rate. The divisor is at least one day.
+    """
+    if first_hour is None:
+        return None
+    start, end = window
+    return _eur(total_eur) / max(_days(end - max(start, first_hour)), Decimal(1))
+
+
+def days_left(balance_eur: Decimal, owed_eur: Decimal | None, daily: Decimal | None) -> Decimal | None:
+    """Whole days (rounded down) the balance lasts at ``daily`` after paying what is owed; None without spending.
+
+    A balance that does not cover what is owed lasts 0 days.
+    """
+    if daily is None or daily <= 0:
+        return None
+    spare = max(balance_eur - _eur(owed_eur), ZERO)
+    return (spare / daily).to_integral_value(rounding=ROUND_FLOOR)
+
+
+def projection(so_far_eur: Decimal | None, daily: Decimal | None, now: datetime, month_end: datetime) -> Decimal:
+    """The month so far plus the rest of it at the recent rate, to the cent; the month so far without a rate.
+
+    Not "so far / elapsed * length": an hour into the month that would multiply one hour's use by
+    seven hundred, and fire every projected-month alarm on the 1st.
+    """
+    rest = (daily or ZERO) * _days(max(month_end - now, timedelta(0)))
+    return (_eur(so_far_eur) + rest).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def period_costs(households: Iterable[Household], bounds: Callable[[str], Bounds]) -> dict[int, Decimal]:
@@ -89,25 +157,30 @@ def hour_peaks(household_ids: Iterable[int], now: datetime) -> dict[int, tuple[D
     return peaks
 
 
-def recent_daily_costs(household_ids: Iterable[int], now: datetime) -> dict[int, Decimal]:
-    """Average EUR per day over the last 7 days, per household.
-
-    A household younger than the window is averaged over the time since its first hour (at least a
-    day), so a new household's rate is not diluted by days it did not exist.
-    """
-    window_start = now - RECENT
+def recent_daily_costs(household_ids: Iterable[int], now: datetime) -> dict[int, Decimal | None]:
+    """The recent rate (``daily_rate`` over ``recent_window``) per household; absent without a line in the window."""
+    window = recent_window(now)
     rows = (
-        HourlyUsage.objects.filter(household_id__in=household_ids, hour_start__gte=window_start, hour_start__lt=now)
+        HourlyUsage.objects.filter(household_id__in=household_ids, hour_start__gte=window[0], hour_start__lt=window[1])
         .values("household_id")
         .annotate(total=Sum("cost_eur"), first=Min("hour_start"))
         .order_by()
     )
-    rates = {}
-    for row in rows:
-        seconds = Decimal(int((now - max(row["first"], window_start)).total_seconds()))
-        days = max(seconds / _SECONDS_PER_DAY, Decimal(1))
-        rates[row["household_id"]] = _eur(_eur(row["total"]) / days)
-    return rates
+    return {row["household_id"]: daily_rate(row["total"], row["first"], window) for row in rows}
+
+
+def owed_costs(household_ids: Iterable[int]) -> dict[int, Decimal]:
+    """Per household, priced usage not settled yet, whatever its hour: what the balance must pay first.
+
+    The partial index usage_open_lines serves this (it is the dashboard's "owed" too).
+    """
+    rows = (
+        HourlyUsage.objects.filter(household_id__in=household_ids, settled_at__isnull=True, cost_eur__isnull=False)
+        .values("household_id")
+        .annotate(total=Sum("cost_eur"))
+        .order_by()
+    )
+    return {row["household_id"]: _eur(row["total"]) for row in rows}
 
 
 def newest_quote(now: datetime) -> PriceQuote | None:
@@ -134,23 +207,6 @@ def balances_eur(household_ids: Iterable[int], now: datetime) -> dict[int, Decim
     )
     satoshis = {row["wallet__household_id"]: row["total"] or 0 for row in coins}
     return {pk: satoshis_to_eur(int(satoshis.get(pk, 0)), quote.bsv_eur) for pk in ids}
-
-
-def days_left(balance: Decimal, daily: Decimal) -> Decimal | None:
-    """How many days ``balance`` lasts at ``daily`` EUR a day; None when nothing is being spent."""
-    if daily <= 0:
-        return None
-    return (max(balance, ZERO) / daily).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-
-
-def projection(so_far: Decimal, daily: Decimal, now: datetime, month_end: datetime) -> Decimal:
-    """The month so far plus the rest of it at the recent daily rate.
-
-    Not "so far / elapsed * length": an hour into the month that would multiply one hour's use by
-    seven hundred, and fire every projected-month alarm on the 1st.
-    """
-    remaining = Decimal(int(max(month_end - now, timedelta(0)).total_seconds())) / _SECONDS_PER_DAY
-    return _eur(so_far + daily * remaining)
 
 
 def silent_hours(household_ids: Iterable[int], now: datetime) -> dict[int, Decimal]:
@@ -204,26 +260,3 @@ def payment_trouble(household_ids: Iterable[int], now: datetime) -> dict[int, tu
             refused, _, _ = trouble.get(row["household_id"], (0, ZERO, cutoff))
             trouble[row["household_id"]] = (refused, total, cutoff)
     return trouble
-
-
-# --- One household, for pages ------------------------------------------------------------------
-
-
-def recent_daily_cost(household: Household, now: datetime) -> Decimal:
-    """Average EUR per day over the last 7 days: "the recent rate"."""
-    return recent_daily_costs([household.pk], now).get(household.pk, ZERO)
-
-
-def days_of_balance_left(household: Household, now: datetime) -> Decimal | None:
-    """Days the wallet's balance lasts at the recent rate (one decimal); None without a price or without use."""
-    balances = balances_eur([household.pk], now)
-    if balances is None:
-        return None
-    return days_left(balances[household.pk], recent_daily_cost(household, now))
-
-
-def month_projection(household: Household, now: datetime) -> Decimal:
-    """This local month's cost so far plus the rest of the month at the recent rate."""
-    _, month_end = local_month_bounds(now, household.timezone)
-    so_far = month_costs([household], now).get(household.pk, ZERO)
-    return projection(so_far, recent_daily_cost(household, now), now, month_end)

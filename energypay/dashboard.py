@@ -1,30 +1,29 @@
 """The dashboard's cards: today, this month and its projection, the wallet, arrears. Composes meters and payments.
 
 Four queries whatever the history: one aggregate over the household's usage lines (every figure
-is a conditional sum of it), the wallet, and ``wallet_balance``'s two (quote, coins).
+is a conditional sum of it), the wallet, and ``wallet_balance``'s two (quote, coins). The recent
+rate, days left and the projection are alarms/figures.py's definitions, fed from that aggregate,
+so a card and an alarm evaluated at the same moment agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Min, Q, Sum
 
+from alarms import figures
 from meters.charts import local_date, local_month_bounds
 from meters.models import HourlyUsage, Household
-from meters.timeutil import HOUR, floor_hour, local_day_bounds
+from meters.timeutil import HOUR, local_day_bounds
 from payments.models import Wallet
 from payments.settlement import closed_period_end
 from payments.wallets import Balance, wallet_balance
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
-# "The recent rate": what the last week of closed hours cost, per day. A week smooths out weekends.
-RECENT = timedelta(days=7)
-MICROSECOND = timedelta(microseconds=1)
-MICROSECONDS_A_DAY = Decimal(86_400_000_000)
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,11 @@ class Cards:
     today: Figures
     month: Figures
     month_end: datetime  # UTC instant the local month ends
-    projected_eur: Decimal | None  # None without a recent rate
-    per_day_eur: Decimal | None  # the recent rate; None without closed hours in the last week
+    projected_eur: Decimal  # to the cent; the month so far without a recent rate
+    per_day_eur: Decimal | None  # the recent rate to the cent; None without a line in the last week of closed hours
     balance: Balance
     owed_eur: Decimal  # priced usage not settled yet (arrears included), which the balance will pay
-    days_left: int | None  # whole days the balance lasts at the recent rate, after paying what is owed
+    days_left: int | None  # whole days (rounded down) the balance lasts at the recent rate, after what is owed
     arrears_eur: Decimal
     arrears_since: datetime | None  # first unpaid hour (UTC)
 
@@ -58,23 +57,20 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
     """The cards' figures at ``now``.
 
     - Today and this month are the household's local day and month, as UTC bounds.
-    - The recent rate is the EUR of closed hours in the last 7 days per day of that window, where the
-      window starts no earlier than the household's first line in it (a new household is not diluted).
-    - Projected = month so far + recent rate x the days left in the month.
-    - Days left = (balance in EUR - what is owed) / recent rate, rounded down.
+    - The recent rate, the projection and the days left: alarms/figures.py defines them.
     - Arrears: priced, unsettled usage of hours the last settlement run should already have paid,
       hour_start < closed_period_end(now) - 1 hour (an hour of slack for a run still working).
     """
     tz_name = household.timezone
     today_start, today_end = local_day_bounds(now, tz_name)
     month_start, month_end = local_month_bounds(local_date(now, tz_name), tz_name)
-    closed = floor_hour(now)
-    recent_start = closed - RECENT
+    window = figures.recent_window(now)
+    recent_start, recent_end = window
     cutoff = closed_period_end(now) - HOUR
 
     today = Q(hour_start__gte=today_start, hour_start__lt=today_end)
     month = Q(hour_start__gte=month_start, hour_start__lt=month_end)
-    recent = Q(hour_start__gte=recent_start, hour_start__lt=closed)
+    recent = Q(hour_start__gte=recent_start, hour_start__lt=recent_end)
     owed = Q(settled_at__isnull=True, cost_eur__isnull=False)
     arrears = owed & Q(hour_start__lt=cutoff)
     energy, unpriced = Q(kind=HourlyUsage.Kind.ENERGY), Q(cost_eur__isnull=True)
@@ -96,31 +92,21 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
         arrears_eur=Sum("cost_eur", filter=arrears),
         arrears_since=Min("hour_start", filter=arrears),
     )
-    per_day = None
-    if sums["recent_first"] is not None:
-        hours = (closed - max(recent_start, sums["recent_first"])) // HOUR
-        per_day = (sums["recent_eur"] or ZERO) * 24 / hours if hours else None
+    per_day = figures.daily_rate(sums["recent_eur"], sums["recent_first"], window)
     month_figures = Figures(sums["month_eur"] or ZERO, sums["month_kwh"] or ZERO, sums["month_pending"] or ZERO)
-    projected = None
-    if per_day is not None:
-        days = Decimal((month_end - now) // MICROSECOND) / MICROSECONDS_A_DAY  # exact, no float
-        projected = (month_figures.eur + per_day * days).quantize(CENT, ROUND_HALF_UP)
-
     wallet = Wallet.objects.filter(household=household).order_by().first()  # no ordering: no join
     balance = wallet_balance(wallet, now)
     owed_eur = sums["owed_eur"] or ZERO
-    days_left = None
-    if per_day and balance.eur is not None:
-        days_left = max(0, int(((balance.eur - owed_eur) / per_day).to_integral_value(ROUND_DOWN)))
+    days_left = None if balance.eur is None else figures.days_left(balance.eur, owed_eur, per_day)
     return Cards(
         today=Figures(sums["today_eur"] or ZERO, sums["today_kwh"] or ZERO, sums["today_pending"] or ZERO),
         month=month_figures,
         month_end=month_end,
-        projected_eur=projected,
+        projected_eur=figures.projection(month_figures.eur, per_day, now, month_end),
         per_day_eur=per_day.quantize(CENT, ROUND_HALF_UP) if per_day is not None else None,
         balance=balance,
         owed_eur=owed_eur,
-        days_left=days_left,
+        days_left=None if days_left is None else int(days_left),
         arrears_eur=sums["arrears_eur"] or ZERO,
         arrears_since=sums["arrears_since"],
     )

@@ -90,7 +90,8 @@ CASES = [
     Case(Kind.HOURLY_ENERGY, "3.000", _hour_energy, at="3.000", quiet="2.999", value_at="3.000"),
     Case(Kind.MONTH_PROJECTED, "80.00", _month_cost, at="80.00", quiet="79.99", value_at="80.00"),
     Case(Kind.BALANCE_BELOW, "10.00", _balance, at="10.00", quiet="10.01", value_at="10.00"),
-    Case(Kind.BALANCE_DAYS, "7", _runway, at="7.00", quiet="7.10", value_at="7.0"),
+    # Whole days, as the dashboard shows them: 7.99 days is "7 days", 8.00 is "8 days".
+    Case(Kind.BALANCE_DAYS, "7", _runway, at="7.99", quiet="8.00", value_at="7"),
     Case(Kind.METER_SILENT, "3", _silent, at="3", quiet="2.99", value_at="3.00"),
     Case(Kind.SETTLEMENT_FAILED, None, _arrears, at="owed", quiet="paid", value_at="0.25"),
 ]

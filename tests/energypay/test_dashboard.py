@@ -118,20 +118,31 @@ def test_arrears_older_than_the_month_are_found(household):
     assert cards.month.eur == Decimal("0.25")
 
 
-def test_a_new_household_is_rated_over_the_hours_it_has(household):
+def test_a_new_household_is_rated_over_at_least_a_day(household):
     add_line(household, utc(2026, 11, 22, 9), "2")
-    add_line(household, utc(2026, 11, 22, 10), "2")  # EUR 1.00 in 2 hours: EUR 12 a day
+    add_line(household, utc(2026, 11, 22, 10), "2")  # EUR 1.00 in its first 2 hours: not EUR 12 a day
     cards = dashboard_cards(household, NOW)
-    assert cards.per_day_eur == Decimal("12.00")
+    assert cards.per_day_eur == Decimal("1.00")
     assert cards.days_left is None  # no wallet price: nothing to divide
     assert cards.balance.satoshis == 0
 
 
-def test_no_usage_means_no_rate_no_projection_and_no_days_left(household):
+def test_the_current_hour_is_not_part_of_the_rate(household):
+    add_line(household, utc(2026, 11, 21, 11), "4")  # EUR 1.00, a day ago
+    add_line(household, utc(2026, 11, 22, 11), "40")  # EUR 10.00 in the hour still running
+    with time_machine.travel(NOW + timedelta(minutes=40), tick=False):
+        cards = dashboard_cards(household, NOW + timedelta(minutes=40))
+    assert cards.per_day_eur == Decimal("1.00")
+    assert cards.today.eur == Decimal("10.00") and cards.month.eur == Decimal("11.00")
+
+
+def test_no_usage_means_no_rate_no_days_left_and_the_month_so_far_as_projection(household_client, household):
     fund(household, 1_000_000)
     cards = dashboard_cards(household, NOW)
-    assert (cards.per_day_eur, cards.projected_eur, cards.days_left) == (None, None, None)
+    assert (cards.per_day_eur, cards.projected_eur, cards.days_left) == (None, Decimal("0.00"), None)
     assert not cards.in_arrears
+    page = household_client.get(URL).content.decode()
+    assert "so far: no usage in the last 7 days to go by" in page and "no recent usage to go by" in page
 
 
 def test_the_cards_on_the_page(household_client, history):
