@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from alarms.views import summary_context
 from energypay.access import household_required
 from energypay.dashboard import dashboard_cards
 from meters.charts import ChartView, add_months, first_of_month, local_date, usage_chart
@@ -19,7 +20,7 @@ from meters.charts import ChartView, add_months, first_of_month, local_date, usa
 @household_required
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Cards and the usage chart. ``?range=&unit=&date=`` pick the chart; htmx asks for the chart alone."""
+    """Cards, alarms and the usage chart. ``?range=&unit=&date=`` pick the chart; htmx asks for the chart alone."""
     household = request.household
     now = timezone.now()
     today = local_date(now, household.timezone)
@@ -31,6 +32,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     else:
         context.update(
             cards=dashboard_cards(household, now),
+            # Its unread count is also the nav's (it shadows energypay.context_processors.alarms').
+            **summary_context(household),
             chart_js_url=settings.CHART_JS_URL,
             chart_js_integrity=settings.CHART_JS_INTEGRITY,
             csv_start=first_of_month(today),

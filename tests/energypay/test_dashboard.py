@@ -14,6 +14,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from alarms.models import AlarmEvent, AlarmRule
+from alarms.rules import Kind
 from energypay.accounts.models import User
 from energypay.dashboard import dashboard_cards
 from meters.models import HourlyUsage, Meter, Tariff, TariffVersion
@@ -332,6 +334,78 @@ def test_the_page_loads_chart_js_pinned_with_its_hash_and_our_script_once(househ
     assert "<script src" not in partial
 
 
+# --- Alarms on the dashboard and in the nav -----------------------------------------------------------
+
+
+def add_events(household, count: int, *, read: bool = False) -> None:
+    rule = AlarmRule.objects.create(household=household, kind=Kind.DAILY_COST, threshold=Decimal("5"))
+    AlarmEvent.objects.bulk_create(
+        AlarmEvent(
+            household=household,
+            rule=rule,
+            rule_kind=rule.kind,
+            description=rule.description,
+            kind="fired" if n % 2 == 0 else "cleared",
+            value=Decimal("6.25"),
+            threshold=rule.threshold,
+            at=NOW - timedelta(hours=count - n),
+            read_at=NOW if read else None,
+        )
+        for n in range(count)
+    )
+
+
+def nav_badge(page: str) -> str | None:
+    match = re.search(r'<a href="/alarms/" id="nav-alarms"[^>]*>Alarms(.*?)</a>', page, re.S)
+    assert match, "no Alarms link in the nav"
+    badge = re.search(r'id="nav-alarms-unread">(\d+)<', match.group(1))
+    return badge.group(1) if badge else None
+
+
+def test_the_dashboard_shows_the_latest_alarms_and_a_way_to_add_one(household_client, household, other_household):
+    add_events(household, 7)
+    add_events(other_household, 2)
+    page = household_client.get(URL).content.decode()
+    summary = page[page.index('id="alarm-summary"') : page.index('id="chart"')]
+    assert "7 unread" in summary and summary.count("Tell me when a day costs EUR 5.00 or more") == 5
+    assert '<a href="/alarms/" id="alarm-summary-list">' in summary
+    new = re.search(r'<a [^>]*id="new-alarm"[^>]*>', summary).group(0)
+    assert 'href="/alarms/new"' in new and 'hx-get="/alarms/new"' in new and 'hx-target="#alarm-form"' in new
+    assert '<div id="alarm-form"></div>' in summary
+    assert nav_badge(page) == "7"
+
+
+def test_new_alarm_swaps_in_the_create_form_and_works_without_javascript(household_client):
+    form = household_client.get("/alarms/new", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="alarm-form").content.decode()
+    assert form.lstrip().startswith('<form id="alarm-form"') and "<html" not in form
+    assert 'hx-target="#alarm-form"' in form  # errors and a changed kind come back into the same place
+    page = household_client.get("/alarms/new")
+    assert page.status_code == 200 and "<html" in page.content.decode()
+
+
+def test_the_nav_counts_unread_alarms_on_every_household_page(household_client, household, other_household):
+    add_events(household, 3)
+    add_events(household, 4, read=True)
+    add_events(other_household, 5)
+    for url in (URL, reverse("settlement-list"), reverse("wallet"), reverse("community")):
+        assert nav_badge(household_client.get(url).content.decode()) == "3", url
+    household_client.get(reverse("alarm-list"))  # the history shown is read
+    assert nav_badge(household_client.get(reverse("settlement-list")).content.decode()) is None
+
+
+def test_the_nav_count_costs_one_query_and_only_on_household_pages(household_client, client, household):
+    add_events(household, 2)
+    with CaptureQueriesContext(connection) as captured:
+        household_client.get(reverse("settlement-list"))
+    assert sum('"alarms_alarmevent"' in query["sql"] for query in captured.captured_queries) == 1
+    with CaptureQueriesContext(connection) as captured:
+        assert "Alarms" not in client.get(reverse("login")).content.decode()
+    assert not any("alarms_alarmevent" in query["sql"] for query in captured.captured_queries)
+    with CaptureQueriesContext(connection) as captured:
+        household_client.get(URL, **HTMX)  # the chart alone: no nav
+    assert not any("alarms_alarmevent" in query["sql"] for query in captured.captured_queries)
+
+
 # --- Queries ------------------------------------------------------------------------------------------
 
 
@@ -362,8 +436,9 @@ def test_queries_do_not_grow_with_history(household_client, household, range_):
     )
     assert _queries(household_client, url) == page
     assert _queries(household_client, url, **HTMX) == partial
-    # Session, user, household; four for the cards; two for the chart (the usage, the tariff's versions).
-    assert (page, partial) == (9, 5)
+    # Session, user, household; four for the cards; two for the alarms (their unread count is the nav's
+    # too); two for the chart (the usage, the tariff's versions).
+    assert (page, partial) == (11, 5)
 
 
 def test_a_dynamic_tariffs_day_costs_one_query_more(household_client, household, django_assert_num_queries):
