@@ -109,3 +109,28 @@ def test_settlements_page_shows_payments_with_state_badges(page):
     assert badges.first.get_attribute("data-state") in {"signed", "broadcast", "seen", "confirmed"}
     page.locator("#settlements a[href*='/payments/']").first.click()
     page.wait_for_selector("text=satoshis")
+
+
+def test_alarm_created_from_the_dashboard_without_leaving_it(page):
+    from alarms.models import AlarmRule
+
+    log_in(page)
+    page.goto(page.base_url + "/")
+    page.evaluate("() => { window.__stillTheSamePage = true; }")
+    page.click("#new-alarm")
+    form = page.locator("#alarm-form")
+    form.locator("select[name=kind]").select_option("daily_cost")
+    page.wait_for_selector("#alarm-form .alarm-threshold .unit >> text=EUR")
+    page.locator("#alarm-form input[name=threshold]").fill("-5")
+    page.locator("#alarm-form button[type=submit]").click()
+    page.wait_for_selector("#alarm-form >> text=cannot be negative")
+    assert page.evaluate("() => window.__stillTheSamePage") is True
+    assert not AlarmRule.objects.exists()  # a rejected form changes nothing
+
+    page.locator("#alarm-form input[name=threshold]").fill("5")
+    page.locator("#alarm-form button[type=submit]").click()
+    page.wait_for_url("**/alarms/")
+    rule = AlarmRule.objects.get()
+    assert rule.household.user.email == "demo@example.com"
+    assert rule.kind == "daily_cost" and str(rule.threshold) in {"5", "5.00", "5.000"}
+    assert page.locator(f"text={rule.description}").first.is_visible()
