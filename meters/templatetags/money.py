@@ -14,6 +14,7 @@ from django.utils.formats import number_format
 register = template.Library()
 
 _PLACES = {"EUR": 2}
+MISSING = "\N{EN DASH}"  # what a table cell shows for no value
 
 
 def _decimal(value) -> Decimal | None:
@@ -38,7 +39,7 @@ def money(value, currency: str = "") -> str:
         raise ValueError("money needs a currency: {{ amount|money:'EUR' }}")
     amount = _decimal(value)
     if amount is None:
-        return "–"
+        return MISSING
     places = _PLACES.get(currency, 2)
     # A few micro-euros would show as 0.00: say so rather than hide that something was charged.
     if amount and abs(amount) < Decimal("0.005"):
@@ -52,23 +53,23 @@ def money_exact(value, currency: str = "") -> str:
     if not currency:
         raise ValueError("money_exact needs a currency")
     amount = _decimal(value)
-    return "–" if amount is None else f"{currency} {_fixed(amount, 6)}"
+    return MISSING if amount is None else f"{currency} {_fixed(amount, 6)}"
 
 
 @register.filter
 def kwh(value, places: int = 2) -> str:
     amount = _decimal(value)
-    return "–" if amount is None else f"{_fixed(amount, int(places))} kWh"
+    return MISSING if amount is None else f"{_fixed(amount, int(places))} kWh"
 
 
 @register.filter
 def rate(value) -> str:
     amount = _decimal(value)
-    return "–" if amount is None else f"EUR {_fixed(amount, 4)}/kWh"
+    return MISSING if amount is None else f"EUR {_fixed(amount, 4)}/kWh"
 
 
 @register.filter
 def sats(value) -> str:
     if value is None or value == "":
-        return "–"
+        return MISSING
     return f"{number_format(int(value), 0, use_l10n=False, force_grouping=True)} sat"

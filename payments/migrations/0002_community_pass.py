@@ -5,33 +5,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('meters', '0002_tariff_revision_and_meter_rate'),
-        ('payments', '0001_initial'),
+        ("meters", "0002_tariff_revision_and_meter_rate"),
+        ("payments", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CommunityPass',
+            name="CommunityPass",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('wallet', 'Household wallet'), ('x402', 'HTTP 402')], max_length=10)),
-                ('txid', models.CharField(max_length=64, unique=True)),
-                ('raw_tx', models.TextField()),
-                ('satoshis', models.PositiveBigIntegerField(help_text='Paid to the utility.')),
-                ('fee_satoshis', models.PositiveBigIntegerField(default=0)),
-                ('payer', models.CharField(blank=True, help_text='Who paid, for HTTP 402 payments.', max_length=64)),
-                ('state', models.CharField(choices=[('signed', 'Signed'), ('broadcast', 'Broadcast'), ('seen', 'Seen on the network'), ('confirmed', 'Confirmed'), ('rejected', 'Rejected'), ('double_spend', 'Double spend')], default='signed', max_length=15)),
-                ('detail', models.TextField(blank=True, help_text='What the network last said.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('valid_until', models.DateTimeField()),
-                ('household', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='community_passes', to='meters.household')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "source",
+                    models.CharField(choices=[("wallet", "Household wallet"), ("x402", "HTTP 402")], max_length=10),
+                ),
+                ("txid", models.CharField(max_length=64, unique=True)),
+                ("raw_tx", models.TextField()),
+                ("satoshis", models.PositiveBigIntegerField(help_text="Paid to the utility.")),
+                ("fee_satoshis", models.PositiveBigIntegerField(default=0)),
+                ("payer", models.CharField(blank=True, help_text="Who paid, for HTTP 402 payments.", max_length=64)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("signed", "Signed"),
+                            ("broadcast", "Broadcast"),
+                            ("seen", "Seen on the network"),
+                            ("confirmed", "Confirmed"),
+                            ("rejected", "Rejected"),
+                            ("double_spend", "Double spend"),
+                        ],
+                        default="signed",
+                        max_length=15,
+                    ),
+                ),
+                ("detail", models.TextField(blank=True, help_text="What the network last said.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("valid_until", models.DateTimeField()),
+                (
+                    "household",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="community_passes",
+                        to="meters.household",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'community passes',
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['household', '-valid_until'], name='community_pass_household')],
+                "verbose_name_plural": "community passes",
+                "ordering": ["-created_at"],
+                "indexes": [models.Index(fields=["household", "-valid_until"], name="community_pass_household")],
             },
         ),
     ]
