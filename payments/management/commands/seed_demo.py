@@ -13,6 +13,7 @@ from meters.timeutil import HOUR, floor_hour
 from payments import runs
 from payments.models import PriceQuote, Utxo
 from payments.money import eur_to_satoshis
+from payments.settlement import refresh_pending
 from payments.wallets import open_wallet, sync_coins
 
 DAYS_AHEAD_EUR = Decimal("15")  # what a funded wallet holds beyond its history: about a week of electricity
@@ -80,5 +81,7 @@ class Command(SeedMeters):
                 tally[status] = tally.get(status, 0) + count
             if hours_ago % 6 == 0:
                 ledger.mine()
+        # As the watcher would have: what a block holds is confirmed (the pages show final states).
+        confirmed = refresh_pending(ledger)
         summary = ", ".join(f"{count} {status}" for status, count in sorted(tally.items()))
-        self.stdout.write(f"Settled the last {SETTLED_HOURS} hours one by one: {summary}.")
+        self.stdout.write(f"Settled the last {SETTLED_HOURS} hours one by one: {summary}; {confirmed} confirmed.")
