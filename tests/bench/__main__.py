@@ -2,7 +2,8 @@
 
 Each benchmark is a module with ``add_arguments(parser)`` and ``run(options) -> (rows, data)``; its
 data goes to ``var/bench/<name>.json``. All of them share one fresh database, ``energypay_bench``,
-dropped at the end unless ``--keep-db``.
+dropped at the end unless ``--keep-db``. A run of all of them also writes the table, the machine
+and the notes into the generated section of ``docs/benchmarks.md`` (``--no-docs`` to leave it).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.bench import dashboard, harness, ingest, settlement
-from tests.bench.report import print_table, write_json
+from tests.bench import dashboard, harness, ingest, settlement, web_memory
+from tests.bench.report import print_table, write_json, write_markdown
 
-BENCHMARKS = {"ingest": ingest, "settlement": settlement, "dashboard": dashboard}
+BENCHMARKS = {"ingest": ingest, "settlement": settlement, "dashboard": dashboard, "memory": web_memory}
+DOCS = harness.ROOT / "docs" / "benchmarks.md"
 BUSY = 0.1  # share of the CPU other processes may use before the figures deserve a warning
 
 
@@ -34,6 +36,9 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (default sync)")
     parser.add_argument("--profile", action="store_true", help="also cProfile the code paths in-process")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {harness.DB_NAME} database")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not write docs/benchmarks.md (a partial run never does)"
+    )
     for module in BENCHMARKS.values():
         module.add_arguments(parser)
     options = parser.parse_args(argv)
@@ -48,7 +53,9 @@ def main(argv: list[str]) -> int:
     names = options.names or list(BENCHMARKS)
     began = time.monotonic()
     harness.ensure_wrk()
+    load_average = os.getloadavg()
     busy_before = harness.busy_cpu()
+    load = {"load_average": [round(value, 2) for value in load_average], "busy_cpu": round(busy_before, 3)}
     if busy_before > BUSY:
         print(f"Note: other processes keep {busy_before:.0%} of the CPU busy; the figures will be noisy.", flush=True)
     print(f"Creating and migrating the {harness.DB_NAME} database ...", flush=True)
@@ -68,7 +75,8 @@ def main(argv: list[str]) -> int:
                     "benchmark": name,
                     "started_at": started_at.isoformat(),
                     "machine": machine,
-                    "busy_cpu_before_run": round(busy_before, 3),
+                    "busy_cpu_before_run": load["busy_cpu"],
+                    "load_average_before_run": load["load_average"],
                     "load_average_1min_after": os.getloadavg()[0],
                     **data,
                 },
@@ -78,8 +86,15 @@ def main(argv: list[str]) -> int:
             harness.drop_database()
     if busy_before > BUSY:
         notes.append(f"Other processes kept {busy_before:.0%} of the CPU busy just before the run.")
-    print_table(rows, machine, notes)
-    print(f"Ran in {time.monotonic() - began:.0f} s; results in {harness.OUTPUT_DIR.relative_to(harness.ROOT)}/")
+    print_table(rows, machine, notes, load)
+    seconds = time.monotonic() - began
+    where = f"{harness.OUTPUT_DIR.relative_to(harness.ROOT)}/"
+    if names == list(BENCHMARKS) and not options.no_docs:
+        command = "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else "")
+        notes.append(f"The whole run took {seconds / 60:.1f} minutes; raw figures in {where}*.json.")
+        write_markdown(DOCS, rows, machine, notes, load, when=datetime.now(UTC), command=command)
+        where += f" and {DOCS.relative_to(harness.ROOT)}"
+    print(f"Ran in {seconds:.0f} s; results in {where}")
     return 0
 
 

@@ -81,12 +81,16 @@ def machine() -> dict:
         cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
     with psycopg.connect(DATABASE_URL) as connection:
         postgres = connection.execute("SHOW server_version").fetchone()[0]
+    ram_gib = None
+    with contextlib.suppress(OSError, StopIteration, ValueError), open("/proc/meminfo") as meminfo:
+        ram_gib = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1]) / 2**20
     import django
     import gunicorn
 
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "ram_gib": ram_gib,
         "os": platform.platform(),
         "python": platform.python_version(),
         "postgresql": postgres,
@@ -123,6 +127,13 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def gunicorn(workers: int, worker_class: str = "sync") -> Iterator[str]:
     """Serve the project (with the bench URLs) under gunicorn; yield its base URL."""
+    with gunicorn_server(workers, worker_class) as (base_url, _):
+        yield base_url
+
+
+@contextlib.contextmanager
+def gunicorn_server(workers: int, worker_class: str = "sync") -> Iterator[tuple[str, subprocess.Popen]]:
+    """Serve the project (with the bench URLs) under gunicorn; yield its base URL and the master process."""
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log_path = OUTPUT_DIR / "gunicorn.log"
@@ -143,7 +154,7 @@ def gunicorn(workers: int, worker_class: str = "sync") -> Iterator[str]:
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(f"{base_url}/bench/bare", server, log_path)
-        yield base_url
+        yield base_url, server
     finally:
         server.terminate()
         try:

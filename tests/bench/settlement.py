@@ -4,8 +4,11 @@
    (``open_missing_wallets``, which derives every address), one confirmed faucet coin each (the
    first ``FUND_SAMPLE`` through ``LocalLedger.fund`` + ``sync_coins``, timed; the rest built the same
    way in Python and bulk-inserted), and one priced energy line each for the closed hour.
-2. Figure: ``runs.settle_households(all ids, period_end)`` in this process, one worker: households/s.
-   Each one signs a payment and the local ledger verifies and records it.
+2. Figure: ``runs.settle_households(all ids, period_end)`` in a fresh worker process
+   (``tests/bench/settle_worker.py``: Django set up, the tasks imported, one chunk settled to warm
+   up), one worker: households/s. Each one signs a payment and the local ledger verifies and records it.
+   Its memory, beside the same process idle: peak RSS (VmHWM), RSS sampled every 50 ms from here
+   (steady or growing with the households?), PSS and USS after the run.
 3. Ceiling: bsv-sdk building, fee-ing, signing and serializing the same transactions (same parent,
    key, amounts and outputs) with pre-derived keys: half before the figure, half after, so load
    from other processes weighs on both alike. Deterministic signatures make its txids equal the
@@ -25,10 +28,13 @@ import argparse
 import contextlib
 import cProfile
 import io
+import json
 import logging
 import os
 import pstats
 import secrets
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -39,7 +45,8 @@ from pathlib import Path
 from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
 
-from tests.bench.harness import OUTPUT_DIR
+from tests.bench import procmem
+from tests.bench.harness import OUTPUT_DIR, ROOT
 from tests.bench.report import Row
 
 GOAL_PER_SECOND = 1_000  # households settled per second on one worker (the Payments issue)
@@ -51,6 +58,9 @@ BSV_EUR = Decimal("30")
 FUND_SAMPLE = 100  # wallets funded through LocalLedger.fund + sync_coins, to time the real faucet
 STEP_SAMPLE = 200  # households settled with every step timed and counted
 PROFILE_SAMPLE = 1_000  # households settled under cProfile with --profile
+WARMUP = 200  # households the worker process settles before the clock starts: one chunk
+MEMORY_GOAL = 1.5  # the settling worker's peak RSS at most 1.5x the same process idle: bounded by a chunk
+WORKER_TIMEOUT = 900  # seconds for the worker process, setup and warm-up included
 BATCH = 2_000  # rows per INSERT in the setup
 LOG_FILE = OUTPUT_DIR / "settlement.log"
 
@@ -77,13 +87,14 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
         f"setup: {count:,} households to measure, {STEP_SAMPLE} for the step breakdown"
         + (f", {profiled:,} to profile" if profiled else "")
     )
-    setup = _Setup(count + STEP_SAMPLE + profiled, period_end - HOUR)
+    setup = _Setup(count + STEP_SAMPLE + WARMUP + profiled, period_end - HOUR)
     setup.build()
     step_ids = setup.household_ids[:STEP_SAMPLE]
-    profile_ids = setup.household_ids[STEP_SAMPLE : STEP_SAMPLE + profiled]
-    ids = setup.household_ids[STEP_SAMPLE + profiled :]
+    warmup_ids = setup.household_ids[STEP_SAMPLE : STEP_SAMPLE + WARMUP]
+    profile_ids = setup.household_ids[STEP_SAMPLE + WARMUP : STEP_SAMPLE + WARMUP + profiled]
+    ids = setup.household_ids[STEP_SAMPLE + WARMUP + profiled :]
 
-    # The sample also warms the process up (imports, prepared caches) before the clock starts.
+    # In this process; the measured run happens in a fresh worker process, which warms itself up.
     say(f"step breakdown: settling {len(step_ids)} households with every step timed and its SQL counted")
     steps = _step_breakdown(step_ids, period_end)
     if profiled:
@@ -101,13 +112,15 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     say(f"ceiling: bsv-sdk build+fee+sign+serialize of {half:,} transactions ...")
     first = _sign_bare(jobs[:half], keys_by_job[:half], setup.utility_address)
     floor = _database_floor()
-    say(f"figure: runs.settle_households over {count:,} households, one worker ...")
+    say(f"figure: runs.settle_households over {count:,} households, one fresh worker process ...")
     _fresh_quote()
-    with _log_to_file(), _Clock() as clock:
-        tally = _settle(ids, period_end)
-    figure_seconds = clock.wall
+    worker = _run_worker(warmup_ids, ids, period_end)
+    tally = Counter(worker["tally"])
+    figure_seconds = worker["seconds"]
     say(f"  {figure_seconds:.2f} s: {count / figure_seconds:,.0f} households/s ({dict(tally)})")
-    say(f"  per household: {clock.describe(count)}")
+    say(f"  per household: {worker['describe']}")
+    memory = _worker_memory(worker, count)
+    say(f"  memory: {memory['text']}")
     say(f"ceiling: bsv-sdk build+fee+sign+serialize of {len(jobs) - half:,} transactions ...")
     second = _sign_bare(jobs[half:], keys_by_job[half:], setup.utility_address)
     ceiling_seconds = first["seconds"] + second["seconds"]
@@ -118,6 +131,8 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
 
     say("checks ...")
     checks = _check(ids, period_end, tally, first["txids"] + second["txids"], setup)
+    if not _all_seen(Counter(worker["warmup_tally"]), len(warmup_ids)):
+        checks["problems"].append(f"the worker's warm-up ended {worker['warmup_tally']}")
     problems = [f"WARNING settlement: {problem}" for problem in checks["problems"]]
     for problem in problems:
         say(problem)
@@ -136,18 +151,30 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
             "tx/s",
             goal=0,
             min_figure=GOAL_PER_SECOND,
-        )
+        ),
+        Row(
+            f"memory: settlement worker, peak RSS settling {count:,}",
+            memory["peak_rss"],
+            "MB",
+            "the same worker idle",
+            memory["idle_rss"],
+            "MB",
+            goal=0,
+            max_ratio=MEMORY_GOAL,
+        ),
     ]
     per = steps["per_household"]
-    cpu = clock.per_household(count)
+    cpu = worker["per_household_ms"]
     notes = [
         f"Settlement: {per['statements']:.2f} SQL statements per household (BEGIN and COMMIT included), "
         f"{per['ms']:.2f} ms each with steps timed ({per['db_ms']:.2f} ms waiting for PostgreSQL); "
         f"BIP32 key derivation alone {count / derivation_seconds:,.0f} keys/s; "
         f"ratio to bsv-sdk {figure / ceiling:.1%}. Breakdown: var/bench/settlement.json.",
-        f"Settlement, per household in the measured run: {clock.describe(count)}; "
+        f"Settlement, per household in the measured run: {worker['describe']}; "
         f"PostgreSQL round trip {floor['select_1_ms']:.3f} ms, a one-row write transaction "
         f"(BEGIN, UPDATE, COMMIT) {floor['write_transaction_ms']:.3f} ms.",
+        f"Settlement worker memory (a fresh process: Django set up, payments.tasks imported, connected; "
+        f"then {len(warmup_ids)} households to warm up, then the {count:,} measured): {memory['text']}.",
         *problems,
     ]
     data = {
@@ -171,7 +198,11 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
             "households_per_second": figure,
             "tally": dict(tally),
             "per_household_ms": cpu,
+            "process": "tests/bench/settle_worker.py, a fresh process",
+            "warmup_households": len(warmup_ids),
+            "warmup_tally": worker["warmup_tally"],
         },
+        "worker_memory": memory,
         "database_floor": floor,
         "ceiling": {
             "seconds": ceiling_seconds,
@@ -474,6 +505,69 @@ def _settle(household_ids: list[int], period_end) -> Counter:
     from payments import runs
 
     return runs.settle_households(household_ids, period_end)
+
+
+def _run_worker(warmup_ids: list[int], ids: list[int], period_end) -> dict:
+    """Settle ``ids`` in a fresh process (``tests.bench.settle_worker``), sampling its RSS from here."""
+    from tests.bench.settle_worker import MARKER
+
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    job = json.dumps({"warmup_ids": warmup_ids, "ids": ids, "period_end": period_end.isoformat()})
+    with open(OUTPUT_DIR / "settle_worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.settle_worker"],
+            cwd=ROOT,
+            env=os.environ,  # harness.setup_django put the bench environment there
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        with procmem.Sampler(worker.pid) as sampler:
+            try:
+                output, _ = worker.communicate(job, timeout=WORKER_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.communicate()
+                raise RuntimeError(f"the settlement worker took over {WORKER_TIMEOUT} s") from None
+    lines = [line for line in output.splitlines() if line.startswith(MARKER)]
+    if worker.returncode != 0 or not lines:
+        log_text = (OUTPUT_DIR / "settle_worker.log").read_text()[-3000:]
+        raise RuntimeError(f"the settlement worker exited with {worker.returncode}:\n{log_text}")
+    result = json.loads(lines[-1].removeprefix(MARKER))
+    began, ended = result["monotonic"]
+    result["rss_samples"] = sampler.between(began, ended)
+    result["rss_at"] = {
+        f"{share:.0%}": sampler.at_share(began, ended, share) for share in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+    }
+    return result
+
+
+def _worker_memory(worker: dict, count: int) -> dict:
+    """The worker's memory figures: idle, after the warm-up, along the run, peak, after; text for the notes."""
+    memory = worker["memory"]
+    idle, after = memory["idle"], memory["after_run"]
+    if idle is None or after is None:
+        raise RuntimeError("/proc/<pid>/status is not readable: the memory figures need Linux")
+    at = worker["rss_at"]
+    early, late = at["10%"], at["100%"]
+    growth = (late - early) / (0.9 * count / 1000) if early is not None and late is not None else None
+    text = (
+        f"idle {procmem.describe(idle)}; after the warm-up {memory['after_warmup']['rss']:.0f} MB; "
+        f"during the run "
+        + ", ".join(f"{rss:.0f}" for rss in at.values() if rss is not None)
+        + f" MB at 0/10/25/50/75/100% of it; peak {after['peak_rss']:.0f} MB; after it {procmem.describe(after)}"
+        + (f"; {growth:+.2f} MB per 1,000 households from 10% to the end" if growth is not None else "")
+    )
+    return {
+        "text": text,
+        "idle_rss": idle["rss"],
+        "peak_rss": after["peak_rss"],
+        "mb_per_1000_households": growth,
+        "rss_at_share_of_run": at,
+        "snapshots": memory,
+        "samples": len(worker["rss_samples"]),
+    }
 
 
 def _timed_owing(period_end, ids: list[int]) -> float:
