@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from meters.models import Meter
@@ -26,6 +26,18 @@ from payments.wallets import resync_quietly
 log = logging.getLogger(__name__)
 
 _FAILURES = {Outcome.REJECTED: Settlement.State.REJECTED, Outcome.DOUBLE_SPEND: Settlement.State.DOUBLE_SPEND}
+FIRST_BACKOFF = timedelta(minutes=1)
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def broadcast_backoff(attempts: int) -> timedelta:
+    """How long a signed settlement waits, after its signing or its last try, before the sweeper sends it again.
+
+    1, 2, 4, ... minutes after 0, 1, 2, ... tries, at most an hour: a network that is down for a
+    while is asked less and less often, and gets the payment within the hour once it is back. The
+    first wait leaves a payment to the run that signed it, which sends it within seconds.
+    """
+    return min(FIRST_BACKOFF * 2 ** min(attempts, 16), MAX_BACKOFF)  # 2**16 minutes: far past the cap
 
 
 def closed_period_end(now: datetime) -> datetime:
@@ -71,6 +83,7 @@ def send_settlements(settlement_ids: list[int], network: BsvNetwork) -> dict[int
                     detail=detail,
                     confirmed_at=None,
                     broadcast_attempts=F("broadcast_attempts") + 1,
+                    updated_at=timezone.now(),
                 )
                 if moved != len(ids):
                     raise _Moved
@@ -103,12 +116,20 @@ def broadcast_settlement(settlement_id: int, network: BsvNetwork) -> str:
     settlement = Settlement.objects.only("state", "raw_tx").get(pk=settlement_id)
     if settlement.state != Settlement.State.SIGNED:
         return settlement.state
-    return record_reply(settlement_id, network.broadcast(settlement.raw_tx), network)
+    try:
+        reply = network.broadcast(settlement.raw_tx)
+    except NetworkUnavailable as error:
+        # A try like any other: counted, its reason shown, and the next one after the backoff.
+        reply = Reply(Outcome.RETRY, str(error))
+    return record_reply(settlement_id, reply, network)
 
 
 def record_reply(settlement_id: int, reply: Reply, network: BsvNetwork) -> str:
     """Record what the network said to one broadcast of a settlement; returns the new state."""
-    Settlement.objects.filter(pk=settlement_id).update(broadcast_attempts=F("broadcast_attempts") + 1)
+    # updated_at (an update() leaves auto_now alone) is when the backoff before the next try starts.
+    Settlement.objects.filter(pk=settlement_id).update(
+        broadcast_attempts=F("broadcast_attempts") + 1, updated_at=timezone.now()
+    )
     if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFIRMED):
         state = Settlement.State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else Settlement.State.SEEN
         return mark_accepted(settlement_id, state, reply.detail)
@@ -157,10 +178,28 @@ def fail_settlement(settlement_id: int, state: str, detail: str, network: BsvNet
     return state
 
 
-def rebroadcast_signed(network: BsvNetwork, older_than: timedelta = timedelta(minutes=2)) -> int:
-    """Send again settlements left ``signed`` (a crash, a network error). Oldest first."""
-    stale = Settlement.objects.filter(state=Settlement.State.SIGNED, created_at__lt=timezone.now() - older_than)
-    ids = list(stale.order_by("created_at").values_list("pk", flat=True)[:1000])
+def rebroadcast_signed(network: BsvNetwork, older_than: timedelta | None = None) -> int:
+    """Send again settlements left ``signed`` (a crash, a network error) whose backoff has passed.
+
+    Due means ``broadcast_backoff(broadcast_attempts)`` has passed since the settlement was signed or
+    last tried (``updated_at``, which every try moves on). One query, served by the (state,
+    updated_at) index: the shortest wait bounds the range scanned, then one condition per step of
+    the schedule. Longest-waiting first, at most 1,000 a tick; a try moves a settlement to the back,
+    so a backlog larger than that is worked through rather than the same thousand retried forever.
+    ``older_than`` replaces the schedule with one wait for all ("send whatever is signed now").
+    """
+    now = timezone.now()
+    signed = Settlement.objects.filter(state=Settlement.State.SIGNED)
+    if older_than is not None:
+        due = signed.filter(updated_at__lte=now - older_than)
+    else:
+        steps, attempts = Q(), 0
+        while (wait := broadcast_backoff(attempts)) < MAX_BACKOFF:
+            steps |= Q(broadcast_attempts=attempts, updated_at__lte=now - wait)
+            attempts += 1
+        steps |= Q(broadcast_attempts__gte=attempts, updated_at__lte=now - MAX_BACKOFF)
+        due = signed.filter(steps, updated_at__lte=now - broadcast_backoff(0))
+    ids = list(due.order_by("updated_at", "pk").values_list("pk", flat=True)[:1000])
     send_settlements(ids, network)
     return len(ids)
 
