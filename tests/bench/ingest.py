@@ -101,12 +101,12 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
             BATCH_GOAL,
         ),
     ]
+    redis = queries["single_reading_redis_commands"]
     notes = [
         f"Ingest, per single-reading request: {queries['single_reading_request']} SQL statements "
         f"(BEGIN and COMMIT included; +1 SELECT 1 health check under gunicorn), "
-        f"{len(queries['single_reading_redis_commands'])} Redis commands "
-        f"({', '.join(queries['single_reading_redis_commands'])}); "
-        f"per 1,000-reading batch: {queries['batch_request']} SQL statements.",
+        + (f"{len(redis)} Redis commands ({', '.join(redis)}); " if redis else "no Redis command; ")
+        + f"per 1,000-reading batch: {queries['batch_request']} SQL statements.",
         f"Ingest, latency p50: bare view {single['bare_view']['latency_p50_ms']:.1f} ms, "
         f"single-reading ingest {single['ingest']['latency_p50_ms']:.1f} ms "
         f"({options.ingest_connections} connections, {options.workers} {options.worker_class} workers).",
