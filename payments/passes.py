@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 State = CommunityPass.State
 _FAILURES = {Outcome.REJECTED: State.REJECTED, Outcome.DOUBLE_SPEND: State.DOUBLE_SPEND}
 MAX_TX_BYTES = 50_000  # a payment of a few inputs is well under 1 kB; the X-PAYMENT header is capped anyway
+MAX_SATOSHIS = 21_000_000 * 100_000_000  # every coin there will ever be; an output value is 8 bytes, up to 2**64 - 1
 
 
 def access_period() -> timedelta:
@@ -297,6 +298,9 @@ def read_payment(raw_hex: str) -> Payment:
     # bsv-sdk ignores trailing bytes and reads a truncated locktime as 0: only an exact round trip is one transaction.
     if tx is None or tx.serialize() != raw or not tx.inputs or not tx.outputs:
         raise PaymentRefused("payload.transaction does not decode to exactly one transaction with inputs and outputs")
+    if sum(output.satoshis for output in tx.outputs) > MAX_SATOSHIS:
+        # Not money (no network takes it), and more than the database's 64-bit integers hold.
+        raise PaymentRefused("the transaction's outputs add up to more satoshis than exist")
     pay_to = P2PKH().lock(keys.utility_address()).serialize()
     paid = sum(output.satoshis for output in tx.outputs if output.locking_script.serialize() == pay_to)
     price = settings.COMMUNITY_PRICE_SATS
