@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.core.cache import cache
 from django.utils import timezone
 
-HEARTBEAT_KEY = "energypay:beat:last-tick"
+from energypay.ops.models import Heartbeat
+
+HEARTBEAT = "heartbeat"
 
 
 @shared_task
 def heartbeat() -> None:
-    """Record that beat is ticking and a worker is consuming; health checks read it."""
-    cache.set(HEARTBEAT_KEY, timezone.now().isoformat(), timeout=None)
+    """Record that beat is ticking and a worker is consuming; /healthz and the status page read it.
+
+    One UPDATE of one row in the database, which every process sees whatever the cache and broker.
+    """
+    Heartbeat.beat(HEARTBEAT, timezone.now())

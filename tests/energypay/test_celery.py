@@ -4,10 +4,9 @@ import os
 import subprocess
 import sys
 
-from django.core.cache import cache
-
 from energypay.celery import app
-from energypay.tasks import HEARTBEAT_KEY, heartbeat
+from energypay.ops.models import Heartbeat
+from energypay.tasks import HEARTBEAT, heartbeat
 
 
 def test_beat_schedule_names_registered_tasks():
@@ -16,9 +15,9 @@ def test_beat_schedule_names_registered_tasks():
         assert entry["task"] in app.tasks
 
 
-def test_heartbeat_records_the_tick():
+def test_heartbeat_records_the_tick(db):
     heartbeat.apply()
-    assert cache.get(HEARTBEAT_KEY)
+    assert Heartbeat.objects.filter(name=HEARTBEAT).exists()
 
 
 def _broker_for(**environ: str) -> str:
