@@ -39,6 +39,31 @@ SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS and browser hardening: `manage.py check --deploy` passes with DEBUG off ---
+# Plain HTTP is redirected to HTTPS, except /healthz, which load balancers probe over HTTP.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is hard to undo (browsers ship the list), so it is a deliberate choice: set it true.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Behind a proxy that terminates TLS and overwrites this header: SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto: https".
+# Unset, Django trusts no header (a client could send one).
+if _proxy_header := env_str("SECURE_PROXY_SSL_HEADER"):
+    _header, _, _value = _proxy_header.partition(":")
+    if not _header.strip() or not _value.strip() or " " in _header.strip():
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER={_proxy_header!r} is not valid: expected a header and a value, "
+            "as in 'X-Forwarded-Proto: https'."
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip())
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -52,6 +77,7 @@ INSTALLED_APPS = [
     "meters",
     "payments",
     "alarms",
+    "energypay.ops",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +114,9 @@ DATABASES = {"default": env_database("DATABASE_URL", BASE_DIR / "energypay.sqlit
 # Persistent connections: the ingest endpoint is hit thousands of times a second.
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # libpq waits for an unreachable server as long as TCP does (minutes); /healthz and requests must not.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL lets the web process read while the worker writes; the timeout absorbs short locks.
     DATABASES["default"]["OPTIONS"] = {
@@ -151,6 +180,8 @@ INGEST_MAX_READINGS = 1000
 INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_FUTURE_TOLERANCE = timedelta(minutes=5)
 INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+# Rejected readings are counted by reason for the staff status page (meters never imports the project package).
+INGEST_REJECTED_HOOK = "energypay.ops.rejections.record"
 
 # --- Payments (shared/DESIGN.md, "Settlement", "BSV networks", "Prices") ---
 BSV_NETWORK = env_choice("BSV_NETWORK", "local", ("local", "regtest", "testnet", "mainnet"))
@@ -199,6 +230,12 @@ ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0
 # Where the site is, for the link in alarm emails (e.g. https://energypay.example); none when unset.
 ALARM_SITE_URL = env_str("ALARM_SITE_URL")
 
+# --- Operations: /healthz and the staff status page (energypay/health.py, energypay/status.py) ---
+HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 180, minimum=60)  # seconds since beat's last heartbeat tick
+HEALTH_SIGNED_MAX_AGE = env_int("HEALTH_SIGNED_MAX_AGE", 300, minimum=60)  # seconds a settlement may stay signed
+HEALTH_CACHE_SECONDS = env_int("HEALTH_CACHE_SECONDS", 30, minimum=0)  # how long the network's answer is reused
+HEALTH_TIMEOUT_SECONDS = env_int("HEALTH_TIMEOUT_SECONDS", 2, minimum=1)  # per check: query, broker connection
+
 # --- Celery ---
 # The default broker keeps messages in files under var/: web, worker and beat on one machine
 # share it with no server. Production sets CELERY_BROKER_URL=redis://...
@@ -240,14 +277,27 @@ CELERY_BEAT_SCHEDULE = {
 if BSV_NETWORK == "local":
     CELERY_BEAT_SCHEDULE["mine-block"] = {"task": "payments.tasks.mine_block", "schedule": 180.0}
 CELERY_TIMEZONE = "UTC"
+# Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# One line per event: "time LEVEL logger event key=value ..." or, with LOG_FORMAT=json, one JSON object.
+# Every record passes energypay.logging.RedactSecrets on its way out.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "energypay.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
+    "filters": {"redact": {"()": "energypay.logging.RedactSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "line",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # Per-request lines from the dev server are noise next to the ingest log lines.

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from energypay import views
+from energypay import health, status, views
 from meters import api as meters_api
 from payments import x402
 
@@ -34,6 +34,8 @@ urlpatterns = [
     path("", include("meters.urls")),
     path("", include("payments.urls")),
     path("", include("alarms.urls")),
+    path("healthz", health.healthz, name="healthz"),
+    path("admin/status/", admin.site.admin_view(status.status_page), name="admin-status"),
     path("admin/", admin.site.urls),
     path("api/v1/readings", meters_api.readings, name="api-readings"),
     path("api/v1/community", x402.community, name="api-community"),

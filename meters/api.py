@@ -93,6 +93,7 @@ def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
         _usage_changed(meter.household_id)
     outcome.rejected.extend(rejected)
     if outcome.rejected:
+        _rejected(outcome.rejected, now)
         log.info(
             "ingest meter=%s accepted=%d duplicates=%d rejected=%d",
             meter.pk,
@@ -106,6 +107,17 @@ def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
 @cache
 def _hook(path: str):
     return import_string(path)
+
+
+def _rejected(rejected: list[dict], now) -> None:
+    """Count the rejections by reason through settings.INGEST_REJECTED_HOOK (the staff status page).
+
+    After the commit: the counters are rows every meter shares, so no meter's transaction may hold
+    one locked. robust: a failing count is logged, never answered.
+    """
+    if path := getattr(settings, "INGEST_REJECTED_HOOK", ""):
+        messages = [item["error"] for item in rejected]
+        transaction.on_commit(lambda: _hook(path)(messages, now), robust=True)
 
 
 def _usage_changed(household_id: int) -> None:

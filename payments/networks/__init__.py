@@ -55,6 +55,9 @@ class BsvNetwork(Protocol):
     def coins(self, address: str) -> list[Coin]:
         """Unspent outputs paying ``address`` as the network sees them."""
 
+    def reachable(self) -> tuple[bool, str]:
+        """Whether the network answers now, with a short reason (no host, URL or key): for /healthz."""
+
 
 def get_network() -> BsvNetwork:
     if settings.BSV_NETWORK == "local":

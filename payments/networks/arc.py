@@ -53,6 +53,7 @@ WOC_ATTEMPTS = 4  # WhatsOnChain allows 3 requests/s without a key: a burst can 
 FIRST_BACKOFF = 1.0  # seconds, doubled at each attempt unless Retry-After says otherwise
 MAX_BACKOFF = 30.0  # the longest single wait, whatever Retry-After asks
 TIP_TTL = 30.0  # seconds a chain height stays good for counting confirmations
+PING_TIMEOUT = 3  # /healthz: one GET of /chain/info, no retries
 MAX_DETAIL = 1000  # what a settlement keeps of a reply's detail
 
 TXID = re.compile(r"[0-9a-f]{64}")
@@ -181,6 +182,20 @@ class ArcWhatsOnChain:
             if coin is not None:
                 coins.append(coin)
         return coins
+
+    def reachable(self) -> tuple[bool, str]:
+        """Whether WhatsOnChain answers ``/chain/info`` now: one GET, PING_TIMEOUT, no retry or back-off."""
+        try:
+            response = self._session.get(self._woc_url + "/chain/info", headers=self._woc_headers, timeout=PING_TIMEOUT)
+        except requests.RequestException as error:
+            return False, f"WhatsOnChain: {type(error).__name__}"
+        if not response.ok:
+            return False, f"WhatsOnChain: HTTP {response.status_code}"
+        try:
+            blocks = response.json().get("blocks")
+        except (ValueError, AttributeError):
+            return False, "WhatsOnChain: no chain info"
+        return True, f"WhatsOnChain height {blocks}" if isinstance(blocks, int) else "WhatsOnChain answering"
 
     # --- ARC answers ---
 

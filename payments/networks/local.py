@@ -59,6 +59,9 @@ def _rejected(detail: str) -> _Refused:
 class LocalLedger:
     name = "local"
 
+    def reachable(self) -> tuple[bool, str]:
+        return True, "in-process ledger"  # it is the database, which /healthz checks on its own
+
     # --- The BsvNetwork interface ---
 
     def broadcast(self, raw_hex: str) -> Reply:

@@ -69,6 +69,7 @@ SATS_PER_BSV = 100_000_000
 CONNECT_TIMEOUT = 3.05  # seconds; the node is on loopback, so a slow connect means it is down
 READ_TIMEOUT = 30.0  # a large transaction takes a while to validate
 RESCAN_TIMEOUT = 600.0  # importaddress with a rescan reads the whole chain
+PING_TIMEOUT = 3.0  # /healthz asks getblockchaininfo, which a live node answers at once
 MAX_CONFIRMATIONS = 9_999_999
 
 TXID = re.compile(r"[0-9a-f]{64}")
@@ -190,6 +191,18 @@ class NodeRpc:
                 continue
             coins.append(Coin(txid, vout, output.satoshis, raw, int(entry["confirmations"])))
         return coins
+
+    def reachable(self) -> tuple[bool, str]:
+        """Whether the node answers ``getblockchaininfo`` now; the reason never names the endpoint."""
+        try:
+            info = self.call("getblockchaininfo", timeout=PING_TIMEOUT)
+        except RpcError as exc:
+            return False, f"the node answered with error {exc.code}"  # e.g. -28 while it starts
+        except NodeUnavailable as exc:
+            log.warning("node_unreachable detail=%s", exc)
+            return False, "no answer from the node"
+        blocks = info.get("blocks") if isinstance(info, dict) else None
+        return True, f"height {blocks}" if isinstance(blocks, int) else "answering"
 
     # --- Helpers for tests and operators ---
 
