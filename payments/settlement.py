@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from meters.models import Meter
@@ -181,14 +181,22 @@ def fail_settlement(settlement_id: int, state: str, detail: str, network: BsvNet
 def rebroadcast_signed(network: BsvNetwork, older_than: timedelta | None = None) -> int:
     """Send again settlements left ``signed`` (a crash, a network error) whose backoff has passed.
 
-    Due means ``broadcast_backoff(broadcast_attempts)`` has passed since the settlement was signed or
-    last tried (``updated_at``, which every try moves on). One query, served by the (state,
-    updated_at) index: the shortest wait bounds the range scanned, then one condition per step of
-    the schedule. Longest-waiting first, at most 1,000 a tick; a try moves a settlement to the back,
-    so a backlog larger than that is worked through rather than the same thousand retried forever.
+    Longest-waiting first, at most 1,000 a tick; a try moves a settlement to the back, so a backlog
+    larger than that is worked through rather than the same thousand retried forever.
     ``older_than`` replaces the schedule with one wait for all ("send whatever is signed now").
     """
-    now = timezone.now()
+    ids = list(due_for_rebroadcast(timezone.now(), older_than).values_list("pk", flat=True)[:1000])
+    send_settlements(ids, network)
+    return len(ids)
+
+
+def due_for_rebroadcast(now: datetime, older_than: timedelta | None = None) -> QuerySet[Settlement]:
+    """Signed settlements whose ``broadcast_backoff(broadcast_attempts)`` has passed at ``now``, longest-waiting first.
+
+    The wait counts from the signing or the last try (``updated_at``, which every try moves on).
+    One query, served by the (state, updated_at) index: the shortest wait bounds the range
+    scanned, then one condition per step of the schedule.
+    """
     signed = Settlement.objects.filter(state=Settlement.State.SIGNED)
     if older_than is not None:
         due = signed.filter(updated_at__lte=now - older_than)
@@ -199,9 +207,7 @@ def rebroadcast_signed(network: BsvNetwork, older_than: timedelta | None = None)
             attempts += 1
         steps |= Q(broadcast_attempts__gte=attempts, updated_at__lte=now - MAX_BACKOFF)
         due = signed.filter(steps, updated_at__lte=now - broadcast_backoff(0))
-    ids = list(due.order_by("updated_at", "pk").values_list("pk", flat=True)[:1000])
-    send_settlements(ids, network)
-    return len(ids)
+    return due.order_by("updated_at", "pk")
 
 
 def refresh_pending(network: BsvNetwork) -> int:

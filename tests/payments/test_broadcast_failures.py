@@ -19,6 +19,7 @@ import requests
 import responses
 import time_machine
 from bsv import Transaction
+from django.db import connection
 from django.urls import reverse
 
 from meters.models import HourlyUsage
@@ -31,6 +32,7 @@ from payments.settlement import (
     MAX_BACKOFF,
     broadcast_backoff,
     broadcast_settlement,
+    due_for_rebroadcast,
     rebroadcast_signed,
 )
 from payments.signing import settle_household, settle_many
@@ -252,6 +254,14 @@ def test_the_sweeper_sends_exactly_the_settlements_whose_backoff_has_passed(cloc
         assert rebroadcast_signed(Down()) == 0
     clock.shift(SECOND)
     assert rebroadcast_signed(Down()) == 8  # the other eight, a second later
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's plan")
+def test_the_sweeper_finds_due_settlements_through_the_state_index():
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # an empty table: show the index can serve it
+        plan = due_for_rebroadcast(NOW).explain()
+    assert "settlement_state" in plan and "updated_at <=" in plan.split("Filter")[0], plan
 
 
 def _by_pk(ids: list[int], wanted: set[int]):
