@@ -219,10 +219,15 @@ def refresh_pending(network: BsvNetwork) -> int:
     )
     confirmed = 0
     for settlement_id, txid, raw_tx in pending:
-        reply = network.status(txid)
-        if reply.outcome == Outcome.UNKNOWN:
-            # Dropped from a mempool: sending it again is harmless and tells us whether it is still valid.
-            reply = network.broadcast(raw_tx)
+        try:
+            reply = network.status(txid)
+            if reply.outcome == Outcome.UNKNOWN:
+                # Dropped from a mempool: sending it again is harmless and tells us whether it is still valid.
+                reply = network.broadcast(raw_tx)
+        except NetworkUnavailable as error:
+            # The rest would fail alike; the next tick asks again, and nothing has changed meanwhile.
+            log.warning("settlement_status_deferred settlement=%s detail=%s", settlement_id, error)
+            break
         if reply.outcome == Outcome.CONFIRMED:
             mark_accepted(settlement_id, Settlement.State.CONFIRMED, reply.detail)
             confirmed += 1

@@ -34,6 +34,7 @@ from payments.settlement import (
     broadcast_settlement,
     due_for_rebroadcast,
     rebroadcast_signed,
+    refresh_pending,
 )
 from payments.signing import settle_household, settle_many
 from payments.wallets import balance_satoshis
@@ -351,6 +352,25 @@ def test_a_network_object_that_raises_is_a_counted_try_not_a_crash(town, ledger,
     clock.shift(SECOND)
     assert rebroadcast_signed(ledger) == 1
     assert Settlement.objects.get(pk=settlement_id).state == Settlement.State.SEEN
+
+
+def test_a_watcher_tick_during_an_outage_changes_nothing_and_the_next_one_confirms(town, ledger, clock):
+    """status() raising (network down) stops the tick quietly; the seen payment is confirmed once it answers."""
+
+    class Down:
+        name = "down"
+
+        def status(self, txid: str) -> Reply:
+            raise NetworkUnavailable("connection refused by 127.0.0.1")
+
+    settlement_id = settle_household(town.household_ids[0], PERIOD_END, NOW).settlement_id
+    assert broadcast_settlement(settlement_id, ledger) == Settlement.State.SEEN
+    ledger.mine()
+
+    assert refresh_pending(Down()) == 0
+    assert Settlement.objects.get(pk=settlement_id).state == Settlement.State.SEEN
+    assert refresh_pending(ledger) == 1
+    assert Settlement.objects.get(pk=settlement_id).state == Settlement.State.CONFIRMED
 
 
 # --- Refusals: failed for good, hours owed again, coins resynced, paid by the next run -------------
