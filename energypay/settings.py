@@ -302,5 +302,8 @@ LOGGING = {
     "loggers": {
         # Per-request lines from the dev server are noise next to the ingest log lines.
         "django.server": {"level": "WARNING"},
+        # At DEBUG, Django logs each missing template variable with the whole context (CSRF tokens, household
+        # data, the admin's one-time meter token): never, whatever LOG_LEVEL says.
+        "django.template": {"level": "INFO"},
     },
 }

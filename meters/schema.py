@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _plain_or_not_finite(text: str) -> bool:
+    """Plain decimal digits, or "NaN"/"Infinity" (left for the finite-number check to name)."""
+    if _DECIMAL_TEXT.fullmatch(text):
+        return True
+    try:
+        return not Decimal(text).is_finite()
+    except InvalidOperation:
+        return False
+
 
 _MESSAGES = {
     "missing": "{field} is required",
@@ -42,8 +56,10 @@ class ReadingIn(BaseModel):
 
     @field_validator("energy_kwh", mode="before")
     @classmethod
-    def _no_booleans(cls, value: object) -> object:
-        if isinstance(value, bool):
+    def _plain_numbers_only(cls, value: object) -> object:
+        # Decimal() also takes " 5", "+5", "1e3", "1_000" and non-ASCII digits; a meter's register is
+        # none of those, so a string must be plain digits (a sign only so "-1" says "negative").
+        if isinstance(value, bool) or (isinstance(value, str) and not _plain_or_not_finite(value)):
             raise ValueError("energy_kwh must be a number or a decimal string")
         return value
 

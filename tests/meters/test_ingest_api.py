@@ -123,6 +123,9 @@ def test_conflict_inside_one_batch_keeps_the_first(post, meter_and_token):
 # --- rejected readings, one by one ----------------------------------------------------------------
 
 
+NOT_A_NUMBER = "energy_kwh must be a number or a decimal string"
+
+
 @pytest.mark.parametrize(
     ("item", "message"),
     [
@@ -145,6 +148,11 @@ def test_conflict_inside_one_batch_keeps_the_first(post, meter_and_token):
             "energy_kwh must be a number or a decimal string",
         ),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": True}, "energy_kwh must be a number or a decimal string"),
+        # Decimal() would take these; a register value is plain digits.
+        *(
+            ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": text}, NOT_A_NUMBER)
+            for text in (" 5", "+5", "1e3", "1_000", "\uff15", "5.")
+        ),
         ({"timestamp": "2026-11-22T11:00:00Z"}, "energy_kwh is required"),
         ({"energy_kwh": 1}, "timestamp is required"),
         ({"timestamp": "2026-11-22T11:00:00Z", "energy_kwh": 1, "meter": "other"}, "unknown field 'meter'"),
