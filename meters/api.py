@@ -40,7 +40,9 @@ def _token(request: HttpRequest) -> str:
 
 def _read_items(request: HttpRequest) -> list | JsonResponse:
     declared = request.headers.get("Content-Length", "0")
-    if not declared.isdigit() or int(declared) > settings.INGEST_MAX_BODY_BYTES:
+    if not (declared.isascii() and declared.isdigit()):
+        return error(400, "Content-Length must be a whole number of bytes")
+    if int(declared) > settings.INGEST_MAX_BODY_BYTES:
         return error(413, f"request body is over {settings.INGEST_MAX_BODY_BYTES} bytes")
     body = request.body
     try:

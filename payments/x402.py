@@ -22,7 +22,6 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from payments import community as stats
@@ -156,9 +155,13 @@ def community_data(request: HttpRequest, community_pass: CommunityPass, now) -> 
     }
 
 
-@require_safe
 @never_cache  # a paid answer must not be served from a shared cache to whoever asks next
 def community(request: HttpRequest) -> JsonResponse:
+    if request.method not in ("GET", "HEAD"):
+        # JSON like every other answer of the API (require_safe would send an empty HTML 405).
+        response = JsonResponse({"error": "use GET"}, status=405)
+        response["Allow"] = "GET, HEAD"
+        return response
     value = request.headers.get("X-PAYMENT")
     if value is None:
         return payment_required(request, "X-PAYMENT header is required")

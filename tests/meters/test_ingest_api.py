@@ -344,3 +344,12 @@ def test_response_never_reveals_another_meters_data(post, meter_and_token, make_
     body = post(reading(30, 1)).content.decode()
     assert "4242" not in body
     assert str(other.serial) not in body
+
+
+@pytest.mark.parametrize("declared", ["lots", "-1", "\uff15", "1.5"])
+def test_a_content_length_that_is_not_a_number_is_a_400(post, meter_and_token, declared):
+    meter, _ = meter_and_token
+    response = post({"readings": [reading(30, 100)]}, CONTENT_LENGTH=declared)
+    assert response.status_code == 400
+    assert response.json() == {"error": "Content-Length must be a whole number of bytes"}
+    assert stored(meter) == []

@@ -317,3 +317,10 @@ def test_no_header_content_causes_a_500_or_a_row(client, db, value):
     assert "error" in response.json()
     assert not CommunityPass.objects.exists()
     assert not LedgerTransaction.objects.exists()
+
+
+def test_other_methods_get_a_json_405_naming_the_allowed_ones(client, db):
+    response = client.post(URL, {}, content_type="application/json")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json() == {"error": "use GET"}
