@@ -29,7 +29,7 @@ from tests.bench.ingest import HISTORY, SINGLE_METERS, _Endpoint
 from tests.bench.report import Row
 
 MEMORY_GOAL = 1.5  # a loaded worker holds at most 1.5x what it held warm and idle
-ROUNDS = 3
+ROUNDS = 6
 GET_SCRIPT = Path(__file__).with_name("get.lua")
 DASHBOARD_CONNECTIONS = 4
 YEAR_EMAIL = "dashboard-year@example.com"  # the dashboard benchmark's household with a year of history
