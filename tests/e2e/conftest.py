@@ -22,10 +22,6 @@ CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 DEMO_LOGIN = ("demo@example.com", "demo")
 
-# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
-# around it are still synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 def _missing(reason: str) -> None:
     if os.environ.get("E2E_REQUIRED"):
@@ -41,16 +37,25 @@ def chart_js() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module.
+
+    While Playwright is open its event loop runs in this thread, so Django sees an async context
+    and refuses ORM calls; the tests' own ORM calls are synchronous and safe, so the guard is lifted
+    for exactly that window. Module scope, not session: the other tests of the worker must run with
+    the loop closed and the guard back (check --deploy rightly refuses the variable).
+    """
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            yield chromium
+            chromium.close()
 
 
 @pytest.fixture
