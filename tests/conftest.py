@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,6 +20,8 @@ def _tasks_stay_in_the_test_process():
     # configured broker they would wait in var/ or Redis for a real worker of another database.
     from energypay.celery import app
 
+    # Celery prefers the CELERY_BROKER_URL environment variable (CI sets one) over its configuration.
+    os.environ.pop("CELERY_BROKER_URL", None)
     app.conf.broker_url = "memory://"
 
 
