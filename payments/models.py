@@ -235,7 +235,9 @@ class CommunityPass(models.Model):
     payer = models.CharField(max_length=64, blank=True, help_text="Who paid, for HTTP 402 payments.")
     state = models.CharField(max_length=15, choices=Settlement.State.choices, default=Settlement.State.SIGNED)
     detail = models.TextField(blank=True, help_text="What the network last said.")
+    broadcast_attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Signed, or last sent to the network.")
     valid_until = models.DateTimeField()
 
     class Meta:

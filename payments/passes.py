@@ -21,12 +21,14 @@ from datetime import datetime, timedelta
 from bsv import P2PKH, PublicKey, Transaction
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from meters.models import Household
 from payments import keys
 from payments.models import CommunityPass, Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
+from payments.settlement import due_for_rebroadcast
 from payments.signing import _spendable_coins, sign_from_coins
 from payments.wallets import open_wallet, resync_quietly
 
@@ -151,6 +153,10 @@ def broadcast_pass(pass_id: int, network: BsvNetwork) -> str:
 
 def record_reply(pass_id: int, reply: Reply, network: BsvNetwork) -> str:
     """Record what the network said to one broadcast of a pass; returns the new state ("" if dropped)."""
+    # A counted try, which also restarts the pass's backoff (``updated_at``).
+    CommunityPass.objects.filter(pk=pass_id).update(
+        broadcast_attempts=F("broadcast_attempts") + 1, updated_at=timezone.now()
+    )
     if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFIRMED):
         state = State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else State.SEEN
         return mark_accepted(pass_id, state, reply.detail)
@@ -228,10 +234,14 @@ def rebroadcast_signed(network: BsvNetwork, older_than: timedelta = timedelta(mi
     dropping it lets the client's retry claim it afresh. Claims already sent are ``broadcast``, which
     refresh_pending follows.
     """
-    cutoff = timezone.now() - older_than
-    CommunityPass.objects.filter(source=CommunityPass.Source.X402, state=State.SIGNED, created_at__lt=cutoff).delete()
-    stale = CommunityPass.objects.filter(source=CommunityPass.Source.WALLET, state=State.SIGNED, created_at__lt=cutoff)
-    ids = list(stale.order_by("created_at").values_list("pk", flat=True)[:1000])
+    now = timezone.now()
+    CommunityPass.objects.filter(
+        source=CommunityPass.Source.X402, state=State.SIGNED, created_at__lt=now - older_than
+    ).delete()
+    # Wallet passes wait as settlements do: 1, 2, 4, ... minutes after each try, at most an hour.
+    signed = CommunityPass.objects.filter(source=CommunityPass.Source.WALLET, state=State.SIGNED)
+    due = due_for_rebroadcast(now, None, signed).filter(created_at__lt=now - older_than)
+    ids = list(due.values_list("pk", flat=True)[:1000])
     for pass_id in ids:
         broadcast_pass(pass_id, network)
     return len(ids)

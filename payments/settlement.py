@@ -190,14 +190,16 @@ def rebroadcast_signed(network: BsvNetwork, older_than: timedelta | None = None)
     return len(ids)
 
 
-def due_for_rebroadcast(now: datetime, older_than: timedelta | None = None) -> QuerySet[Settlement]:
-    """Signed settlements whose ``broadcast_backoff(broadcast_attempts)`` has passed at ``now``, longest-waiting first.
+def due_for_rebroadcast(now: datetime, older_than: timedelta | None = None, signed: QuerySet | None = None) -> QuerySet:
+    """Signed payments whose ``broadcast_backoff(broadcast_attempts)`` has passed at ``now``, longest-waiting first.
 
-    The wait counts from the signing or the last try (``updated_at``, which every try moves on).
-    One query, served by the (state, updated_at) index: the shortest wait bounds the range
-    scanned, then one condition per step of the schedule.
+    Settlements by default; ``signed`` may be any payments with ``broadcast_attempts`` and ``updated_at``
+    (community passes). The wait counts from the signing or the last try (``updated_at``, which every
+    try moves on). One query, served by the (state, updated_at) index: the shortest wait bounds the
+    range scanned, then one condition per step of the schedule.
     """
-    signed = Settlement.objects.filter(state=Settlement.State.SIGNED)
+    if signed is None:
+        signed = Settlement.objects.filter(state=Settlement.State.SIGNED)
     if older_than is not None:
         due = signed.filter(updated_at__lte=now - older_than)
     else:

@@ -176,6 +176,25 @@ def test_a_network_outage_leaves_the_pass_signed_and_the_sweeper_sends_it(househ
     assert len(utility_payments()) == 1
 
 
+def test_a_pass_the_network_keeps_refusing_to_take_is_retried_with_backoff(household, funded, ledger):
+    purchase = passes.buy_pass(household, timezone.now())
+    pass_id = purchase.community_pass.pk
+    assert passes.broadcast_pass(pass_id, Down(ledger)) == CommunityPass.State.SIGNED  # try 1, at NOW
+
+    def sweep_at(minutes: float, network) -> int:
+        with time_machine.travel(NOW + timedelta(minutes=minutes), tick=False):
+            return passes.rebroadcast_signed(network)
+
+    assert sweep_at(1.9, Down(ledger)) == 0  # after one try the next waits 2 minutes
+    assert sweep_at(2.5, Down(ledger)) == 1  # try 2, at +2.5: the next waits 4 minutes
+    assert sweep_at(6.4, ledger) == 0
+    assert CommunityPass.objects.get(pk=pass_id).broadcast_attempts == 2
+    assert sweep_at(6.5, ledger) == 1
+    community_pass = CommunityPass.objects.get(pk=pass_id)
+    assert (community_pass.state, community_pass.broadcast_attempts) == (CommunityPass.State.SEEN, 3)
+    assert len(utility_payments()) == 1
+
+
 def test_the_beat_task_sends_signed_passes_and_confirms_mined_ones(household, funded, ledger):
     from payments.tasks import watch_community_passes
 
