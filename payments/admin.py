@@ -593,6 +593,8 @@ class CommunityPassAdmin(ReadOnlyAdmin):
         "payer",
         "state_badge",
         "detail",
+        "broadcast_attempts",
+        "updated_at",
         "satoshis",
         "fee_satoshis",
         "created_at",
