@@ -28,14 +28,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce
 
+from meters import charts
 from meters.models import HourlyUsage, Household, Meter
-from meters.timeutil import HOUR, floor_hour, local_day_bounds, zone
+from meters.timeutil import HOUR, floor_hour, local_day_bounds
 from payments.models import PriceQuote, Settlement, Utxo
 from payments.money import satoshis_to_eur
 from payments.settlement import closed_period_end
@@ -58,12 +59,8 @@ def _eur(amount: Decimal | None) -> Decimal:
 
 
 def local_month_bounds(moment: datetime, tz_name: str) -> Bounds:
-    """The UTC instants at which the local calendar month containing ``moment`` starts and ends."""
-    tz = zone(tz_name)
-    local = moment.astimezone(tz)
-    start = datetime(local.year, local.month, 1, tzinfo=tz)
-    end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=tz)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    """The UTC instants at which the local calendar month containing ``moment`` starts and ends (meters/charts.py's)."""
+    return charts.local_month_bounds(charts.local_date(moment, tz_name), tz_name)
 
 
 def _days(span: timedelta) -> Decimal:
