@@ -16,7 +16,7 @@ import calendar
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
 from urllib.parse import urlencode
@@ -30,7 +30,11 @@ from meters.pricing import TariffSchedule
 from meters.templatetags.money import kwh as format_kwh
 from meters.templatetags.money import money as format_money
 from meters.templatetags.money import rate as format_rate
-from meters.timeutil import ceil_hour, hours_between, zone
+from meters.timeutil import add_months, ceil_hour, first_of_month, hours_between, local_midnight, zone
+
+# energypay's pages import these two from here; they live in meters.timeutil with the other period helpers.
+from meters.timeutil import local_date as local_date
+from meters.timeutil import local_month_bounds as local_month_bounds
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
 RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
@@ -45,34 +49,6 @@ PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
 
 
 # --- Local periods --------------------------------------------------------------------------------
-
-
-def local_midnight(day: date, tz_name: str) -> datetime:
-    """The UTC instant a local calendar day starts.
-
-    Where a zone skips midnight (a DST gap at 00:00), fold=0 takes the offset before the gap, which
-    lands on the instant the day really begins.
-    """
-    return datetime(day.year, day.month, day.day, tzinfo=zone(tz_name)).astimezone(UTC)
-
-
-def local_date(moment: datetime, tz_name: str) -> date:
-    return moment.astimezone(zone(tz_name)).date()
-
-
-def first_of_month(day: date) -> date:
-    return day.replace(day=1)
-
-
-def add_months(day: date, months: int) -> date:
-    """The first of the month ``months`` after ``day``'s month."""
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def local_month_bounds(day: date, tz_name: str) -> tuple[datetime, datetime]:
-    """The UTC instants at which the local month containing ``day`` starts and ends."""
-    return local_midnight(first_of_month(day), tz_name), local_midnight(add_months(day, 1), tz_name)
 
 
 @dataclass(frozen=True)

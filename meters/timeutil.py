@@ -6,7 +6,7 @@ belongs to, so 23- and 25-hour days come out right.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -43,11 +43,35 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
     return hours
 
 
+def local_midnight(day: date, tz_name: str) -> datetime:
+    """The UTC instant a local calendar day starts.
+
+    Where a zone skips midnight (a DST gap at 00:00), fold=0 takes the offset before the gap, which
+    lands on the instant the day really begins.
+    """
+    return datetime(day.year, day.month, day.day, tzinfo=zone(tz_name)).astimezone(UTC)
+
+
+def local_date(moment: datetime, tz_name: str) -> date:
+    return moment.astimezone(zone(tz_name)).date()
+
+
+def first_of_month(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(day: date, months: int) -> date:
+    """The first of the month ``months`` after ``day``'s month."""
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def local_day_bounds(hour: datetime, tz_name: str) -> tuple[datetime, datetime]:
     """The UTC instants at which the local calendar day containing ``hour`` starts and ends."""
-    tz = zone(tz_name)
-    day = hour.astimezone(tz).date()
-    start = datetime(day.year, day.month, day.day, tzinfo=tz)
-    following = day + timedelta(days=1)
-    end = datetime(following.year, following.month, following.day, tzinfo=tz)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    day = local_date(hour, tz_name)
+    return local_midnight(day, tz_name), local_midnight(day + timedelta(days=1), tz_name)
+
+
+def local_month_bounds(day: date, tz_name: str) -> tuple[datetime, datetime]:
+    """The UTC instants at which the local month containing ``day`` starts and ends."""
+    return local_midnight(first_of_month(day), tz_name), local_midnight(add_months(day, 1), tz_name)

@@ -7,8 +7,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from energypay.access import household_required
-from meters.charts import local_date
 from meters.exports import DateRange, csv_lines, usage_rows
+from meters.timeutil import local_date
 
 
 @household_required
