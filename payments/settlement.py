@@ -46,7 +46,7 @@ def closed_period_end(now: datetime) -> datetime:
 
 
 class _Moved(Exception):
-    """Some accepted settlements were no longer signed: record that group one by one instead."""
+    """Some settlements of a group had moved on meanwhile: record that group one by one instead."""
 
 
 def send_settlements(settlement_ids: list[int], network: BsvNetwork) -> dict[int, str]:
@@ -151,7 +151,8 @@ def mark_accepted(settlement_id: int, state: str, detail: str) -> str:
         if moved:
             Utxo.objects.filter(reserved_by_id=settlement_id).update(state=Utxo.State.SPENT)
             if state == Settlement.State.CONFIRMED:
-                Utxo.objects.filter(txid=Settlement.objects.get(pk=settlement_id).txid).update(confirmed=True)
+                txid = Settlement.objects.values_list("txid", flat=True).get(pk=settlement_id)
+                Utxo.objects.filter(txid=txid).update(confirmed=True)
     return Settlement.objects.values_list("state", flat=True).get(pk=settlement_id)
 
 
@@ -213,13 +214,17 @@ def due_for_rebroadcast(now: datetime, older_than: timedelta | None = None, sign
 
 
 def refresh_pending(network: BsvNetwork) -> int:
-    """Ask the network about settlements it has seen but not yet confirmed."""
+    """Ask the network about settlements it has seen but not yet confirmed.
+
+    The network is asked one by one (it has no batch status); the confirmations it reports are
+    recorded together (_confirm), before any refusal is, so effects keep the order of the replies.
+    """
     pending = (
         Settlement.objects.filter(state__in=[Settlement.State.SEEN, Settlement.State.BROADCAST])
         .order_by("updated_at")
         .values_list("pk", "txid", "raw_tx")[:1000]
     )
-    confirmed = 0
+    confirmed, by_detail = 0, defaultdict(list)
     for settlement_id, txid, raw_tx in pending:
         try:
             reply = network.status(txid)
@@ -231,8 +236,33 @@ def refresh_pending(network: BsvNetwork) -> int:
             log.warning("settlement_status_deferred settlement=%s detail=%s", settlement_id, error)
             break
         if reply.outcome == Outcome.CONFIRMED:
-            mark_accepted(settlement_id, Settlement.State.CONFIRMED, reply.detail)
+            by_detail[reply.detail[:1000]].append((settlement_id, txid))
             confirmed += 1
         elif reply.outcome in _FAILURES:
+            _confirm(by_detail)  # a refusal resyncs a wallet: after the confirmations replied before it
+            by_detail.clear()
             fail_settlement(settlement_id, _FAILURES[reply.outcome], reply.detail or "refused by the network", network)
+    _confirm(by_detail)
     return confirmed
+
+
+def _confirm(by_detail: dict[str, list[tuple[int, str]]]) -> None:
+    """mark_accepted(..., CONFIRMED, detail) for many: one transaction of three UPDATEs per detail (a block).
+
+    If some were moved meanwhile (refused, confirmed by another tick), that group is rolled back and
+    marked one by one, which sorts each out.
+    """
+    for detail, rows in by_detail.items():
+        ids = [settlement_id for settlement_id, _ in rows]
+        try:
+            with transaction.atomic():
+                moved = Settlement.objects.filter(pk__in=ids, state__in=Settlement.PENDING).update(
+                    state=Settlement.State.CONFIRMED, detail=detail, confirmed_at=timezone.now()
+                )
+                if moved != len(ids):
+                    raise _Moved
+                Utxo.objects.filter(reserved_by_id__in=ids).update(state=Utxo.State.SPENT)
+                Utxo.objects.filter(txid__in=[txid for _, txid in rows]).update(confirmed=True)
+        except _Moved:
+            for settlement_id in ids:
+                mark_accepted(settlement_id, Settlement.State.CONFIRMED, detail)
