@@ -63,6 +63,24 @@ def local_month_bounds(moment: datetime, tz_name: str) -> Bounds:
     return charts.local_month_bounds(charts.local_date(moment, tz_name), tz_name)
 
 
+# Priced usage not settled yet, whatever its hour: what the balance must pay first. The partial
+# index usage_open_lines serves it.
+OWED = Q(settled_at__isnull=True, cost_eur__isnull=False)
+
+
+def arrears_cutoff(now: datetime) -> datetime:
+    """Unpaid hours starting before this are in arrears: the last settlement run should have paid them.
+
+    closed_period_end(now) less an hour of slack for a run still working.
+    """
+    return closed_period_end(now) - HOUR
+
+
+def in_arrears(now: datetime) -> Q:
+    """Usage lines in arrears at ``now``: the dashboard's card, the alarms, /healthz and the status page count these."""
+    return OWED & Q(hour_start__lt=arrears_cutoff(now))
+
+
 def _days(span: timedelta) -> Decimal:
     """A span in days, exactly (whole microseconds, never through a float)."""
     return Decimal(span // _MICROSECOND) / _MICROSECONDS_A_DAY
@@ -172,7 +190,7 @@ def owed_costs(household_ids: Iterable[int]) -> dict[int, Decimal]:
     The partial index usage_open_lines serves this (it is the dashboard's "owed" too).
     """
     rows = (
-        HourlyUsage.objects.filter(household_id__in=household_ids, settled_at__isnull=True, cost_eur__isnull=False)
+        HourlyUsage.objects.filter(OWED, household_id__in=household_ids)
         .values("household_id")
         .annotate(total=Sum("cost_eur"))
         .order_by()
@@ -231,7 +249,7 @@ def payment_trouble(household_ids: Iterable[int], now: datetime) -> dict[int, tu
     hour, i.e. that at least one hourly run should have paid. Zero-cost lines are never overdue.
     """
     ids = list(household_ids)
-    cutoff = closed_period_end(now) - HOUR
+    cutoff = arrears_cutoff(now)
     failed = (
         Settlement.objects.filter(
             household_id__in=ids, state__in=Settlement.FAILED, updated_at__gte=now - FAILURE_WINDOW
@@ -241,9 +259,7 @@ def payment_trouble(household_ids: Iterable[int], now: datetime) -> dict[int, tu
         .order_by()
     )
     overdue = (
-        HourlyUsage.objects.filter(
-            household_id__in=ids, hour_start__lt=cutoff, settled_at__isnull=True, cost_eur__isnull=False
-        )
+        HourlyUsage.objects.filter(in_arrears(now), household_id__in=ids)
         .values("household_id")
         .annotate(total=Sum("cost_eur"))
         .order_by()

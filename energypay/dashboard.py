@@ -17,9 +17,8 @@ from django.db.models import Min, Q, Sum
 from alarms import figures
 from meters.charts import local_date, local_month_bounds
 from meters.models import HourlyUsage, Household
-from meters.timeutil import HOUR, local_day_bounds
+from meters.timeutil import local_day_bounds
 from payments.models import Wallet
-from payments.settlement import closed_period_end
 from payments.wallets import Balance, wallet_balance
 
 ZERO = Decimal("0")
@@ -58,21 +57,18 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
 
     - Today and this month are the household's local day and month, as UTC bounds.
     - The recent rate, the projection and the days left: alarms/figures.py defines them.
-    - Arrears: priced, unsettled usage of hours the last settlement run should already have paid,
-      hour_start < closed_period_end(now) - 1 hour (an hour of slack for a run still working).
+    - Owed and arrears: alarms/figures.py's ``OWED`` and ``in_arrears`` (hours the last run should have paid).
     """
     tz_name = household.timezone
     today_start, today_end = local_day_bounds(now, tz_name)
     month_start, month_end = local_month_bounds(local_date(now, tz_name), tz_name)
     window = figures.recent_window(now)
     recent_start, recent_end = window
-    cutoff = closed_period_end(now) - HOUR
 
     today = Q(hour_start__gte=today_start, hour_start__lt=today_end)
     month = Q(hour_start__gte=month_start, hour_start__lt=month_end)
     recent = Q(hour_start__gte=recent_start, hour_start__lt=recent_end)
-    owed = Q(settled_at__isnull=True, cost_eur__isnull=False)
-    arrears = owed & Q(hour_start__lt=cutoff)
+    owed, arrears = figures.OWED, figures.in_arrears(now)
     energy, unpriced = Q(kind=HourlyUsage.Kind.ENERGY), Q(cost_eur__isnull=True)
     # Lines of the month and the last week, plus open lines older than both (arrears): the second
     # branch is what the partial index usage_open_lines covers.

@@ -37,13 +37,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from alarms import figures
 from energypay.ops.models import Heartbeat
 from energypay.tasks import HEARTBEAT
 from meters.models import HourlyUsage
-from meters.timeutil import HOUR
 from payments.models import PriceQuote, Settlement
 from payments.networks import get_network
-from payments.settlement import closed_period_end
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +189,7 @@ def check_network() -> Check:
 
 def overdue_households(now: datetime) -> int:
     """Households with priced usage the last run should have paid (the dashboard's arrears cutoff)."""
-    owing = HourlyUsage.objects.filter(
-        hour_start__lt=closed_period_end(now) - HOUR, settled_at__isnull=True, cost_eur__isnull=False
-    )
-    return owing.order_by().values("household_id").distinct().count()
+    return HourlyUsage.objects.filter(figures.in_arrears(now)).order_by().values("household_id").distinct().count()
 
 
 def check_backlog(now: datetime) -> Check:

@@ -24,13 +24,13 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from alarms import figures
 from energypay.health import all_ok, run_checks, time_limited
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS
 from meters.models import HourlyUsage, Meter, Reading
 from meters.timeutil import HOUR, floor_hour
 from payments.models import Settlement
-from payments.settlement import closed_period_end
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ def settlements_by_state(now: datetime) -> list[dict[str, Any]]:
 
 def arrears(now: datetime) -> dict[str, Any]:
     """Households owing priced usage the last run should have paid (the dashboard's cutoff), largest first."""
-    owing = HourlyUsage.objects.filter(
-        hour_start__lt=closed_period_end(now) - HOUR, settled_at__isnull=True, cost_eur__isnull=False
-    ).order_by()
+    owing = HourlyUsage.objects.filter(figures.in_arrears(now)).order_by()
     totals = owing.aggregate(households=Count("household", distinct=True), eur=Sum("cost_eur"))
     largest = (
         owing.values("household", "household__name")
