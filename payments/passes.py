@@ -28,7 +28,7 @@ from meters.models import Household
 from payments import keys
 from payments.models import CommunityPass, Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
-from payments.settlement import due_for_rebroadcast
+from payments.settlement import due_for_rebroadcast, send
 from payments.signing import _spendable_coins, sign_from_coins
 from payments.wallets import open_wallet, resync_quietly
 
@@ -134,13 +134,6 @@ def buy_pass(household: Household, now: datetime) -> Purchase:
 
 
 # --- Broadcasting and recording what the network said ---------------------------------------------
-
-
-def send(raw_tx: str, network: BsvNetwork) -> Reply:
-    try:
-        return network.broadcast(raw_tx)
-    except NetworkUnavailable as error:
-        return Reply(Outcome.RETRY, str(error))
 
 
 def broadcast_pass(pass_id: int, network: BsvNetwork) -> str:

@@ -101,14 +101,16 @@ def _broadcast(raw_txs: list[str], network: BsvNetwork) -> list[Reply]:
     broadcast_many = getattr(network, "broadcast_many", None)
     if broadcast_many is not None:
         return broadcast_many(raw_txs)
-    replies = []
-    for raw_tx in raw_txs:
-        try:
-            replies.append(network.broadcast(raw_tx))
-        except NetworkUnavailable as error:
-            # One payment's bad luck must not leave the others unrecorded; the sweeper sends it again.
-            replies.append(Reply(Outcome.RETRY, str(error)))
-    return replies
+    # One payment's bad luck must not leave the others unrecorded; the sweeper sends it again.
+    return [send(raw_tx, network) for raw_tx in raw_txs]
+
+
+def send(raw_tx: str, network: BsvNetwork) -> Reply:
+    """Broadcast one payment (a settlement or a community pass); no answer is a RETRY reply, a try like any other."""
+    try:
+        return network.broadcast(raw_tx)
+    except NetworkUnavailable as error:
+        return Reply(Outcome.RETRY, str(error))
 
 
 def broadcast_settlement(settlement_id: int, network: BsvNetwork) -> str:
@@ -116,12 +118,8 @@ def broadcast_settlement(settlement_id: int, network: BsvNetwork) -> str:
     settlement = Settlement.objects.only("state", "raw_tx").get(pk=settlement_id)
     if settlement.state != Settlement.State.SIGNED:
         return settlement.state
-    try:
-        reply = network.broadcast(settlement.raw_tx)
-    except NetworkUnavailable as error:
-        # A try like any other: counted, its reason shown, and the next one after the backoff.
-        reply = Reply(Outcome.RETRY, str(error))
-    return record_reply(settlement_id, reply, network)
+    # No answer is a try like any other: counted, its reason shown, and the next one after the backoff.
+    return record_reply(settlement_id, send(settlement.raw_tx, network), network)
 
 
 def record_reply(settlement_id: int, reply: Reply, network: BsvNetwork) -> str:
