@@ -87,17 +87,6 @@ def world(flat_tariff, household, meter_and_token) -> World:
     )
 
 
-@pytest.fixture
-def staff_user(db) -> User:
-    return User.objects.create_superuser("staff@example.com", "unused-pw-123")
-
-
-@pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
 # (url name, attribute of World for the object, or None for pages without one)
 PAGES = [
     ("admin:app_list", "meters"),

@@ -39,24 +39,8 @@ def _frozen():
 
 
 @pytest.fixture
-def ledger(db) -> LocalLedger:
-    return LocalLedger()
-
-
-@pytest.fixture
 def quote(db) -> PriceQuote:
     return PriceQuote.objects.create(source="fixed", bsv_eur=PRICE, fetched_at=NOW - timedelta(minutes=1))
-
-
-@pytest.fixture
-def staff_user(db) -> User:
-    return User.objects.create_superuser("staff@example.com", "unused-pw-123")
-
-
-@pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
 
 
 def send(meter: Meter, *readings: tuple[str, str]) -> None:

@@ -19,7 +19,6 @@ from meters.schema import ReadingIn
 from payments import keys, runs
 from payments.models import LedgerOutput, PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome, Reply
-from payments.networks.local import LocalLedger
 from payments.settlement import broadcast_settlement, rebroadcast_signed
 from payments.signing import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
@@ -34,11 +33,6 @@ FUNDS = 10_000_000  # 0.1 BSV = EUR 3
 def _frozen():
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture
-def ledger() -> LocalLedger:
-    return LocalLedger()
 
 
 @pytest.fixture

@@ -43,11 +43,6 @@ def _frozen():
 
 
 @pytest.fixture
-def ledger(db) -> LocalLedger:
-    return LocalLedger()
-
-
-@pytest.fixture
 def quote(db) -> PriceQuote:
     return PriceQuote.objects.create(source="fixed", bsv_eur=PRICE, fetched_at=NOW - timedelta(minutes=1))
 
