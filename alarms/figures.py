@@ -34,7 +34,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce
 
-from meters import charts
+from meters import timeutil
 from meters.models import HourlyUsage, Household, Meter
 from meters.timeutil import HOUR, floor_hour, local_day_bounds
 from payments.models import PriceQuote, Settlement, Utxo
@@ -59,8 +59,8 @@ def _eur(amount: Decimal | None) -> Decimal:
 
 
 def local_month_bounds(moment: datetime, tz_name: str) -> Bounds:
-    """The UTC instants at which the local calendar month containing ``moment`` starts and ends (meters/charts.py's)."""
-    return charts.local_month_bounds(charts.local_date(moment, tz_name), tz_name)
+    """The UTC instants at which the local calendar month containing ``moment`` starts and ends."""
+    return timeutil.local_month_bounds(timeutil.local_date(moment, tz_name), tz_name)
 
 
 # Priced usage not settled yet, whatever its hour: what the balance must pay first. The partial

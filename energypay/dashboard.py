@@ -15,9 +15,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Min, Q, Sum
 
 from alarms import figures
-from meters.charts import local_date, local_month_bounds
 from meters.models import HourlyUsage, Household
-from meters.timeutil import local_day_bounds
+from meters.timeutil import local_date, local_day_bounds, local_month_bounds
 from payments.models import Wallet
 from payments.wallets import Balance, wallet_balance
 

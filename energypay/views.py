@@ -14,7 +14,8 @@ from django.views.decorators.http import require_safe
 from alarms.views import summary_context
 from energypay.access import household_required
 from energypay.dashboard import dashboard_cards
-from meters.charts import ChartView, add_months, first_of_month, local_date, usage_chart
+from meters.charts import ChartView, usage_chart
+from meters.timeutil import add_months, first_of_month, local_date
 
 
 @household_required
