@@ -6,7 +6,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from alarms import notify
@@ -24,10 +23,7 @@ def listed(response) -> set[int]:
     return {int(pk) for pk in re.findall(r'name="_selected_action" value="(\d+)"', response.content.decode())}
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

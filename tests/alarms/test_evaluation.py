@@ -26,10 +26,7 @@ WEEK_AGO = NOW - timedelta(days=7)
 OVERDUE_HOUR = datetime(2026, 11, 18, 7, 0, tzinfo=UTC)  # the 10:00 run paid up to 09:00; this hour ended at 08:00
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 def evaluate(home: Home, scope: str = "all"):

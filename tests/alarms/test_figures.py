@@ -20,10 +20,7 @@ from tests.alarms.conftest import make_home_for
 NOW = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 def test_set_based_balances_equal_wallet_balance(make_household, quote):

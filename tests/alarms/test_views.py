@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -24,10 +23,7 @@ def htmx(target: str, current: str = LIST) -> dict:
     return {**HTMX, "HTTP_HX_TARGET": target, "HTTP_HX_CURRENT_URL": f"http://testserver{current}"}
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -28,10 +28,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 _seq = itertools.count()
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 def utc(*args: int) -> datetime:

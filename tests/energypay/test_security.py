@@ -306,10 +306,7 @@ def persona_client(world: World, persona: str, **options: Any) -> Client:
     return browser
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -17,10 +17,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 URL = "/api/v1/readings"
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

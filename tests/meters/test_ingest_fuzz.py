@@ -59,10 +59,7 @@ def meter_row(meter: Meter) -> dict[str, Any]:
     return Meter.objects.filter(pk=meter.pk).values().get()
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,6 +11,7 @@ from django.utils import timezone
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage, TariffVersion
 from meters.schema import ReadingIn
+from meters.usage import reopen_lines
 
 
 def send(meter, *readings: tuple[str, str]) -> None:
@@ -90,3 +91,34 @@ def test_repeating_the_same_readings_changes_no_line(meter):
     outcome = ingest_readings(meter.pk, items, timezone.now())
     assert (outcome.accepted, outcome.duplicates) == (0, 1)
     assert list(HourlyUsage.objects.filter(meter=meter).values_list("hour_start", "seq", "kwh", "cost_eur")) == before
+
+
+def test_reopening_a_month_of_settled_lines_merges_each_later_adjustment_into_its_hour(meter):
+    # A month's payment claims ~1,500 lines (energy and standing per hour): SQLite once refused the query.
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    month = [start + timedelta(hours=n) for n in range(744)]
+    common = {"household": meter.household, "cost_eur": Decimal("0.1"), "settled_at": timezone.now()}
+    kinds = [(meter, HourlyUsage.Kind.ENERGY, Decimal("0.5")), (None, HourlyUsage.Kind.STANDING, 0)]
+    HourlyUsage.objects.bulk_create(
+        HourlyUsage(meter=line_meter, kind=kind, hour_start=moment, kwh=kwh, **common)
+        for moment in month
+        for line_meter, kind, kwh in kinds
+    )
+    settled = list(HourlyUsage.objects.values_list("pk", flat=True))
+    adjustment = HourlyUsage.objects.create(
+        household=meter.household,
+        meter=meter,
+        kind=HourlyUsage.Kind.ENERGY,
+        hour_start=month[100],
+        seq=1,
+        kwh=Decimal("0.25"),
+        cost_eur=Decimal("0.05"),
+    )
+    reopen_lines(settled)
+    lines = HourlyUsage.objects.filter(household=meter.household)
+    assert lines.count() == 2 * 744
+    assert not lines.filter(settled_at__isnull=False).exists()
+    assert not HourlyUsage.objects.filter(pk=adjustment.pk).exists()
+    energy = lines.filter(kind=HourlyUsage.Kind.ENERGY).values_list("kwh", "cost_eur")
+    assert energy.get(hour_start=month[100]) == (Decimal("0.75"), Decimal("0.15"))
+    assert energy.get(hour_start=month[101]) == (Decimal("0.5"), Decimal("0.1"))

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
@@ -32,10 +31,7 @@ PRICE = Decimal("30")  # EUR per BSV
 FUNDS = 10_000_000  # 0.1 BSV = EUR 3.00
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -24,10 +24,7 @@ PAGE = "/community/"
 UNLOCK = "/community/unlock"
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -15,10 +15,7 @@ NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # window: 2026-10-23 14:00 .. 2
 DAY = timedelta(days=1)
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

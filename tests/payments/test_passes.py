@@ -24,10 +24,7 @@ NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 FUNDS = 100_000
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -29,10 +29,7 @@ PRICE = Decimal("30")  # EUR per BSV: 1 EUR = 3,333,333.33 sat
 FUNDS = 10_000_000  # 0.1 BSV = EUR 3
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from payments.models import PriceQuote, Settlement
@@ -19,10 +18,7 @@ HEADER = ["created", "period start", "period end", "kWh", "EUR", "BSV/EUR", "sat
 _txids = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

@@ -27,10 +27,7 @@ PRICE = Decimal("30")  # EUR per BSV
 FUNDS = 10_000_000  # 0.1 BSV = EUR 3.00
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture

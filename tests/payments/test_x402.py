@@ -26,10 +26,7 @@ URL = "/api/v1/community"
 PRICE = 1000
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture(autouse=True)

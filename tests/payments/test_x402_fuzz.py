@@ -20,7 +20,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-import time_machine
 from bsv import PrivateKey, Transaction
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
@@ -39,10 +38,7 @@ FUZZ = hypothesis_settings(
 )
 
 
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture(autouse=True)
