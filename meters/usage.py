@@ -147,22 +147,29 @@ def reopen_lines(line_ids: list[int]) -> None:
     lines = list(HourlyUsage.objects.filter(pk__in=line_ids, settled_at__isnull=False).order_by("seq"))
     if not lines:
         return
-    key = Q()
-    for line in lines:
-        key |= Q(household_id=line.household_id, meter_id=line.meter_id, kind=line.kind, hour_start=line.hour_start)
+    # One range query rather than an OR of a condition per line (a month's settlement has ~1,500):
+    # the open lines of the span are few (adjustments, hours still waiting for a price), and the
+    # key picks the ones that share a reopened line's hour.
+    hours = [line.hour_start for line in lines]
     open_lines = {
-        (line.meter_id, line.kind, line.hour_start): line
-        for line in HourlyUsage.objects.filter(key, settled_at__isnull=True)
+        (line.household_id, line.meter_id, line.kind, line.hour_start): line
+        for line in HourlyUsage.objects.filter(
+            household_id__in={line.household_id for line in lines},
+            hour_start__gte=min(hours),
+            hour_start__lte=max(hours),
+            settled_at__isnull=True,
+        )
     }
-    reopened, merged = [], []
+    grown, merged = [], []
     for line in lines:
-        line.settled_at = None
-        later = open_lines.pop((line.meter_id, line.kind, line.hour_start), None)
+        later = open_lines.pop((line.household_id, line.meter_id, line.kind, line.hour_start), None)
         if later is not None:
             line.kwh += later.kwh
             line.cost_eur = None if None in (line.cost_eur, later.cost_eur) else line.cost_eur + later.cost_eur
+            grown.append(line)
             merged.append(later.pk)
-        reopened.append(line)
     # Delete first: the reopened line would otherwise be a second open line for its hour.
     HourlyUsage.objects.filter(pk__in=merged).delete()
-    HourlyUsage.objects.bulk_update(reopened, ["settled_at", "kwh", "cost_eur"])
+    HourlyUsage.objects.filter(pk__in=[line.pk for line in lines]).update(settled_at=None)
+    # Only merged lines changed amounts: bulk_update's CASE per row is costly for a month of lines.
+    HourlyUsage.objects.bulk_update(grown, ["kwh", "cost_eur"])
