@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 
-from tests.bench.report import Row
+from tests.bench.report import Row, say
 
 PARTIAL_GOAL = 1 / 4  # the chart partial within 4x the bare view
 HISTORY_GOAL = 1 / 1.5  # a year of history costs no more than 1.5x a week
@@ -51,10 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=400,
         help="measured requests per URL for the main figures, over all rounds (default 400)",
     )
-
-
-def say(message: str) -> None:
-    print(f"  {message}", flush=True)
 
 
 def run(options: argparse.Namespace) -> tuple[list[Row], dict]:

@@ -31,7 +31,7 @@ import psycopg
 import requests
 
 from tests.bench.harness import DATABASE_URL, OUTPUT_DIR, gunicorn, wrk
-from tests.bench.report import Row
+from tests.bench.report import Row, say
 
 SINGLE_GOAL = 0.35
 BATCH_GOAL = 0.25
@@ -122,19 +122,22 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     return rows, data
 
 
-def say(message: str) -> None:
-    print(f"  {message}", flush=True)
-
-
 # --- Data -----------------------------------------------------------------------------------------
 
 
 def _create_meters() -> tuple[list[str], list[tuple[int, str]], str]:
     """Single-reading meters' tokens, batch meters' (id, token), and a probe meter's token."""
+    meters = flat_meters(SINGLE_METERS + BATCH_METERS + 1, name="Bench", serial="BENCH", email="bench{}@example.com")
+    single = [token for _, token in meters[:SINGLE_METERS]]
+    return single, meters[SINGLE_METERS:-1], meters[-1][1]
+
+
+def flat_meters(count: int, *, name: str, serial: str, email: str) -> list[tuple[int, str]]:
+    """``count`` new meters, each in its own household on one flat 0.25 tariff: their (id, token)."""
     from energypay.accounts.models import User
     from meters.models import Household, Meter, Tariff, TariffVersion
 
-    tariff = Tariff.objects.create(name="Bench flat 0.25")
+    tariff = Tariff.objects.create(name=f"{name} flat 0.25")
     TariffVersion.objects.create(
         tariff=tariff,
         valid_from=datetime(2020, 1, 1, tzinfo=UTC),
@@ -142,13 +145,12 @@ def _create_meters() -> tuple[list[str], list[tuple[int, str]], str]:
         flat_rate=Decimal("0.250000"),
     )
     meters = []
-    for number in range(SINGLE_METERS + BATCH_METERS + 1):
-        user = User.objects.create_user(f"bench{number}@example.com")  # no password: no slow hashing
-        household = Household.objects.create(user=user, name=f"Bench {number}", tariff=tariff)
-        meter = Meter.objects.create(serial=f"BENCH-{number:05d}", household=household, max_power_kw=Decimal(30))
+    for number in range(count):
+        user = User.objects.create_user(email.format(number))  # no password: no slow hashing
+        household = Household.objects.create(user=user, name=f"{name} {number}", tariff=tariff)
+        meter = Meter.objects.create(serial=f"{serial}-{number:05d}", household=household, max_power_kw=Decimal(30))
         meters.append((meter.pk, meter.issue_token()))
-    single = [token for _, token in meters[:SINGLE_METERS]]
-    return single, meters[SINGLE_METERS:-1], meters[-1][1]
+    return meters
 
 
 def _register(step: int) -> str:

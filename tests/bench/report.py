@@ -146,3 +146,8 @@ def write_markdown(
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def say(message: str) -> None:
+    """A progress line while a benchmark runs, indented under its heading."""
+    print(f"  {message}", flush=True)

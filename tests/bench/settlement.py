@@ -47,7 +47,7 @@ from bsv.fee_models import SatoshisPerKilobyte
 
 from tests.bench import procmem
 from tests.bench.harness import OUTPUT_DIR, ROOT
-from tests.bench.report import Row
+from tests.bench.report import Row, say
 
 GOAL_PER_SECOND = 1_000  # households settled per second on one worker (the Payments issue)
 FUNDS = 1_000_000  # satoshis per wallet: about 4.8 EUR at 30 EUR/BSV, 76 hours of the line below
@@ -216,10 +216,6 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
         "rows": [row.as_json() for row in rows],
     }
     return rows, data
-
-
-def say(message: str) -> None:
-    print(f"  {message}", flush=True)
 
 
 # --- Data -----------------------------------------------------------------------------------------

@@ -18,15 +18,14 @@ import argparse
 import tempfile
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import requests
 
 from tests.bench import procmem
 from tests.bench.harness import ENVIRONMENT, ROOT, gunicorn_server, wrk
-from tests.bench.ingest import HISTORY, SINGLE_METERS, _Endpoint
-from tests.bench.report import Row
+from tests.bench.ingest import HISTORY, SINGLE_METERS, _Endpoint, flat_meters
+from tests.bench.report import Row, say
 
 MEMORY_GOAL = 1.5  # a loaded worker holds at most 1.5x what it held warm and idle
 ROUNDS = 6
@@ -38,10 +37,6 @@ YEAR_EMAIL = "dashboard-year@example.com"  # the dashboard benchmark's household
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("memory")
     group.add_argument("--memory-seconds", type=float, default=4, help="seconds of load per URL and round (default 4)")
-
-
-def say(message: str) -> None:
-    print(f"  {message}", flush=True)
 
 
 def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
@@ -165,20 +160,5 @@ def _session_cookie(user) -> str:
 
 def _meter_tokens() -> list[str]:
     """``SINGLE_METERS`` new meters (the ingest endpoint's rotation assumes that many) and their tokens."""
-    from energypay.accounts.models import User
-    from meters.models import Household, Meter, Tariff, TariffVersion
-
-    tariff = Tariff.objects.create(name="Memory bench flat 0.25")
-    TariffVersion.objects.create(
-        tariff=tariff,
-        valid_from=datetime(2020, 1, 1, tzinfo=UTC),
-        kind=TariffVersion.Kind.FLAT,
-        flat_rate=Decimal("0.250000"),
-    )
-    tokens = []
-    for number in range(SINGLE_METERS):
-        user = User.objects.create_user(f"memory{number}@bench.example")  # no password: no slow hashing
-        household = Household.objects.create(user=user, name=f"Memory bench {number}", tariff=tariff)
-        meter = Meter.objects.create(serial=f"MEM-{number:05d}", household=household, max_power_kw=Decimal(30))
-        tokens.append(meter.issue_token())
-    return tokens
+    meters = flat_meters(SINGLE_METERS, name="Memory bench", serial="MEM", email="memory{}@bench.example")
+    return [token for _, token in meters]
