@@ -32,10 +32,6 @@ from meters.templatetags.money import money as format_money
 from meters.templatetags.money import rate as format_rate
 from meters.timeutil import add_months, ceil_hour, first_of_month, hours_between, local_midnight, zone
 
-# energypay's pages import these two from here; they live in meters.timeutil with the other period helpers.
-from meters.timeutil import local_date as local_date
-from meters.timeutil import local_month_bounds as local_month_bounds
-
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
 RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
 EUR, KWH = "eur", "kwh"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.paginator import Paginator
@@ -18,7 +18,7 @@ from django.views.decorators.http import require_safe
 
 from energypay.access import household_required
 from meters.models import Household
-from meters.timeutil import zone
+from meters.timeutil import local_midnight, zone
 from payments.models import Settlement, SettlementLine
 
 PER_PAGE = 50
@@ -161,17 +161,13 @@ def _csv_range(request: HttpRequest, today: date) -> tuple[date, date] | str:
     return start, end
 
 
-def _local_midnight(day: date, household: Household) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=zone(household.timezone))
-
-
 def _csv_rows(household: Household, start: date, end: date) -> Iterator[list]:
     tz = zone(household.timezone)
     # Local midnights: a day of 23 or 25 hours is still one whole day.
     settlements = Settlement.objects.filter(
         household=household,
-        created_at__gte=_local_midnight(start, household),
-        created_at__lt=_local_midnight(end + timedelta(days=1), household),
+        created_at__gte=local_midnight(start, household.timezone),
+        created_at__lt=local_midnight(end + timedelta(days=1), household.timezone),
     )
     yield CSV_HEADER
     rows = (
