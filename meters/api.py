@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import logging
 from decimal import Decimal
-from functools import cache
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
 from meters import ratelimit
+from meters.hooks import load_hook
 from meters.ingest import ingest_locked
 from meters.models import Meter
 from meters.schema import parse_items
@@ -106,11 +105,6 @@ def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
     return JsonResponse(outcome.as_json())
 
 
-@cache
-def _hook(path: str):
-    return import_string(path)
-
-
 def _rejected(rejected: list[dict], now) -> None:
     """Count the rejections by reason through settings.INGEST_REJECTED_HOOK (the staff status page).
 
@@ -119,7 +113,7 @@ def _rejected(rejected: list[dict], now) -> None:
     """
     if path := getattr(settings, "INGEST_REJECTED_HOOK", ""):
         messages = [item["error"] for item in rejected]
-        transaction.on_commit(lambda: _hook(path)(messages, now), robust=True)
+        transaction.on_commit(lambda: load_hook(path)(messages, now), robust=True)
 
 
 def _usage_changed(household_id: int) -> None:
@@ -129,6 +123,6 @@ def _usage_changed(household_id: int) -> None:
     """
     if path := getattr(settings, "USAGE_CHANGED_HOOK", ""):
         try:
-            _hook(path)([household_id])
+            load_hook(path)([household_id])
         except Exception:
             log.exception("usage_changed_hook_failed household=%s", household_id)

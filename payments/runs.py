@@ -6,13 +6,12 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
-from functools import cache
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
+from meters.hooks import load_hook
 from meters.models import HourlyUsage
 from payments.models import Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, get_network
@@ -55,11 +54,6 @@ def settle_households(household_ids: list[int], period_end: datetime, now: datet
     return tally
 
 
-@cache
-def _hook(path: str):
-    return import_string(path)
-
-
 def _settled(household_ids: list[int]) -> None:
     """Tell settings.SETTLEMENT_DONE_HOOK (alarms, which payments must not import) that a chunk settled.
 
@@ -67,7 +61,7 @@ def _settled(household_ids: list[int]) -> None:
     """
     if path := getattr(settings, "SETTLEMENT_DONE_HOOK", ""):
         try:
-            _hook(path)(household_ids)
+            load_hook(path)(household_ids)
         except Exception:
             log.exception("settlement_done_hook_failed households=%d", len(household_ids))
 

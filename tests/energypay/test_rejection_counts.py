@@ -97,13 +97,13 @@ def test_a_failing_count_never_fails_the_meter(post, monkeypatch, caplog):
         raise RuntimeError("counter table is gone")
 
     monkeypatch.setattr("energypay.ops.rejections.record", broken)
-    from meters import api
+    from meters.hooks import load_hook
 
-    api._hook.cache_clear()
+    load_hook.cache_clear()
     try:
         answer = post(reading(-10, 1))
     finally:
-        api._hook.cache_clear()
+        load_hook.cache_clear()
     assert len(answer["rejected"]) == 1
     assert "counter table is gone" in caplog.text
 
