@@ -7,9 +7,10 @@ wire these into LOGGING:
   also those propagated from other loggers, which a logger's filter would not): the configured
   secrets (SECRET_KEY and its fallbacks, WALLET_MASTER_KEY, ARC/WOC/CoinGecko keys, e-mail and
   database passwords, passwords in the broker, cache and node URLs the environment sets), meter
-  tokens (``mtr_...``), extended private keys, ``Authorization`` headers and bearer tokens, and the
-  password of any ``scheme://user:pass@`` URL are replaced by ``[REDACTED]`` in the message, its
-  arguments, the traceback and string ``extra`` fields. Belt and braces: the code already avoids
+  tokens (``mtr_...``), community access tokens (``cpa_...``), extended private keys,
+  ``Authorization`` headers and bearer tokens, and the password of any ``scheme://user:pass@`` URL
+  are replaced by ``[REDACTED]`` in the message, its arguments, the traceback and string ``extra``
+  fields. Belt and braces: the code already avoids
   logging secrets.
 - ``JsonFormatter`` (``LOG_FORMAT=json``): one JSON object per line with timestamp (UTC, ISO
   8601), level, logger, event (the message's first word), message, any ``extra`` fields, and
@@ -34,6 +35,7 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _EVENT = re.compile(r"[a-z][a-z0-9_.]*")
 _PATTERNS = [
     re.compile(r"mtr_[A-Za-z0-9_\-]+"),  # meter tokens (meters.models.TOKEN_PREFIX)
+    re.compile(r"cpa_[A-Za-z0-9_\-]+"),  # community access tokens (payments.models.ACCESS_TOKEN_PREFIX)
     re.compile(r"\b[xt]prv[1-9A-HJ-NP-Za-km-z]{100,}"),  # BIP32 extended private keys
     re.compile(r"(?i)(?<=authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+(?:[ \t]+[^\s'\",}]+)?"),
     re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/=\-]+"),

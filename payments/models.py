@@ -12,7 +12,9 @@ from datetime import datetime
 from django.db import models
 from django.db.models import Q
 
-from meters.models import HourlyUsage, Household
+from meters.models import HourlyUsage, Household, hash_token
+
+ACCESS_TOKEN_PREFIX = "cpa_"  # noqa: S105 (a prefix, not a secret): energypay/logging.py redacts cpa_... tokens
 
 
 class Wallet(models.Model):
@@ -213,6 +215,11 @@ class CommunityPass(models.Model):
     Paid from a household's wallet with one click, or by a machine over HTTP 402 (``/api/v1/community``).
     A txid unlocks once: the unique txid makes a replayed or double-clicked payment find the pass it
     already bought instead of buying another.
+
+    A household's pass opens the page to that household's login. A machine's pass opens the API to the
+    bearer of its access token (``cpa_...``), issued once when the payment is redeemed: the transaction
+    is public once broadcast, so it proves nothing about who is asking. Only the token's hash is kept;
+    a new token (the payer proved its key, payments/passes.py) replaces the old one.
     """
 
     class Source(models.TextChoices):
@@ -239,6 +246,12 @@ class CommunityPass(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, help_text="Signed, or last sent to the network.")
     valid_until = models.DateTimeField()
+    token_hash = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False, help_text="SHA-256 of the access token."
+    )
+    proof_signed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the payer signed the last proof that replaced the token."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -254,6 +267,10 @@ class CommunityPass(models.Model):
                 condition=Q(source="wallet", household__isnull=False) | Q(source="x402", household__isnull=True),
                 name="community_pass_source_matches_household",
             ),
+            # A household opens its pass with its login; only a machine's pass has a bearer token.
+            models.CheckConstraint(
+                condition=Q(token_hash__isnull=True) | Q(source="x402"), name="community_pass_token_is_x402"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -268,3 +285,10 @@ class CommunityPass(models.Model):
         if self.valid_until <= now or self.state in self.FAILED:
             return False
         return self.source == self.Source.WALLET or self.state in self.ACCEPTED
+
+    @classmethod
+    def for_token(cls, token: str) -> CommunityPass | None:
+        """The machine's pass this access token was issued for (live or not), if any."""
+        if not token.startswith(ACCESS_TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return cls.objects.filter(token_hash=hash_token(token), source=cls.Source.X402).first()

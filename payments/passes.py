@@ -4,29 +4,35 @@ Two ways to buy one:
 - a household pays from its custodial wallet with one click (``buy_pass``). Money moves as in the
   hourly settlement (payments/signing.py, payments/settlement.py): sign and record under the wallet's
   lock, commit, then broadcast; a crash in between leaves a ``signed`` pass that the sweeper sends.
-- a machine pays over HTTP 402 with a transaction it signed itself (``read_payment``, ``redeem``).
-  Every transaction on the chain is public, so one that is already on the network when it is offered
-  could be anybody's (a household's hourly payment pays the utility too): a payment must be new.
-  Its txid is claimed (unique) before it is broadcast, so a client retrying after a lost answer
-  finds its own claim and gets what it paid for; a txid unlocks once, and a replay of a live pass
-  gets the same answer, never a second charge.
+- a machine pays over HTTP 402 with a transaction it signed itself (``read_payment``, ``redeem``,
+  ``issue_token``). Every transaction on the chain is public, so one that is already on the network
+  when it is offered could be anybody's (a household's hourly payment pays the utility too): a
+  payment must be new. Its txid is claimed (unique) before it is broadcast, so a client retrying
+  after a 503 finds its own claim and is never charged twice. Once accepted, the payment is
+  redeemed once: it returns an access token (``cpa_...``) that the client then sends as a bearer
+  token until the pass ends. The same transaction offered again buys nothing: it is public, so it
+  says nothing about who offers it. The payer whose answer was lost proves it paid by signing with
+  the key of the first input (``Proof``), which replaces the token (docs/paywall.md).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bsv import P2PKH, PublicKey, Transaction
+from bsv.keys import recover_public_key, text_digest
+from bsv.utils import deserialize_ecdsa_recoverable, serialize_ecdsa_der, unstringify_ecdsa_recoverable
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from meters.models import Household
+from meters.models import Household, hash_token
 from payments import keys
-from payments.models import CommunityPass, Utxo, Wallet
+from payments.models import ACCESS_TOKEN_PREFIX, CommunityPass, Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
 from payments.settlement import due_for_rebroadcast, send
 from payments.signing import _spendable_coins, sign_from_coins
@@ -325,18 +331,77 @@ def _payer(tx: Transaction) -> str:
         return ""
 
 
-def redeem(payment: Payment, network: BsvNetwork, now: datetime) -> CommunityPass:
-    """The live pass ``payment`` buys: the one it already bought, or a new one once the network accepts it.
+ALREADY_REDEEMED = (
+    "payment already redeemed; present the access token it returned (Authorization: Bearer cpa_...), or, "
+    "if that answer was lost, prove you paid with X-PAYMENT-PROOF (docs/paywall.md)"
+)
+PROOF_WINDOW = timedelta(minutes=5)  # a proof's signedAt may be this far from the server's clock
+PROOF_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class Proof:
+    """The payer's Bitcoin Signed Message signature over ``proof_text(txid, signed_at)``.
+
+    Only the key of the payment's first input can make it, and it is sent to this server alone (the
+    transaction is public, the proof never is). signedAt makes each proof usable once: a pass takes a
+    proof only if it was signed later than the last one it took.
+    """
+
+    signed_at: datetime
+    signature: str
+
+
+def proof_text(txid: str, signed_at: datetime) -> str:
+    return f"EnergyPay community access {txid} {signed_at:{PROOF_TIME_FORMAT}}"
+
+
+def check_proof(payment: Payment, proof: Proof, now: datetime) -> None:
+    """Refuse (PaymentRefused) a proof that is stale or not signed by the payment's payer."""
+    if not payment.payer:
+        raise PaymentRefused(
+            "X-PAYMENT-PROOF: the transaction's first input is not a P2PKH spend, so no key can prove who paid"
+        )
+    if abs(now - proof.signed_at) > PROOF_WINDOW:
+        raise PaymentRefused(
+            f"X-PAYMENT-PROOF signedAt must be within {PROOF_WINDOW.seconds // 60} minutes of the server's time "
+            f"({now:{PROOF_TIME_FORMAT}})"
+        )
+    text = proof_text(payment.txid, proof.signed_at)
+    if not _signed_by(text, payment.payer, proof.signature):
+        raise PaymentRefused(f"X-PAYMENT-PROOF signature is not the payer's ({payment.payer}) over {text!r}")
+
+
+def _signed_by(text: str, address: str, signature: str) -> bool:
+    # bsv.verify_signed_text compares with a mainnet address; the payer's is on this server's network.
+    try:
+        recoverable, compressed = unstringify_ecdsa_recoverable(signature)
+        r, s, _ = deserialize_ecdsa_recoverable(recoverable)
+        message = text_digest(text)
+        public_key = recover_public_key(recoverable, message)
+        return public_key.verify(serialize_ecdsa_der((r, s)), message) and (
+            public_key.address(compressed=compressed, network=keys.address_network()) == address
+        )
+    except Exception:  # not base64, wrong length, not a point: bsv-sdk raises several types; all mean "no"
+        return False
+
+
+def redeem(payment: Payment, network: BsvNetwork, now: datetime, proof: Proof | None = None) -> CommunityPass:
+    """The live pass ``payment`` buys, accepted by the network; the caller then issues its token.
 
     A machine's claim goes signed (claimed, being checked) -> broadcast (new to the network, being
     sent) -> seen / confirmed (the pass is open); refused at any step, it is dropped.
-    1. claim the txid (a unique row that opens nothing yet); a claim that exists is a replay or a
-       retry: a live pass is returned as it is, an expired or failed one is refused, one being
+    1. a proof, if sent, must be the payer's (before anything is claimed or charged);
+    2. claim the txid (a unique row that opens nothing yet); a claim that exists is a replay or a
+       retry: a live pass is returned as it is unless its token was issued and no proof came with it
+       (the transaction is public: it proves nothing), an expired or failed one is refused, one being
        checked by a concurrent request asks for a retry;
-    2. a new claim: the transaction must be new to the network, else it is dropped and refused;
-    3. broadcast and record the reply: accepted opens the pass; refused drops the claim
+    3. a new claim: the transaction must be new to the network, else it is dropped and refused;
+    4. broadcast and record the reply: accepted opens the pass; refused drops the claim
        (PaymentRefused); no answer keeps it for the client's retry and the refresher (NetworkBusy).
     """
+    if proof is not None:
+        check_proof(payment, proof, now)
     community_pass, created = _claim(payment, now)
     if community_pass.source != CommunityPass.Source.X402:
         raise PaymentRefused("the transaction paid for a household's pass; pay with a new transaction")
@@ -347,12 +412,14 @@ def redeem(payment: Payment, network: BsvNetwork, now: datetime) -> CommunityPas
     if community_pass.state in CommunityPass.FAILED:
         raise PaymentRefused(f"the payment failed on the network: {community_pass.detail or community_pass.state}")
     if community_pass.state in CommunityPass.ACCEPTED:
-        if community_pass.grants_access(now):
-            return community_pass
-        raise PaymentRefused(
-            f"the transaction already bought access, which ended at {community_pass.valid_until:%Y-%m-%dT%H:%M:%SZ}; "
-            "pay with a new transaction"
-        )
+        if not community_pass.grants_access(now):
+            raise PaymentRefused(
+                "the transaction already bought access, which ended at "
+                f"{community_pass.valid_until:{PROOF_TIME_FORMAT}}; pay with a new transaction"
+            )
+        if community_pass.token_hash is not None and proof is None:
+            raise PaymentRefused(ALREADY_REDEEMED)  # issue_token decides under the lock; this saves the work
+        return community_pass
     reply = send(community_pass.raw_tx, network)
     state = record_reply(community_pass.pk, reply, network)
     if state in CommunityPass.ACCEPTED:
@@ -362,6 +429,35 @@ def redeem(payment: Payment, network: BsvNetwork, now: datetime) -> CommunityPas
     if reply.outcome in _FAILURES or not state:
         raise PaymentRefused(f"the network refused the transaction: {reply.detail or reply.outcome}")
     raise NetworkBusy(f"the network did not answer ({reply.detail[:200]}); send the same payment again")
+
+
+def issue_token(community_pass: CommunityPass, now: datetime, proof: Proof | None = None) -> str:
+    """Redeem a live machine's pass: a new access token, returned once (only its hash is kept).
+
+    Under the pass's lock, so of two requests redeeming one payment at once exactly one gets a token:
+    - no token yet: this request redeems the payment (the payer's own retry after a 503, typically);
+    - a token was issued: only a proof (checked by ``redeem``) signed later than the last one the pass
+      took replaces it, and the old token stops working; without one, PaymentRefused(ALREADY_REDEEMED).
+    The caller shows the token and does nothing after this that could fail.
+    """
+    token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        locked = CommunityPass.objects.select_for_update().get(pk=community_pass.pk)
+        if not locked.grants_access(now):
+            raise PaymentRefused("the pass this payment bought is no longer open; pay with a new transaction")
+        replaced = locked.token_hash is not None
+        if replaced and proof is None:
+            raise PaymentRefused(ALREADY_REDEEMED)
+        if proof is not None:
+            if locked.proof_signed_at is not None and proof.signed_at <= locked.proof_signed_at:
+                raise PaymentRefused(
+                    "X-PAYMENT-PROOF was already used (or an older one): sign again with the current time"
+                )
+            locked.proof_signed_at = proof.signed_at
+        locked.token_hash = hash_token(token)
+        locked.save(update_fields=["token_hash", "proof_signed_at"])
+    log.info("community_token_issued pass=%s replaced=%s", locked.pk, replaced)
+    return token
 
 
 def _require_new(claim: CommunityPass, network: BsvNetwork) -> None:

@@ -1,10 +1,14 @@
-"""``GET /api/v1/community``: the community comparison for machines, paid per request over HTTP 402.
+"""``GET /api/v1/community``: the community comparison for machines, paid over HTTP 402.
 
 x402 version 1 in its shape (shared/BSV_NOTES.md, "HTTP 402 (x402)"; shared/DESIGN.md, "Paywall for
-machines"). x402 has no BSV scheme; this one is ``exact`` on network ``bsv:<BSV_NETWORK>`` with the
-payload ``{"transaction": "<raw transaction hex>"}``: a signed transaction paying at least
-``maxAmountRequired`` satoshis to ``payTo`` in P2PKH outputs. The server checks it, broadcasts it and
-answers with the data and ``X-PAYMENT-RESPONSE``. Anything wrong with the header is a 402 with the
+machines"; docs/paywall.md). x402 has no BSV scheme; this one is ``exact`` on network
+``bsv:<BSV_NETWORK>`` with the payload ``{"transaction": "<raw transaction hex>"}``: a signed
+transaction paying at least ``maxAmountRequired`` satoshis to ``payTo`` in P2PKH outputs. The server
+checks it, broadcasts it and answers with the data and ``X-PAYMENT-RESPONSE``, which carries the
+access token (``accessToken``, also in the body). From then on the client sends
+``Authorization: Bearer <token>`` until the pass ends. The payment itself is redeemed once: it is
+public on the chain, so offered again it is refused unless the payer proves its key
+(``X-PAYMENT-PROOF``, which replaces the token). Anything wrong with a header is a 402 with the
 reason; a network that does not answer is a 503 with Retry-After (send the same payment again).
 """
 
@@ -14,7 +18,8 @@ import base64
 import binascii
 import json
 import logging
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -58,6 +63,18 @@ class PaymentHeader(BaseModel):
     payload: _Payload
 
 
+class ProofHeader(BaseModel):
+    """The decoded X-PAYMENT-PROOF header: the payer's signature over proof_text(txid, signedAt)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    signedAt: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+    signature: str = Field(min_length=1, max_length=200)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
 class BadHeader(Exception):
     pass
 
@@ -66,27 +83,61 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def decode_header(value: str) -> PaymentHeader:
-    """Strictly decode X-PAYMENT: base64 (standard alphabet, padded), UTF-8 JSON, the x402 v1 shape."""
+def _decode_json_header(name: str, value: str, model: type[_Model]) -> _Model:
+    """Strictly decode a header that is base64 (standard alphabet, padded) of UTF-8 JSON of ``model``'s shape."""
     if len(value) > MAX_HEADER_CHARS:
-        raise BadHeader(f"X-PAYMENT is over {MAX_HEADER_CHARS} characters")
+        raise BadHeader(f"{name} is over {MAX_HEADER_CHARS} characters")
     try:
         text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise BadHeader("X-PAYMENT is not base64 of UTF-8 text") from None
+        raise BadHeader(f"{name} is not base64 of UTF-8 text") from None
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
-        raise BadHeader("X-PAYMENT does not decode to JSON") from None
+        raise BadHeader(f"{name} does not decode to JSON") from None
     try:
-        header = PaymentHeader.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "X-PAYMENT"
-        raise BadHeader(f"X-PAYMENT {where}: {first['msg']}") from None
+        where = ".".join(str(part) for part in first["loc"]) or name
+        raise BadHeader(f"{name} {where}: {first['msg']}") from None
+
+
+def decode_header(value: str) -> PaymentHeader:
+    """Strictly decode X-PAYMENT: base64 of UTF-8 JSON, the x402 v1 shape, this server's network."""
+    header = _decode_json_header("X-PAYMENT", value, PaymentHeader)
     if header.network != network_name():
         raise BadHeader(f"X-PAYMENT network is {header.network!r}; this server takes {network_name()!r}")
     return header
+
+
+def decode_proof(value: str | None) -> passes.Proof | None:
+    """Decode X-PAYMENT-PROOF, if sent; its signature is checked against the payment (passes.check_proof)."""
+    if value is None:
+        return None
+    header = _decode_json_header("X-PAYMENT-PROOF", value, ProofHeader)
+    try:
+        signed_at = datetime.strptime(header.signedAt, passes.PROOF_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise BadHeader("X-PAYMENT-PROOF signedAt is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)") from None
+    return passes.Proof(signed_at=signed_at, signature=header.signature)
+
+
+def bearer_pass(authorization: str, now: datetime) -> tuple[CommunityPass | None, str]:
+    """The live pass an ``Authorization: Bearer <access token>`` opens, or None and why not."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, "Authorization must be 'Bearer <access token>'; or pay with X-PAYMENT"
+    community_pass = CommunityPass.for_token(token.strip())
+    if community_pass is None:
+        # Unknown, replaced by a proof, or another kind of token: the same answer for all of them.
+        return None, "the access token is not valid; pay with X-PAYMENT"
+    if not community_pass.grants_access(now):
+        return None, (
+            f"the access token's pass ended at {community_pass.valid_until:{passes.PROOF_TIME_FORMAT}}; "
+            "pay with X-PAYMENT"
+        )
+    return community_pass, ""
 
 
 def requirements(request: HttpRequest) -> dict[str, Any]:
@@ -122,12 +173,13 @@ def unavailable(reason: str) -> JsonResponse:
     return response
 
 
-def payment_response(community_pass: CommunityPass) -> str:
+def payment_response(community_pass: CommunityPass, token: str) -> str:
     settled = {
         "success": True,
         "transaction": community_pass.txid,
         "network": network_name(),
         "payer": community_pass.payer,
+        "accessToken": token,
     }
     return base64.b64encode(json.dumps(settled, separators=(",", ":")).encode()).decode()
 
@@ -157,20 +209,35 @@ def community_data(request: HttpRequest, community_pass: CommunityPass, now) -> 
 
 @never_cache  # a paid answer must not be served from a shared cache to whoever asks next
 def community(request: HttpRequest) -> JsonResponse:
+    """A live access token answers at once; else a payment is redeemed once, for a new token."""
     if request.method not in ("GET", "HEAD"):
         # JSON like every other answer of the API (require_safe would send an empty HTML 405).
         response = JsonResponse({"error": "use GET"}, status=405)
         response["Allow"] = "GET, HEAD"
         return response
+    now = timezone.now()
+    refused = "X-PAYMENT header is required"
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        try:
+            community_pass, refused = bearer_pass(authorization, now)
+            if community_pass is not None:
+                # Already paid: any X-PAYMENT sent too is left untouched (nothing is charged).
+                return JsonResponse(community_data(request, community_pass, now))
+        except DatabaseError:
+            log.exception("x402_token_failed")
+            return unavailable("temporarily unable to check the access token; send the same request again")
     value = request.headers.get("X-PAYMENT")
     if value is None:
-        return payment_required(request, "X-PAYMENT header is required")
-    now = timezone.now()
+        return payment_required(request, refused)
     try:
         header = decode_header(value)
+        proof = decode_proof(request.headers.get("X-PAYMENT-PROOF"))
         payment = passes.read_payment(header.payload.transaction)
-        community_pass = passes.redeem(payment, get_network(), now)
+        community_pass = passes.redeem(payment, get_network(), now, proof)
         data = community_data(request, community_pass, now)
+        # Last: the token is shown once, so nothing that could fail may come after it is recorded.
+        token = passes.issue_token(community_pass, now, proof)
     except BadHeader as error:
         return payment_required(request, str(error))
     except passes.PaymentRefused as error:
@@ -179,10 +246,10 @@ def community(request: HttpRequest) -> JsonResponse:
     except passes.NetworkBusy as error:
         return unavailable(str(error))
     except DatabaseError:
-        # Nothing was recorded that a retry of the same payment would not find again.
+        # Nothing was recorded that a retry of the same payment would not find again (no token yet).
         log.exception("x402_failed")
         return unavailable("temporarily unable to record the payment; send the same payment again")
-    response = JsonResponse(data)
-    response["X-PAYMENT-RESPONSE"] = payment_response(community_pass)
+    response = JsonResponse(data | {"accessToken": token})
+    response["X-PAYMENT-RESPONSE"] = payment_response(community_pass, token)
     response["Access-Control-Expose-Headers"] = "X-PAYMENT-RESPONSE"
     return response

@@ -504,24 +504,48 @@ def test_the_same_post_with_the_csrf_token_goes_through(world):
 COMMUNITY = "/api/v1/community"
 
 
-def test_a_replayed_payment_buys_nothing_more(world, client):
-    """The same X-PAYMENT again while its access lasts: the same answer (a client retrying after a lost
-    answer gets what it paid for, shared/DESIGN.md), one pass, one broadcast, the same end of access. After
-    it: refused. Note the design's cost: the transaction is public once broadcast, so whoever reads it on
-    the chain can replay it until that access ends; binding replays to the payer's key would close that."""
+def test_a_replayed_payment_opens_nothing_for_another_client(world, client):
+    """The transaction is public once broadcast: whoever reads it on the chain can send the same X-PAYMENT.
+    It used to answer 200 to anyone until the access ended (issue 11). Now the first redemption returns
+    an access token, the same payment from a second client is refused with the reason and charges nothing,
+    and the payer keeps access with its token until the pass ends, not after."""
     key = PrivateKey()
     header = payment_header(pay(funded_coin(world.ledger, key), key, settings.COMMUNITY_PRICE_SATS).hex())
     first = client.get(COMMUNITY, headers={"X-PAYMENT": header})
+    assert first.status_code == 200
+    token = assert_conforms(first, COMMUNITY, "get")["accessToken"]
     with time_machine.travel(NOW + timedelta(days=1), tick=False):
-        again = client.get(COMMUNITY, headers={"X-PAYMENT": header})
-    assert first.status_code == again.status_code == 200
-    assert first.json()["accessUntil"] == again.json()["accessUntil"]
+        replay = Client().get(COMMUNITY, headers={"X-PAYMENT": header})
+        kept = Client().get(COMMUNITY, headers={"Authorization": f"Bearer {token}"})
+    assert replay.status_code == 402
+    assert "payment already redeemed" in assert_conforms(replay, COMMUNITY, "get")["error"]
+    assert kept.status_code == 200
+    assert kept.json()["accessUntil"] == first.json()["accessUntil"]
     assert CommunityPass.objects.filter(source="x402").count() == 1
     assert LedgerTransaction.objects.filter(is_faucet=False).count() == 3  # settlement, wallet pass, this one
     with time_machine.travel(NOW + timedelta(days=settings.COMMUNITY_ACCESS_DAYS, minutes=1), tick=False):
         late = client.get(COMMUNITY, headers={"X-PAYMENT": header})
-    assert late.status_code == 402
+        expired = client.get(COMMUNITY, headers={"Authorization": f"Bearer {token}"})
+    assert late.status_code == expired.status_code == 402
     assert "already bought access" in assert_conforms(late, COMMUNITY, "get")["error"]
+    assert "pass ended" in assert_conforms(expired, COMMUNITY, "get")["error"]
+
+
+def test_a_households_pass_txid_opens_neither_the_page_nor_the_api_for_anyone_else(world):
+    """A household's pass is bound to its login: knowing its (public) txid or transaction gives nothing."""
+    other = persona_client(world, "other household")
+    page = other.get(reverse("community"), {"txid": world.community_pass.txid})
+    assert page.status_code == 200
+    assert world.community_pass.txid not in page.content.decode()
+    assert 'action="/community/unlock"' in page.content.decode()  # still locked: the unlock form
+    for headers in (
+        {"Authorization": f"Bearer {world.community_pass.txid}"},
+        {"X-PAYMENT": payment_header(world.community_pass.raw_tx)},
+    ):
+        response = other.get(COMMUNITY, headers=headers)
+        assert response.status_code == 402
+        assert_conforms(response, COMMUNITY, "get")
+    assert not CommunityPass.objects.filter(household=world.other).exists()
 
 
 @pytest.mark.parametrize("mined", [False, True])
@@ -676,8 +700,17 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
         show("unlock", owner.post(reverse("community-unlock")), 302)
         key = PrivateKey()
         header = payment_header(pay(funded_coin(world.ledger, key), key, settings.COMMUNITY_PRICE_SATS).hex())
-        show("x402", Client().get(COMMUNITY, headers={"X-PAYMENT": header}), 200)
+        paid = show("x402", Client().get(COMMUNITY, headers={"X-PAYMENT": header}), 200)
+        access_token = paid.json()["accessToken"]
+        del outputs["x402"]  # the one answer that shows the new access token (to the payer)
+        bearer = Client(HTTP_AUTHORIZATION=f"Bearer {access_token}")
+        show("x402 token", bearer.get(COMMUNITY), 200)
+        show("x402 token with a payment", bearer.get(COMMUNITY, headers={"X-PAYMENT": header}), 200)
+        show("x402 replay", Client().get(COMMUNITY, headers={"X-PAYMENT": header}), 402)
         show("x402 refused", Client().get(COMMUNITY, headers={"X-PAYMENT": base64.b64encode(b"{}").decode()}), 402)
+        with monkeypatch.context() as patch:
+            patch.setattr("payments.x402.CommunityPass.for_token", _database_gone)
+            show("x402 token 503", bearer.get(COMMUNITY), 503)  # logged with its traceback
         show("reset", Client().post(reverse("password_reset"), {"email": world.household.user.email}), 302)
 
         # Every household page as its owner, every admin page as staff, the health check as anyone.
@@ -691,7 +724,7 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
 
     private = private_keys(secret_settings["WALLET_MASTER_KEY"])
     forbidden = {**secret_settings, **private}
-    forbidden |= {"new meter token": token, "first meter token": world.token}
+    forbidden |= {"new meter token": token, "first meter token": world.token, "community access token": access_token}
     places = {
         **outputs,
         "logs": "\n".join(logs.lines),

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from meters.models import HourlyUsage
+from meters.models import HourlyUsage, hash_token
 from payments import keys, x402
 from payments.models import CommunityPass, LedgerOutput, LedgerTransaction
 from payments.networks import NetworkUnavailable, Outcome, Reply
@@ -115,13 +115,16 @@ def test_a_real_payment_is_broadcast_and_answered_with_the_community_data(client
     response = get(client, header(tx.hex()))
 
     assert response.status_code == 200, response.content
-    assert decoded(response) == {
+    settled = decoded(response)
+    token = settled.pop("accessToken")
+    assert settled == {
         "success": True,
         "transaction": tx.txid(),
         "network": "bsv:local",
         "payer": client_key.address(network=keys.address_network()),
     }
     data = response.json()
+    assert data.pop("accessToken") == token and token.startswith("cpa_")
     assert [h["hour"] for h in data["hours"]] == list(range(24))
     assert data["hours"][8] == {"hour": 8, "shown": True, "households": 5, "kwh": "2.000000", "eur": None}
     assert data["hours"][9] == {"hour": 9, "shown": False, "households": None, "kwh": None, "eur": None}
@@ -134,15 +137,18 @@ def test_a_real_payment_is_broadcast_and_answered_with_the_community_data(client
     assert (community_pass.source, community_pass.household, community_pass.state) == ("x402", None, "seen")
     assert (community_pass.txid, community_pass.satoshis) == (tx.txid(), PRICE)
     assert community_pass.valid_until == NOW + timedelta(days=settings.COMMUNITY_ACCESS_DAYS)
+    assert community_pass.token_hash == hash_token(token)  # the token itself is stored nowhere
 
 
-def test_a_replayed_payment_gets_the_same_answer_and_is_not_charged_again(client, client_key, coin):
+def test_a_payment_is_redeemed_once_and_not_charged_again(client, client_key, coin):
+    # It used to answer the same 200 again: the transaction is public, so anybody could (issue 11).
     tx = pay(coin, client_key, PRICE)
     first = get(client, header(tx.hex()))
     second = get(client, header(tx.hex()))
-    assert first.status_code == second.status_code == 200
-    assert first["X-PAYMENT-RESPONSE"] == second["X-PAYMENT-RESPONSE"]
-    assert first.json() == second.json()
+    assert first.status_code == 200
+    assert second.status_code == 402
+    assert "payment already redeemed; present the access token it returned" in second.json()["error"]
+    assert "accessToken" not in second.json()
     assert CommunityPass.objects.count() == 1
     assert LedgerTransaction.objects.filter(is_faucet=False).count() == 1
 
@@ -254,8 +260,10 @@ def test_an_unreachable_network_is_a_503_and_the_same_payment_works_on_retry(
 
     monkeypatch.setattr(x402, "get_network", lambda: ledger)
     retry = get(client, header(tx.hex()))
-    assert retry.status_code == 200
-    assert CommunityPass.objects.get().state == "seen"
+    assert retry.status_code == 200  # nobody redeemed it yet: the retry is the redemption
+    community_pass = CommunityPass.objects.get()
+    assert community_pass.state == "seen"
+    assert community_pass.token_hash == hash_token(retry.json()["accessToken"])
     assert LedgerTransaction.objects.filter(is_faucet=False).count() == 1
 
 
