@@ -160,11 +160,28 @@ def record_reply(pass_id: int, reply: Reply, network: BsvNetwork) -> str:
         state = State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else State.SEEN
         return mark_accepted(pass_id, state, reply.detail)
     if reply.outcome in _FAILURES:
+        held = _held(pass_id, network)
+        if held is not None:
+            # The network has this very transaction: the refusal was of a second copy sent at the same
+            # moment (two retries of one payment: "input spent by" the payment itself), not of the payment.
+            return mark_accepted(pass_id, held, reply.detail)
         return fail_pass(pass_id, _FAILURES[reply.outcome], reply.detail or "refused by the network", network)
     # RETRY / UNKNOWN: still signed; the sweeper (or the client's retry) sends it again.
     CommunityPass.objects.filter(pk=pass_id).update(detail=reply.detail[:1000])
     log.warning("community_pass_broadcast_retry pass=%s detail=%s", pass_id, reply.detail[:200])
     return CommunityPass.objects.filter(pk=pass_id).values_list("state", flat=True).first() or ""
+
+
+def _held(pass_id: int, network: BsvNetwork) -> str | None:
+    """The accepted state of a pass whose transaction the network holds, else None (also when it cannot say)."""
+    txid = CommunityPass.objects.filter(pk=pass_id).values_list("txid", flat=True).first()
+    try:
+        known = network.status(txid) if txid else None
+    except NetworkUnavailable:
+        return None
+    if known is None or known.outcome not in (Outcome.ACCEPTED, Outcome.CONFIRMED):
+        return None
+    return State.CONFIRMED if known.outcome == Outcome.CONFIRMED else State.SEEN
 
 
 def mark_accepted(pass_id: int, state: str, detail: str) -> str:

@@ -194,6 +194,9 @@ def test_a_refused_payment_says_so_and_keeps_the_page_locked(household_client, h
         def broadcast(self, raw_hex):
             return Reply(Outcome.REJECTED, "fee too low")
 
+        def status(self, txid):
+            return ledger.status(txid)
+
         def coins(self, address):
             return ledger.coins(address)
 

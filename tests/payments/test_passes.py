@@ -145,6 +145,19 @@ def test_a_rejected_payment_releases_the_coins_and_opens_nothing(household, fund
     assert utility_payments() == []
 
 
+def test_a_refused_copy_of_a_payment_the_network_holds_leaves_the_pass_accepted(household, funded, ledger):
+    """Two copies of one payment sent at once (two retries): the network takes one and may say the other
+    spends coins "spent by" the payment itself. Found on PostgreSQL by the concurrent x402 redemptions."""
+    community_pass = passes.buy_pass(household, timezone.now()).community_pass
+    assert passes.broadcast_pass(community_pass.pk, ledger) == CommunityPass.State.SEEN
+    refused = Reply(Outcome.DOUBLE_SPEND, f"txn-mempool-conflict: input 0 is spent by {community_pass.txid}")
+    assert passes.record_reply(community_pass.pk, refused, ledger) == CommunityPass.State.SEEN
+    community_pass.refresh_from_db()
+    assert community_pass.state == CommunityPass.State.SEEN
+    assert passes.live_pass(household, timezone.now()) == community_pass
+    assert Utxo.objects.filter(txid=community_pass.txid).exists()  # its change is still the wallet's
+
+
 def test_a_double_spent_payment_opens_nothing(household, funded, ledger):
     purchase = passes.buy_pass(household, timezone.now())
     passes.broadcast_pass(purchase.community_pass.pk, Refusing(ledger, Outcome.DOUBLE_SPEND, "txn-mempool-conflict"))
