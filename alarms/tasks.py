@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers around the jobs (STYLE.md #3); beat schedules the periodic ones."""
+"""Celery tasks: thin wrappers around the jobs (docs/architecture.md, "Conventions"); beat runs the periodic ones."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """BSV/EUR quotes: fetching and storing them, and choosing the one a settlement may use.
 
 A beat job calls ``fetch_quote`` every few minutes; settlement calls ``usable_quote`` and defers
-when it gets None (shared/DESIGN.md: never guess a price). Both take ``now`` from the caller, so a
+when it gets None (docs/architecture.md: never guess a price). Both take ``now`` from the caller, so a
 run judges freshness against the hour it settles, and tests need no clock tricks.
 """
 

@@ -1,6 +1,6 @@
 """Signing the hourly payments: each household's unsettled usage, paid from its wallet, exactly once.
 
-Money moves in two steps (shared/DESIGN.md, "Settlement"): this module signs payments and records
+Money moves in two steps (docs/architecture.md, "The money path"): this module signs payments and records
 them in one database transaction, a chunk of households at a time; payments/settlement.py then
 broadcasts them. A crash between the two leaves ``signed`` settlements that the sweeper sends later:
 sending the same raw transaction twice is harmless, so no path pays twice.

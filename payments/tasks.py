@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers around the jobs (STYLE.md #3); beat schedules them (CELERY_BEAT_SCHEDULE)."""
+"""Celery tasks: thin wrappers around the jobs (docs/architecture.md, "Conventions"); CELERY_BEAT_SCHEDULE runs them."""
 
 from __future__ import annotations
 

@@ -506,7 +506,7 @@ COMMUNITY = "/api/v1/community"
 
 def test_a_replayed_payment_buys_nothing_more(world, client):
     """The same X-PAYMENT again while its access lasts: the same answer (a client retrying after a lost
-    answer gets what it paid for, shared/DESIGN.md), one pass, one broadcast, the same end of access. After
+    answer gets what it paid for, docs/architecture.md), one pass, one broadcast, the same end of access. After
     it: refused. Note the design's cost: the transaction is public once broadcast, so whoever reads it on
     the chain can replay it until that access ends; binding replays to the payer's key would close that."""
     key = PrivateKey()
