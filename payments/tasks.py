@@ -10,8 +10,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from payments import passes, prices, runs
+from payments.figures import closed_period_end
 from payments.networks import get_network
-from payments.settlement import closed_period_end, rebroadcast_signed, refresh_pending
+from payments.settlement import rebroadcast_signed, refresh_pending
 
 log = logging.getLogger(__name__)
 
