@@ -276,6 +276,21 @@ CELERY_BEAT_SCHEDULE = {
 }
 if BSV_NETWORK == "local":
     CELERY_BEAT_SCHEDULE["mine-block"] = {"task": "payments.tasks.mine_block", "schedule": 180.0}
+
+# --- Retention: what the growing tables keep (docs/operations.md, "Retention") ---
+# Each table's prune command runs daily, at night (UTC), in bounded DELETEs of RETENTION_BATCH_SIZE rows;
+# none deletes what a settlement, a pass, an unsent mail or an alarm still firing refers to.
+RETENTION_QUOTES_DAYS = env_int("RETENTION_QUOTES_DAYS", 30, minimum=1)
+RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
+RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
+RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
+CELERY_BEAT_SCHEDULE |= {
+    "prune-quotes": {"task": "payments.tasks.prune_quotes", "schedule": crontab(hour=3, minute=10)},
+    "prune-ledger": {"task": "payments.tasks.prune_ledger", "schedule": crontab(hour=3, minute=20)},
+    "prune-alarm-events": {"task": "alarms.tasks.prune_alarm_events", "schedule": crontab(hour=3, minute=30)},
+    "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
+}
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
