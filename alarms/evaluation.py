@@ -13,10 +13,11 @@ from functools import cached_property
 from django.db.models import Q
 from django.utils import timezone
 
-from alarms import figures
+from alarms import figures as alarm_figures
 from alarms.models import AlarmRule
 from alarms.rules import ABOVE, PERIODIC_KINDS, SETTLEMENT_KINDS, SPECS, USAGE_KINDS, Kind, format_amount
 from meters.models import Household
+from payments import figures
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,15 @@ class _Inputs:
 
     @cached_property
     def peaks(self) -> dict:
-        return figures.hour_peaks(self.ids, self.now)
+        return alarm_figures.hour_peaks(self.ids, self.now)
 
     @cached_property
     def days(self) -> dict:
-        return figures.day_costs(self.households, self.now)
+        return alarm_figures.day_costs(self.households, self.now)
 
     @cached_property
     def months(self) -> dict:
-        return figures.month_costs(self.households, self.now)
+        return alarm_figures.month_costs(self.households, self.now)
 
     @cached_property
     def recent(self) -> dict:
@@ -74,11 +75,11 @@ class _Inputs:
 
     @cached_property
     def silent(self) -> dict:
-        return figures.silent_hours(self.ids, self.now)
+        return alarm_figures.silent_hours(self.ids, self.now)
 
     @cached_property
     def trouble(self) -> dict:
-        return figures.payment_trouble(self.ids, self.now)
+        return alarm_figures.payment_trouble(self.ids, self.now)
 
 
 def _hourly_cost(inputs: _Inputs, household: Household) -> Figure:
@@ -94,7 +95,7 @@ def _daily_cost(inputs: _Inputs, household: Household) -> Figure:
 
 
 def _month_projected(inputs: _Inputs, household: Household) -> Figure:
-    _, month_end = figures.local_month_bounds(inputs.now, household.timezone)
+    _, month_end = alarm_figures.local_month_bounds(inputs.now, household.timezone)
     so_far = inputs.months.get(household.pk)
     return Figure(figures.projection(so_far, inputs.recent.get(household.pk), inputs.now, month_end))
 
@@ -108,7 +109,7 @@ def _balance_below(inputs: _Inputs, household: Household) -> Figure:
 def _balance_days(inputs: _Inputs, household: Household) -> Figure:
     if inputs.balances is None:
         return UNKNOWN
-    # Whole days, the number the dashboard's card shows (figures.py says why not the exact quotient).
+    # Whole days, the number the dashboard's card shows (payments/figures.py says why not the exact quotient).
     owed, daily = inputs.owed.get(household.pk), inputs.recent.get(household.pk)
     return Figure(figures.days_left(inputs.balances[household.pk], owed, daily))
 

@@ -1,10 +1,12 @@
-"""Celery tasks: thin wrappers around the jobs (STYLE.md #3); beat schedules the periodic ones."""
+"""Celery tasks: thin wrappers around the jobs (docs/architecture.md, "Conventions"); beat runs the periodic ones."""
 
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
-from alarms import evaluation, notify
+from alarms import evaluation, notify, retention
 
 CHUNK = 500  # households per evaluation task
 
@@ -27,3 +29,8 @@ def evaluate_periodic() -> int:
 def send_notifications() -> dict:
     """Beat, every minute: mail what the outbox holds."""
     return dict(notify.send_due())
+
+
+@shared_task
+def prune_alarm_events() -> int:
+    return retention.prune_events(timezone.now(), settings.RETENTION_ALARM_EVENTS_DAYS, settings.RETENTION_BATCH_SIZE)

@@ -1,9 +1,9 @@
 """The dashboard's cards: today, this month and its projection, the wallet, arrears. Composes meters and payments.
 
 Four queries whatever the history: one aggregate over the household's usage lines (every figure
-is a conditional sum of it), the wallet, and ``wallet_balance``'s two (quote, coins). The recent
-rate, days left and the projection are alarms/figures.py's definitions, fed from that aggregate,
-so a card and an alarm evaluated at the same moment agree.
+is a conditional sum of it), the wallet, and ``wallet_balance``'s two (quote, coins). Owed,
+arrears, the recent rate, days left and the projection are payments/figures.py's definitions, fed
+from that aggregate, so a card, the admin and an alarm evaluated at the same moment agree.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Min, Q, Sum
 
-from alarms import figures
 from meters.models import HourlyUsage, Household
 from meters.timeutil import local_date, local_day_bounds, local_month_bounds
+from payments import figures
+from payments.figures import Balance, wallet_balance
 from payments.models import Wallet
-from payments.wallets import Balance, wallet_balance
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
@@ -55,8 +55,8 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
     """The cards' figures at ``now``.
 
     - Today and this month are the household's local day and month, as UTC bounds.
-    - The recent rate, the projection and the days left: alarms/figures.py defines them.
-    - Owed and arrears: alarms/figures.py's ``OWED`` and ``in_arrears`` (hours the last run should have paid).
+    - The recent rate, the projection and the days left: payments/figures.py defines them.
+    - Owed and arrears: payments/figures.py's ``owed`` and ``in_arrears`` (hours a run should have paid).
     """
     tz_name = household.timezone
     today_start, today_end = local_day_bounds(now, tz_name)
@@ -67,7 +67,7 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
     today = Q(hour_start__gte=today_start, hour_start__lt=today_end)
     month = Q(hour_start__gte=month_start, hour_start__lt=month_end)
     recent = Q(hour_start__gte=recent_start, hour_start__lt=recent_end)
-    owed, arrears = figures.OWED, figures.in_arrears(now)
+    owed, arrears = figures.owed(), figures.in_arrears(now)
     energy, unpriced = Q(kind=HourlyUsage.Kind.ENERGY), Q(cost_eur__isnull=True)
     # Lines of the month and the last week, plus open lines older than both (arrears): the second
     # branch is what the partial index usage_open_lines covers.

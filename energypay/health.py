@@ -8,7 +8,9 @@ Anonymous, so it says what failed and never how: no hosts, URLs, keys or excepti
 - broker: one connection attempt with a short timeout (the file broker: its folder is writable);
 - beat: the heartbeat job's last tick (energypay/tasks.py), older than HEALTH_BEAT_MAX_AGE fails;
   since a worker runs that job from beat's schedule, this proves beat, broker and worker together;
-- price: the newest quote, older than PRICE_MAX_AGE fails (settlement would defer);
+- price: the newest quote as settlement judges it (payments/figures.py): older than PRICE_MAX_AGE
+  fails (settlement would defer); one stamped in the future comes from a wrong clock and is not
+  taken, here as there;
 - bsv_network: a cheap question to the network, answered from a per-process memo for
   HEALTH_CACHE_SECONDS so a load balancer polling every second cannot hammer WhatsOnChain;
 - settlement_backlog: settlements still ``signed`` after HEALTH_SIGNED_MAX_AGE fail (the sweeper
@@ -37,11 +39,11 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from alarms import figures
 from energypay.ops.models import Heartbeat
 from energypay.tasks import HEARTBEAT
 from meters.models import HourlyUsage
-from payments.models import PriceQuote, Settlement
+from payments import figures
+from payments.models import Settlement
 from payments.networks import get_network
 
 log = logging.getLogger(__name__)
@@ -161,14 +163,14 @@ def check_beat(now: datetime) -> Check:
 def check_price(now: datetime) -> Check:
     try:
         with time_limited(settings.HEALTH_TIMEOUT_SECONDS):
-            fetched = PriceQuote.objects.order_by("-fetched_at").values_list("fetched_at", flat=True).first()
+            quote = figures.newest_quote(now)
     except DatabaseError as error:
         return _failed("price", error)
-    age = _age(fetched, now)
     return {
-        "fetched_at": fetched.isoformat() if fetched else None,
-        "age_seconds": age,
-        "ok": age is not None and age <= settings.PRICE_MAX_AGE.total_seconds(),
+        "fetched_at": quote.fetched_at.isoformat() if quote else None,
+        "age_seconds": _age(quote.fetched_at if quote else None, now),
+        # What settlement asks: a quote stamped in the future (a wrong clock) is not one.
+        "ok": quote is not None and figures.is_fresh(quote, now),
     }
 
 
@@ -188,7 +190,7 @@ def check_network() -> Check:
 
 
 def overdue_households(now: datetime) -> int:
-    """Households with priced usage the last run should have paid (the dashboard's arrears cutoff)."""
+    """Households in arrears (payments/figures.py: the dashboard's and the admin's figure)."""
     return HourlyUsage.objects.filter(figures.in_arrears(now)).order_by().values("household_id").distinct().count()
 
 

@@ -170,12 +170,12 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 
-# --- Pages (shared/DESIGN.md, "Pages") ---
+# --- Pages (docs/architecture.md, "Pages") ---
 # Chart.js from a CDN, pinned, with its Subresource Integrity hash (sha384 of that exact file).
 CHART_JS_URL = "https://cdn.jsdelivr.net/npm/chart.js@4.5.0/dist/chart.umd.min.js"
 CHART_JS_INTEGRITY = "sha384-XcdcwHqIPULERb2yDEM4R0XaQKU3YnDsrTmjACBZyfdVVqjh6xQ4/DCMd7XLcA6Y"
 
-# --- Meter ingest (shared/DESIGN.md, "Meter ingest — contract") ---
+# --- Meter ingest (docs/architecture.md, "Meter ingest") ---
 INGEST_MAX_READINGS = 1000
 INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -183,7 +183,7 @@ INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 60, minim
 # Rejected readings are counted by reason for the staff status page (meters never imports the project package).
 INGEST_REJECTED_HOOK = "energypay.ops.rejections.record"
 
-# --- Payments (shared/DESIGN.md, "Settlement", "BSV networks", "Prices") ---
+# --- Payments (docs/architecture.md, "The money path", "BSV facts the code relies on") ---
 BSV_NETWORK = env_choice("BSV_NETWORK", "local", ("local", "regtest", "testnet", "mainnet"))
 # An extended private key (tprv... for local/regtest/testnet, xprv... for mainnet). Every household
 # key derives from it; none is stored. Without it, DEBUG on a local or regtest network makes a random
@@ -221,7 +221,7 @@ COMMUNITY_PRICE_SATS = env_int("COMMUNITY_PRICE_SATS", 1000, minimum=1)
 COMMUNITY_ACCESS_DAYS = env_int("COMMUNITY_ACCESS_DAYS", 30, minimum=1)
 COMMUNITY_MIN_HOUSEHOLDS = 5
 
-# --- Alarms (shared/DESIGN.md, "Alarms") ---
+# --- Alarms (README.md, "Alarms") ---
 # meters and payments call these after usage changes and after a settlement chunk (they never import alarms).
 USAGE_CHANGED_HOOK = "alarms.hooks.usage_changed"
 SETTLEMENT_DONE_HOOK = "alarms.hooks.settled"
@@ -276,6 +276,21 @@ CELERY_BEAT_SCHEDULE = {
 }
 if BSV_NETWORK == "local":
     CELERY_BEAT_SCHEDULE["mine-block"] = {"task": "payments.tasks.mine_block", "schedule": 180.0}
+
+# --- Retention: what the growing tables keep (docs/operations.md, "Retention") ---
+# Each table's prune command runs daily, at night (UTC), in bounded DELETEs of RETENTION_BATCH_SIZE rows;
+# none deletes what a settlement, a pass, an unsent mail or an alarm still firing refers to.
+RETENTION_QUOTES_DAYS = env_int("RETENTION_QUOTES_DAYS", 30, minimum=1)
+RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
+RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
+RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
+CELERY_BEAT_SCHEDULE |= {
+    "prune-quotes": {"task": "payments.tasks.prune_quotes", "schedule": crontab(hour=3, minute=10)},
+    "prune-ledger": {"task": "payments.tasks.prune_ledger", "schedule": crontab(hour=3, minute=20)},
+    "prune-alarm-events": {"task": "alarms.tasks.prune_alarm_events", "schedule": crontab(hour=3, minute=30)},
+    "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
+}
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

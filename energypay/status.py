@@ -6,7 +6,7 @@ runs under a statement timeout on PostgreSQL and shows "unavailable" instead of 
 - rejected readings by reason: the hourly counters ingest keeps (energypay/ops/rejections.py);
 - silent meters: active meters not heard from for an hour, a day (or never);
 - settlements by state: created in the last hour and day, and how many wait in each pending state;
-- households in arrears: the same cutoff as the dashboard's arrears card, the largest debts first.
+- households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
 from django.contrib import admin
@@ -24,12 +23,12 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from alarms import figures
 from energypay.health import all_ok, run_checks, time_limited
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS
 from meters.models import HourlyUsage, Meter, Reading
 from meters.timeutil import HOUR, floor_hour
+from payments import figures
 from payments.models import Settlement
 
 log = logging.getLogger(__name__)
@@ -38,13 +37,7 @@ QUERY_TIMEOUT = 10  # seconds per section; staff wait for this page, a load bala
 ARREARS_SHOWN = 25
 FIVE_MINUTES = timedelta(minutes=5)
 DAY = timedelta(days=1)
-EUR_PLACES = Decimal("0.000001")
 T = TypeVar("T")
-
-
-def _eur(amount: Decimal | None) -> Decimal:
-    # SQLite hands sums back through a float.
-    return (amount or Decimal("0")).quantize(EUR_PLACES, rounding=ROUND_HALF_UP)
 
 
 def ingest_rates(now: datetime) -> dict[str, Any]:
@@ -117,7 +110,7 @@ def settlements_by_state(now: datetime) -> list[dict[str, Any]]:
             "label": label,
             "hour": recent.get(state, {}).get("hour", 0),
             "day": recent.get(state, {}).get("day", 0),
-            "eur": _eur(recent.get(state, {}).get("eur")),
+            "eur": figures.eur(recent.get(state, {}).get("eur")),
             "pending": pending.get(state, {}).get("now", 0) if state in Settlement.PENDING else None,
             "oldest": pending.get(state, {}).get("oldest"),
         }
@@ -126,7 +119,7 @@ def settlements_by_state(now: datetime) -> list[dict[str, Any]]:
 
 
 def arrears(now: datetime) -> dict[str, Any]:
-    """Households owing priced usage the last run should have paid (the dashboard's cutoff), largest first."""
+    """Households in arrears (payments/figures.py), the largest debts first."""
     owing = HourlyUsage.objects.filter(figures.in_arrears(now)).order_by()
     totals = owing.aggregate(households=Count("household", distinct=True), eur=Sum("cost_eur"))
     largest = (
@@ -136,8 +129,8 @@ def arrears(now: datetime) -> dict[str, Any]:
     )
     return {
         "households": totals["households"],
-        "eur": _eur(totals["eur"]),
-        "largest": [{**row, "owed": _eur(row["owed"])} for row in largest],
+        "eur": figures.eur(totals["eur"]),
+        "largest": [{**row, "owed": figures.eur(row["owed"])} for row in largest],
     }
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from energypay.ops.models import Heartbeat
+from energypay.ops.retention import prune_rejections as _prune_rejections
 
 HEARTBEAT = "heartbeat"
 
@@ -15,3 +17,8 @@ def heartbeat() -> None:
     One UPDATE of one row in the database, which every process sees whatever the cache and broker.
     """
     Heartbeat.beat(HEARTBEAT, timezone.now())
+
+
+@shared_task
+def prune_rejections() -> int:
+    return _prune_rejections(timezone.now(), settings.RETENTION_REJECTIONS_DAYS, settings.RETENTION_BATCH_SIZE)

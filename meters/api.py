@@ -1,4 +1,4 @@
-"""``POST /api/v1/readings``: the meter ingest endpoint (shared/DESIGN.md, "Meter ingest")."""
+"""``POST /api/v1/readings``: the meter ingest endpoint (docs/architecture.md, "Meter ingest")."""
 
 from __future__ import annotations
 

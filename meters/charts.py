@@ -26,6 +26,7 @@ from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import dateformat
 
 from meters.models import HourlyUsage, Household, Tariff, TariffVersion
+from meters.money import EUR_PLACES
 from meters.pricing import TariffSchedule
 from meters.templatetags.money import kwh as format_kwh
 from meters.templatetags.money import money as format_money
@@ -40,7 +41,7 @@ DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
 # Dates a chart may be asked for; beyond them a link is garbage (and date arithmetic could overflow).
 FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2200, 12, 31)
 ZERO = Decimal("0")
-SIX_PLACES = Decimal("0.000001")  # EUR, kWh and EUR/kWh: as meters.money keeps them
+SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places meters.money keeps all three to
 PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
 
 

@@ -1,5 +1,5 @@
 """Functions that settings name for apps above this one (alarms, ops): meters and payments call them
-without importing those apps (dependencies point one way, shared/DESIGN.md)."""
+without importing those apps (dependencies point one way, docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 CURRENCY = "EUR"
-EUR_PLACES = Decimal("0.000001")  # usage lines carry micro-euros; settlement rounds further
-KWH_PLACES = Decimal("0.000001")
+EUR_PLACES = Decimal("0.000001")  # the micro-euro: every stored EUR amount and sum; settlement rounds further
+KWH_PLACES = Decimal("0.000001")  # usage lines' kWh
 
 
 def round_eur(amount: Decimal) -> Decimal:

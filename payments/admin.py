@@ -39,7 +39,7 @@ from django.utils.html import format_html
 from meters.admin import HouseholdAdmin as MetersHouseholdAdmin
 from meters.admin import NoEditing, ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.models import HourlyUsage, Household
-from payments import keys
+from payments import figures, keys
 from payments.models import (
     CommunityPass,
     LedgerBlock,
@@ -51,11 +51,10 @@ from payments.models import (
     Utxo,
     Wallet,
 )
-from payments.money import EUR_PLACES, SATS_PER_BSV, satoshis_to_eur
+from payments.money import SATS_PER_BSV, satoshis_to_eur
 from payments.networks import get_network
 from payments.networks.local import LocalLedger
-from payments.prices import usable_quote
-from payments.settlement import broadcast_settlement, closed_period_end
+from payments.settlement import broadcast_settlement
 from payments.signing import settle_household
 from payments.wallets import open_wallet, sync_coins
 
@@ -71,15 +70,13 @@ EXPLORERS = {"testnet": "https://test.whatsonchain.com/tx/", "mainnet": "https:/
 # --- Shared pieces --------------------------------------------------------------------------------
 
 
-def owed_eur(household: str, period_end: datetime) -> Coalesce:
-    """EUR of priced, unsettled usage before ``period_end``: what the household is in arrears with.
+def arrears_eur(household: str, now: datetime) -> Coalesce:
+    """EUR the household is in arrears with at ``now`` (payments/figures.py: the status page's figure too).
 
     A correlated subquery (served by the index on open usage lines), so the changelist's COUNT(*)
     leaves it out and only the rows of the page shown compute it.
     """
-    lines = HourlyUsage.objects.filter(
-        household=OuterRef(household), hour_start__lt=period_end, settled_at__isnull=True, cost_eur__isnull=False
-    )
+    lines = HourlyUsage.objects.filter(figures.in_arrears(now), household=OuterRef(household))
     total = lines.order_by().values("household").annotate(total=Sum("cost_eur")).values("total")
     return Coalesce(Subquery(total), Decimal("0"), output_field=DecimalField(max_digits=15, decimal_places=6))
 
@@ -90,9 +87,9 @@ def available_coins(aggregate: Sum | Count, output_field: Field) -> Coalesce:
     return Coalesce(Subquery(coins.annotate(value=aggregate).values("value")), 0, output_field=output_field)
 
 
-def arrears_text(owed: Decimal | None) -> str:
+def arrears_text(arrears: Decimal | None) -> str:
     # Quantized again: SQLite hands a subquery's SUM back through a float.
-    return f"owes {owed.quantize(EUR_PLACES, rounding=ROUND_HALF_UP)} EUR" if owed else "-"
+    return f"owes {figures.eur(arrears)} EUR" if arrears else "-"
 
 
 def eur_text(amount: Decimal) -> str:
@@ -102,14 +99,12 @@ def eur_text(amount: Decimal) -> str:
 def current_quote(request: HttpRequest) -> PriceQuote | None:
     """The usable quote, looked up once per request: the page title and every row use the same one."""
     if not hasattr(request, "_payments_quote"):
-        request._payments_quote = usable_quote(timezone.now())
+        request._payments_quote = figures.usable_quote(timezone.now())
     return request._payments_quote
 
 
 def households_owing(household_ids: set[int], period_end: datetime) -> list[int]:
-    owing = HourlyUsage.objects.filter(
-        household_id__in=household_ids, hour_start__lt=period_end, settled_at__isnull=True, cost_eur__isnull=False
-    )
+    owing = HourlyUsage.objects.filter(figures.owed(before=period_end), household_id__in=household_ids)
     return sorted(set(owing.values_list("household_id", flat=True)))
 
 
@@ -146,7 +141,7 @@ class ReadOnlyWithActions(NoEditing):
     def retry_households(self, request, household_ids: set[int]) -> None:
         """Settle the households that owe something now and broadcast what was signed; report the outcomes."""
         now = timezone.now()
-        period_end = closed_period_end(now)
+        period_end = figures.closed_period_end(now)
         owing = households_owing(household_ids, period_end)
         if not owing:
             self.message_user(request, "Nothing to retry: no selected household owes anything.", messages.INFO)
@@ -214,9 +209,9 @@ class ArrearsFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(owed_eur__gt=0)
+            return queryset.filter(arrears_eur__gt=0)
         if self.value() == "no":
-            return queryset.filter(owed_eur=0)
+            return queryset.filter(arrears_eur=0)
         return queryset
 
 
@@ -260,7 +255,7 @@ class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
             .annotate(
                 balance_sats=available_coins(Sum("satoshis"), BigIntegerField()),
                 coin_count=available_coins(Count("pk"), IntegerField()),
-                owed_eur=owed_eur("household", closed_period_end(timezone.now())),
+                arrears_eur=arrears_eur("household", timezone.now()),
             )
         )
 
@@ -317,9 +312,9 @@ class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
     def coins(self, wallet: Wallet) -> int:
         return wallet.coin_count
 
-    @admin.display(description="arrears", ordering="owed_eur")
+    @admin.display(description="arrears", ordering="arrears_eur")
     def arrears(self, wallet: Wallet) -> str:
-        return arrears_text(wallet.owed_eur)
+        return arrears_text(wallet.arrears_eur)
 
     @admin.display(description="coin history")
     def coins_link(self, wallet: Wallet) -> str:
@@ -408,7 +403,7 @@ class HouseholdAdmin(MetersHouseholdAdmin):
     readonly_fields = [*MetersHouseholdAdmin.readonly_fields, "wallet_link", "arrears"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(owed_eur=owed_eur("pk", closed_period_end(timezone.now())))
+        return super().get_queryset(request).annotate(arrears_eur=arrears_eur("pk", timezone.now()))
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -432,9 +427,9 @@ class HouseholdAdmin(MetersHouseholdAdmin):
         url = reverse("admin:payments_wallet_change", args=[wallet.pk])
         return format_html('<a href="{}">{}</a>', url, wallet.address)
 
-    @admin.display(description="arrears", ordering="owed_eur")
+    @admin.display(description="arrears", ordering="arrears_eur")
     def arrears(self, household: Household) -> str:
-        return arrears_text(getattr(household, "owed_eur", None))
+        return arrears_text(getattr(household, "arrears_eur", None))
 
 
 # --- Settlements ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 @cache
 def native_signing_available() -> bool:
-    # Pure-Python signing manages ~80 tx/s: far too slow for an hourly run (BSV_NOTES.md).
+    # Pure-Python signing manages ~80 tx/s: far too slow for an hourly run (docs/architecture.md, "BSV facts").
     from bsv.native import native_status
 
     return bool(native_status().get("available"))

@@ -29,10 +29,11 @@ from django.db.models import Case, Count, Expression, IntegerField, QuerySet, Su
 from django.db.models.functions import ExtractHour
 
 from meters.models import HourlyUsage, Household
+from meters.money import EUR_PLACES
 from meters.timeutil import floor_hour
 
 WINDOW = timedelta(days=30)
-PLACES = Decimal("0.000001")
+PLACES = EUR_PLACES  # means of EUR and of kWh, to the six places usage lines carry
 CACHE_SECONDS = 15 * 60
 HOURS = range(24)
 

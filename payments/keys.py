@@ -1,7 +1,7 @@
 """Household and utility keys, all derived from one master key (BIP32); none is ever stored.
 
 The web process only needs addresses; signing happens in the settlement worker. Paths follow
-shared/BSV_NOTES.md: households at m/44'/236'/0'/0/<index>, the utility's demo address (local and
+docs/architecture.md ("BSV facts"): households at m/44'/236'/0'/0/<index>, the utility's demo address (local and
 regtest only) at m/44'/236'/1'/0/0.
 """
 

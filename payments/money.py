@@ -22,9 +22,10 @@ from decimal import (
     localcontext,
 )
 
+from meters.money import EUR_PLACES
+
 SATS_PER_BSV = 100_000_000
 BSV_PLACES = Decimal("0.00000001")
-EUR_PLACES = Decimal("0.000001")  # the same micro-euros as meters.money.EUR_PLACES
 
 # Far more digits than any real amount needs (21e6 BSV is 2.1e15 sat; usage lines carry 15 digits);
 # the point is that nothing is ever rounded between the defined rounding points.

@@ -1,14 +1,15 @@
-"""BSV/EUR quotes: fetching and storing them, and choosing the one a settlement may use.
+"""BSV/EUR quotes: fetching and storing them.
 
-A beat job calls ``fetch_quote`` every few minutes; settlement calls ``usable_quote`` and defers
-when it gets None (shared/DESIGN.md: never guess a price). Both take ``now`` from the caller, so a
-run judges freshness against the hour it settles, and tests need no clock tricks.
+A beat job calls ``fetch_quote`` every few minutes, stamped with the ``now`` it is given. Which
+quote a settlement may use, and which one a page shows, is payments/figures.py's ``usable_quote``
+and ``newest_quote``: settlement defers when there is none (docs/architecture.md: never guess a
+price).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
@@ -31,9 +32,6 @@ COINGECKO_TIMEOUT = 10  # seconds, for connecting and for each read
 MIN_BSV_EUR = Decimal("0.01")
 MAX_BSV_EUR = Decimal("1000000")
 PRICE_PLACES = Decimal("0.00000001")  # PriceQuote.bsv_eur has 8 decimal places
-
-# Quotes are stamped by the fetching machine's clock; another machine's may run a little ahead.
-CLOCK_SKEW = timedelta(minutes=1)
 
 
 class PriceUnavailable(Exception):
@@ -64,34 +62,6 @@ def fetch_quote(now: datetime) -> PriceQuote:
     quote = PriceQuote.objects.create(source=source, bsv_eur=price, fetched_at=now)
     logger.info("Stored price quote: %s", quote)
     return quote
-
-
-def usable_quote(now: datetime) -> PriceQuote | None:
-    """The newest quote fresh enough to price a settlement at ``now``, or None.
-
-    Fresh means fetched at most ``PRICE_MAX_AGE`` before ``now`` (exactly that old still counts)
-    and at most ``CLOCK_SKEW`` after it. A quote stamped further ahead than that comes from a
-    wrong clock: it is never used, and it does not hide a fresh older quote either. Among fresh
-    quotes the newest wins; since an older quote is never fresher than a newer one, a stale newest
-    quote means there is none to use.
-    """
-    window = (now - settings.PRICE_MAX_AGE, now + CLOCK_SKEW)
-    return PriceQuote.objects.filter(fetched_at__range=window).order_by("-fetched_at", "-pk").first()
-
-
-def quote_age(now: datetime) -> timedelta | None:
-    """How old the newest quote is at ``now`` (None if there is none), for health checks.
-
-    Quotes from further ahead than ``CLOCK_SKEW`` are ignored, as ``usable_quote`` ignores them;
-    one slightly ahead within the skew counts as zero seconds old.
-    """
-    newest = (
-        PriceQuote.objects.filter(fetched_at__lte=now + CLOCK_SKEW)
-        .order_by("-fetched_at")
-        .values_list("fetched_at", flat=True)
-        .first()
-    )
-    return None if newest is None else max(now - newest, timedelta(0))
 
 
 def _checked_price(price: Decimal, origin: str) -> Decimal:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from meters.hooks import load_hook
 from meters.models import HourlyUsage
+from payments.figures import owed
 from payments.models import Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, get_network
 from payments.settlement import broadcast_settlement, send_settlements
@@ -26,7 +27,7 @@ CHUNK = 200
 
 def households_owing(period_end: datetime) -> list[int]:
     """Households with open, priced usage before ``period_end`` (the partial index on open lines serves this)."""
-    owing = HourlyUsage.objects.filter(hour_start__lt=period_end, settled_at__isnull=True, cost_eur__isnull=False)
+    owing = HourlyUsage.objects.filter(owed(before=period_end))
     return list(owing.order_by("household_id").values_list("household_id", flat=True).distinct())
 
 

@@ -11,13 +11,11 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from meters.models import Meter
-from meters.timeutil import floor_hour
 from meters.usage import reopen_lines
 from payments.models import Settlement, Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
@@ -38,11 +36,6 @@ def broadcast_backoff(attempts: int) -> timedelta:
     first wait leaves a payment to the run that signed it, which sends it within seconds.
     """
     return min(FIRST_BACKOFF * 2 ** min(attempts, 16), MAX_BACKOFF)  # 2**16 minutes: far past the cap
-
-
-def closed_period_end(now: datetime) -> datetime:
-    """End of the last hour that is closed, counting the grace for late readings (HH:05 by default)."""
-    return floor_hour(now - timedelta(minutes=settings.SETTLEMENT_GRACE_MINUTES))
 
 
 class _Moved(Exception):

@@ -1,6 +1,6 @@
 """Signing the hourly payments: each household's unsettled usage, paid from its wallet, exactly once.
 
-Money moves in two steps (shared/DESIGN.md, "Settlement"): this module signs payments and records
+Money moves in two steps (docs/architecture.md, "The money path"): this module signs payments and records
 them in one database transaction, a chunk of households at a time; payments/settlement.py then
 broadcasts them. A crash between the two leaves ``signed`` settlements that the sweeper sends later:
 sending the same raw transaction twice is harmless, so no path pays twice.
@@ -24,9 +24,9 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from meters.models import HourlyUsage, Meter
 from payments import keys
 from payments.checks import native_signing_available
+from payments.figures import owed, usable_quote
 from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.money import eur_to_satoshis
-from payments.prices import usable_quote
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,7 @@ def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetim
         households = [wallet.household_id for wallet in wallets]
         list(Meter.objects.select_for_update().filter(household_id__in=households).order_by("pk").values_list("pk"))
         lines = defaultdict(list)
-        open_lines = HourlyUsage.objects.filter(
-            household_id__in=households, hour_start__lt=period_end, settled_at__isnull=True, cost_eur__isnull=False
-        )
+        open_lines = HourlyUsage.objects.filter(owed(before=period_end), household_id__in=households)
         for line in open_lines.order_by("household_id", "hour_start", "pk").values_list(
             "pk", "household_id", "hour_start", "kwh", "cost_eur", named=True
         ):

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers around the jobs (STYLE.md #3); beat schedules them (CELERY_BEAT_SCHEDULE)."""
+"""Celery tasks: thin wrappers around the jobs (docs/architecture.md, "Conventions"); CELERY_BEAT_SCHEDULE runs them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from payments import passes, prices, runs
+from payments import passes, prices, retention, runs
+from payments.figures import closed_period_end
 from payments.networks import get_network
-from payments.settlement import closed_period_end, rebroadcast_signed, refresh_pending
+from payments.settlement import rebroadcast_signed, refresh_pending
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +63,15 @@ def mine_block() -> None:
         from payments.networks.local import LocalLedger
 
         LocalLedger().mine()
+
+
+@shared_task
+def prune_quotes() -> int:
+    return retention.prune_quotes(timezone.now(), settings.RETENTION_QUOTES_DAYS, settings.RETENTION_BATCH_SIZE)
+
+
+@shared_task
+def prune_ledger() -> dict:
+    if settings.BSV_NETWORK != "local":
+        return {}  # the tables are the local ledger's; other networks keep their own history
+    return retention.prune_ledger(timezone.now(), settings.RETENTION_LEDGER_DAYS, settings.RETENTION_BATCH_SIZE)

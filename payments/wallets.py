@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q, Sum
 
 from meters.models import Household
 from payments import keys
-from payments.models import PriceQuote, Utxo, Wallet
-from payments.money import satoshis_to_eur
+from payments.models import Utxo, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable
 
 log = logging.getLogger(__name__)
@@ -90,21 +86,3 @@ def balance_satoshis(wallet: Wallet) -> int:
     """What the wallet can spend: its available coins (in-flight change included)."""
     total = wallet.utxos.filter(state=Utxo.State.AVAILABLE).aggregate(total=Sum("satoshis"))["total"]
     return total or 0
-
-
-@dataclass(frozen=True)
-class Balance:
-    satoshis: int
-    eur: Decimal | None  # None without any price quote: never guess a price
-    quote: PriceQuote | None
-
-
-def wallet_balance(wallet: Wallet | None, now: datetime) -> Balance:
-    """What a household's wallet holds, in satoshis and in EUR at the newest quote not from the future.
-
-    Pages show the newest quote even when it is too old to settle with (the settlement run is
-    stricter: payments.prices.usable_quote); ``quote.fetched_at`` says how old it is.
-    """
-    quote = PriceQuote.objects.filter(fetched_at__lte=now).order_by("-fetched_at", "-pk").first()
-    satoshis = balance_satoshis(wallet) if wallet is not None else 0
-    return Balance(satoshis, satoshis_to_eur(satoshis, quote.bsv_eur) if quote else None, quote)

@@ -1,7 +1,7 @@
 """``GET /api/v1/community``: the community comparison for machines, paid over HTTP 402.
 
-x402 version 1 in its shape (shared/BSV_NOTES.md, "HTTP 402 (x402)"; shared/DESIGN.md, "Paywall for
-machines"; docs/paywall.md). x402 has no BSV scheme; this one is ``exact`` on network
+x402 version 1 in its shape (docs/architecture.md, "HTTP 402";
+docs/paywall.md). x402 has no BSV scheme; this one is ``exact`` on network
 ``bsv:<BSV_NETWORK>`` with the payload ``{"transaction": "<raw transaction hex>"}``: a signed
 transaction paying at least ``maxAmountRequired`` satoshis to ``payTo`` in P2PKH outputs. The server
 checks it, broadcasts it and answers with the data and ``X-PAYMENT-RESPONSE``, which carries the

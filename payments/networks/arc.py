@@ -7,7 +7,7 @@ format only spares it that lookup). When it cannot find them it answers 460, whi
 a node's "missing inputs": REJECTED.
 
 ARC's answer is read by its ``txStatus`` first, whatever the HTTP status or the SDK's
-success/failure says: a DOUBLE_SPEND_ATTEMPTED arrives as a success (shared/BSV_NOTES.md).
+success/failure says: a DOUBLE_SPEND_ATTEMPTED arrives as a success (docs/architecture.md, "BSV facts").
 Network trouble (timeouts, refused connections, 5xx, 429) is never raised from ``broadcast`` or
 ``status``: it is a RETRY, and the sweeper sends the transaction again later.
 

@@ -1,6 +1,6 @@
 """The local ledger (BSV_NETWORK=local): what a BSV node would hold, kept in our database.
 
-It accepts only what a node would accept (shared/DESIGN.md "BSV networks", shared/BSV_NOTES.md):
+It accepts only what a node would accept (docs/architecture.md, "BSV facts"):
 known unspent inputs, every input script verified by bsv-sdk's interpreter, outputs not above
 inputs, no dust, a fee of at least FEE_SATS_PER_KB, and unconfirmed chains no longer than a node
 allows. Money enters only through the faucet (``fund``); blocks come from ``mine``.

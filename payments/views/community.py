@@ -16,10 +16,10 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from energypay.access import household_required
 from payments import community, passes
+from payments.figures import wallet_balance
 from payments.models import CommunityPass, Wallet
 from payments.money import satoshis_to_eur
 from payments.networks import get_network
-from payments.wallets import wallet_balance
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,14 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from alarms import figures
+from alarms import figures as alarm_figures
 from alarms.evaluation import evaluate_households
 from alarms.rules import Kind, describe
 from energypay.dashboard import dashboard_cards
 from meters.models import HourlyUsage
+from payments import figures
+from payments.figures import wallet_balance
 from payments.models import Utxo
-from payments.wallets import wallet_balance
 from tests.alarms.conftest import make_home_for
 
 NOW = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
@@ -106,8 +107,8 @@ def test_the_month_projection_adds_the_rest_of_the_month_at_the_recent_rate(home
     home.line(datetime(2026, 11, 2, tzinfo=UTC), eur="20")
     for day in range(1, 8):
         home.line(NOW - timedelta(days=day), eur="2")
-    so_far = figures.month_costs([home.household], NOW)[home.household.pk]
-    _, month_end = figures.local_month_bounds(NOW, home.household.timezone)
+    so_far = alarm_figures.month_costs([home.household], NOW)[home.household.pk]
+    _, month_end = alarm_figures.local_month_bounds(NOW, home.household.timezone)
     left = Decimal(12) + Decimal(13) / 24
     expected = (Decimal(34) + 2 * left).quantize(Decimal("0.01"))
     assert figures.projection(so_far, rate(home), NOW, month_end) == expected == Decimal("59.08")
@@ -117,8 +118,8 @@ def test_the_first_hour_of_a_month_projects_what_it_has_spent(home):
     start = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)  # 1 December, 00:00 in Madrid
     home.line(start, eur="1")
     now = start + timedelta(minutes=30)
-    _, month_end = figures.local_month_bounds(now, home.household.timezone)
-    so_far = figures.month_costs([home.household], now)[home.household.pk]
+    _, month_end = alarm_figures.local_month_bounds(now, home.household.timezone)
+    so_far = alarm_figures.month_costs([home.household], now)[home.household.pk]
     assert (so_far, rate(home, now)) == (Decimal("1"), None)  # the hour is not over: no rate yet
     assert figures.projection(so_far, None, now, month_end) == Decimal("1.00")
 

@@ -18,6 +18,7 @@ from energypay import health
 from energypay.celery import app
 from energypay.ops.models import Heartbeat
 from energypay.tasks import HEARTBEAT, heartbeat
+from payments.figures import usable_quote
 from payments.models import Settlement
 from tests.energypay.opskit import NOW, open_line, quote, settlement, tick
 
@@ -124,6 +125,24 @@ def test_no_price_at_all_fails(client, db, frozen):
     status, body = get(client)
     assert status == 503
     assert body["checks"]["price"] == {"fetched_at": None, "age_seconds": None, "ok": False}
+
+
+def test_a_quote_stamped_in_the_future_is_no_price_as_settlement_refuses_it(client, db, frozen):
+    # Before payments/figures.py, /healthz took the newest quote whatever its stamp and said ok
+    # while every settlement deferred for want of a price.
+    tick(NOW)
+    quote(NOW + timedelta(minutes=10))  # a wrong clock
+    status, body = get(client)
+    assert status == 503
+    assert body["checks"]["price"] == {"fetched_at": None, "age_seconds": None, "ok": False}
+    assert usable_quote(NOW) is None
+
+
+def test_a_fresh_quote_is_not_hidden_by_one_from_a_wrong_clock(client, healthy, frozen):
+    quote(NOW + timedelta(minutes=10))
+    status, body = get(client)
+    assert status == 200
+    assert body["checks"]["price"]["age_seconds"] == 120
 
 
 def test_a_settlement_left_signed_over_five_minutes_fails(client, healthy, frozen, household):

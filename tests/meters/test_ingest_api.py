@@ -1,4 +1,4 @@
-"""POST /api/v1/readings, rule by rule (shared/DESIGN.md, "Meter ingest — contract")."""
+"""POST /api/v1/readings, rule by rule (docs/architecture.md, "Meter ingest")."""
 
 from __future__ import annotations
 

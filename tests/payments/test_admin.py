@@ -19,10 +19,11 @@ from meters.models import HourlyUsage, Household, Meter
 from meters.schema import ReadingIn
 from payments import admin as payments_admin
 from payments import keys
+from payments.figures import closed_period_end
 from payments.models import LedgerBlock, LedgerTransaction, PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.networks import Outcome, Reply
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement, closed_period_end
+from payments.settlement import broadcast_settlement
 from payments.signing import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 

@@ -51,11 +51,11 @@ from django.utils import timezone
 from meters.models import HourlyUsage
 from meters.timeutil import HOUR, floor_hour
 from payments import runs
+from payments.figures import wallet_balance
 from payments.models import LedgerOutput, SettlementLine, Wallet
 from payments.networks.local import LocalLedger
 from payments.settlement import rebroadcast_signed, refresh_pending
 from payments.signing import settle_household
-from payments.wallets import wallet_balance
 from tests.payments import crashkit
 
 pytestmark = pytest.mark.skipif(
@@ -185,7 +185,7 @@ def test_kill_9_at_random_moments_never_pays_twice_and_misses_nobody(tmp_path):
     assert named["on_ledger"]["on_ledger_unrecorded"] > 0, named
     # Most random kills hit a run still working.
     assert sum("already done" not in label for label, _ in kills[len(NAMED_KILLS) :]) >= RANDOM_KILLS // 2, kills
-    # The balance pages show (payments.wallets.wallet_balance) is what the ledger holds, on a sample.
+    # The balance pages show (payments.figures.wallet_balance) is what the ledger holds, on a sample.
     for household_id in rng.sample(town.household_ids, 5):
         wallet = Wallet.objects.get(household_id=household_id)
         held = LedgerOutput.objects.filter(address=wallet.address, spent_by__isnull=True).aggregate(s=Sum("satoshis"))

@@ -25,9 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from responses import matchers
 
+from payments.figures import newest_quote, usable_quote
 from payments.models import PriceQuote
 from payments.money import SATS_PER_BSV, eur_to_satoshis, satoshis_to_eur, sats_to_bsv
-from payments.prices import COINGECKO_URL, PriceUnavailable, fetch_quote, quote_age, usable_quote
+from payments.prices import COINGECKO_URL, PriceUnavailable, fetch_quote
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
 MAX_AGE = timedelta(minutes=15)
@@ -230,12 +231,12 @@ def test_rate_limit_without_retry_after(db, coingecko):
     assert failure.value.retry_after is None
 
 
-# --- usable_quote and quote_age ---
+# --- usable_quote and newest_quote (payments/figures.py) ---
 
 
 def test_no_quote_at_all_is_not_usable(db):
     assert usable_quote(NOW) is None
-    assert quote_age(NOW) is None
+    assert newest_quote(NOW) is None
 
 
 def test_the_newest_fresh_quote_is_used(db):
@@ -268,16 +269,14 @@ def test_when_the_newest_quote_is_stale_there_is_none_to_use(db):
 def test_a_quote_slightly_ahead_within_clock_skew_is_usable(db):
     ahead = quote_at(NOW + timedelta(seconds=60))
 
-    assert usable_quote(NOW) == ahead
-    assert quote_age(NOW) == timedelta(0)
+    assert usable_quote(NOW) == newest_quote(NOW) == ahead
 
 
 def test_a_quote_from_a_wrong_clock_is_ignored_and_hides_no_fresh_quote(db):
     fresh = quote_at(NOW - timedelta(minutes=3))
     quote_at(NOW + timedelta(minutes=1, seconds=1))
 
-    assert usable_quote(NOW) == fresh
-    assert quote_age(NOW) == timedelta(minutes=3)
+    assert usable_quote(NOW) == newest_quote(NOW) == fresh
 
 
 def test_usable_quote_takes_one_query(db, django_assert_num_queries):
@@ -297,11 +296,12 @@ def test_freshness_is_judged_at_the_given_now_not_the_wall_clock(db):
         assert usable_quote(NOW + timedelta(days=1)) is None
 
 
-def test_quote_age_is_the_age_of_the_newest_quote_even_when_stale(db):
+def test_the_newest_quote_is_the_newest_even_when_stale(db):
     quote_at(NOW - timedelta(hours=3))
-    quote_at(NOW - timedelta(hours=1))
+    newest = quote_at(NOW - timedelta(hours=1))
 
-    assert quote_age(NOW) == timedelta(hours=1)
+    assert newest_quote(NOW) == newest
+    assert usable_quote(NOW) is None
 
 
 def test_a_fetched_quote_is_usable_at_once(db):

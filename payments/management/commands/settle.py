@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from meters.timeutil import HOUR, floor_hour
 from payments import runs
+from payments.figures import closed_period_end
 from payments.networks import get_network
-from payments.settlement import closed_period_end, rebroadcast_signed
+from payments.settlement import rebroadcast_signed
 
 
 class Command(BaseCommand):
