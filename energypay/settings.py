@@ -161,6 +161,7 @@ LOGOUT_REDIRECT_URL = "login"
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_FORM_FIELD = "username"  # both login forms' field (axes would look for USERNAME_FIELD, "email")
 AXES_USERNAME_CALLABLE = "energypay.accounts.lockout.username_of"  # "Anna@Example.com" is anna@example.com
 AXES_CLIENT_IP_CALLABLE = "energypay.accounts.lockout.client_ip"
 AXES_LOCKOUT_CALLABLE = "energypay.accounts.lockout.locked_out_page"
