@@ -5,11 +5,13 @@ Issue 11: before, a staff password alone opened the admin. Households never get 
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django_otp.oath import totp
@@ -251,3 +253,29 @@ def test_the_requirement_cannot_be_turned_off_with_debug_off():
     result = manage("check", ADMIN_REQUIRE_2FA="false")
     assert result.returncode != 0
     assert "ADMIN_REQUIRE_2FA=false is for DEBUG demos only" in result.stderr
+
+
+# --- the demo ------------------------------------------------------------------------------------------------
+
+
+def test_the_demo_staff_user_enters_the_admin_with_a_code_the_demo_prints(clock):
+    out = io.StringIO()
+    call_command("seed_demo", "--households", "1", "--days", "1", stdout=out)
+    printed = out.getvalue()
+    codes = re.search(r"recovery codes ((?:[a-z2-7]{8} ?){10})", printed).group(1).split()
+    key = re.search(r"add the key ([A-Z2-7 ]+) \(TOTP", printed).group(1).replace(" ", "")
+    staff = User.objects.get(email="staff@example.com")
+    app = TOTPDevice.objects.get(user=staff, confirmed=True)
+    assert f"secret={key}" in app.config_url  # the key printed is the enrolled app's
+
+    browser = Client()
+    browser.post(reverse("admin:login"), {"username": "staff@example.com", "password": "demo", "next": ADMIN})
+    assert browser.post(reverse("admin:otp-verify"), {"code": codes[0]}).status_code == 302
+    assert enters_the_admin(browser)
+
+    clock.shift(timedelta(hours=1))
+    again = io.StringIO()
+    call_command("seed_demo", "--households", "1", "--days", "1", stdout=again)  # a rerun: same app, new codes
+    assert TOTPDevice.objects.get(user=staff, confirmed=True) == app
+    new_codes = re.search(r"recovery codes ((?:[a-z2-7]{8} ?){10})", again.getvalue()).group(1).split()
+    assert sorted(StaticToken.objects.filter(device__user=staff).values_list("token", flat=True)) == sorted(new_codes)

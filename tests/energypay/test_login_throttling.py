@@ -246,3 +246,10 @@ def test_the_limit_and_the_cooloff_come_from_the_environment():
     result = manage("shell", "--no-imports", "-c", code, LOGIN_FAILURE_LIMIT="3", LOGIN_COOLOFF_MINUTES="60")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3 1:00:00"
+
+
+def test_code_inside_the_server_still_authenticates_without_a_request(member):
+    """A management command or the shell has no request: nothing to throttle, and nothing breaks."""
+    from django.contrib.auth import authenticate
+
+    assert authenticate(username=member.email, password=PASSWORD) == member
