@@ -173,7 +173,9 @@ AXES_RESET_ON_SUCCESS = False
 # A try while locked is refused without counting: the lock ends when the page says, not later.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]  # masked in the stored attempts, as the password is
-AXES_VERBOSE = False  # axes' own INFO lines; lockouts are logged by energypay.accounts.lockout
+AXES_VERBOSE = False  # no start-up banner from axes; its log lines name account, address and path only
+# Successful logins are kept (admin: Axes, "Access logs") this many days; beat's prune-login-records drops older.
+LOGIN_LOG_DAYS = env_int("LOGIN_LOG_DAYS", 90, minimum=1)
 # Addresses come from REMOTE_ADDR. Behind N proxies that each append to X-Forwarded-For, TRUSTED_PROXY_COUNT=N
 # takes the address the outermost of them saw; a client-sent X-Forwarded-For is never trusted beyond that.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
@@ -319,6 +321,10 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-alarms": {"task": "alarms.tasks.evaluate_periodic", "schedule": 300.0},
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
+    "prune-login-records": {
+        "task": "energypay.accounts.tasks.prune_login_records",
+        "schedule": crontab(hour=3, minute=17),
+    },
 }
 if BSV_NETWORK == "local":
     CELERY_BEAT_SCHEDULE["mine-block"] = {"task": "payments.tasks.mine_block", "schedule": 180.0}

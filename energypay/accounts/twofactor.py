@@ -9,33 +9,23 @@ works, then shows RECOVERY_CODE_COUNT single-use recovery codes, once.
 from __future__ import annotations
 
 import logging
-import re
-from base64 import b32encode
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth import REDIRECT_FIELD_NAME
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.cache import never_cache
-from django_otp import devices_for_user, user_has_device
 from django_otp import login as otp_login
+from django_otp import user_has_device
 from django_otp.models import Device
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from energypay.accounts.models import User
-from payments.qr import qr_svg
+from energypay.accounts.otp import matching_device, new_recovery_codes, normalise_code, pending_app_device, secret_text
+from payments.qr import qr_svg  # the wallet page's QR helper (SVG text, no image library)
 
 logger = logging.getLogger(__name__)
-
-TOTP_CODE = re.compile(r"\d{6}")
-APP_DEVICE_NAME = "Authenticator app"
-RECOVERY_DEVICE_NAME = "Recovery codes"
-
 
 # --- who still owes a code -----------------------------------------------------------------------------
 
@@ -73,57 +63,6 @@ def next_step(request: HttpRequest) -> HttpResponse:
 
 def _to_admin_login(request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('admin:login')}?{urlencode({REDIRECT_FIELD_NAME: request.get_full_path()})}")
-
-
-# --- devices ------------------------------------------------------------------------------------------
-
-
-def pending_app_device(user: User) -> TOTPDevice:
-    """The unconfirmed authenticator device being enrolled; the same secret on every reload of the page."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
-    return device or TOTPDevice.objects.create(user=user, name=APP_DEVICE_NAME, confirmed=False)
-
-
-def secret_text(device: TOTPDevice) -> str:
-    """The base32 secret as authenticator apps take it when typed, in groups of four."""
-    secret = b32encode(device.bin_key).decode()
-    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
-
-
-@transaction.atomic
-def new_recovery_codes(user: User, count: int | None = None) -> list[str]:
-    """Replace the user's recovery codes with ``count`` fresh ones; each works once (StaticDevice deletes it)."""
-    StaticDevice.objects.filter(user=user).delete()
-    device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
-    codes = [StaticToken.random_token() for _ in range(count or settings.RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
-    return codes
-
-
-def normalise_code(typed: str) -> str:
-    return re.sub(r"[\s-]", "", typed).lower()
-
-
-def matching_device(user: User, code: str) -> tuple[Device | None, str]:
-    """The confirmed device that accepts ``code`` (used up: a recovery code is deleted), or None and why not.
-
-    Six digits are tried against the authenticator app, anything else against the recovery codes, so a
-    wrong code throttles only the device it was meant for (django-otp doubles the wait after each failure).
-    """
-    kind = TOTPDevice if TOTP_CODE.fullmatch(code) else StaticDevice
-    waiting = ""
-    with transaction.atomic():
-        for device in devices_for_user(user, confirmed=True, for_verify=True):
-            if not isinstance(device, kind):
-                continue
-            allowed, details = device.verify_is_allowed()
-            if not allowed:
-                locked_until = (details or {}).get("locked_until")
-                waiting = f" Too many wrong codes: wait until {locked_until:%H:%M:%S} UTC." if locked_until else ""
-                continue
-            if device.verify_token(code):
-                return device, ""
-    return None, "That code is not valid." + waiting
 
 
 # --- pages --------------------------------------------------------------------------------------------

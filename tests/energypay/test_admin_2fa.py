@@ -19,7 +19,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from energypay.accounts.models import User
-from energypay.accounts.twofactor import new_recovery_codes
+from energypay.accounts.otp import new_recovery_codes
 from tests.energypay.test_deploy_settings import manage
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django.core import mail
 from django.test import Client, RequestFactory
@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from energypay.accounts.lockout import account_key, client_ip
 from energypay.accounts.models import User
+from energypay.accounts.tasks import prune_login_records
 from tests.energypay.test_deploy_settings import manage
 
 pytestmark = pytest.mark.django_db
@@ -253,3 +254,20 @@ def test_code_inside_the_server_still_authenticates_without_a_request(member):
     from django.contrib.auth import authenticate
 
     assert authenticate(username=member.email, password=PASSWORD) == member
+
+
+# --- retention ---------------------------------------------------------------------------------------------
+
+
+def test_beat_drops_login_records_past_their_retention_and_keeps_the_rest(member, _frozen_clock):
+    log_in(member.email, PASSWORD)  # a successful login: one AccessLog row
+    fail("someone@example.com", 2)
+    _frozen_clock.shift(timedelta(days=settings.LOGIN_LOG_DAYS, seconds=1))
+    log_in(member.email, PASSWORD)
+    fail("someone@example.com", 1, ip=CAFE)
+
+    prune_login_records()
+
+    kept = NOW + timedelta(days=settings.LOGIN_LOG_DAYS, seconds=1)
+    assert list(AccessLog.objects.values_list("attempt_time", flat=True)) == [kept]
+    assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == [CAFE]

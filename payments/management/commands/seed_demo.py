@@ -10,7 +10,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from energypay.accounts.models import User
-from energypay.accounts.twofactor import APP_DEVICE_NAME, new_recovery_codes, secret_text
+from energypay.accounts.otp import APP_DEVICE_NAME, new_recovery_codes, secret_text
 from meters.demo import DemoHome, SeedMeters
 from meters.timeutil import HOUR, floor_hour
 from payments import runs
