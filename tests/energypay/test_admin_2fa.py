@@ -161,6 +161,23 @@ def test_a_wrong_code_is_refused_and_the_right_one_enters(staff, app, clock):
     assert enters_the_admin(browser)
 
 
+def test_after_wrong_codes_even_the_right_one_waits_longer_each_time(staff, app, clock):
+    """Guessing six digits is slowed down: django-otp waits 1 s after a wrong code, then 2 s, 4 s, ..."""
+    browser = Client()
+    password_step(browser, staff.email)
+    for seconds in (1, 2, 4):
+        browser.post(reverse("admin:otp-verify"), {"code": wrong_code_for(app)})
+        clock.shift(timedelta(seconds=seconds - 0.5))
+        early = browser.post(reverse("admin:otp-verify"), {"code": code_of(app)})
+        assert early.status_code == 200 and "Too many wrong codes" in early.content.decode()
+        clock.shift(timedelta(seconds=0.6))
+    app.refresh_from_db()
+    assert app.throttling_failure_count == 3
+
+    assert browser.post(reverse("admin:otp-verify"), {"code": code_of(app)}).status_code == 302
+    assert enters_the_admin(browser)
+
+
 def test_the_same_code_does_not_open_a_second_session(staff, app):
     first, second = Client(), Client()
     password_step(first, staff.email)
