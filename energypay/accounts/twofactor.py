@@ -125,7 +125,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
             codes = new_recovery_codes(request.user)
             _verified(request, device)
             logger.info("admin.2fa_enrolled user=%s", request.user.pk)
-            # Shown in this response only: never stored readable, never shown again.
+            # Shown in this response only; the admin never shows them (OTP_ADMIN_HIDE_SENSITIVE_DATA).
             return render(
                 request,
                 "admin/twofactor/recovery_codes.html",

@@ -296,3 +296,27 @@ def test_the_demo_staff_user_enters_the_admin_with_a_code_the_demo_prints(clock)
     assert TOTPDevice.objects.get(user=staff, confirmed=True) == app
     new_codes = re.search(r"recovery codes ((?:[a-z2-7]{8} ?){10})", again.getvalue()).group(1).split()
     assert sorted(StaticToken.objects.filter(device__user=staff).values_list("token", flat=True)) == sorted(new_codes)
+
+
+def test_the_admin_lists_devices_but_never_shows_a_secret_or_a_recovery_code(staff_client, staff_user):
+    app = TOTPDevice.objects.get(user=staff_user)  # the one the browser's session passed with
+    codes = new_recovery_codes(staff_user)
+    recovery = StaticDevice.objects.get(user=staff_user)
+
+    pages = [
+        staff_client.get(reverse("admin:otp_totp_totpdevice_change", args=[app.pk])),
+        staff_client.get(reverse("admin:otp_static_staticdevice_change", args=[recovery.pk])),
+        staff_client.get(reverse("admin:otp_totp_totpdevice_changelist")),
+    ]
+
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    html = "".join(page.content.decode() for page in pages)
+    assert app.key not in html and shown_secret_of(app) not in html
+    assert not any(code in html for code in codes)
+    assert staff_client.get(reverse("admin:otp_totp_totpdevice_config", args=[app.pk])).status_code == 403
+
+
+def shown_secret_of(device: TOTPDevice) -> str:
+    from energypay.accounts.otp import secret_text
+
+    return secret_text(device).replace(" ", "")
