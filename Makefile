@@ -19,7 +19,7 @@ demo: venv
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "  EnergyPay is running at http://127.0.0.1:$(PORT)/  (staff: http://127.0.0.1:$(PORT)/admin/)"
-	@echo "  Demo login: demo@example.com / demo    Staff login: staff@example.com / demo"
+	@echo "  Demo login: demo@example.com / demo    Staff login: staff@example.com / demo, then a code printed above"
 	@echo "  Ctrl-C stops web, worker and beat."
 	@echo ""
 	@trap 'kill 0' INT TERM EXIT; \

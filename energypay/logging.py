@@ -8,10 +8,9 @@ wire these into LOGGING:
   secrets (SECRET_KEY and its fallbacks, WALLET_MASTER_KEY, ARC/WOC/CoinGecko keys, e-mail and
   database passwords, passwords in the broker, cache and node URLs the environment sets), meter
   tokens (``mtr_...``), community access tokens (``cpa_...``), extended private keys,
-  ``Authorization`` headers and bearer tokens, and the password of any ``scheme://user:pass@`` URL
-  are replaced by ``[REDACTED]`` in the message, its arguments, the traceback and string ``extra``
-  fields. Belt and braces: the code already avoids
-  logging secrets.
+  ``Authorization`` headers and bearer tokens, the password of any ``scheme://user:pass@`` URL and
+  the token of a password-reset link are replaced by ``[REDACTED]`` in the message, its arguments,
+  the traceback and string ``extra`` fields. Belt and braces: the code already avoids logging secrets.
 - ``JsonFormatter`` (``LOG_FORMAT=json``): one JSON object per line with timestamp (UTC, ISO
   8601), level, logger, event (the message's first word), message, any ``extra`` fields, and
   the traceback as ``exc``.
@@ -40,6 +39,8 @@ _PATTERNS = [
     re.compile(r"(?i)(?<=authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+(?:[ \t]+[^\s'\",}]+)?"),
     re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/=\-]+"),
     re.compile(r"(?<=://)([^/\s:@]*:)[^/\s@]+(?=@)"),  # the password of user:password@ in any URL
+    # The token of a password-reset link, as an access log would show its path (not the set-password step).
+    re.compile(r"(/password-reset/[^/\s]+/)(?!set-password/)[^/\s?\"']+"),
 ]
 _SECRET_SETTINGS = ("SECRET_KEY", "WALLET_MASTER_KEY", "ARC_API_KEY", "WOC_API_KEY", "COINGECKO_API_KEY")
 _URL_SETTINGS = ("CELERY_BROKER_URL", "CACHE_URL", "BSV_NODE_RPC_URL")

@@ -65,7 +65,8 @@ if _proxy_header := env_str("SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip())
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with EnergyPay's site: staff need a second factor (energypay/accounts/admin_site.py).
+    "energypay.accounts.apps.SecureAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -78,6 +79,10 @@ INSTALLED_APPS = [
     "payments",
     "alarms",
     "energypay.ops",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -86,9 +91,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): which session passed the second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: it turns a refused (locked-out) login into the login page that says why.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "energypay.urls"
@@ -141,15 +149,55 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: a locked-out account or address is refused before its password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "energypay.accounts.backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
-# Password reset mails go through Django's backend: the console by default, SMTP when EMAIL_HOST is set.
+# --- Login throttling (django-axes) and the admin's second factor (django-otp); docs/operations.md, "Logins" ---
+# LOGIN_FAILURE_LIMIT wrong passwords in a row lock the account (any address) and, separately, the client
+# address (any account) for LOGIN_COOLOFF_MINUTES after the last failure; a password reset unlocks the account.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_FORM_FIELD = "username"  # both login forms' field (axes would look for USERNAME_FIELD, "email")
+AXES_USERNAME_CALLABLE = "energypay.accounts.lockout.username_of"  # "Anna@Example.com" is anna@example.com
+AXES_CLIENT_IP_CALLABLE = "energypay.accounts.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "energypay.accounts.lockout.locked_out_page"
+# A success does not wipe the failures: else an attacker's own login would reset its count against others.
+AXES_RESET_ON_SUCCESS = False
+# A try while locked is refused without counting: the lock ends when the page says, not later.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]  # masked in the stored attempts, as the password is
+AXES_VERBOSE = False  # no start-up banner from axes; its log lines name account, address and path only
+# Successful logins are kept (admin: Axes, "Access logs") this many days; beat's prune-login-records drops older.
+LOGIN_LOG_DAYS = env_int("LOGIN_LOG_DAYS", 90, minimum=1)
+# Addresses come from REMOTE_ADDR. Behind N proxies that each append to X-Forwarded-For, TRUSTED_PROXY_COUNT=N
+# takes the address the outermost of them saw; a client-sent X-Forwarded-For is never trusted beyond that.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Staff need a TOTP code (or a recovery code) for the admin. Only a DEBUG demo may turn that off.
+ADMIN_REQUIRE_2FA = env_bool("ADMIN_REQUIRE_2FA", True)
+if not ADMIN_REQUIRE_2FA and not DEBUG:
+    raise ImproperlyConfigured("ADMIN_REQUIRE_2FA=false is for DEBUG demos only: the admin needs a second factor.")
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "EnergyPay")  # the name authenticator apps show
+RECOVERY_CODE_COUNT = 10
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows another person's TOTP secret or recovery codes
+
+# Password reset mails go through Django's backend: SMTP when EMAIL_HOST is set. Without it, DEBUG prints mails
+# to the console; with DEBUG off a mail would land in the server log with its reset link, so it is not sent:
+# the log says that a mail to whom went unsent, never its body (energypay.accounts.mail).
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "energypay.accounts.mail.UnsentMailBackend",
 )
 EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
@@ -273,6 +321,10 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-alarms": {"task": "alarms.tasks.evaluate_periodic", "schedule": 300.0},
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
+    "prune-login-records": {
+        "task": "energypay.accounts.tasks.prune_login_records",
+        "schedule": crontab(hour=3, minute=17),
+    },
 }
 if BSV_NETWORK == "local":
     CELERY_BEAT_SCHEDULE["mine-block"] = {"task": "payments.tasks.mine_block", "schedule": 180.0}
@@ -320,5 +372,7 @@ LOGGING = {
         # At DEBUG, Django logs each missing template variable with the whole context (CSRF tokens, household
         # data, the admin's one-time meter token): never, whatever LOG_LEVEL says.
         "django.template": {"level": "INFO"},
+        # axes says INFO for every successful login and clean-up; failures and lockouts stay (WARNING).
+        "axes": {"level": "WARNING"},
     },
 }

@@ -116,9 +116,9 @@ def other_client(other_household):
 
 @pytest.fixture
 def staff_client(staff_user):
-    """A browser logged in as utility staff (no household of its own)."""
+    """A browser logged in as utility staff (no household of its own), past the admin's second factor."""
     from django.test import Client
 
-    browser = Client()
-    browser.force_login(staff_user)
-    return browser
+    from tests.logins import login_with_second_factor
+
+    return login_with_second_factor(Client(), staff_user)

@@ -43,6 +43,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alarms.models import AlarmRule
 from meters.ingest import ingest_readings
@@ -55,6 +56,7 @@ from payments.settlement import broadcast_settlement
 from payments.signing import settle_household
 from payments.wallets import open_wallet, sync_coins
 from tests.energypay.test_openapi import assert_conforms, funded_coin, pay, payment_header
+from tests.logins import login_with_second_factor
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 PERIOD_END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -224,6 +226,9 @@ class World:
             app_label, model_name = route.route.split("/")[1:3]
             found = self.object_of(apps.get_model(app_label, model_name))
             return str(found.pk) if found else "0"
+        if parameter == "pk" and name.startswith("admin:otp_totp_totpdevice_"):
+            device = TOTPDevice.objects.order_by("pk").first()  # the staff's own, where the persona has one
+            return str(device.pk) if device else "0"
         if parameter == "id" and name == "admin:auth_user_password_change":
             return str(self.household.user.pk)
         if parameter == "uidb64":
@@ -300,9 +305,11 @@ def persona_client(world: World, persona: str, **options: Any) -> Client:
     if persona == "meter token":
         return Client(HTTP_AUTHORIZATION=f"Bearer {world.token}", **options)
     browser = Client(**options)
-    user = {"other household": world.other.user, "staff": world.staff, "owner": world.household.user}.get(persona)
+    user = {"other household": world.other.user, "owner": world.household.user}.get(persona)
     if user is not None:
         browser.force_login(user)
+    if persona == "staff":
+        login_with_second_factor(browser, world.staff)
     return browser
 
 

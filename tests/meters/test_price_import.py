@@ -19,6 +19,7 @@ from meters.ingest import ingest_readings
 from meters.models import DynamicPrice, HourlyUsage, Tariff, TariffVersion
 from meters.price_import import import_prices
 from meters.schema import ReadingIn
+from tests.logins import login_with_second_factor
 
 HEADER = "hour_start,rate_eur_per_kwh\n"
 GOOD_CSV = (
@@ -275,8 +276,7 @@ def test_importing_prices_prices_the_usage_waiting_for_them_but_never_a_settled_
 
 @pytest.fixture
 def staff_client(client, db):
-    client.force_login(User.objects.create_superuser("staff@example.com", "unused-pw-123"))
-    return client
+    return login_with_second_factor(client, User.objects.create_superuser("staff@example.com", "unused-pw-123"))
 
 
 def import_url(version: TariffVersion) -> str:
@@ -384,7 +384,7 @@ def test_households_and_anonymous_visitors_cannot_import(client, household, vers
 def test_staff_who_may_only_view_tariff_versions_cannot_import(client, version):
     viewer = User.objects.create_user("viewer@example.com", "unused-pw-123", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_tariffversion"))
-    client.force_login(viewer)
+    login_with_second_factor(client, viewer)
 
     assert client.post(import_url(version), {"file": upload(GOOD_CSV)}).status_code == 403
     assert not DynamicPrice.objects.exists()

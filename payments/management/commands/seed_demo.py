@@ -5,9 +5,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from energypay.accounts.models import User
+from energypay.accounts.otp import APP_DEVICE_NAME, new_recovery_codes, secret_text
 from meters.demo import DemoHome, SeedMeters
 from meters.timeutil import HOUR, floor_hour
 from payments import runs
@@ -34,6 +37,7 @@ class Command(SeedMeters):
             self.stdout.write(f"BSV_NETWORK={settings.BSV_NETWORK}: wallets opened; fund them and run settle.")
             for home in homes:
                 open_wallet(home.household)
+            self.print_staff_second_factor()
             return
         # Hundreds of per-settlement log lines would bury the summary.
         payments_log = logging.getLogger("payments")
@@ -44,6 +48,29 @@ class Command(SeedMeters):
             self.settle_history(homes)
         finally:
             payments_log.setLevel(level)
+        self.print_staff_second_factor()
+
+    @transaction.atomic
+    def create_staff(self) -> User:
+        """The demo staff user, enrolled in the admin's second factor as a staff member would be on first login.
+
+        Its authenticator secret stays the same across runs; the recovery codes are new on every run, so the
+        ones printed always work.
+        """
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        staff = super().create_staff()
+        device = TOTPDevice.objects.filter(user=staff, confirmed=True).order_by("pk").first()
+        self.staff_app = device or TOTPDevice.objects.create(user=staff, name=APP_DEVICE_NAME, confirmed=True)
+        self.staff_codes = new_recovery_codes(staff)
+        return staff
+
+    def print_staff_second_factor(self) -> None:
+        self.stdout.write(
+            f"Staff second factor (admin, after the password): any one of the recovery codes "
+            f"{' '.join(self.staff_codes)} (each works once; a rerun prints new ones), or add the key "
+            f"{secret_text(self.staff_app)} (TOTP, 6 digits, 30 s) to an authenticator app."
+        )
 
     def create_households(self, count, tariffs) -> list[DemoHome]:
         self.homes = super().create_households(count, tariffs)
