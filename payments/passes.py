@@ -4,9 +4,6 @@ Two ways to buy one:
 - a household pays from its custodial wallet with one click (``buy_pass``). Money moves as in the
   hourly settlement (payments/settlement.py): sign and record under the wallet's lock, commit, then
   broadcast (payments/broadcast.py); a crash in between leaves a ``signed`` pass that the sweeper sends.
-
-Either way the pass is an outgoing payment (payments.models.OutgoingPayment): its replies, acceptance,
-failure, sweep and confirmation are the lifecycle every kind shares, with the pass's own hooks.
 - a machine pays over HTTP 402 with a transaction it signed itself (``read_payment``, ``redeem``,
   ``issue_token``). Every transaction on the chain is public, so one that is already on the network
   when it is offered could be anybody's (a household's hourly payment pays the utility too): a
@@ -16,6 +13,9 @@ failure, sweep and confirmation are the lifecycle every kind shares, with the pa
   token until the pass ends. The same transaction offered again buys nothing: it is public, so it
   says nothing about who offers it. The payer whose answer was lost proves it paid by signing with
   the key of the first input (``Proof``), which replaces the token (docs/paywall.md).
+
+Either way the pass is an outgoing payment (payments.models.OutgoingPayment): its replies, acceptance,
+failure, sweep and confirmation are the lifecycle every kind shares, with the pass's own hooks there.
 """
 
 from __future__ import annotations
