@@ -1,8 +1,8 @@
 """The payments admin: wallets and their coins, settlements, prices and the local ledger.
 
 Everything here is read-only: money moves only through the functions that hold the locks
-(payments/wallets.py, payments/settlement.py), which the actions below call. No page shows key
-material: none is stored, and no field or action derives a private key.
+(payments/wallets.py, payments/settlement.py, payments/broadcast.py), which the actions below call.
+No page shows key material: none is stored, and no field or action derives a private key.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from meters.admin import HouseholdAdmin as MetersHouseholdAdmin
 from meters.admin import NoEditing, ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.models import HourlyUsage, Household
 from payments import figures, keys
+from payments.broadcast import send_one
 from payments.models import (
     CommunityPass,
     LedgerBlock,
@@ -54,8 +55,7 @@ from payments.models import (
 from payments.money import SATS_PER_BSV, satoshis_to_eur
 from payments.networks import get_network
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import open_wallet, sync_coins
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class ReadOnlyWithActions(NoEditing):
             if result.settlement_id is None:
                 tally[result.status] += 1
                 continue
-            tally[broadcast_settlement(result.settlement_id, network)] += 1
+            tally[send_one(Settlement, result.settlement_id, network)] += 1
         paid = sum(tally[state] for state in PAID)
         parts = [
             f"{paid} paid",
@@ -546,8 +546,8 @@ class SettlementAdmin(ReadOnlyWithActions, admin.ModelAdmin):
             return
         signed = [s.pk for s in settlements if s.state == Settlement.State.SIGNED]
         network = get_network()
-        # Sending the same raw transaction twice is harmless; broadcast_settlement re-checks the state.
-        outcomes = Counter(Settlement.State(broadcast_settlement(pk, network)).label.lower() for pk in signed)
+        # Sending the same raw transaction twice is harmless; send_one re-checks the state.
+        outcomes = Counter(Settlement.State(send_one(Settlement, pk, network)).label.lower() for pk in signed)
         skipped = len(settlements) - len(signed)
         told = ", ".join(f"{count} {state}" for state, count in sorted(outcomes.items()))
         text = f"Broadcast {plural(len(signed), 'settlement')}" + (f": {told}." if told else ".")

@@ -7,12 +7,20 @@ in a circle.
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from django.db import models
-from django.db.models import Q
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.utils import timezone
 
-from meters.models import HourlyUsage, Household, hash_token
+from meters.models import HourlyUsage, Household, Meter, hash_token
+from meters.usage import reopen_lines
+from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
+
+log = logging.getLogger(__name__)
 
 ACCESS_TOKEN_PREFIX = "cpa_"  # noqa: S105 (a prefix, not a secret): energypay/logging.py redacts cpa_... tokens
 
@@ -96,19 +104,195 @@ class PriceQuote(models.Model):
         return f"{self.bsv_eur} EUR/BSV from {self.source} at {self.fetched_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
-class Settlement(models.Model):
-    """One payment from a household's wallet to the utility for its unsettled usage lines."""
+class PaymentState(models.TextChoices):
+    """Where an outgoing payment is on its way to a block; every kind goes through the same states."""
 
-    class State(models.TextChoices):
-        SIGNED = "signed", "Signed"
-        BROADCAST = "broadcast", "Broadcast"
-        SEEN = "seen", "Seen on the network"
-        CONFIRMED = "confirmed", "Confirmed"
-        REJECTED = "rejected", "Rejected"
-        DOUBLE_SPEND = "double_spend", "Double spend"
+    SIGNED = "signed", "Signed"
+    # Only a machine's pass claim: new to the network, being sent (a payment we sign goes from signed to seen).
+    BROADCAST = "broadcast", "Broadcast"
+    SEEN = "seen", "Seen on the network"
+    CONFIRMED = "confirmed", "Confirmed"
+    REJECTED = "rejected", "Rejected"
+    DOUBLE_SPEND = "double_spend", "Double spend"
 
+
+class OutgoingPayment(models.Model):
+    """A payment from our side to the network: signed, sent, seen, confirmed, or refused for good.
+
+    One lifecycle for every kind (settlements, community passes; refunds and withdrawals next), in
+    the shape of pretix's ``OrderPayment``: the state changes are methods here, each in its own
+    transaction holding the row's lock, and a payment that moved on meanwhile makes a call a logged
+    no-op. What a change means for one kind (usage owed again, a claim dropped) is that kind's hook:
+    ``accepted_changes``, ``on_failed``, ``drop_on_failure``, ``lock_payer``. Sending, the sweep of
+    signed payments and the following of accepted ones to a block are payments/broadcast.py's.
+    """
+
+    State = PaymentState
     PENDING = (State.SIGNED, State.BROADCAST, State.SEEN)
     FAILED = (State.REJECTED, State.DOUBLE_SPEND)
+    ACCEPTED = (State.SEEN, State.CONFIRMED)
+    COIN_LINK = ""  # the Utxo foreign key by which the payment reserves its coins
+    LOG_NAME = ""  # prefix of the log events, e.g. settlement_failed
+
+    txid = models.CharField(max_length=64)
+    raw_tx = models.TextField()
+    state = models.CharField(max_length=15, choices=PaymentState.choices, default=PaymentState.SIGNED)
+    detail = models.TextField(blank=True, help_text="What the network last said.")
+    broadcast_attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Signed, or last sent to the network.")
+
+    class Meta:
+        abstract = True
+
+    # --- What differs by kind (the hooks) --------------------------------------------------------
+
+    @classmethod
+    def accepted_changes(cls, state: str, now: datetime) -> dict:
+        """Fields (values or expressions on the row before the change) an UPDATE to accepted ``state`` also sets."""
+        return {}
+
+    @classmethod
+    def sweepable(cls, now: datetime) -> QuerySet:
+        """The signed payments the sweeper may send again (payments/broadcast.py applies the backoff)."""
+        return cls.objects.filter(state=PaymentState.SIGNED)
+
+    @classmethod
+    def abandon_stale(cls, now: datetime) -> int:
+        """Drop signed rows that are no payment of ours to send (none, unless a kind says otherwise)."""
+        return 0
+
+    def lock_payer(self) -> Wallet | None:
+        """Lock the rows that come before this one in the lock order; the wallet to resync after a refusal."""
+        return None
+
+    def drop_on_failure(self) -> bool:
+        """Whether a refused payment is deleted rather than kept as failed history."""
+        return False
+
+    def on_failed(self) -> None:
+        """Undo what the payment did in our books, in the transaction that marks it failed."""
+
+    # --- The lifecycle -----------------------------------------------------------------------------
+
+    def record_reply(self, reply: Reply, network: BsvNetwork) -> str:
+        """Record what the network said to one broadcast; returns the new state ("" if the row was dropped).
+
+        Every reply is a counted try, which also restarts the backoff (``updated_at``; an update()
+        leaves auto_now alone). No answer keeps the payment signed, its reason shown, for the sweeper.
+        A refusal of a transaction the network holds is of a second copy sent at the same moment (two
+        sends of one payment: "input spent by" the payment itself), not of the payment: it is accepted.
+        """
+        changes = {"broadcast_attempts": F("broadcast_attempts") + 1, "updated_at": timezone.now()}
+        if reply.outcome not in _ACCEPTING and reply.outcome not in REFUSALS:
+            changes["detail"] = reply.detail[:1000]
+        type(self).objects.filter(pk=self.pk).update(**changes)
+        if reply.outcome in _ACCEPTING:
+            return self.mark_accepted(accepted_state(reply.outcome), reply.detail)
+        if reply.outcome in REFUSALS:
+            held = self._held(network)
+            if held is not None:
+                return self.mark_accepted(held, reply.detail)
+            return self.fail(REFUSALS[reply.outcome], reply.detail or "refused by the network", network)
+        self._log(logging.WARNING, "broadcast_retry", detail=reply.detail[:200])
+        return type(self).objects.filter(pk=self.pk).values_list("state", flat=True).first() or ""
+
+    def mark_accepted(self, state: str, detail: str) -> str:
+        """The network has the payment: it is ``state`` (seen or confirmed) and its coins are spent."""
+        with transaction.atomic():
+            locked = type(self).objects.select_for_update().filter(pk=self.pk).values_list("state", flat=True).first()
+            if locked is None or locked not in self.PENDING:
+                self._log(logging.INFO, "accept_skipped", state=locked)
+                return locked or ""
+            self.accept_locked([self.pk], state, detail)
+        self._log(logging.INFO, "accepted", state=state)
+        return state
+
+    @classmethod
+    def accept_locked(
+        cls, ids: list[int], state: str, detail: str, was: Iterable[str] | None = None, counted_try: bool = False
+    ) -> int:
+        """mark_accepted's writes for many, inside the caller's transaction: UPDATE the rows still ``was``
+        (pending by default) and return how many moved; their coins are spent, their change confirmed with them.
+
+        ``counted_try``: the reply was to a broadcast, counted as record_reply counts it. The caller
+        holds the rows' locks, or rolls back when fewer moved than it asked for.
+        """
+        now = timezone.now()
+        changes = cls.accepted_changes(state, now)
+        if counted_try:
+            changes.update(broadcast_attempts=F("broadcast_attempts") + 1, updated_at=now)
+        moved = cls.objects.filter(pk__in=ids, state__in=cls.PENDING if was is None else was).update(
+            state=state, detail=detail[:1000], **changes
+        )
+        Utxo.objects.filter(**{f"{cls.COIN_LINK}_id__in": ids}).update(state=Utxo.State.SPENT)
+        if state == PaymentState.CONFIRMED:
+            Utxo.objects.filter(txid__in=cls.objects.filter(pk__in=ids).values("txid")).update(confirmed=True)
+        return moved
+
+    def fail(self, state: str, detail: str, network: BsvNetwork) -> str:
+        """The network refused the payment for good: its kind undoes it (``on_failed``); returns the state.
+
+        Locks in the lock order (the payer's wallet first, ``lock_payer``), then the row. After the
+        commit the wallet's coins are resynced: the network says which still exist.
+        """
+        payment = type(self).objects.filter(pk=self.pk).first()  # who pays, whatever the caller loaded
+        if payment is None:
+            return ""
+        with transaction.atomic():
+            wallet = payment.lock_payer()
+            locked = type(self).objects.select_for_update().filter(pk=self.pk).first()
+            if locked is None or locked.state not in self.PENDING:
+                self._log(logging.INFO, "fail_skipped", state=locked and locked.state)
+                return locked.state if locked else ""
+            if locked.drop_on_failure():
+                locked.delete()
+                self._log(logging.INFO, "claim_refused", state=state, detail=detail[:200])
+                return ""
+            locked.state, locked.detail = state, detail[:1000]
+            locked.save(update_fields=["state", "detail", "updated_at"])
+            locked.on_failed()
+        self._log(logging.ERROR, "failed", state=state, detail=detail[:200])
+        if wallet is not None:
+            from payments.wallets import resync_quietly  # payments.wallets imports this module
+
+            resync_quietly(wallet, network)
+        return state
+
+    def forget_coins(self) -> None:
+        """A refused payment's coins and change never existed on the network: forget them (resync re-adds)."""
+        Utxo.objects.filter(**{self.COIN_LINK: self}).delete()
+        Utxo.objects.filter(txid=self.txid).delete()
+
+    def _log(self, level: int, event: str, **fields: object) -> None:
+        """``<kind>_<event> <kind>=<id> key=value ...``: one shape of log line for every kind."""
+        pairs = " ".join(f"{key}={value}" for key, value in fields.items())
+        log.log(level, "%s_%s %s=%s %s", self.LOG_NAME, event, self.LOG_NAME, self.pk, pairs)
+
+    def _held(self, network: BsvNetwork) -> str | None:
+        """The accepted state if the network holds the transaction, else None (also when it cannot say)."""
+        try:
+            known = network.status(self.txid)
+        except NetworkUnavailable:
+            return None
+        return accepted_state(known.outcome) if known.outcome in _ACCEPTING else None
+
+
+_ACCEPTING = (Outcome.ACCEPTED, Outcome.CONFIRMED)
+REFUSALS = {Outcome.REJECTED: PaymentState.REJECTED, Outcome.DOUBLE_SPEND: PaymentState.DOUBLE_SPEND}
+
+
+def accepted_state(outcome: Outcome) -> str:
+    return PaymentState.CONFIRMED if outcome == Outcome.CONFIRMED else PaymentState.SEEN
+
+
+class Settlement(OutgoingPayment):
+    """One payment from a household's wallet to the utility for its unsettled usage lines.
+
+    Refused, it releases its usage lines, which are owed again and paid by the next run.
+    """
+
+    COIN_LINK = "reserved_by"
+    LOG_NAME = "settlement"
 
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="settlements")
     period_start = models.DateTimeField(help_text="First hour paid (UTC).")
@@ -118,13 +302,7 @@ class Settlement(models.Model):
     quote = models.ForeignKey(PriceQuote, on_delete=models.PROTECT, related_name="settlements")
     satoshis = models.PositiveBigIntegerField()
     fee_satoshis = models.PositiveBigIntegerField()
-    txid = models.CharField(max_length=64)
-    raw_tx = models.TextField()
-    state = models.CharField(max_length=15, choices=State.choices, default=State.SIGNED)
-    detail = models.TextField(blank=True, help_text="What the network last said.")
-    broadcast_attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -144,6 +322,24 @@ class Settlement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.household} {self.eur} EUR / {self.satoshis} sat ({self.state})"
+
+    @classmethod
+    def accepted_changes(cls, state: str, now: datetime) -> dict:
+        return {"confirmed_at": now if state == PaymentState.CONFIRMED else None}
+
+    def lock_payer(self) -> Wallet:
+        """The wallet, then the household's meters (lock order): reopened usage lines are the meters' to price."""
+        wallet = Wallet.objects.select_for_update().get(household_id=self.household_id)
+        list(Meter.objects.select_for_update().filter(household_id=self.household_id).order_by("pk").values_list("pk"))
+        return wallet
+
+    def on_failed(self) -> None:
+        """Its usage lines are released and owed again; its coins and change are forgotten."""
+        live = self.lines.filter(released=False)
+        usage_ids = list(live.values_list("usage_id", flat=True))
+        live.update(released=True)
+        reopen_lines(usage_ids)
+        self.forget_coins()
 
 
 class SettlementLine(models.Model):
@@ -209,7 +405,7 @@ class LedgerOutput(models.Model):
         return f"{self.transaction_id}:{self.vout} {self.satoshis} sat"
 
 
-class CommunityPass(models.Model):
+class CommunityPass(OutgoingPayment):
     """A payment that opens the community comparison for a while.
 
     Paid from a household's wallet with one click, or by a machine over HTTP 402 (``/api/v1/community``).
@@ -226,25 +422,18 @@ class CommunityPass(models.Model):
         WALLET = "wallet", "Household wallet"
         X402 = "x402", "HTTP 402"
 
-    State = Settlement.State
-    PENDING = Settlement.PENDING
-    FAILED = Settlement.FAILED
-    ACCEPTED = (Settlement.State.SEEN, Settlement.State.CONFIRMED)
+    COIN_LINK = "reserved_by_pass"
+    LOG_NAME = "community_pass"
 
     household = models.ForeignKey(
         Household, on_delete=models.PROTECT, null=True, blank=True, related_name="community_passes"
     )
     source = models.CharField(max_length=10, choices=Source.choices)
     txid = models.CharField(max_length=64, unique=True)
-    raw_tx = models.TextField()
     satoshis = models.PositiveBigIntegerField(help_text="Paid to the utility.")
     fee_satoshis = models.PositiveBigIntegerField(default=0)
     payer = models.CharField(max_length=64, blank=True, help_text="Who paid, for HTTP 402 payments.")
-    state = models.CharField(max_length=15, choices=Settlement.State.choices, default=Settlement.State.SIGNED)
-    detail = models.TextField(blank=True, help_text="What the network last said.")
-    broadcast_attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True, help_text="Signed, or last sent to the network.")
     valid_until = models.DateTimeField()
     token_hash = models.CharField(
         max_length=64, unique=True, null=True, blank=True, editable=False, help_text="SHA-256 of the access token."
@@ -292,3 +481,56 @@ class CommunityPass(models.Model):
         if not token.startswith(ACCESS_TOKEN_PREFIX) or len(token) > 200:
             return None
         return cls.objects.filter(token_hash=hash_token(token), source=cls.Source.X402).first()
+
+    # --- Its lifecycle's hooks (OutgoingPayment) ---------------------------------------------------
+
+    @classmethod
+    def accepted_changes(cls, state: str, now: datetime) -> dict:
+        # A machine's claim may have waited for the network (503s, the sweeper): its access starts
+        # when the network takes it, so the client gets all it paid for. (Old values: the row before the UPDATE.)
+        restart = When(
+            source=cls.Source.X402,
+            state__in=[PaymentState.SIGNED, PaymentState.BROADCAST],
+            then=Value(now + access_period(), output_field=models.DateTimeField()),
+        )
+        return {"valid_until": Case(restart, default=F("valid_until"))}
+
+    @classmethod
+    def sweepable(cls, now: datetime) -> QuerySet:
+        # A machine's claim is sent by its own request (and its retries), never by the sweeper; a
+        # wallet pass younger than SWEEP_AFTER may still be on its way from the click that bought it.
+        return cls.objects.filter(source=cls.Source.WALLET, state=PaymentState.SIGNED, created_at__lt=now - SWEEP_AFTER)
+
+    @classmethod
+    def abandon_stale(cls, now: datetime) -> int:
+        """Drop machine claims still ``signed`` after SWEEP_AFTER: their request died while checking them.
+
+        Dropping one lets the client's retry claim it afresh. Claims already sent are ``broadcast``,
+        which the refresher follows.
+        """
+        stale = cls.objects.filter(source=cls.Source.X402, state=PaymentState.SIGNED, created_at__lt=now - SWEEP_AFTER)
+        return stale.delete()[0]
+
+    def lock_payer(self) -> Wallet | None:
+        if self.source == self.Source.WALLET:
+            return Wallet.objects.select_for_update().get(household_id=self.household_id)
+        return None
+
+    def drop_on_failure(self) -> bool:
+        """A machine's claim the network never accepted bought nothing: it is dropped, so the same
+        transaction may be offered again once it is valid (its parent arrived, say). One accepted
+        earlier and refused now (a conflicting spend was mined) stays, failed, so its txid cannot unlock again.
+        """
+        return self.source == self.Source.X402 and self.state not in self.ACCEPTED
+
+    def on_failed(self) -> None:
+        """A wallet pass keeps its row as history and opens nothing; its coins and change are forgotten."""
+        if self.source == self.Source.WALLET:
+            self.forget_coins()
+
+
+SWEEP_AFTER = timedelta(minutes=2)
+
+
+def access_period() -> timedelta:
+    return timedelta(days=settings.COMMUNITY_ACCESS_DAYS)

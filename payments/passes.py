@@ -2,8 +2,8 @@
 
 Two ways to buy one:
 - a household pays from its custodial wallet with one click (``buy_pass``). Money moves as in the
-  hourly settlement (payments/signing.py, payments/settlement.py): sign and record under the wallet's
-  lock, commit, then broadcast; a crash in between leaves a ``signed`` pass that the sweeper sends.
+  hourly settlement (payments/settlement.py): sign and record under the wallet's lock, commit, then
+  broadcast (payments/broadcast.py); a crash in between leaves a ``signed`` pass that the sweeper sends.
 - a machine pays over HTTP 402 with a transaction it signed itself (``read_payment``, ``redeem``,
   ``issue_token``). Every transaction on the chain is public, so one that is already on the network
   when it is offered could be anybody's (a household's hourly payment pays the utility too): a
@@ -13,6 +13,9 @@ Two ways to buy one:
   token until the pass ends. The same transaction offered again buys nothing: it is public, so it
   says nothing about who offers it. The payer whose answer was lost proves it paid by signing with
   the key of the first input (``Proof``), which replaces the token (docs/paywall.md).
+
+Either way the pass is an outgoing payment (payments.models.OutgoingPayment): its replies, acceptance,
+failure, sweep and confirmation are the lifecycle every kind shares, with the pass's own hooks there.
 """
 
 from __future__ import annotations
@@ -27,27 +30,20 @@ from bsv.keys import recover_public_key, text_digest
 from bsv.utils import deserialize_ecdsa_recoverable, serialize_ecdsa_der, unstringify_ecdsa_recoverable
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
 
 from meters.models import Household, hash_token
 from payments import keys
-from payments.models import ACCESS_TOKEN_PREFIX, CommunityPass, Utxo, Wallet
+from payments.broadcast import send
+from payments.models import ACCESS_TOKEN_PREFIX, REFUSALS, CommunityPass, Utxo, Wallet, access_period
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
-from payments.settlement import due_for_rebroadcast, send
-from payments.signing import _spendable_coins, sign_from_coins
-from payments.wallets import open_wallet, resync_quietly
+from payments.settlement import _spendable_coins, sign_from_coins
+from payments.wallets import open_wallet
 
 log = logging.getLogger(__name__)
 
 State = CommunityPass.State
-_FAILURES = {Outcome.REJECTED: State.REJECTED, Outcome.DOUBLE_SPEND: State.DOUBLE_SPEND}
 MAX_TX_BYTES = 50_000  # a payment of a few inputs is well under 1 kB; the X-PAYMENT header is capped anyway
 MAX_SATOSHIS = 21_000_000 * 100_000_000  # every coin there will ever be; an output value is 8 bytes, up to 2**64 - 1
-
-
-def access_period() -> timedelta:
-    return timedelta(days=settings.COMMUNITY_ACCESS_DAYS)
 
 
 def live_pass(household: Household, now: datetime) -> CommunityPass | None:
@@ -80,11 +76,11 @@ def buy_pass(household: Household, now: datetime) -> Purchase:
     1. lock the wallet row (lock order as in settlement: wallet first, then coins), so a double
        click or a concurrent settlement waits here and then sees what the other one did;
     2. a live pass: return it, pay nothing;
-    3. choose spendable coins and sign (the settlement's own rules: payments.signing); too little
+    3. choose spendable coins and sign (the settlement's own rules: payments.settlement); too little
        money: CannotPay, nothing recorded;
     4. record the pass (state signed), reserve its coins with a conditional UPDATE (a count short
        means someone else took one: DatabaseError, all rolled back), add its change coin.
-    The caller broadcasts after commit (``broadcast_pass``).
+    The caller broadcasts after commit (``broadcast.send_one(CommunityPass, ...)``).
     """
     price = settings.COMMUNITY_PRICE_SATS
     wallet = open_wallet(household)
@@ -137,157 +133,6 @@ def buy_pass(household: Household, now: datetime) -> Purchase:
         txid,
     )
     return Purchase(community_pass, new=True)
-
-
-# --- Broadcasting and recording what the network said ---------------------------------------------
-
-
-def broadcast_pass(pass_id: int, network: BsvNetwork) -> str:
-    """Send a signed wallet pass and record the reply; returns its state."""
-    row = CommunityPass.objects.filter(pk=pass_id).values("state", "raw_tx").first()
-    if row is None or row["state"] != State.SIGNED:
-        return row["state"] if row else ""
-    return record_reply(pass_id, send(row["raw_tx"], network), network)
-
-
-def record_reply(pass_id: int, reply: Reply, network: BsvNetwork) -> str:
-    """Record what the network said to one broadcast of a pass; returns the new state ("" if dropped)."""
-    # A counted try, which also restarts the pass's backoff (``updated_at``).
-    CommunityPass.objects.filter(pk=pass_id).update(
-        broadcast_attempts=F("broadcast_attempts") + 1, updated_at=timezone.now()
-    )
-    if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFIRMED):
-        state = State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else State.SEEN
-        return mark_accepted(pass_id, state, reply.detail)
-    if reply.outcome in _FAILURES:
-        held = _held(pass_id, network)
-        if held is not None:
-            # The network has this very transaction: the refusal was of a second copy sent at the same
-            # moment (two retries of one payment: "input spent by" the payment itself), not of the payment.
-            return mark_accepted(pass_id, held, reply.detail)
-        return fail_pass(pass_id, _FAILURES[reply.outcome], reply.detail or "refused by the network", network)
-    # RETRY / UNKNOWN: still signed; the sweeper (or the client's retry) sends it again.
-    CommunityPass.objects.filter(pk=pass_id).update(detail=reply.detail[:1000])
-    log.warning("community_pass_broadcast_retry pass=%s detail=%s", pass_id, reply.detail[:200])
-    return CommunityPass.objects.filter(pk=pass_id).values_list("state", flat=True).first() or ""
-
-
-def _held(pass_id: int, network: BsvNetwork) -> str | None:
-    """The accepted state of a pass whose transaction the network holds, else None (also when it cannot say)."""
-    txid = CommunityPass.objects.filter(pk=pass_id).values_list("txid", flat=True).first()
-    try:
-        known = network.status(txid) if txid else None
-    except NetworkUnavailable:
-        return None
-    if known is None or known.outcome not in (Outcome.ACCEPTED, Outcome.CONFIRMED):
-        return None
-    return State.CONFIRMED if known.outcome == Outcome.CONFIRMED else State.SEEN
-
-
-def mark_accepted(pass_id: int, state: str, detail: str) -> str:
-    """The network has the payment: its coins are spent; a machine's access starts now."""
-    with transaction.atomic():
-        community_pass = CommunityPass.objects.select_for_update().filter(pk=pass_id).first()
-        if community_pass is None:
-            return ""
-        if community_pass.state not in CommunityPass.PENDING:
-            return community_pass.state
-        if community_pass.source == CommunityPass.Source.X402 and community_pass.state not in CommunityPass.ACCEPTED:
-            # The claim may have waited for the network (503s, the sweeper): the client gets all it paid for.
-            community_pass.valid_until = timezone.now() + access_period()
-        community_pass.state, community_pass.detail = state, detail[:1000]
-        community_pass.save(update_fields=["state", "detail", "valid_until"])
-        Utxo.objects.filter(reserved_by_pass=community_pass).update(state=Utxo.State.SPENT)
-        if state == State.CONFIRMED:
-            Utxo.objects.filter(txid=community_pass.txid).update(confirmed=True)
-    log.info("community_pass_accepted pass=%s state=%s", pass_id, state)
-    return state
-
-
-def fail_pass(pass_id: int, state: str, detail: str, network: BsvNetwork) -> str:
-    """The network refused the payment: the pass opens nothing.
-
-    A wallet pass keeps its row as history; its coins and change are forgotten and the wallet is
-    resynced (the network says which coins still exist), as fail_settlement does. A machine's claim
-    that was never accepted is dropped: it bought nothing, and the same transaction may be offered
-    again once it is valid (its parent arrived, say). One accepted earlier and refused now (a
-    conflicting spend was mined) stays, failed, so its txid cannot unlock again.
-    """
-    row = CommunityPass.objects.filter(pk=pass_id).values("household_id", "source", "state").first()
-    if row is None:
-        return ""
-    if row["source"] == CommunityPass.Source.X402:
-        with transaction.atomic():
-            community_pass = CommunityPass.objects.select_for_update().filter(pk=pass_id).first()
-            if community_pass is None or community_pass.state not in CommunityPass.PENDING:
-                return community_pass.state if community_pass else ""
-            if community_pass.state not in CommunityPass.ACCEPTED:
-                community_pass.delete()
-                log.info("community_claim_refused pass=%s state=%s detail=%s", pass_id, state, detail[:200])
-                return ""
-            community_pass.state, community_pass.detail = state, detail[:1000]
-            community_pass.save(update_fields=["state", "detail"])
-        log.error("community_pass_failed pass=%s state=%s detail=%s", pass_id, state, detail[:200])
-        return state
-    with transaction.atomic():
-        wallet = Wallet.objects.select_for_update().get(household_id=row["household_id"])
-        community_pass = CommunityPass.objects.select_for_update().get(pk=pass_id)
-        if community_pass.state not in CommunityPass.PENDING:
-            return community_pass.state
-        community_pass.state, community_pass.detail = state, detail[:1000]
-        community_pass.save(update_fields=["state", "detail"])
-        Utxo.objects.filter(reserved_by_pass=community_pass).delete()
-        Utxo.objects.filter(txid=community_pass.txid).delete()
-    log.error("community_pass_failed pass=%s state=%s detail=%s", pass_id, state, detail[:200])
-    resync_quietly(wallet, network)
-    return state
-
-
-def rebroadcast_signed(network: BsvNetwork, older_than: timedelta = timedelta(minutes=2)) -> int:
-    """Send again wallet passes left ``signed`` (a crash after commit, a network error). Oldest first.
-
-    A machine's claim still ``signed`` that long was never sent (its request died while checking it):
-    dropping it lets the client's retry claim it afresh. Claims already sent are ``broadcast``, which
-    refresh_pending follows.
-    """
-    now = timezone.now()
-    CommunityPass.objects.filter(
-        source=CommunityPass.Source.X402, state=State.SIGNED, created_at__lt=now - older_than
-    ).delete()
-    # Wallet passes wait as settlements do: 1, 2, 4, ... minutes after each try, at most an hour.
-    signed = CommunityPass.objects.filter(source=CommunityPass.Source.WALLET, state=State.SIGNED)
-    due = due_for_rebroadcast(now, None, signed).filter(created_at__lt=now - older_than)
-    ids = list(due.values_list("pk", flat=True)[:1000])
-    for pass_id in ids:
-        broadcast_pass(pass_id, network)
-    return len(ids)
-
-
-def refresh_pending(network: BsvNetwork) -> int:
-    """Follow passes the network has (or may have) to a block; a confirmed pass's change becomes spendable."""
-    pending = (
-        CommunityPass.objects.filter(state__in=[State.SEEN, State.BROADCAST])
-        .order_by("created_at")
-        .values_list("pk", "state", "txid", "raw_tx")[:1000]
-    )
-    confirmed = 0
-    for pass_id, state, txid, raw_tx in pending:
-        try:
-            reply = network.status(txid)
-            if reply.outcome == Outcome.UNKNOWN:
-                # Dropped from a mempool: sending it again is harmless and says whether it is still valid.
-                reply = send(raw_tx, network)
-        except NetworkUnavailable as error:
-            log.warning("community_pass_status_deferred pass=%s detail=%s", pass_id, error)
-            continue
-        if reply.outcome == Outcome.CONFIRMED:
-            mark_accepted(pass_id, State.CONFIRMED, reply.detail)
-            confirmed += 1
-        elif reply.outcome == Outcome.ACCEPTED and state == State.BROADCAST:
-            mark_accepted(pass_id, State.SEEN, reply.detail)  # a machine's claim whose answer was lost
-        elif reply.outcome in _FAILURES:
-            fail_pass(pass_id, _FAILURES[reply.outcome], reply.detail or "refused by the network", network)
-    return confirmed
 
 
 # --- Paying over HTTP 402 -------------------------------------------------------------------------
@@ -438,12 +283,12 @@ def redeem(payment: Payment, network: BsvNetwork, now: datetime, proof: Proof | 
             raise PaymentRefused(ALREADY_REDEEMED)  # issue_token decides under the lock; this saves the work
         return community_pass
     reply = send(community_pass.raw_tx, network)
-    state = record_reply(community_pass.pk, reply, network)
+    state = community_pass.record_reply(reply, network)
     if state in CommunityPass.ACCEPTED:
         community_pass.refresh_from_db()
         log.info("community_pass_paid pass=%s txid=%s satoshis=%d", community_pass.pk, payment.txid, payment.paid)
         return community_pass
-    if reply.outcome in _FAILURES or not state:
+    if reply.outcome in REFUSALS or not state:
         raise PaymentRefused(f"the network refused the transaction: {reply.detail or reply.outcome}")
     raise NetworkBusy(f"the network did not answer ({reply.detail[:200]}); send the same payment again")
 
@@ -483,7 +328,7 @@ def _require_new(claim: CommunityPass, network: BsvNetwork) -> None:
         known = network.status(claim.txid)
     except NetworkUnavailable as error:
         known = Reply(Outcome.RETRY, str(error))
-    if known.outcome == Outcome.UNKNOWN or known.outcome in _FAILURES:
+    if known.outcome == Outcome.UNKNOWN or known.outcome in REFUSALS:
         CommunityPass.objects.filter(pk=claim.pk, state=State.SIGNED).update(state=State.BROADCAST)
         claim.state = State.BROADCAST
         return

@@ -1,4 +1,7 @@
-"""The hourly run: which households to settle, in chunks any number of workers can share."""
+"""The hourly run (beat's settle_closed_hour): which households to settle, in chunks any number of workers share.
+
+Each chunk is signed and recorded by payments/settlement.py, then sent by payments/broadcast.py.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from django.utils import timezone
 
 from meters.hooks import load_hook
 from meters.models import HourlyUsage
+from payments.broadcast import send_many, send_one
 from payments.figures import owed
-from payments.models import Wallet
+from payments.models import Settlement, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, get_network
-from payments.settlement import broadcast_settlement, send_settlements
-from payments.signing import settle_household, settle_many
+from payments.settlement import settle_household, settle_many
 from payments.wallets import open_missing_wallets, sync_coins
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,10 @@ def settle_households(household_ids: list[int], period_end: datetime, now: datet
     """Settle the households chunk by chunk, then broadcast what was signed. Returns how many ended how.
 
     Per chunk of CHUNK households:
-    1. sign set-based, in one transaction (payments.signing.settle_many); if that raises a
+    1. sign set-based, in one transaction (payments.settlement.settle_many); if that raises a
        DatabaseError (another run claimed part of the chunk, so all of it rolled back), every
        household of the chunk goes through settle_household instead, one by one;
-    2. broadcast what was signed and record the replies in bulk (payments.settlement.send_settlements);
+    2. broadcast what was signed and record the replies in bulk (payments.broadcast.send_many);
     3. a household in arrears gets one more try after asking the network for deposits.
     One household's failure is logged and counted; the rest of the chunk still settles.
     """
@@ -85,7 +88,7 @@ def _settle_chunk(household_ids: list[int], period_end: datetime, now: datetime 
             if result.settlement_id is None:
                 tally[result.status] += 1
             else:
-                tally[sent.get(result.settlement_id) or broadcast_settlement(result.settlement_id, network)] += 1
+                tally[sent.get(result.settlement_id) or send_one(Settlement, result.settlement_id, network)] += 1
         except (DatabaseError, NetworkUnavailable):
             log.exception("settlement_error household=%s", household_id)
             tally["error"] += 1
@@ -96,9 +99,9 @@ def _send(settlement_ids: list[int], network: BsvNetwork) -> dict[int, str]:
     if not settlement_ids:
         return {}
     try:
-        return send_settlements(settlement_ids, network)
+        return send_many(Settlement, settlement_ids, network)
     except (DatabaseError, NetworkUnavailable):
-        # What was not recorded is still signed: broadcast_settlement finishes it, household by household.
+        # What was not recorded is still signed: send_one finishes it, household by household.
         log.exception("settlement_send_error settlements=%d", len(settlement_ids))
         return {}
 

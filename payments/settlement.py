@@ -1,259 +1,269 @@
-"""Broadcasting signed settlements and following them to confirmation (or failure).
+"""Settling: each household's unsettled usage, paid from its wallet, exactly once.
 
-payments/signing.py signs and records payments; here they are sent (in bulk where the network
-can take a batch), their replies recorded, refused ones undone (the hours are owed again), stuck
-ones re-sent, and accepted ones followed until a block confirms them.
+Money moves in two steps (docs/architecture.md, "The money path"): this module chooses coins, builds
+and signs the payments and records them in one database transaction, a chunk of households at a time;
+payments/broadcast.py then sends them. A crash between the two leaves ``signed`` settlements that the
+sweeper sends later: sending the same raw transaction twice is harmless, so no path pays twice.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import F, Q, QuerySet
-from django.utils import timezone
+from bsv import P2PKH, Transaction, TransactionInput, TransactionOutput
+from bsv.fee_models import SatoshisPerKilobyte
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Exists, OuterRef, Q, Subquery
 
-from meters.models import Meter
-from meters.usage import reopen_lines
-from payments.models import Settlement, Utxo, Wallet
-from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
-from payments.wallets import resync_quietly
+from meters.models import HourlyUsage, Meter
+from payments import keys
+from payments.checks import native_signing_available
+from payments.figures import owed, usable_quote
+from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
+from payments.money import eur_to_satoshis
 
 log = logging.getLogger(__name__)
 
-_FAILURES = {Outcome.REJECTED: Settlement.State.REJECTED, Outcome.DOUBLE_SPEND: Settlement.State.DOUBLE_SPEND}
-FIRST_BACKOFF = timedelta(minutes=1)
-MAX_BACKOFF = timedelta(hours=1)
+# P2PKH sizes in bytes, with a 73-byte signature: what a signed input and an output can take at most.
+_INPUT_BYTES, _OUTPUT_BYTES, _OVERHEAD_BYTES = 149, 34, 10
 
 
-def broadcast_backoff(attempts: int) -> timedelta:
-    """How long a signed settlement waits, after its signing or its last try, before the sweeper sends it again.
+@dataclass(frozen=True)
+class Result:
+    status: str  # signed | nothing | arrears | deferred
+    settlement_id: int | None = None
+    detail: str = ""
 
-    1, 2, 4, ... minutes after 0, 1, 2, ... tries, at most an hour: a network that is down for a
-    while is asked less and less often, and gets the payment within the hour once it is back. The
-    first wait leaves a payment to the run that signed it, which sends it within seconds.
+
+@dataclass
+class _Payment:
+    """One household's signed payment, before it is recorded: the transaction as text, not as objects.
+
+    A chunk keeps hundreds of these alive; without each transaction's object graph (parents,
+    scripts, key templates) far fewer objects outlive a young collection, and the garbage
+    collector rescans the whole heap less often.
     """
-    return min(FIRST_BACKOFF * 2 ** min(attempts, 16), MAX_BACKOFF)  # 2**16 minutes: far past the cap
+
+    wallet: Wallet
+    lines: list  # named rows of pk, household_id, hour_start, kwh, cost_eur; oldest first
+    eur: Decimal
+    satoshis: int
+    coins: list[Utxo]
+    fee: int
+    txid: str
+    raw_tx: str
+    change: list[tuple[int, int]]  # (vout, satoshis) of the outputs back to the wallet
+    settlement: Settlement | None = None
 
 
-class _Moved(Exception):
-    """Some settlements of a group had moved on meanwhile: record that group one by one instead."""
+def settle_household(household_id: int, period_end: datetime, now: datetime) -> Result:
+    """settle_many for one household (staff's "retry now", the fallback of a chunk that raced)."""
+    results = settle_many([household_id], period_end, now)
+    if household_id not in results:
+        raise Wallet.DoesNotExist(f"household {household_id} has no wallet")
+    return results[household_id]
 
 
-def send_settlements(settlement_ids: list[int], network: BsvNetwork) -> dict[int, str]:
-    """Broadcast signed settlements and record what the network said; returns each one's state.
+def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetime) -> dict[int, Result]:
+    """Sign one payment per household of the chunk for everything it owes for hours before ``period_end``.
 
-    broadcast_settlement for many:
-    1. load the settlements (one query); one no longer signed is not sent again, its state is returned;
-    2. ``network.broadcast_many`` where the network has it (the local ledger), else one by one;
-    3. accepted: one UPDATE of those still signed to seen, one UPDATE of their coins to spent, together;
-       confirmed already: mark_accepted; refused: fail_settlement, one by one (the rare paths);
-       retry or unknown: they stay signed, with the detail, for the sweeper to send again.
+    For all of them in one transaction:
+    1. native signing and a fresh quote (one lookup), or every household is deferred: never guess a price;
+    2. lock every wallet of the chunk, then all their households' meters, each in pk order (lock order;
+       two runs over overlapping chunks wait on each other, they never deadlock);
+    3. one query for every open, priced usage line before ``period_end``; one for every spendable coin;
+    4. per household, in Python: EUR -> satoshis (nothing below one satoshi), choose coins and sign
+       (``sign_from_coins``, the code settle_household signs with); too little money: arrears;
+    5. insert the settlements, their lines and their change coins; claim every line and reserve every
+       coin with one conditional UPDATE each. A count short means another run claimed something
+       meanwhile: DatabaseError, and the whole chunk rolls back. The caller broadcasts after commit.
+
+    Households without a wallet are left out of the result.
     """
-    rows = Settlement.objects.filter(pk__in=settlement_ids).values_list("pk", "state", "raw_tx")
-    states, pending = {}, []
-    for pk, state, raw_tx in rows:
-        if state == Settlement.State.SIGNED:
-            pending.append((pk, raw_tx))
-        else:
-            states[pk] = state
-    if not pending:
-        return states
-    replies = _broadcast([raw_tx for _, raw_tx in pending], network)
-    accepted = defaultdict(list)
-    for (pk, _), reply in zip(pending, replies, strict=True):
-        if reply.outcome == Outcome.ACCEPTED:
-            accepted[reply.detail[:1000]].append(pk)
-        else:
-            states[pk] = record_reply(pk, reply, network)
-    for detail, ids in accepted.items():
-        try:
-            with transaction.atomic():
-                moved = Settlement.objects.filter(pk__in=ids, state=Settlement.State.SIGNED).update(
-                    state=Settlement.State.SEEN,
-                    detail=detail,
-                    confirmed_at=None,
-                    broadcast_attempts=F("broadcast_attempts") + 1,
-                    updated_at=timezone.now(),
-                )
-                if moved != len(ids):
-                    raise _Moved
-                Utxo.objects.filter(reserved_by_id__in=ids).update(state=Utxo.State.SPENT)
-        except _Moved:
-            # Another process moved some of them meanwhile (the sweeper): mark_accepted sorts each out.
-            for pk in ids:
-                states[pk] = record_reply(pk, Reply(Outcome.ACCEPTED, detail), network)
-        else:
-            states.update(dict.fromkeys(ids, Settlement.State.SEEN))
-    return states
-
-
-def _broadcast(raw_txs: list[str], network: BsvNetwork) -> list[Reply]:
-    broadcast_many = getattr(network, "broadcast_many", None)
-    if broadcast_many is not None:
-        return broadcast_many(raw_txs)
-    # One payment's bad luck must not leave the others unrecorded; the sweeper sends it again.
-    return [send(raw_tx, network) for raw_tx in raw_txs]
-
-
-def send(raw_tx: str, network: BsvNetwork) -> Reply:
-    """Broadcast one payment (a settlement or a community pass); no answer is a RETRY reply, a try like any other."""
-    try:
-        return network.broadcast(raw_tx)
-    except NetworkUnavailable as error:
-        return Reply(Outcome.RETRY, str(error))
-
-
-def broadcast_settlement(settlement_id: int, network: BsvNetwork) -> str:
-    """Send one signed settlement and record what the network says; returns its state."""
-    settlement = Settlement.objects.only("state", "raw_tx").get(pk=settlement_id)
-    if settlement.state != Settlement.State.SIGNED:
-        return settlement.state
-    # No answer is a try like any other: counted, its reason shown, and the next one after the backoff.
-    return record_reply(settlement_id, send(settlement.raw_tx, network), network)
-
-
-def record_reply(settlement_id: int, reply: Reply, network: BsvNetwork) -> str:
-    """Record what the network said to one broadcast of a settlement; returns the new state."""
-    # updated_at (an update() leaves auto_now alone) is when the backoff before the next try starts.
-    Settlement.objects.filter(pk=settlement_id).update(
-        broadcast_attempts=F("broadcast_attempts") + 1, updated_at=timezone.now()
-    )
-    if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFIRMED):
-        state = Settlement.State.CONFIRMED if reply.outcome == Outcome.CONFIRMED else Settlement.State.SEEN
-        return mark_accepted(settlement_id, state, reply.detail)
-    if reply.outcome in _FAILURES:
-        return fail_settlement(settlement_id, _FAILURES[reply.outcome], reply.detail, network)
-    # RETRY / UNKNOWN: still signed; the sweeper sends it again.
-    Settlement.objects.filter(pk=settlement_id).update(detail=reply.detail[:1000])
-    log.warning("settlement_broadcast_retry settlement=%s detail=%s", settlement_id, reply.detail[:200])
-    return Settlement.State.SIGNED
-
-
-def mark_accepted(settlement_id: int, state: str, detail: str) -> str:
+    ids = sorted(set(household_ids))
+    if not native_signing_available():
+        log.error("settlement_deferred reason=no_native_secp256k1 households=%d", len(ids))
+        return {h: Result("deferred", detail="bsv-sdk native secp256k1 extension missing") for h in ids}
+    quote = usable_quote(now)
+    if quote is None:
+        log.error("settlement_deferred reason=price_too_old households=%d", len(ids))
+        return {h: Result("deferred", detail=f"no BSV/EUR quote newer than {settings.PRICE_MAX_AGE}") for h in ids}
+    results: dict[int, Result] = {}
     with transaction.atomic():
-        moved = Settlement.objects.filter(pk=settlement_id, state__in=Settlement.PENDING).update(
-            state=state,
-            detail=detail[:1000],
-            confirmed_at=timezone.now() if state == Settlement.State.CONFIRMED else None,
+        wallets = list(Wallet.objects.select_for_update().filter(household_id__in=ids).order_by("pk"))
+        households = [wallet.household_id for wallet in wallets]
+        list(Meter.objects.select_for_update().filter(household_id__in=households).order_by("pk").values_list("pk"))
+        lines = defaultdict(list)
+        open_lines = HourlyUsage.objects.filter(owed(before=period_end), household_id__in=households)
+        for line in open_lines.order_by("household_id", "hour_start", "pk").values_list(
+            "pk", "household_id", "hour_start", "kwh", "cost_eur", named=True
+        ):
+            lines[line.household_id].append(line)
+        coins = _spendable_coins(wallets)
+        payments = []
+        for wallet in wallets:
+            signed = _sign(wallet, lines.get(wallet.household_id, []), quote, coins.get(wallet.pk, []))
+            if isinstance(signed, Result):
+                results[wallet.household_id] = signed
+            else:
+                payments.append(signed)
+        if payments:
+            _record(payments, quote, period_end, now)
+    for payment in payments:
+        settlement = payment.settlement
+        log.info(
+            "settlement_signed household=%s settlement=%s eur=%s satoshis=%d fee=%d txid=%s",
+            settlement.household_id,
+            settlement.pk,
+            payment.eur,
+            payment.satoshis,
+            payment.fee,
+            settlement.txid,
         )
-        if moved:
-            Utxo.objects.filter(reserved_by_id=settlement_id).update(state=Utxo.State.SPENT)
-            if state == Settlement.State.CONFIRMED:
-                txid = Settlement.objects.values_list("txid", flat=True).get(pk=settlement_id)
-                Utxo.objects.filter(txid=txid).update(confirmed=True)
-    return Settlement.objects.values_list("state", flat=True).get(pk=settlement_id)
+        results[settlement.household_id] = Result("signed", settlement.pk)
+    return results
 
 
-def fail_settlement(settlement_id: int, state: str, detail: str, network: BsvNetwork) -> str:
-    """The network refused the payment: its usage is owed again and its coins are resynced."""
-    household_id = Settlement.objects.values_list("household_id", flat=True).get(pk=settlement_id)
-    with transaction.atomic():
-        wallet = Wallet.objects.select_for_update().get(household_id=household_id)
-        list(Meter.objects.select_for_update().filter(household_id=household_id).order_by("pk").values_list("pk"))
-        settlement = Settlement.objects.select_for_update().get(pk=settlement_id)
-        if settlement.state not in Settlement.PENDING:
-            return settlement.state
-        settlement.state, settlement.detail = state, detail[:1000]
-        settlement.save(update_fields=["state", "detail", "updated_at"])
-        live = settlement.lines.filter(released=False)
-        usage_ids = list(live.values_list("usage_id", flat=True))
-        live.update(released=True)
-        reopen_lines(usage_ids)
-        # Forget the coins it used and the change it made; the network says which still exist.
-        Utxo.objects.filter(reserved_by=settlement).delete()
-        Utxo.objects.filter(txid=settlement.txid).delete()
-    log.error("settlement_failed settlement=%s state=%s detail=%s", settlement_id, state, detail[:200])
-    resync_quietly(wallet, network)
-    return state
-
-
-def rebroadcast_signed(network: BsvNetwork, older_than: timedelta | None = None) -> int:
-    """Send again settlements left ``signed`` (a crash, a network error) whose backoff has passed.
-
-    Longest-waiting first, at most 1,000 a tick; a try moves a settlement to the back, so a backlog
-    larger than that is worked through rather than the same thousand retried forever.
-    ``older_than`` replaces the schedule with one wait for all ("send whatever is signed now").
-    """
-    ids = list(due_for_rebroadcast(timezone.now(), older_than).values_list("pk", flat=True)[:1000])
-    send_settlements(ids, network)
-    return len(ids)
-
-
-def due_for_rebroadcast(now: datetime, older_than: timedelta | None = None, signed: QuerySet | None = None) -> QuerySet:
-    """Signed payments whose ``broadcast_backoff(broadcast_attempts)`` has passed at ``now``, longest-waiting first.
-
-    Settlements by default; ``signed`` may be any payments with ``broadcast_attempts`` and ``updated_at``
-    (community passes). The wait counts from the signing or the last try (``updated_at``, which every
-    try moves on). One query, served by the (state, updated_at) index: the shortest wait bounds the
-    range scanned, then one condition per step of the schedule.
-    """
+def _sign(wallet: Wallet, lines: list, quote: PriceQuote, coins: list[Utxo]) -> _Payment | Result:
+    """Steps 4 and 5 for one household, on rows already loaded."""
+    eur = sum((line.cost_eur for line in lines), start=0)
+    satoshis = eur_to_satoshis(eur, quote.bsv_eur) if eur > 0 else 0
+    if satoshis <= 0:
+        return Result("nothing")
+    signed = sign_from_coins(wallet, satoshis, coins)
     if signed is None:
-        signed = Settlement.objects.filter(state=Settlement.State.SIGNED)
-    if older_than is not None:
-        due = signed.filter(updated_at__lte=now - older_than)
-    else:
-        steps, attempts = Q(), 0
-        while (wait := broadcast_backoff(attempts)) < MAX_BACKOFF:
-            steps |= Q(broadcast_attempts=attempts, updated_at__lte=now - wait)
-            attempts += 1
-        steps |= Q(broadcast_attempts__gte=attempts, updated_at__lte=now - MAX_BACKOFF)
-        due = signed.filter(steps, updated_at__lte=now - broadcast_backoff(0))
-    return due.order_by("updated_at", "pk")
+        log.warning("settlement_arrears household=%s eur=%s satoshis=%d", wallet.household_id, eur, satoshis)
+        return Result("arrears", detail=f"wallet cannot pay {satoshis} satoshis plus fee")
+    tx, coins, fee = signed
+    change = [(vout, output.satoshis) for vout, output in enumerate(tx.outputs) if output.change]
+    return _Payment(wallet, lines, eur, satoshis, coins, fee, tx.txid(), tx.hex(), change)
 
 
-def refresh_pending(network: BsvNetwork) -> int:
-    """Ask the network about settlements it has seen but not yet confirmed.
+def _spendable_coins(wallets: list[Wallet]) -> dict[int, list[Utxo]]:
+    """Each wallet's spendable coins, in order of preference.
 
-    The network is asked one by one (it has no batch status); the confirmations it reports are
-    recorded together (_confirm), before any refusal is, so effects keep the order of the replies.
+    Confirmed coins, or change of the household's own payments the network has accepted. Never an
+    unconfirmed deposit (a low-fee parent can pin the chain for good) nor change of a payment not
+    yet accepted (the child would reach the network before its parent). Confirmed first (the
+    unconfirmed chain stays short), larger first (fewer inputs). The accepted-change test matters
+    only for unconfirmed coins; it repeats the condition of the partial unique index on txid, so
+    PostgreSQL may look each one up through it.
     """
-    pending = (
-        Settlement.objects.filter(state__in=[Settlement.State.SEEN, Settlement.State.BROADCAST])
-        .order_by("updated_at")
-        .values_list("pk", "txid", "raw_tx")[:1000]
+    accepted = Settlement.objects.filter(
+        ~Q(state__in=Settlement.FAILED),
+        state__in=[Settlement.State.SEEN, Settlement.State.CONFIRMED],
+        txid=OuterRef("txid"),
+        household__wallet=OuterRef("wallet_id"),
     )
-    confirmed, by_detail = 0, defaultdict(list)
-    for settlement_id, txid, raw_tx in pending:
-        try:
-            reply = network.status(txid)
-            if reply.outcome == Outcome.UNKNOWN:
-                # Dropped from a mempool: sending it again is harmless and tells us whether it is still valid.
-                reply = network.broadcast(raw_tx)
-        except NetworkUnavailable as error:
-            # The rest would fail alike; the next tick asks again, and nothing has changed meanwhile.
-            log.warning("settlement_status_deferred settlement=%s detail=%s", settlement_id, error)
-            break
-        if reply.outcome == Outcome.CONFIRMED:
-            by_detail[reply.detail[:1000]].append((settlement_id, txid))
-            confirmed += 1
-        elif reply.outcome in _FAILURES:
-            _confirm(by_detail)  # a refusal resyncs a wallet: after the confirmations replied before it
-            by_detail.clear()
-            fail_settlement(settlement_id, _FAILURES[reply.outcome], reply.detail or "refused by the network", network)
-    _confirm(by_detail)
-    return confirmed
+    spendable = (
+        Utxo.objects.filter(wallet_id__in=[wallet.pk for wallet in wallets], state=Utxo.State.AVAILABLE)
+        .filter(Q(confirmed=True) | Exists(accepted))
+        .order_by("wallet_id", "-confirmed", "-satoshis", "pk")
+    )
+    by_wallet = defaultdict(list)
+    for coin in spendable:
+        by_wallet[coin.wallet_id].append(coin)
+    return by_wallet
 
 
-def _confirm(by_detail: dict[str, list[tuple[int, str]]]) -> None:
-    """mark_accepted(..., CONFIRMED, detail) for many: one transaction of three UPDATEs per detail (a block).
+def _record(payments: list[_Payment], quote: PriceQuote, period_end: datetime, now: datetime) -> None:
+    """Insert the settlements and their lines, claim lines and coins, add the change."""
+    settlements = Settlement.objects.bulk_create(
+        Settlement(
+            household_id=payment.wallet.household_id,
+            period_start=payment.lines[0].hour_start,
+            period_end=period_end,
+            kwh=sum((line.kwh for line in payment.lines), start=0),
+            eur=payment.eur,
+            quote_id=quote.pk,
+            satoshis=payment.satoshis,
+            fee_satoshis=payment.fee,
+            txid=payment.txid,
+            raw_tx=payment.raw_tx,
+        )
+        for payment in payments
+    )
+    for payment, settlement in zip(payments, settlements, strict=True):
+        payment.settlement = settlement
+    SettlementLine.objects.bulk_create(
+        SettlementLine(settlement_id=payment.settlement.pk, usage_id=line.pk, eur=line.cost_eur)
+        for payment in payments
+        for line in payment.lines
+    )
+    # Conditional updates: anything claimed meanwhile rolls the chunk back rather than pay twice.
+    line_ids = [line.pk for payment in payments for line in payment.lines]
+    claimed = HourlyUsage.objects.filter(pk__in=line_ids, settled_at__isnull=True).update(settled_at=now)
+    coin_ids = [coin.pk for payment in payments for coin in payment.coins]
+    # Each coin goes to its own household's one new settlement (a CASE with a branch per settlement
+    # costs Django a filter to build per branch; this subquery is one).
+    owner = (
+        Settlement.objects.filter(
+            pk__in=[payment.settlement.pk for payment in payments], household__wallet=OuterRef("wallet_id")
+        )
+        .order_by()
+        .values("pk")
+    )
+    reserved = Utxo.objects.filter(pk__in=coin_ids, state=Utxo.State.AVAILABLE).update(
+        state=Utxo.State.RESERVED, reserved_by_id=Subquery(owner)
+    )
+    if claimed != len(line_ids) or reserved != len(coin_ids):
+        raise DatabaseError(
+            f"settling {len(payments)} households: {len(line_ids) - claimed} usage lines and "
+            f"{len(coin_ids) - reserved} coins were claimed concurrently"
+        )
+    Utxo.objects.bulk_create(
+        Utxo(wallet_id=payment.wallet.pk, txid=payment.txid, vout=vout, satoshis=satoshis, raw_parent=payment.raw_tx)
+        for payment in payments
+        for vout, satoshis in payment.change
+    )
 
-    If some were moved meanwhile (refused, confirmed by another tick), that group is rolled back and
-    marked one by one, which sorts each out.
+
+def sign_from_coins(
+    wallet: Wallet, satoshis: int, spendable: Iterable[Utxo]
+) -> tuple[Transaction, list[Utxo], int] | None:
+    """Sign a payment of ``satoshis`` with the fewest leading coins of ``spendable`` that cover it and its fee.
+
+    ``spendable`` comes in order of preference; None if all of it cannot pay.
     """
-    for detail, rows in by_detail.items():
-        ids = [settlement_id for settlement_id, _ in rows]
-        try:
-            with transaction.atomic():
-                moved = Settlement.objects.filter(pk__in=ids, state__in=Settlement.PENDING).update(
-                    state=Settlement.State.CONFIRMED, detail=detail, confirmed_at=timezone.now()
-                )
-                if moved != len(ids):
-                    raise _Moved
-                Utxo.objects.filter(reserved_by_id__in=ids).update(state=Utxo.State.SPENT)
-                Utxo.objects.filter(txid__in=[txid for _, txid in rows]).update(confirmed=True)
-        except _Moved:
-            for settlement_id in ids:
-                mark_accepted(settlement_id, Settlement.State.CONFIRMED, detail)
+    rate = settings.FEE_SATS_PER_KB
+    chosen, total = [], 0
+    for coin in spendable:
+        chosen.append(coin)
+        total += coin.satoshis
+        if total >= satoshis + _fee_for(len(chosen), 2, rate):
+            break
+    else:
+        return None
+    key = keys.household_key(wallet.derivation_index)
+    parents: dict[str, Transaction] = {}
+    tx = Transaction()
+    for coin in chosen:
+        parent = parents.setdefault(coin.txid, Transaction.from_hex(coin.raw_parent))
+        tx.add_input(
+            TransactionInput(
+                source_transaction=parent, source_output_index=coin.vout, unlocking_script_template=P2PKH().unlock(key)
+            )
+        )
+    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(keys.utility_address()), satoshis=satoshis))
+    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(wallet.address), change=True))
+    tx.fee(SatoshisPerKilobyte(rate))  # drops the change output when nothing is left for it
+    tx.sign()
+    fee = total - sum(output.satoshis for output in tx.outputs)
+    if fee < _ceil_div(len(tx.serialize()) * rate, 1000):
+        return None
+    return tx, chosen, fee
+
+
+def _fee_for(inputs: int, outputs: int, rate: int) -> int:
+    return _ceil_div((_OVERHEAD_BYTES + inputs * _INPUT_BYTES + outputs * _OUTPUT_BYTES) * rate, 1000)
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    # Satoshis stay integers: no float on the way to a fee.
+    return -(-numerator // denominator)

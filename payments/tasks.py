@@ -9,10 +9,11 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from payments import passes, prices, retention, runs
+from payments import prices, retention, runs
+from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import closed_period_end
+from payments.models import CommunityPass, Settlement
 from payments.networks import get_network
-from payments.settlement import rebroadcast_signed, refresh_pending
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 def settle_closed_hour() -> int:
     """Fan the last closed hour out to workers, a chunk of households per task."""
     period_end = closed_period_end(timezone.now())
-    rebroadcast_signed(get_network())
+    sweep_signed(Settlement, get_network())
     ids = runs.prepare_run(period_end)
     for chunk in runs.chunks(ids):
         settle_chunk.delay(chunk, period_end.isoformat())
@@ -44,17 +45,18 @@ def refresh_price() -> None:
 
 @shared_task
 def watch_settlements() -> None:
+    """Send settlements left signed (a crash, no answer) once their backoff passed; follow sent ones to a block."""
     network = get_network()
-    rebroadcast_signed(network)
-    refresh_pending(network)
+    sweep_signed(Settlement, network)
+    refresh_pending(Settlement, network)
 
 
 @shared_task
 def watch_community_passes() -> None:
     """Send wallet passes left signed by a crash; follow sent passes to a block (or their failure)."""
     network = get_network()
-    passes.rebroadcast_signed(network)
-    passes.refresh_pending(network)
+    sweep_signed(CommunityPass, network)
+    refresh_pending(CommunityPass, network)
 
 
 @shared_task

@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from energypay.access import household_required
 from payments import community, passes
+from payments.broadcast import send_one
 from payments.figures import wallet_balance
 from payments.models import CommunityPass, Wallet
 from payments.money import satoshis_to_eur
@@ -79,7 +80,7 @@ def unlock(request: HttpRequest) -> HttpResponse:
         messages.info(request, "The community comparison is already unlocked; nothing was charged again.")
         return _back(request)
     # After commit: the pass is recorded and its coins reserved, so a crash here leaves it for the sweeper.
-    state = passes.broadcast_pass(community_pass.pk, get_network())
+    state = send_one(CommunityPass, community_pass.pk, get_network())
     if state in CommunityPass.FAILED:
         messages.error(request, "The network refused the payment, so nothing was charged and the page stays locked.")
     else:

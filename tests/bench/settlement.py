@@ -600,7 +600,7 @@ def _log_to_file() -> Iterator[None]:
 
 
 def _sign_bare(jobs: list[dict], keys: list[PrivateKey], utility_address: str) -> dict:
-    """bsv-sdk alone: the settlement's transactions, built and signed exactly as ``signing.sign_from_coins`` does."""
+    """bsv-sdk alone: the settlement's transactions, built and signed exactly as ``settlement.sign_from_coins`` does."""
     from django.conf import settings
 
     rate = settings.FEE_SATS_PER_KB
@@ -759,27 +759,28 @@ class _Steps:
 def _instrument(steps: _Steps) -> None:
     from django.db import connections
 
-    from payments import keys, runs, settlement, signing
+    from payments import keys, runs, settlement
+    from payments.models import Settlement
     from payments.networks import local
     from payments.networks.local import LocalLedger
 
     for owner, name, label in (
         (runs, "settle_many", "sign a chunk"),
-        (signing, "usable_quote", "price quote"),
-        (signing, "_spendable_coins", "load coins"),
-        (signing, "sign_from_coins", "choose coins + sign"),
+        (settlement, "usable_quote", "price quote"),
+        (settlement, "_spendable_coins", "load coins"),
+        (settlement, "sign_from_coins", "choose coins + sign"),
         (keys, "household_key", "BIP32 key derivation"),
         (Transaction, "from_hex", "parse tx hex"),
         (Transaction, "fee", "bsv fee()"),
         (Transaction, "sign", "bsv sign()"),
-        (signing, "_record", "record + claim lines and coins"),
-        (runs, "send_settlements", "send and record"),
+        (settlement, "_record", "record + claim lines and coins"),
+        (runs, "send_many", "send and record"),
         (LocalLedger, "broadcast_many", "ledger.broadcast_many"),
         (local, "_parse", "parse"),
         (local, "_check_structure", "structure"),
         (local, "_verify_scripts", "verify scripts (interpreter)"),
         (LocalLedger, "_accept_many", "record txs + outputs"),
-        (settlement, "mark_accepted", "mark seen"),
+        (Settlement, "accept_locked", "mark seen"),
     ):
         steps.wrap(owner, name, label)
     # COMMIT is a round trip Django sends outside execute(): time it as a step of its own.

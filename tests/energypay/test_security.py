@@ -50,10 +50,10 @@ from meters.ingest import ingest_readings
 from meters.models import Household, Meter, TariffVersion
 from meters.schema import ReadingIn
 from payments import keys, passes
+from payments.broadcast import send_one
 from payments.models import CommunityPass, LedgerTransaction, PriceQuote, Settlement, Wallet
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import open_wallet, sync_coins
 from tests.energypay.test_openapi import assert_conforms, funded_coin, pay, payment_header
 from tests.logins import login_with_second_factor
@@ -278,9 +278,9 @@ def build_world(make_household, make_meter, staff_user) -> World:
     sync_coins(wallet, ledger)
     send_readings(meter, ("10:00", "100"), ("11:00", "101"), ("12:00", "102"))
     result = settle_household(household.pk, PERIOD_END, timezone.now())
-    assert broadcast_settlement(result.settlement_id, ledger)
+    assert send_one(Settlement, result.settlement_id, ledger)
     purchase = passes.buy_pass(household, timezone.now())
-    passes.broadcast_pass(purchase.community_pass.pk, ledger)
+    send_one(CommunityPass, purchase.community_pass.pk, ledger)
     rule = AlarmRule.objects.create(household=household, kind="hourly_cost", threshold=Decimal("0.100"))
     rule.record(True, Decimal("0.25"), timezone.now(), detail="an hour cost EUR 0.25")
     AlarmRule.objects.create(household=other, kind="daily_cost", threshold=Decimal("5"))

@@ -48,7 +48,7 @@ def add_line(meter, hour, kwh: str, rate: str | None = "0.25") -> HourlyUsage:
 
 
 def settle(lines: list[HourlyUsage], satoshis: int, state=Settlement.State.SEEN) -> Settlement:
-    """A settlement paying ``lines``, as payments.signing records one."""
+    """A settlement paying ``lines``, as payments.settlement records one."""
     quote = PriceQuote.objects.create(source="fixed", bsv_eur=Decimal("30"), fetched_at=NOW)
     settlement = Settlement.objects.create(
         household=lines[0].household,

@@ -17,6 +17,11 @@ household owing before ``period end`` as the hourly run does (``runs.prepare_run
 (so a kill can be timed from the start of the work, not of the interpreter), ``<point> <seconds>`` at
 each point of POINTS a chunk passes, and ``done <seconds> <tally>`` at the end. With
 ``CRASH_AT=<point>:<n>`` in its environment it sends itself SIGKILL the n-th time it reaches the point.
+
+``python -m tests.payments.crashkit buy <household id>`` is the other kind of outgoing payment: the
+household's one click on "unlock" (``passes.buy_pass``, then ``broadcast.send_one``), with the points
+``signed`` (the pass and its coins committed, nothing sent) and ``on_ledger`` (the ledger took it,
+the reply is not recorded).
 """
 
 from __future__ import annotations
@@ -339,13 +344,11 @@ POINTS = (
 )
 
 
-def _instrument(began: float) -> None:
-    """Print ``<point> <seconds since ready>`` at each point; SIGKILL this process at ``CRASH_AT=<point>:<n>``."""
+def _marker(began: float):
+    """``around(function, before=, after=)``: prints ``<point> <seconds since ready>`` at those points
+    and SIGKILLs this process at ``CRASH_AT=<point>:<n>``."""
     import signal
     from functools import wraps
-
-    from payments import runs, signing
-    from payments.networks.local import LocalLedger
 
     point_to_die, _, nth = os.environ.get("CRASH_AT", "").partition(":")
     seen: Counter = Counter()
@@ -368,9 +371,17 @@ def _instrument(began: float) -> None:
 
         return marked
 
+    return around
+
+
+def _instrument(began: float) -> None:
+    from payments import runs, settlement
+    from payments.networks.local import LocalLedger
+
+    around = _marker(began)
     # runs calls settle_many and _send, and settle_many calls _record, by their module-level names.
     runs.settle_many = around(runs.settle_many, before="sign", after="signed")
-    signing._record = around(signing._record, after="recorded")
+    settlement._record = around(settlement._record, after="recorded")
     runs._send = around(runs._send, after="replied")
     LocalLedger._accept_many = around(LocalLedger._accept_many, after="on_ledger")
 
@@ -392,7 +403,31 @@ def _settle(period_end: str, chunk: str) -> None:
     print(f"done {time.monotonic() - began:.4f} {json.dumps(tally)}", flush=True)
 
 
+def _buy(household_id: str) -> None:
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    from meters.models import Household
+    from payments import passes
+    from payments.broadcast import send_one
+    from payments.models import CommunityPass
+    from payments.networks.local import LocalLedger
+
+    household = Household.objects.get(pk=int(household_id))
+    began = time.monotonic()
+    print("ready", flush=True)
+    around = _marker(began)
+    buy = around(passes.buy_pass, after="signed")
+    LocalLedger.broadcast = around(LocalLedger.broadcast, after="on_ledger")
+    # What the unlock view does: sign and commit, then send after the commit.
+    purchase = buy(household, timezone.now())
+    state = send_one(CommunityPass, purchase.community_pass.pk, LocalLedger())
+    print(f"done {time.monotonic() - began:.4f} {state}", flush=True)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energypay.settings")
     command, *arguments = sys.argv[1:]
-    {"settle": _settle}[command](*arguments)
+    {"settle": _settle, "buy": _buy}[command](*arguments)

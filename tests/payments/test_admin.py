@@ -19,12 +19,12 @@ from meters.models import HourlyUsage, Household, Meter
 from meters.schema import ReadingIn
 from payments import admin as payments_admin
 from payments import keys
+from payments.broadcast import send_one
 from payments.figures import closed_period_end
 from payments.models import LedgerBlock, LedgerTransaction, PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.networks import Outcome, Reply
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 from tests.logins import SECOND_FACTOR_QUERIES, login_with_second_factor
 
@@ -83,7 +83,7 @@ def world(debtor, ledger, quote) -> World:
     household, wallet = debtor
     fund(ledger, wallet)
     settlement = settle(household)
-    broadcast_settlement(settlement.pk, ledger)
+    send_one(Settlement, settlement.pk, ledger)
     block = ledger.mine()
     return World(
         household=household,
@@ -489,7 +489,7 @@ def test_retry_now_pays_again_for_a_rejected_settlement(staff_client, debtor, le
     fund(ledger, wallet)
     settlement = settle(household)
     monkeypatch.setattr(ledger, "broadcast", lambda raw: Reply(Outcome.REJECTED, "mandatory-script-verify-flag-failed"))
-    assert broadcast_settlement(settlement.pk, ledger) == Settlement.State.REJECTED
+    assert send_one(Settlement, settlement.pk, ledger) == Settlement.State.REJECTED
 
     response = run_action(staff_client, "settlement", "retry_now", [settlement])
 

@@ -24,19 +24,19 @@ from django.urls import reverse
 
 from meters.models import HourlyUsage
 from payments import runs, tasks
+from payments.broadcast import (
+    MAX_BACKOFF,
+    broadcast_backoff,
+    due_for_rebroadcast,
+    refresh_pending,
+    send_one,
+    sweep_signed,
+)
 from payments.models import LedgerTransaction, PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.networks import NetworkUnavailable, Outcome, Reply
 from payments.networks.arc import ArcWhatsOnChain
 from payments.networks.local import LocalLedger
-from payments.settlement import (
-    MAX_BACKOFF,
-    broadcast_backoff,
-    broadcast_settlement,
-    due_for_rebroadcast,
-    rebroadcast_signed,
-    refresh_pending,
-)
-from payments.signing import settle_household, settle_many
+from payments.settlement import settle_household, settle_many
 from payments.wallets import balance_satoshis
 from tests.payments import crashkit
 
@@ -244,7 +244,7 @@ def test_the_sweeper_sends_exactly_the_settlements_whose_backoff_has_passed(cloc
             sent.append(Transaction.from_hex(raw_hex).txid())
             raise NetworkUnavailable("connection refused")
 
-    assert rebroadcast_signed(Down()) == len(due) == 8
+    assert sweep_signed(Settlement, Down()) == len(due) == 8
     assert sorted(sent) == sorted(Settlement.objects.filter(pk__in=due).values_list("txid", flat=True))
     # Each try counted, its answer kept, and its backoff restarted now.
     assert {(s.broadcast_attempts - divmod(n, 2)[0], s.updated_at, s.detail) for n, s in _by_pk(ids, due)} == {
@@ -252,9 +252,9 @@ def test_the_sweeper_sends_exactly_the_settlements_whose_backoff_has_passed(cloc
     }
     # Nothing is due now: one query finds that out.
     with django_assert_num_queries(1):
-        assert rebroadcast_signed(Down()) == 0
+        assert sweep_signed(Settlement, Down()) == 0
     clock.shift(SECOND)
-    assert rebroadcast_signed(Down()) == 8  # the other eight, a second later
+    assert sweep_signed(Settlement, Down()) == 8  # the other eight, a second later
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's plan")
@@ -296,10 +296,10 @@ def test_an_outage_leaves_payments_signed_and_retried_with_backoff_until_the_net
     for tries, wait in ((1, 2), (2, 4), (3, 8)):
         sent = len(arc.broadcasts)
         clock.shift(wait * MINUTE - SECOND)
-        assert rebroadcast_signed(arc.network) == 0
+        assert sweep_signed(Settlement, arc.network) == 0
         assert len(arc.broadcasts) == sent
         clock.shift(SECOND)
-        assert rebroadcast_signed(arc.network) == 3
+        assert sweep_signed(Settlement, arc.network) == 3
         assert len(arc.broadcasts) == sent + 3
         assert {(s.state, s.broadcast_attempts) for s in settlements(town)} == {(Settlement.State.SIGNED, tries + 1)}
         nothing_lost(town)
@@ -327,7 +327,7 @@ def test_a_network_object_that_raises_is_a_counted_try_not_a_crash(town, ledger,
 
     household_id = town.household_ids[0]
     settlement_id = settle_household(household_id, PERIOD_END, NOW).settlement_id
-    assert broadcast_settlement(settlement_id, Unreachable()) == Settlement.State.SIGNED
+    assert send_one(Settlement, settlement_id, Unreachable()) == Settlement.State.SIGNED
 
     from payments import admin as payments_admin
 
@@ -348,9 +348,9 @@ def test_a_network_object_that_raises_is_a_counted_try_not_a_crash(town, ledger,
     )
     # The sweeper sends it once the network answers, after the backoff of two tries.
     clock.shift(4 * MINUTE - SECOND)
-    assert rebroadcast_signed(ledger) == 0
+    assert sweep_signed(Settlement, ledger) == 0
     clock.shift(SECOND)
-    assert rebroadcast_signed(ledger) == 1
+    assert sweep_signed(Settlement, ledger) == 1
     assert Settlement.objects.get(pk=settlement_id).state == Settlement.State.SEEN
 
 
@@ -364,12 +364,12 @@ def test_a_watcher_tick_during_an_outage_changes_nothing_and_the_next_one_confir
             raise NetworkUnavailable("connection refused by 127.0.0.1")
 
     settlement_id = settle_household(town.household_ids[0], PERIOD_END, NOW).settlement_id
-    assert broadcast_settlement(settlement_id, ledger) == Settlement.State.SEEN
+    assert send_one(Settlement, settlement_id, ledger) == Settlement.State.SEEN
     ledger.mine()
 
-    assert refresh_pending(Down()) == 0
+    assert refresh_pending(Settlement, Down()) == 0
     assert Settlement.objects.get(pk=settlement_id).state == Settlement.State.SEEN
-    assert refresh_pending(ledger) == 1
+    assert refresh_pending(Settlement, ledger) == 1
     assert Settlement.objects.get(pk=settlement_id).state == Settlement.State.CONFIRMED
 
 
@@ -396,7 +396,7 @@ def test_a_refused_payment_reopens_its_hours_and_the_next_run_pays_them(refusal,
     # A refusal is final: the sweeper never sends it again.
     clock.shift(2 * MAX_BACKOFF)
     sent = len(arc.broadcasts)
-    assert rebroadcast_signed(arc.network) == 0
+    assert sweep_signed(Settlement, arc.network) == 0
     assert len(arc.broadcasts) == sent
 
     # The next run (a new quote) pays the same hours once the network takes payments again.

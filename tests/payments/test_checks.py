@@ -20,8 +20,8 @@ def test_the_default_configuration_passes_its_checks():
 def test_settlement_refuses_to_sign_without_native_signing(monkeypatch):
     from django.utils import timezone
 
-    from payments import signing
+    from payments import settlement
 
-    monkeypatch.setattr(signing, "native_signing_available", lambda: False)
-    result = signing.settle_household(1, timezone.now(), timezone.now())
+    monkeypatch.setattr(settlement, "native_signing_available", lambda: False)
+    result = settlement.settle_household(1, timezone.now(), timezone.now())
     assert (result.status, result.settlement_id) == ("deferred", None)

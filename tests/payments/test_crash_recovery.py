@@ -1,10 +1,13 @@
 """Kill -9 during the hourly settlement, restart, let the sweeper run: nobody paid twice, nobody missed.
 
+And the same for the other kind of outgoing payment, a community pass bought from a wallet: killed
+between its signing (committed) and the recording of its broadcast, it is sent once by the sweeper.
+
 A town of HOUSEHOLDS households (UNFUNDED of them with empty wallets, so arrears are in the books
 too) is settled hour after hour, each hour by a separate process (tests/payments/crashkit.py:
 ``runs.prepare_run`` + ``runs.settle_households`` in chunks of CHUNK) on the test database, killed
 with SIGKILL part-way. After each kill the hour is settled again in this process, as a restarted
-worker would, and the sweeper runs as beat would (``rebroadcast_signed`` once the backoff has
+worker would, and the sweeper runs as beat would (``sweep_signed`` once the backoff has
 passed, ``refresh_pending``, a block, ``refresh_pending``); then the books are checked
 (crashkit.check_books: each line paid at most once, every funded household paid exactly what it
 owes, no coin in two live payments, one ledger transaction per live payment, reconciliation, and
@@ -48,14 +51,14 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from meters.models import HourlyUsage
+from meters.models import HourlyUsage, Household
 from meters.timeutil import HOUR, floor_hour
-from payments import runs
+from payments import keys, passes, runs
+from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import wallet_balance
-from payments.models import LedgerOutput, SettlementLine, Wallet
+from payments.models import CommunityPass, LedgerOutput, LedgerTransaction, Settlement, SettlementLine, Utxo, Wallet
 from payments.networks.local import LocalLedger
-from payments.settlement import rebroadcast_signed, refresh_pending
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from tests.payments import crashkit
 
 pytestmark = pytest.mark.skipif(
@@ -73,9 +76,14 @@ RUN_TIMEOUT = 60  # seconds for a child run to finish (or kill itself)
 
 def start_child(period_end: datetime, log: Path, **env: str) -> subprocess.Popen:
     """A child settling the hour, once it has printed ``ready``."""
+    return start(["settle", period_end.isoformat(), str(CHUNK)], log, **env)
+
+
+def start(arguments: list[str], log: Path, **env: str) -> subprocess.Popen:
+    """A child running ``python -m tests.payments.crashkit <arguments>``, once it has printed ``ready``."""
     with log.open("a") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "tests.payments.crashkit", "settle", period_end.isoformat(), str(CHUNK)],
+            [sys.executable, "-m", "tests.payments.crashkit", *arguments],
             cwd=settings.BASE_DIR,
             env=crashkit.child_env(**env),
             stdout=subprocess.PIPE,
@@ -114,10 +122,10 @@ def settle_again_and_sweep(period_end: datetime, ledger: LocalLedger) -> None:
     runs.settle_households(runs.prepare_run(period_end), period_end)
     # An hour later every backoff has passed, however many tries a payment had.
     with time_machine.travel(timezone.now() + HOUR, tick=False):
-        rebroadcast_signed(ledger)
-        refresh_pending(ledger)
+        sweep_signed(Settlement, ledger)
+        refresh_pending(Settlement, ledger)
     ledger.mine()  # next hour's change is then spent from a confirmed parent, as in production
-    refresh_pending(ledger)
+    refresh_pending(Settlement, ledger)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a second process on the test database needs PostgreSQL")
@@ -209,7 +217,50 @@ def test_the_books_check_finds_a_household_paid_twice():
     SettlementLine.objects.filter(usage__household_id=household_id).update(released=True)
     assert settle_household(household_id, hour + HOUR, timezone.now()).status == "signed"
     with time_machine.travel(timezone.now() + HOUR, tick=False):
-        assert rebroadcast_signed(ledger) == 1
+        assert sweep_signed(Settlement, ledger) == 1
 
     problems = crashkit.check_books(town, hour + HOUR)
     assert any("1 households paid the wrong amount" in problem for problem in problems), problems
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a second process on the test database needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("point", ["signed", "on_ledger"])
+def test_kill_9_between_buying_a_pass_and_recording_its_broadcast_then_the_sweeper_sends_it_once(tmp_path, point):
+    """The other kind of outgoing payment, through the same lifecycle: a household's click on "unlock" is
+    killed after the pass and its coins were committed (nothing sent, or sent and the reply lost)."""
+    town = crashkit.build_town(1)
+    household_id = town.household_ids[0]
+    wallet = Wallet.objects.get(household_id=household_id)
+    ledger = LocalLedger()
+    child = start(["buy", str(household_id)], tmp_path / "children.log", CRASH_AT=f"{point}:1")
+    try:
+        child.wait(timeout=RUN_TIMEOUT)
+        died = child.returncode == -signal.SIGKILL
+    finally:
+        stop(child)
+    assert died, f"the child was to die at {point} but exited with {child.returncode}"
+
+    bought = CommunityPass.objects.get(household_id=household_id)
+    on_ledger = LedgerTransaction.objects.filter(txid=bought.txid).exists()
+    assert (bought.state, bought.broadcast_attempts, on_ledger) == ("signed", 0, point == "on_ledger")
+    assert bought.grants_access(timezone.now())  # a wallet pass opens the page from its signing on
+    again = passes.buy_pass(Household.objects.get(pk=household_id), timezone.now())
+    assert (again.new, again.community_pass.pk) == (False, bought.pk)  # a second click pays nothing
+
+    with time_machine.travel(timezone.now() + HOUR, tick=False):
+        assert sweep_signed(CommunityPass, ledger) == 1
+        assert sweep_signed(CommunityPass, ledger) == 0  # sent once: it is no longer signed
+    ledger.mine()
+    assert refresh_pending(CommunityPass, ledger) == 1
+
+    bought.refresh_from_db()
+    assert (bought.state, bought.broadcast_attempts) == ("confirmed", 1)
+    assert LedgerTransaction.objects.filter(txid=bought.txid).count() == 1
+    received = LedgerOutput.objects.filter(address=keys.utility_address(), transaction__txid=bought.txid)
+    assert received.aggregate(s=Sum("satoshis"))["s"] == bought.satoshis == settings.COMMUNITY_PRICE_SATS
+    assert set(bought.inputs.values_list("state", flat=True)) == {Utxo.State.SPENT}
+    assert CommunityPass.objects.filter(household_id=household_id).count() == 1
+    held = LedgerOutput.objects.filter(address=wallet.address, spent_by__isnull=True).aggregate(s=Sum("satoshis"))
+    change = crashkit.FUNDS - bought.satoshis - bought.fee_satoshis
+    assert wallet_balance(wallet, timezone.now()).satoshis == held["s"] == change

@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from meters.models import HourlyUsage
 from payments import keys, passes
+from payments.broadcast import refresh_pending, send_one, sweep_signed
 from payments.models import CommunityPass, LedgerOutput, LedgerTransaction, PriceQuote, Settlement, Utxo
 from payments.networks import NetworkUnavailable, Outcome, Reply
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
@@ -67,7 +68,7 @@ def test_buying_a_pass_pays_the_price_to_the_utility_exactly_once_on_the_ledger(
     purchase = passes.buy_pass(household, timezone.now())
     assert purchase.new
     community_pass = purchase.community_pass
-    assert passes.broadcast_pass(community_pass.pk, ledger) == CommunityPass.State.SEEN
+    assert send_one(CommunityPass, community_pass.pk, ledger) == CommunityPass.State.SEEN
 
     [payment] = utility_payments()
     assert payment.satoshis == settings.COMMUNITY_PRICE_SATS
@@ -87,7 +88,7 @@ def test_buying_a_pass_pays_the_price_to_the_utility_exactly_once_on_the_ledger(
 
 def test_buying_again_while_a_pass_is_live_returns_it_and_pays_nothing(household, funded, ledger):
     first = passes.buy_pass(household, timezone.now())
-    passes.broadcast_pass(first.community_pass.pk, ledger)
+    send_one(CommunityPass, first.community_pass.pk, ledger)
     second = passes.buy_pass(household, timezone.now())
     assert not second.new
     assert second.community_pass == first.community_pass
@@ -126,7 +127,7 @@ def test_an_unconfirmed_deposit_is_not_spent(household, ledger):
 
 def test_a_rejected_payment_releases_the_coins_and_opens_nothing(household, funded, ledger):
     purchase = passes.buy_pass(household, timezone.now())
-    state = passes.broadcast_pass(purchase.community_pass.pk, Refusing(ledger))
+    state = send_one(CommunityPass, purchase.community_pass.pk, Refusing(ledger))
     assert state == CommunityPass.State.REJECTED
     community_pass = CommunityPass.objects.get()
     assert community_pass.state == CommunityPass.State.REJECTED
@@ -149,9 +150,9 @@ def test_a_refused_copy_of_a_payment_the_network_holds_leaves_the_pass_accepted(
     """Two copies of one payment sent at once (two retries): the network takes one and may say the other
     spends coins "spent by" the payment itself. Found on PostgreSQL by the concurrent x402 redemptions."""
     community_pass = passes.buy_pass(household, timezone.now()).community_pass
-    assert passes.broadcast_pass(community_pass.pk, ledger) == CommunityPass.State.SEEN
+    assert send_one(CommunityPass, community_pass.pk, ledger) == CommunityPass.State.SEEN
     refused = Reply(Outcome.DOUBLE_SPEND, f"txn-mempool-conflict: input 0 is spent by {community_pass.txid}")
-    assert passes.record_reply(community_pass.pk, refused, ledger) == CommunityPass.State.SEEN
+    assert CommunityPass.objects.get(pk=community_pass.pk).record_reply(refused, ledger) == CommunityPass.State.SEEN
     community_pass.refresh_from_db()
     assert community_pass.state == CommunityPass.State.SEEN
     assert passes.live_pass(household, timezone.now()) == community_pass
@@ -160,14 +161,14 @@ def test_a_refused_copy_of_a_payment_the_network_holds_leaves_the_pass_accepted(
 
 def test_a_double_spent_payment_opens_nothing(household, funded, ledger):
     purchase = passes.buy_pass(household, timezone.now())
-    passes.broadcast_pass(purchase.community_pass.pk, Refusing(ledger, Outcome.DOUBLE_SPEND, "txn-mempool-conflict"))
+    send_one(CommunityPass, purchase.community_pass.pk, Refusing(ledger, Outcome.DOUBLE_SPEND, "txn-mempool-conflict"))
     assert CommunityPass.objects.get().state == CommunityPass.State.DOUBLE_SPEND
     assert passes.live_pass(household, timezone.now()) is None
 
 
 def test_after_a_refusal_the_same_coins_are_not_signed_into_the_same_refused_transaction(household, funded, ledger):
     purchase = passes.buy_pass(household, timezone.now())
-    passes.broadcast_pass(purchase.community_pass.pk, Refusing(ledger))
+    send_one(CommunityPass, purchase.community_pass.pk, Refusing(ledger))
     with pytest.raises(passes.CannotPay, match="refused"):
         passes.buy_pass(household, timezone.now())
     assert CommunityPass.objects.count() == 1
@@ -175,13 +176,13 @@ def test_after_a_refusal_the_same_coins_are_not_signed_into_the_same_refused_tra
 
 def test_a_network_outage_leaves_the_pass_signed_and_the_sweeper_sends_it(household, funded, ledger):
     purchase = passes.buy_pass(household, timezone.now())
-    assert passes.broadcast_pass(purchase.community_pass.pk, Down(ledger)) == CommunityPass.State.SIGNED
+    assert send_one(CommunityPass, purchase.community_pass.pk, Down(ledger)) == CommunityPass.State.SIGNED
     assert passes.live_pass(household, timezone.now()) == purchase.community_pass  # the money is committed
     assert utility_payments() == []
 
-    assert passes.rebroadcast_signed(ledger) == 0  # too fresh: the request itself may still be sending it
+    assert sweep_signed(CommunityPass, ledger) == 0  # too fresh: the request itself may still be sending it
     with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
-        assert passes.rebroadcast_signed(ledger) == 1
+        assert sweep_signed(CommunityPass, ledger) == 1
     assert CommunityPass.objects.get().state == CommunityPass.State.SEEN
     assert len(utility_payments()) == 1
 
@@ -189,11 +190,11 @@ def test_a_network_outage_leaves_the_pass_signed_and_the_sweeper_sends_it(househ
 def test_a_pass_the_network_keeps_refusing_to_take_is_retried_with_backoff(household, funded, ledger):
     purchase = passes.buy_pass(household, timezone.now())
     pass_id = purchase.community_pass.pk
-    assert passes.broadcast_pass(pass_id, Down(ledger)) == CommunityPass.State.SIGNED  # try 1, at NOW
+    assert send_one(CommunityPass, pass_id, Down(ledger)) == CommunityPass.State.SIGNED  # try 1, at NOW
 
     def sweep_at(minutes: float, network) -> int:
         with time_machine.travel(NOW + timedelta(minutes=minutes), tick=False):
-            return passes.rebroadcast_signed(network)
+            return sweep_signed(CommunityPass, network)
 
     assert sweep_at(1.9, Down(ledger)) == 0  # after one try the next waits 2 minutes
     assert sweep_at(2.5, Down(ledger)) == 1  # try 2, at +2.5: the next waits 4 minutes
@@ -225,15 +226,15 @@ def test_the_beat_task_sends_signed_passes_and_confirms_mined_ones(household, fu
 
 def test_an_expired_pass_locks_the_page_again_and_a_new_one_can_be_bought(household, funded, ledger):
     first = passes.buy_pass(household, timezone.now()).community_pass
-    passes.broadcast_pass(first.pk, ledger)
+    send_one(CommunityPass, first.pk, ledger)
     ledger.mine()
-    passes.refresh_pending(ledger)
+    refresh_pending(CommunityPass, ledger)
     later = NOW + timedelta(days=settings.COMMUNITY_ACCESS_DAYS, seconds=1)
     with time_machine.travel(later, tick=False):
         assert passes.live_pass(household, timezone.now()) is None
         second = passes.buy_pass(household, timezone.now())
         assert second.new
-        passes.broadcast_pass(second.community_pass.pk, ledger)
+        send_one(CommunityPass, second.community_pass.pk, ledger)
     assert len(utility_payments()) == 2
 
 
@@ -298,7 +299,7 @@ def test_two_concurrent_unlocks_pay_once(household, ledger):
             barrier.wait()
             purchase = passes.buy_pass(household, timezone.now())
             if purchase.new:
-                passes.broadcast_pass(purchase.community_pass.pk, ledger)
+                send_one(CommunityPass, purchase.community_pass.pk, ledger)
             purchases.append(purchase)
         except Exception as error:  # surfaced below; a thread's exception would otherwise vanish
             errors.append(error)
@@ -323,7 +324,7 @@ def test_two_concurrent_unlocks_pay_once(household, ledger):
 
 def test_staff_list_passes_filtered_by_source_and_state_and_cannot_change_them(staff_client, household, funded, ledger):
     community_pass = passes.buy_pass(household, timezone.now()).community_pass
-    passes.broadcast_pass(community_pass.pk, ledger)
+    send_one(CommunityPass, community_pass.pk, ledger)
     url = "/admin/payments/communitypass/"
     listing = staff_client.get(url, {"source__exact": "wallet", "state__exact": "seen"})
     assert listing.status_code == 200

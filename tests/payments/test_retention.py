@@ -15,12 +15,12 @@ from django.utils import timezone
 
 from meters.ingest import ingest_readings
 from meters.schema import ReadingIn
+from payments.broadcast import send_one
 from payments.management.commands.prune_quotes import Command as PruneQuotes
 from payments.models import CommunityPass, LedgerBlock, LedgerOutput, LedgerTransaction, PriceQuote, Settlement
 from payments.networks import Outcome
 from payments.retention import prune_ledger, prune_quotes
-from payments.settlement import broadcast_settlement
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
@@ -122,7 +122,7 @@ def send(meter, *readings: tuple[str, str]) -> None:
 def settle(household, ledger, period_end: datetime) -> Settlement:
     result = settle_household(household.pk, period_end, timezone.now())
     assert result.status == "signed", result
-    broadcast_settlement(result.settlement_id, ledger)
+    send_one(Settlement, result.settlement_id, ledger)
     ledger.mine()
     return Settlement.objects.get(pk=result.settlement_id)
 

@@ -17,10 +17,10 @@ from meters.ingest import ingest_readings
 from meters.models import HourlyUsage
 from meters.schema import ReadingIn
 from payments import keys, runs
+from payments.broadcast import send_one, sweep_signed
 from payments.models import LedgerOutput, PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome, Reply
-from payments.settlement import broadcast_settlement, rebroadcast_signed
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # readings up to 14:00 are not in the future
@@ -63,7 +63,7 @@ def utility_received(ledger) -> int:
 def settle_and_send(household, ledger, period_end=PERIOD_END):
     result = settle_household(household.pk, period_end, timezone.now())
     if result.settlement_id:
-        broadcast_settlement(result.settlement_id, ledger)
+        send_one(Settlement, result.settlement_id, ledger)
     return result
 
 
@@ -144,8 +144,8 @@ def test_a_crash_between_signing_and_broadcasting_is_finished_by_the_sweeper(hom
     assert Settlement.objects.get().state == Settlement.State.SIGNED
     assert utility_received(ledger) == 0
     with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
-        assert rebroadcast_signed(ledger) == 1
-        assert rebroadcast_signed(ledger) == 0
+        assert sweep_signed(Settlement, ledger) == 1
+        assert sweep_signed(Settlement, ledger) == 0
         assert settle_household(household.pk, PERIOD_END, timezone.now()).status == "nothing"
     settlement = Settlement.objects.get(pk=result.settlement_id)
     assert settlement.state == Settlement.State.SEEN
@@ -282,6 +282,6 @@ def test_change_is_spent_only_after_the_network_accepted_its_payment(home, ledge
     later = PERIOD_END + timedelta(hours=1)
     # The funded coin is reserved and the change is not on the network yet: nothing to spend.
     assert settle_household(household.pk, later, timezone.now()).status == "arrears"
-    broadcast_settlement(first.settlement_id, ledger)
+    send_one(Settlement, first.settlement_id, ledger)
     second = settle_and_send(household, ledger, later)
     assert Settlement.objects.get(pk=second.settlement_id).state == Settlement.State.SEEN

@@ -1,4 +1,4 @@
-"""Settling a chunk at once (signing.settle_many, settlement.send_settlements): each payment made once."""
+"""Settling a chunk at once (settlement.settle_many, broadcast.send_many): each payment made once."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from django.utils import timezone
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage
 from meters.schema import ReadingIn
-from payments import keys, runs, settlement, signing
+from payments import broadcast, keys, runs, settlement
+from payments.broadcast import send_many, send_one
 from payments.models import LedgerOutput, LedgerTransaction, PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 from payments.networks import Outcome, Reply
 from payments.networks import local as local_module
 from payments.networks.local import LocalLedger
-from payments.settlement import broadcast_settlement, send_settlements
-from payments.signing import settle_household, settle_many
+from payments.settlement import settle_household, settle_many
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
@@ -81,7 +81,7 @@ def mixed(make_home, ledger) -> dict:
     # An hour paid earlier leaves change: spendable once the network accepted it, not while only signed.
     earlier = PERIOD_END - timedelta(hours=1)
     result = settle_household(homes["change"].pk, earlier, timezone.now())
-    assert broadcast_settlement(result.settlement_id, ledger) == Settlement.State.SEEN
+    assert send_one(Settlement, result.settlement_id, ledger) == Settlement.State.SEEN
     assert settle_household(homes["unaccepted_change"].pk, earlier, timezone.now()).status == "signed"
     return homes
 
@@ -229,7 +229,7 @@ def _spend_a_coin(household) -> None:
 @pytest.mark.parametrize("meanwhile", [_claim_a_line, _spend_a_coin], ids=["usage line", "coin"])
 def test_a_chunk_that_meets_a_concurrent_claim_rolls_back_entirely(make_home, monkeypatch, meanwhile):
     homes = [make_home(FUNDS) for _ in range(3)]
-    find_coins = signing._spendable_coins
+    find_coins = settlement._spendable_coins
 
     def racing(wallets):
         # Another run, somehow past the wallet locks, takes something the chunk is about to claim.
@@ -237,7 +237,7 @@ def test_a_chunk_that_meets_a_concurrent_claim_rolls_back_entirely(make_home, mo
         meanwhile(homes[1])
         return coins
 
-    monkeypatch.setattr(signing, "_spendable_coins", racing)
+    monkeypatch.setattr(settlement, "_spendable_coins", racing)
     with pytest.raises(DatabaseError, match="claimed concurrently"):
         settle_many([home.pk for home in homes], PERIOD_END, timezone.now())
 
@@ -249,7 +249,7 @@ def test_a_chunk_that_meets_a_concurrent_claim_rolls_back_entirely(make_home, mo
 
 def test_a_run_whose_chunk_rolled_back_settles_it_household_by_household(make_home, monkeypatch):
     homes = [make_home(FUNDS) for _ in range(3)]
-    find_coins = signing._spendable_coins
+    find_coins = settlement._spendable_coins
 
     raced = []
 
@@ -261,7 +261,7 @@ def test_a_run_whose_chunk_rolled_back_settles_it_household_by_household(make_ho
             _claim_a_line(homes[1])
         return coins
 
-    monkeypatch.setattr(signing, "_spendable_coins", racing)
+    monkeypatch.setattr(settlement, "_spendable_coins", racing)
     tally = runs.settle_households([home.pk for home in homes], PERIOD_END)
 
     assert tally == {"seen": 3}
@@ -466,15 +466,15 @@ def recorded() -> tuple:
     )
 
 
-def broadcast_settlements_one_by_one(ids: list[int], network) -> tuple[dict, tuple]:
+def sent_one_by_one(ids: list[int], network) -> tuple[dict, tuple]:
     with transaction.atomic():
-        states = {settlement_id: broadcast_settlement(settlement_id, network) for settlement_id in ids}
+        states = {settlement_id: send_one(Settlement, settlement_id, network) for settlement_id in ids}
         after = recorded()
         transaction.set_rollback(True)
     return states, after
 
 
-def test_replies_are_recorded_as_broadcast_settlement_records_them(make_home, ledger):
+def test_replies_are_recorded_as_send_one_records_them(make_home, ledger):
     homes = [make_home(FUNDS) for _ in range(4)]
     results = settle_many([home.pk for home in homes], PERIOD_END, timezone.now())
     ids = [results[home.pk].settlement_id for home in homes]
@@ -487,15 +487,15 @@ def test_replies_are_recorded_as_broadcast_settlement_records_them(make_home, le
             txids[3]: Reply(Outcome.CONFIRMED, "in block 7", 1),
         },
     )
-    expected = broadcast_settlements_one_by_one(ids, network)
+    expected = sent_one_by_one(ids, network)
 
-    states = send_settlements(ids, network)
+    states = send_many(Settlement, ids, network)
 
     assert (states, recorded()) == expected
     assert [states[settlement_id] for settlement_id in ids] == ["seen", "rejected", "signed", "confirmed"]
 
 
-def test_a_double_spend_in_the_batch_is_recorded_as_broadcast_settlement_records_it(make_home, ledger):
+def test_a_double_spend_in_the_batch_is_recorded_as_send_one_records_it(make_home, ledger):
     homes = [make_home(FUNDS) for _ in range(3)]
     results = settle_many([home.pk for home in homes], PERIOD_END, timezone.now())
     ids = [results[home.pk].settlement_id for home in homes]
@@ -510,9 +510,9 @@ def test_a_double_spend_in_the_batch_is_recorded_as_broadcast_settlement_records
         wallet.address,
     )
     assert ledger.broadcast(elsewhere.hex()) == ACCEPTED
-    expected = broadcast_settlements_one_by_one(ids, ledger)
+    expected = sent_one_by_one(ids, ledger)
 
-    states = send_settlements(ids, ledger)
+    states = send_many(Settlement, ids, ledger)
 
     assert (states, recorded()) == expected
     assert [states[settlement_id] for settlement_id in ids] == ["seen", "double_spend", "seen"]
@@ -523,15 +523,15 @@ def test_a_payment_the_sweeper_recorded_meanwhile_is_recorded_once(make_home, le
     homes = [make_home(FUNDS) for _ in range(3)]
     results = settle_many([home.pk for home in homes], PERIOD_END, timezone.now())
     ids = [results[home.pk].settlement_id for home in homes]
-    send = settlement._broadcast
+    send = broadcast._broadcast
 
     def and_the_sweeper(raw_txs, network):
         replies = send(raw_txs, network)
-        broadcast_settlement(ids[1], network)  # sends the same transaction again, records it as seen
+        send_one(Settlement, ids[1], network)  # sends the same transaction again, records it as seen
         return replies
 
-    monkeypatch.setattr(settlement, "_broadcast", and_the_sweeper)
-    states = send_settlements(ids, ledger)
+    monkeypatch.setattr(broadcast, "_broadcast", and_the_sweeper)
+    states = send_many(Settlement, ids, ledger)
 
     assert states == dict.fromkeys(ids, Settlement.State.SEEN)
     assert set(Utxo.objects.filter(reserved_by__in=ids).values_list("state", flat=True)) == {Utxo.State.SPENT}
@@ -541,10 +541,10 @@ def test_a_payment_the_sweeper_recorded_meanwhile_is_recorded_once(make_home, le
 def test_a_run_whose_bulk_recording_fails_finishes_household_by_household(make_home, monkeypatch):
     homes = [make_home(FUNDS) for _ in range(3)]
 
-    def failing(settlement_ids, network):
+    def failing(kind, settlement_ids, network):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(runs, "send_settlements", failing)
+    monkeypatch.setattr(runs, "send_many", failing)
     assert runs.settle_households([home.pk for home in homes], PERIOD_END) == {"seen": 3}
     assert utility_received() == accepted_satoshis()
 

@@ -24,11 +24,11 @@ from meters.models import HourlyUsage
 from meters.schema import ReadingIn
 from meters.timeutil import floor_hour
 from payments import keys
+from payments.broadcast import refresh_pending, send_one, sweep_signed
 from payments.models import PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome
 from payments.networks.node import NodeRpc
-from payments.settlement import broadcast_settlement, rebroadcast_signed, refresh_pending
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import balance_satoshis, open_wallet, sync_coins
 from tests.payments.test_node_network import closed_port, new_address, regtest_node, spend
 
@@ -94,7 +94,7 @@ def test_hour_after_hour_each_payment_is_accepted_mined_and_confirmed(home, node
     settlements = []
     for hour in range(1, 6):
         settlement = settle(household, start + timedelta(hours=hour))
-        assert broadcast_settlement(settlement.pk, node) == Settlement.State.SEEN
+        assert send_one(Settlement, settlement.pk, node) == Settlement.State.SEEN
         assert node.status(settlement.txid).outcome == Outcome.ACCEPTED
         settlements.append(settlement)
     # Hours settled before a block chain up: each payment spends the previous one's change.
@@ -102,7 +102,7 @@ def test_hour_after_hour_each_payment_is_accepted_mined_and_confirmed(home, node
         assert [i.source_txid for i in Transaction.from_hex(after.raw_tx).inputs] == [before.txid]
 
     node.mine()
-    assert refresh_pending(node) == 5
+    assert refresh_pending(Settlement, node) == 5
     for settlement in settlements:
         settlement.refresh_from_db()
         assert settlement.state == Settlement.State.CONFIRMED
@@ -138,7 +138,7 @@ def test_a_double_spend_releases_the_hours_and_the_next_run_pays_them(home, node
         node.mine()
 
     settlement = settle(household, start + timedelta(hours=2))
-    assert broadcast_settlement(settlement.pk, node) == Settlement.State.DOUBLE_SPEND
+    assert send_one(Settlement, settlement.pk, node) == Settlement.State.DOUBLE_SPEND
     settlement.refresh_from_db()
     expected = "spent in a block" if conflict_mined else "txn-mempool-conflict"
     assert expected in settlement.detail
@@ -153,9 +153,9 @@ def test_a_double_spend_releases_the_hours_and_the_next_run_pays_them(home, node
 
     retry = settle(household, start + timedelta(hours=2))
     assert (retry.eur, retry.satoshis) == (settlement.eur, settlement.satoshis)
-    assert broadcast_settlement(retry.pk, node) == Settlement.State.SEEN
+    assert send_one(Settlement, retry.pk, node) == Settlement.State.SEEN
     node.mine()
-    assert refresh_pending(node) == 1
+    assert refresh_pending(Settlement, node) == 1
     retry.refresh_from_db()
     assert retry.state == Settlement.State.CONFIRMED
     assert balance_satoshis(wallet) == sum(c.satoshis for c in node.coins(wallet.address))
@@ -165,13 +165,13 @@ def test_a_payment_signed_while_the_node_is_down_is_sent_by_the_sweeper(home, no
     household, _ = home
     settlement = settle(household, start + timedelta(hours=3))
     down = NodeRpc(f"http://energypay:pw@127.0.0.1:{closed_port()}")
-    assert broadcast_settlement(settlement.pk, down) == Settlement.State.SIGNED
+    assert send_one(Settlement, settlement.pk, down) == Settlement.State.SIGNED
     assert node.status(settlement.txid).outcome == Outcome.UNKNOWN
 
-    assert rebroadcast_signed(node, older_than=timedelta(0)) == 1
+    assert sweep_signed(Settlement, node, older_than=timedelta(0)) == 1
     settlement.refresh_from_db()
     assert settlement.state == Settlement.State.SEEN
     node.mine()
-    assert refresh_pending(node) == 1
+    assert refresh_pending(Settlement, node) == 1
     settlement.refresh_from_db()
     assert settlement.state == Settlement.State.CONFIRMED

@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from meters.ingest import ingest_readings
 from meters.schema import ReadingIn
+from payments.broadcast import send_one
 from payments.history import wallet_history
 from payments.models import CommunityPass, PriceQuote, Settlement, Utxo, Wallet
 from payments.qr import qr_svg
-from payments.settlement import broadcast_settlement
-from payments.signing import settle_household
+from payments.settlement import settle_household
 from payments.wallets import open_wallet, sync_coins
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # 15:07 in Madrid
@@ -63,7 +63,7 @@ def settled(funded, household, make_meter, ledger) -> Settlement:
     """A real payment of the 2 kWh, signed and accepted by the local ledger (its change is back in the wallet)."""
     use_two_kwh(household, make_meter)
     result = settle_household(household.pk, PERIOD_END, timezone.now())
-    broadcast_settlement(result.settlement_id, ledger)
+    send_one(Settlement, result.settlement_id, ledger)
     settlement = Settlement.objects.get(pk=result.settlement_id)
     assert settlement.state == Settlement.State.SEEN
     return settlement

@@ -268,12 +268,12 @@ def test_an_unreachable_network_is_a_503_and_the_same_payment_works_on_retry(
 
 
 def test_a_claim_whose_answer_was_lost_is_finished_by_the_refresher(client, client_key, coin, monkeypatch, ledger):
-    from payments import passes
+    from payments.broadcast import refresh_pending
 
     tx = pay(coin, client_key, PRICE)
     monkeypatch.setattr(x402, "get_network", Unreachable)
     assert get(client, header(tx.hex())).status_code == 503
-    passes.refresh_pending(ledger)  # not on the ledger: sends it
+    refresh_pending(CommunityPass, ledger)  # not on the ledger: sends it
     assert CommunityPass.objects.get().state == "seen"
 
 

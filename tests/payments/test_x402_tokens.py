@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from meters.models import hash_token
 from payments import keys, passes, x402
+from payments.broadcast import refresh_pending
 from payments.models import CommunityPass, LedgerTransaction
 from payments.networks import NetworkUnavailable, Outcome, Reply
 from tests.energypay.test_openapi import assert_conforms, pay, payment_header
@@ -161,7 +162,7 @@ def test_a_payment_the_refresher_finished_goes_to_the_first_who_presents_it(clie
 
     monkeypatch.setattr(x402, "get_network", Unreachable)
     assert ask(client, payment=payment).status_code == 503
-    passes.refresh_pending(ledger)  # the network has it now; nobody holds a token yet
+    refresh_pending(CommunityPass, ledger)  # the network has it now; nobody holds a token yet
     assert CommunityPass.objects.get().state == "seen"
     monkeypatch.setattr(x402, "get_network", lambda: ledger)
     token = redeem(client, payment)  # the payer's retry

@@ -14,9 +14,9 @@ from energypay.accounts.otp import APP_DEVICE_NAME, new_recovery_codes, secret_t
 from meters.demo import DemoHome, SeedMeters
 from meters.timeutil import HOUR, floor_hour
 from payments import runs
-from payments.models import PriceQuote, Utxo
+from payments.broadcast import refresh_pending
+from payments.models import PriceQuote, Settlement, Utxo
 from payments.money import eur_to_satoshis
-from payments.settlement import refresh_pending
 from payments.wallets import open_wallet, sync_coins
 
 DAYS_AHEAD_EUR = Decimal("15")  # what a funded wallet holds beyond its history: about a week of electricity
@@ -109,6 +109,6 @@ class Command(SeedMeters):
             if hours_ago % 6 == 0:
                 ledger.mine()
         # As the watcher would have: what a block holds is confirmed (the pages show final states).
-        confirmed = refresh_pending(ledger)
+        confirmed = refresh_pending(Settlement, ledger)
         summary = ", ".join(f"{count} {status}" for status, count in sorted(tally.items()))
         self.stdout.write(f"Settled the last {SETTLED_HOURS} hours one by one: {summary}; {confirmed} confirmed.")

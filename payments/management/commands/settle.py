@@ -7,9 +7,10 @@ from django.utils import timezone
 
 from meters.timeutil import HOUR, floor_hour
 from payments import runs
+from payments.broadcast import sweep_signed
 from payments.figures import closed_period_end
+from payments.models import Settlement
 from payments.networks import get_network
-from payments.settlement import rebroadcast_signed
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, hour: str | None, **options) -> None:
         period_end = self.period_end(hour)
-        resent = rebroadcast_signed(get_network())
+        resent = sweep_signed(Settlement, get_network())
         ids = runs.prepare_run(period_end)
         tally = runs.settle_households(ids, period_end)
         summary = ", ".join(f"{count} {status}" for status, count in sorted(tally.items())) or "nothing owed"
