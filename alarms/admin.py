@@ -93,6 +93,8 @@ class AlarmEventAdmin(Operate, NoEditing, admin.ModelAdmin):
         "household",
         "kind",
         "description",
+        "detail",
+        "code",
         "value",
         "threshold",
         "notification_state",
@@ -105,6 +107,19 @@ class AlarmEventAdmin(Operate, NoEditing, admin.ModelAdmin):
     search_fields = ("household__name", "household__user__email", "last_error")
     date_hierarchy = "at"
     actions = ("retry_now",)
+
+    # The sentences are rendered from the stored codes and numbers, in the reader's language (alarms/rules.py).
+    @admin.display(description="Alarm")
+    def description(self, event: AlarmEvent) -> str:
+        return event.description
+
+    @admin.display(description="Found")
+    def detail(self, event: AlarmEvent) -> str:
+        return event.detail or "-"
+
+    @admin.display(description="Code")
+    def code(self, event: AlarmEvent) -> str:
+        return event.code
 
     @admin.display(description="Email")
     def notification_state(self, event: AlarmEvent) -> str:
