@@ -7,23 +7,16 @@ and a full-row save from a form could overwrite a flip that happened while the p
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from alarms.models import AlarmEvent, AlarmRule
-from meters.admin import NoEditing
-
-
-class _OperateMixin:
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
+from meters.adminkit import NoEditing, Operate
 
 
 @admin.register(AlarmRule)
-class AlarmRuleAdmin(_OperateMixin, NoEditing, admin.ModelAdmin):
+class AlarmRuleAdmin(Operate, NoEditing, admin.ModelAdmin):
     list_display = (
         "description",
         "household",
@@ -94,12 +87,14 @@ class NotificationFilter(admin.SimpleListFilter):
 
 
 @admin.register(AlarmEvent)
-class AlarmEventAdmin(_OperateMixin, NoEditing, admin.ModelAdmin):
+class AlarmEventAdmin(Operate, NoEditing, admin.ModelAdmin):
     list_display = (
         "at",
         "household",
         "kind",
         "description",
+        "detail",
+        "code",
         "value",
         "threshold",
         "notification_state",
@@ -112,6 +107,19 @@ class AlarmEventAdmin(_OperateMixin, NoEditing, admin.ModelAdmin):
     search_fields = ("household__name", "household__user__email", "last_error")
     date_hierarchy = "at"
     actions = ("retry_now",)
+
+    # The sentences are rendered from the stored codes and numbers, in the reader's language (alarms/rules.py).
+    @admin.display(description="Alarm")
+    def description(self, event: AlarmEvent) -> str:
+        return event.description
+
+    @admin.display(description="Found")
+    def detail(self, event: AlarmEvent) -> str:
+        return event.detail or "-"
+
+    @admin.display(description="Code")
+    def code(self, event: AlarmEvent) -> str:
+        return event.code
 
     @admin.display(description="Email")
     def notification_state(self, event: AlarmEvent) -> str:

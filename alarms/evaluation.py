@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
+from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
 
 from alarms import figures as alarm_figures
+from alarms import rules
 from alarms.models import AlarmRule
-from alarms.rules import ABOVE, PERIODIC_KINDS, SETTLEMENT_KINDS, SPECS, USAGE_KINDS, Kind, format_amount
+from alarms.rules import ABOVE, PERIODIC_KINDS, SETTLEMENT_KINDS, SPECS, USAGE_KINDS, Kind
 from meters.models import Household
 from payments import figures
 
@@ -36,7 +38,7 @@ class Figure:
     value: Decimal | None = None  # None (and known): nothing to measure, e.g. no meters; never fires
     known: bool = True  # False: cannot be told now (no price quote yet): the rule keeps its state
     flag: bool | None = None  # kinds without a threshold say directly whether their condition holds
-    detail: str = ""
+    facts: tuple[dict[str, Any], ...] = ()  # rules.refused_fact(...), rules.overdue_fact(...)
 
 
 UNKNOWN = Figure(known=False)
@@ -120,12 +122,12 @@ def _meter_silent(inputs: _Inputs, household: Household) -> Figure:
 
 def _settlement_failed(inputs: _Inputs, household: Household) -> Figure:
     refused, overdue, cutoff = inputs.trouble.get(household.pk, (0, figures.ZERO, None))
-    parts = []
+    facts = []
     if refused:
-        parts.append(f"{refused} payment{'s' if refused != 1 else ''} refused by the network in the last 24 hours")
+        facts.append(rules.refused_fact(refused))
     if overdue:
-        parts.append(f"{format_amount(Kind.SETTLEMENT_FAILED, overdue)} unpaid for hours before {cutoff:%H:%M} UTC")
-    return Figure(overdue, flag=bool(refused or overdue), detail="; ".join(parts))
+        facts.append(rules.overdue_fact(overdue, cutoff))
+    return Figure(overdue, flag=bool(refused or overdue), facts=tuple(facts))
 
 
 MEASURES: dict[str, Callable[[_Inputs, Household], Figure]] = {
@@ -184,7 +186,7 @@ def evaluate_households(
             unchanged.append(rule)
             tally["unchanged"] += 1
         else:
-            event = rule.record(holds, figure.value, now, figure.detail)
+            event = rule.record(holds, figure.value, now, figure.facts)
             # No event: another evaluation flipped it first (or it was paused meanwhile).
             tally[event.kind if event else "raced"] += 1
     if unchanged:

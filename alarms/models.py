@@ -9,13 +9,15 @@ updates nothing and writes nothing. Events are mailed later by alarms/notify.py 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import models, transaction
 from django.db.models import Q
 
-from alarms.rules import Kind, describe, format_amount
+from alarms.rules import Kind, describe, format_amount, render_facts
 from meters.models import Household
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,13 @@ class AlarmRule(models.Model):
     def is_muted(self, now: datetime) -> bool:
         return self.muted_until is not None and self.muted_until > now
 
-    def record(self, holds: bool, value: Decimal | None, now: datetime, detail: str = "") -> AlarmEvent | None:
+    def record(
+        self, holds: bool, value: Decimal | None, now: datetime, facts: Sequence[dict[str, Any]] = ()
+    ) -> AlarmEvent | None:
         """Store one evaluation's outcome; returns the event when the rule fired or cleared.
+
+        The event stores codes and numbers (the rule's kind and threshold, the value, ``facts`` such as
+        ``rules.refused_fact(2)``), never a sentence: its text is rendered where it is shown.
 
         The flip is ``UPDATE ... WHERE firing = <old> AND paused = false``: on PostgreSQL a second
         writer waits for the first's row lock, re-reads the row, no longer matches and updates
@@ -98,11 +105,10 @@ class AlarmRule(models.Model):
                 household_id=self.household_id,
                 rule=self,
                 rule_kind=self.kind,
-                description=self.description,
                 kind=AlarmEvent.Kind.FIRED if holds else AlarmEvent.Kind.CLEARED,
                 value=value,
                 threshold=self.threshold,
-                detail=detail[:500],
+                facts=list(facts),
                 at=now,
                 # A muted rule's events are history, not mail: never due, and the reason is kept.
                 next_attempt_at=None if muted else now,
@@ -161,12 +167,17 @@ class AlarmEvent(models.Model):
     household = models.ForeignKey(Household, on_delete=models.CASCADE, related_name="alarm_events")
     rule = models.ForeignKey(AlarmRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
     # What the rule said when it flipped: the history stays true after the rule is edited or deleted.
+    # Codes and numbers only; the sentences are rendered where the event is shown (``description``,
+    # ``detail``), in the reader's language.
     rule_kind = models.CharField(max_length=20, choices=AlarmRule.Kind.choices)
-    description = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     value = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
     threshold = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
-    detail = models.CharField(max_length=500, blank=True)
+    facts = models.JSONField(
+        default=list, blank=True, help_text='What else it found, by code: [{"code": "settlement.failed", "count": 1}].'
+    )
+    # Events stored before facts existed kept their detail as an English sentence: shown as it was.
+    legacy_detail = models.CharField(max_length=500, blank=True, editable=False)
     at = models.DateTimeField()
     # The outbox: due while notified_at is null and next_attempt_at is set and past.
     notified_at = models.DateTimeField(null=True, blank=True)
@@ -192,6 +203,21 @@ class AlarmEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.description} ({self.value_text})"
+
+    @property
+    def code(self) -> str:
+        """A stable name for what happened, for machines (webhooks, filters): "alarm.daily_cost.fired"."""
+        return f"alarm.{self.rule_kind}.{self.kind}"
+
+    @property
+    def description(self) -> str:
+        """The rule as it read when it flipped, rendered now: "Tell me when a day costs EUR 5.00 or more"."""
+        return describe(self.rule_kind, self.threshold)
+
+    @property
+    def detail(self) -> str:
+        """What else the evaluation found, rendered now: "1 payment refused by the network in the last 24 hours"."""
+        return render_facts(self.facts) if self.facts else self.legacy_detail
 
     @property
     def value_text(self) -> str:

@@ -7,11 +7,17 @@ EUR 1.00, "my balance is EUR 10.00 or less" at exactly EUR 10.00. A household th
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.functional import Promise
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from meters.templatetags.money import kwh as kwh_text
 from meters.templatetags.money import money as money_text
@@ -35,7 +41,7 @@ ABOVE, BELOW = "above", "below"
 @dataclass(frozen=True)
 class KindSpec:
     unit: str  # "EUR", "kWh", "days", "hours"; "" for a kind without a threshold
-    sentence: str  # "Tell me when ..." with {threshold} where the amount goes
+    sentence: Promise  # "Tell me when ...", translatable, with %(threshold)s where the amount goes
     direction: str | None  # ABOVE: value >= threshold fires; BELOW: value <= threshold; None: no threshold
     places: int = 0  # decimal places a threshold may have
     maximum: Decimal | None = None  # anything larger is a typo, not a wish
@@ -49,15 +55,23 @@ class KindSpec:
 _EUR_MAX, _KWH_MAX, _DAYS_MAX, _HOURS_MAX = Decimal("100000"), Decimal("1000"), Decimal("365"), Decimal("720")
 
 SPECS: dict[str, KindSpec] = {
-    Kind.HOURLY_COST: KindSpec("EUR", "an hour costs {threshold} or more", ABOVE, 2, _EUR_MAX),
-    Kind.DAILY_COST: KindSpec("EUR", "a day costs {threshold} or more", ABOVE, 2, _EUR_MAX),
-    Kind.HOURLY_ENERGY: KindSpec("kWh", "an hour uses {threshold} or more", ABOVE, 3, _KWH_MAX),
-    Kind.MONTH_PROJECTED: KindSpec("EUR", "this month is on course to cost {threshold} or more", ABOVE, 2, _EUR_MAX),
+    Kind.HOURLY_COST: KindSpec("EUR", _("Tell me when an hour costs %(threshold)s or more"), ABOVE, 2, _EUR_MAX),
+    Kind.DAILY_COST: KindSpec("EUR", _("Tell me when a day costs %(threshold)s or more"), ABOVE, 2, _EUR_MAX),
+    Kind.HOURLY_ENERGY: KindSpec("kWh", _("Tell me when an hour uses %(threshold)s or more"), ABOVE, 3, _KWH_MAX),
+    Kind.MONTH_PROJECTED: KindSpec(
+        "EUR", _("Tell me when this month is on course to cost %(threshold)s or more"), ABOVE, 2, _EUR_MAX
+    ),
     # EUR 0 is meaningful here: "tell me when my wallet is empty".
-    Kind.BALANCE_BELOW: KindSpec("EUR", "my balance is {threshold} or less", BELOW, 2, _EUR_MAX, zero_allowed=True),
-    Kind.BALANCE_DAYS: KindSpec("days", "my balance will last {threshold} or less", BELOW, 0, _DAYS_MAX),
-    Kind.METER_SILENT: KindSpec("hours", "a meter has been silent for {threshold} or more", ABOVE, 0, _HOURS_MAX),
-    Kind.SETTLEMENT_FAILED: KindSpec("", "a payment fails or I fall behind on payments", None),
+    Kind.BALANCE_BELOW: KindSpec(
+        "EUR", _("Tell me when my balance is %(threshold)s or less"), BELOW, 2, _EUR_MAX, zero_allowed=True
+    ),
+    Kind.BALANCE_DAYS: KindSpec(
+        "days", _("Tell me when my balance will last %(threshold)s or less"), BELOW, 0, _DAYS_MAX
+    ),
+    Kind.METER_SILENT: KindSpec(
+        "hours", _("Tell me when a meter has been silent for %(threshold)s or more"), ABOVE, 0, _HOURS_MAX
+    ),
+    Kind.SETTLEMENT_FAILED: KindSpec("", _("Tell me when a payment fails or I fall behind on payments"), None),
 }
 
 # Where each kind's data changes, so each trigger evaluates only the kinds it can move.
@@ -77,17 +91,63 @@ def format_amount(kind: str, value: Decimal | None) -> str:
     if unit == "kWh":
         return kwh_text(value, 3)
     number = value.quantize(Decimal("0.1")).normalize()
-    number = number.quantize(Decimal(1)) if number == number.to_integral_value() else number
-    singular = unit[:-1]
-    return f"{number} {singular if number == 1 else unit}"
+    whole = number == number.to_integral_value()
+    number = number.quantize(Decimal(1)) if whole else number
+    # gettext picks plural forms for whole numbers only; a fraction ("1.5 days") takes the plural.
+    count = int(number) if whole else 2
+    if unit == "days":
+        return ngettext("%(number)s day", "%(number)s days", count) % {"number": number}
+    return ngettext("%(number)s hour", "%(number)s hours", count) % {"number": number}
 
 
 def describe(kind: str, threshold: Decimal | None) -> str:
-    """The rule as the household would say it: "Tell me when a day costs EUR 5.00 or more"."""
+    """The rule as the household would say it: "Tell me when a day costs EUR 5.00 or more".
+
+    Rendered when shown (a page, the admin, a mail), in the active language: events store the kind
+    and the threshold, never this sentence.
+    """
     spec = SPECS.get(kind)
     if spec is None:
-        return "Unknown alarm"
-    return "Tell me when " + spec.sentence.format(threshold=format_amount(kind, threshold))
+        return gettext("Unknown alarm")
+    return str(spec.sentence) % {"threshold": format_amount(kind, threshold)}
+
+
+# --- Facts: what an event found besides its value, as a stable code and the numbers of its sentence ---
+
+REFUSED = "settlement.failed"  # {"count": payments the network refused in the last 24 hours}
+OVERDUE = "settlement.overdue"  # {"eur": "0.400000", "before": ISO 8601 UTC}: owed for hours before then
+
+
+def refused_fact(count: int) -> dict[str, Any]:
+    return {"code": REFUSED, "count": count}
+
+
+def overdue_fact(eur: Decimal, before: datetime) -> dict[str, Any]:
+    return {"code": OVERDUE, "eur": str(eur), "before": before.astimezone(UTC).isoformat()}
+
+
+def render_fact(fact: Mapping[str, Any]) -> str:
+    """One fact as a sentence in the active language; a code this version does not know shows as itself."""
+    code = fact.get("code")
+    if code == REFUSED:
+        count = int(fact["count"])
+        return ngettext(
+            "%(count)s payment refused by the network in the last 24 hours",
+            "%(count)s payments refused by the network in the last 24 hours",
+            count,
+        ) % {"count": count}
+    if code == OVERDUE:
+        amount = format_amount(Kind.SETTLEMENT_FAILED, Decimal(fact["eur"]))
+        before = datetime.fromisoformat(fact["before"]).astimezone(UTC)
+        return gettext("%(amount)s unpaid for hours before %(time)s UTC") % {
+            "amount": amount,
+            "time": f"{before:%H:%M}",
+        }
+    return str(code or "")
+
+
+def render_facts(facts: Iterable[Mapping[str, Any]]) -> str:
+    return "; ".join(render_fact(fact) for fact in facts)
 
 
 _AMOUNT_WORDS = {

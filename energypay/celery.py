@@ -11,5 +11,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energypay.settings")
 app = Celery("energypay")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-app.conf.imports = ["energypay.tasks"]  # the project package is not an installed app
+app.conf.imports = ["energypay.tasks"]  # autodiscovered too (energypay is an app for its admin); named on purpose
 # The beat schedule is CELERY_BEAT_SCHEDULE in settings.py.

@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "meters",
     "payments",
     "alarms",
+    # The top floor: the admin pages that compose several apps (energypay/admin.py). No models.
+    "energypay",
     "energypay.ops",
     "django_otp",
     "django_otp.plugins.otp_totp",

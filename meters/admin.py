@@ -1,17 +1,18 @@
+"""The meters admin: tariffs and their versions, households and meters, readings and the hourly ledger."""
+
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, IntegerField, Model, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.models import DynamicPrice, HourlyUsage, Household, Meter, MeterEvent, Reading, Tariff, TariffVersion
 from meters.price_import import import_prices
 from meters.timeutil import HOUR
@@ -19,39 +20,6 @@ from meters.usage import price_unpriced_lines
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_TOKENS_PER_ACTION = 100
-
-
-def count_of(model: type[Model], field: str) -> Coalesce:
-    """COUNT(*) of ``model`` rows whose ``field`` points at the outer row, as a correlated subquery.
-
-    Unlike Count() over a join, the changelist's own COUNT(*) leaves it out, and only the rows of
-    the page shown compute it (through the foreign key's index).
-    """
-    rows = model.objects.filter(**{field: OuterRef("pk")}).order_by().values(field)
-    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0)
-
-
-class NoEditing:
-    """Ledger data: staff look, nobody adds, edits or deletes (an admin or inline mixin)."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(NoEditing, admin.ModelAdmin):
-    pass
-
-
-class ReadOnlyInline(NoEditing, admin.TabularInline):
-    extra = 0
-    max_num = 0
-    can_delete = False
 
 
 def has_priced_usage(version: TariffVersion) -> bool:
@@ -230,8 +198,9 @@ class MeterInline(admin.TabularInline):
     show_change_link = True
 
 
-@admin.register(Household)
 class HouseholdAdmin(admin.ModelAdmin):
+    """A household and its meters. Registered by energypay/admin.py, which adds the columns of higher apps."""
+
     list_display = ["name", "user", "timezone", "tariff", "created_at"]
     list_filter = ["tariff", "timezone"]
     search_fields = ["name", "user__email", "address"]

@@ -203,10 +203,6 @@ class Chart:
         return self.period.title()
 
     @property
-    def unit_label(self) -> str:
-        return UNITS[self.view.unit]
-
-    @property
     def bar_heading(self) -> str:
         return {DAY: "Hour", WEEK: "Day", MONTH: "Day", YEAR: "Month"}[self.period.range]
 

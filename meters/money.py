@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-CURRENCY = "EUR"
 EUR_PLACES = Decimal("0.000001")  # the micro-euro: every stored EUR amount and sum; settlement rounds further
 KWH_PLACES = Decimal("0.000001")  # usage lines' kWh
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
 
 from payments.models import CommunityPass, Settlement, Utxo, Wallet
+from payments.networks import explorer_url
 
 LIMIT = 100
 
@@ -37,7 +37,7 @@ class HistoryRow:
     @property
     def explorer_url(self) -> str:
         """Where to look the transaction up (testnet, mainnet); empty for the local ledger and regtest."""
-        return settings.EXPLORER_TX_URL.format(txid=self.txid) if settings.EXPLORER_TX_URL else ""
+        return explorer_url(self.txid)
 
 
 def wallet_history(wallet: Wallet, limit: int = LIMIT) -> list[HistoryRow]:

@@ -25,7 +25,6 @@ from decimal import (
 from meters.money import EUR_PLACES
 
 SATS_PER_BSV = 100_000_000
-BSV_PLACES = Decimal("0.00000001")
 
 # Far more digits than any real amount needs (21e6 BSV is 2.1e15 sat; usage lines carry 15 digits);
 # the point is that nothing is ever rounded between the defined rounding points.
@@ -83,10 +82,3 @@ def satoshis_to_eur(sats: int, bsv_eur: Decimal | int) -> Decimal:
             return eur.quantize(EUR_PLACES, rounding=ROUND_HALF_UP)
     except DecimalException as exc:
         raise ValueError(f"{sats} sat at {bsv_eur} EUR/BSV is out of range.") from exc
-
-
-def sats_to_bsv(sats: int) -> Decimal:
-    """``sats`` in BSV, exactly, with all 8 places (50 -> Decimal("0.00000050"))."""
-    _check_sats(sats)
-    with _exact():
-        return (Decimal(sats) / SATS_PER_BSV).quantize(BSV_PLACES)

@@ -76,3 +76,8 @@ def get_network() -> BsvNetwork:
         woc_api_key=settings.WOC_API_KEY,
         mainnet=settings.BSV_NETWORK == "mainnet",
     )
+
+
+def explorer_url(txid: str) -> str:
+    """Where people look a transaction up (EXPLORER_TX_URL: testnet, mainnet); "" where no explorer knows it."""
+    return settings.EXPLORER_TX_URL.format(txid=txid) if settings.EXPLORER_TX_URL and txid else ""

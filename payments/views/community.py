@@ -20,7 +20,7 @@ from payments.broadcast import send_one
 from payments.figures import wallet_balance
 from payments.models import CommunityPass, Wallet
 from payments.money import satoshis_to_eur
-from payments.networks import get_network
+from payments.networks import explorer_url, get_network
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def community_page(request: HttpRequest) -> HttpResponse:
     }
     if community_pass is not None:
         comparison = community.comparison(household, now)
-        if settings.EXPLORER_TX_URL:
-            context["explorer_url"] = settings.EXPLORER_TX_URL.format(txid=community_pass.txid)
+        context["explorer_url"] = explorer_url(community_pass.txid)
         context.update(
             comparison=comparison,
             chart_data=_chart_data(comparison),

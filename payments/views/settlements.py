@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
@@ -20,6 +19,7 @@ from energypay.access import household_required
 from meters.models import Household
 from meters.timeutil import local_midnight, zone
 from payments.models import Settlement, SettlementLine
+from payments.networks import explorer_url
 
 PER_PAGE = 50
 CSV_DEFAULT_DAYS = 31
@@ -105,7 +105,7 @@ def settlement_detail(request: HttpRequest, pk: int) -> HttpResponse:
         # (02:00 CEST, then 02:00 CET). The datetime itself knows which one it is.
         line.zone_name = line.usage.hour_start.astimezone(tz).strftime("%Z")
     live = [line for line in lines if not line.released]
-    explorer = settings.EXPLORER_TX_URL.format(txid=settlement.txid) if settings.EXPLORER_TX_URL else ""
+    explorer = explorer_url(settlement.txid)
     context = {
         **_badge_context(request),
         "settlement": settlement,

@@ -37,7 +37,6 @@ def make_events(home, rule, count: int) -> list[AlarmEvent]:
             household=home.household,
             rule=rule,
             rule_kind=rule.kind,
-            description=rule.description,
             kind="fired" if n % 2 == 0 else "cleared",
             value=Decimal("6.25"),
             threshold=rule.threshold,

@@ -341,7 +341,6 @@ def add_events(household, count: int, *, read: bool = False) -> None:
             household=household,
             rule=rule,
             rule_kind=rule.kind,
-            description=rule.description,
             kind="fired" if n % 2 == 0 else "cleared",
             value=Decimal("6.25"),
             threshold=rule.threshold,

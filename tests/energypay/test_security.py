@@ -282,7 +282,7 @@ def build_world(make_household, make_meter, staff_user) -> World:
     purchase = passes.buy_pass(household, timezone.now())
     send_one(CommunityPass, purchase.community_pass.pk, ledger)
     rule = AlarmRule.objects.create(household=household, kind="hourly_cost", threshold=Decimal("0.100"))
-    rule.record(True, Decimal("0.25"), timezone.now(), detail="an hour cost EUR 0.25")
+    rule.record(True, Decimal("0.25"), timezone.now())
     AlarmRule.objects.create(household=other, kind="daily_cost", threshold=Decimal("5"))
     world = World(
         household=household,

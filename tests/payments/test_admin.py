@@ -17,8 +17,8 @@ from energypay.accounts.models import User
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage, Household, Meter
 from meters.schema import ReadingIn
-from payments import admin as payments_admin
 from payments import keys
+from payments.admin import actions as payments_admin
 from payments.broadcast import send_one
 from payments.figures import closed_period_end
 from payments.models import LedgerBlock, LedgerTransaction, PriceQuote, Settlement, SettlementLine, Utxo, Wallet
@@ -453,6 +453,19 @@ def test_a_settlement_page_shows_what_it_paid(staff_client, world):
     assert "2026-11-22 10:00" in text and "2026-11-22 11:00" in text  # the hours, one line each
     assert SettlementLine.objects.filter(settlement=settlement).count() >= 2
     assert "Seen on the network" in text
+
+
+def test_a_settlement_links_to_the_explorer_the_settings_name_and_to_none_without_one(staff_client, world, settings):
+    url = reverse("admin:payments_settlement_change", args=[world.settlement.pk])
+    settings.EXPLORER_TX_URL = "https://explorer.example/tx/{txid}"
+
+    linked = staff_client.get(url).content.decode()
+    settings.EXPLORER_TX_URL = ""
+    plain = staff_client.get(url).content.decode()
+
+    assert f'href="https://explorer.example/tx/{world.settlement.txid}"' in linked
+    assert "explorer.example" not in plain
+    assert world.settlement.txid in plain
 
 
 def test_settlements_are_filtered_by_state_and_found_by_txid(staff_client, world, make_household):

@@ -329,7 +329,7 @@ def test_a_network_object_that_raises_is_a_counted_try_not_a_crash(town, ledger,
     settlement_id = settle_household(household_id, PERIOD_END, NOW).settlement_id
     assert send_one(Settlement, settlement_id, Unreachable()) == Settlement.State.SIGNED
 
-    from payments import admin as payments_admin
+    from payments.admin import actions as payments_admin
 
     monkeypatch.setattr(payments_admin, "get_network", Unreachable)
     response = staff_client.post(

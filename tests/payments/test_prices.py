@@ -27,7 +27,7 @@ from responses import matchers
 
 from payments.figures import newest_quote, usable_quote
 from payments.models import PriceQuote
-from payments.money import SATS_PER_BSV, eur_to_satoshis, satoshis_to_eur, sats_to_bsv
+from payments.money import SATS_PER_BSV, eur_to_satoshis, satoshis_to_eur
 from payments.prices import COINGECKO_URL, PriceUnavailable, fetch_quote
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
@@ -376,8 +376,6 @@ def test_floats_are_refused_never_converted():
     with pytest.raises(TypeError):
         satoshis_to_eur(50, 30.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        sats_to_bsv(50.0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
         eur_to_satoshis(True, Decimal("30"))  # type: ignore[arg-type]
 
 
@@ -400,17 +398,6 @@ def test_satoshis_to_eur_refuses_negative_satoshis_and_bad_prices():
         satoshis_to_eur(-1, Decimal("30"))
     with pytest.raises(ValueError):
         satoshis_to_eur(1, Decimal("0"))
-
-
-def test_sats_to_bsv_is_exact():
-    assert sats_to_bsv(1) == Decimal("0.00000001")
-    assert f"{sats_to_bsv(50):f}" == "0.00000050"
-    assert sats_to_bsv(21_000_000 * SATS_PER_BSV) == Decimal("21000000")
-    assert sats_to_bsv(123_456_789_012_345_678) == Decimal("1234567890.12345678")
-    with pytest.raises(ValueError):
-        sats_to_bsv(-1)
-    with pytest.raises(TypeError):
-        sats_to_bsv(True)
 
 
 euros = st.decimals(min_value=0, max_value=10**9, places=6, allow_nan=False, allow_infinity=False)
