@@ -121,7 +121,7 @@ def explorer_link(txid: str) -> str:
 
 
 def raw_hex(raw: str) -> str:
-    return format_html('<pre style="white-space: pre-wrap; word-break: break-all; max-width: 60em">{}</pre>', raw)
+    return format_html('<pre class="raw-hex">{}</pre>', raw)  # static/css/admin.css: no style attributes (CSP)
 
 
 def plural(count: int, word: str) -> str:
@@ -470,14 +470,9 @@ class SettlementLineInline(ReadOnlyInline):
         return line.eur
 
 
-STATE_COLOURS = {
-    Settlement.State.SIGNED: "#8a6d00",
-    Settlement.State.BROADCAST: "#8a6d00",
-    Settlement.State.SEEN: "#1f6f8b",
-    Settlement.State.CONFIRMED: "#2e7d32",
-    Settlement.State.REJECTED: "#c62828",
-    Settlement.State.DOUBLE_SPEND: "#c62828",
-}
+def state_text(state: str, label: str) -> str:
+    """A payment's state in its colour (static/css/admin.css; a style attribute would break the CSP)."""
+    return format_html('<strong class="payment-state {}">{}</strong>', state, label)
 
 
 @admin.register(Settlement)
@@ -521,11 +516,7 @@ class SettlementAdmin(ReadOnlyWithActions, admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, settlement: Settlement) -> str:
-        return format_html(
-            '<strong style="color: {}">{}</strong>',
-            STATE_COLOURS.get(settlement.state, "inherit"),
-            settlement.get_state_display(),
-        )
+        return state_text(settlement.state, settlement.get_state_display())
 
     @admin.display(description="txid")
     def short_txid(self, settlement: Settlement) -> str:
@@ -606,11 +597,7 @@ class CommunityPassAdmin(ReadOnlyAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, community_pass: CommunityPass) -> str:
-        return format_html(
-            '<strong style="color: {}">{}</strong>',
-            STATE_COLOURS.get(community_pass.state, "inherit"),
-            community_pass.get_state_display(),
-        )
+        return state_text(community_pass.state, community_pass.get_state_display())
 
     @admin.display(description="txid")
     def short_txid(self, community_pass: CommunityPass) -> str:
