@@ -314,6 +314,26 @@ def test_admin_tariff_version_bands_refuse_bad_json(staff_client, flat_tariff, b
 
 
 @FUZZ
+@given(rate=numbers, day=dates)
+def test_admin_tariffs_refuse_a_bad_new_version_inline(staff_client, flat_tariff, rate, day):
+    # An inline formset compares each form with its initial values first: sNaN made that comparison raise.
+    url = reverse("admin:meters_tariff_change", args=[flat_tariff.pk])
+    data = form_data(staff_client, url, "tariff_form")
+    new = int(data["versions-TOTAL_FORMS"])
+    data |= {
+        "versions-TOTAL_FORMS": str(new + 1),
+        f"versions-{new}-valid_from_0": day,
+        f"versions-{new}-valid_from_1": "00:00:00",
+        f"versions-{new}-kind": "flat",
+        f"versions-{new}-flat_rate": rate,
+        f"versions-{new}-standing_charge_per_day": rate,
+    }
+    assert_no_server_error(staff_client.post(url, data))
+    for stored in TariffVersion.objects.all():
+        assert stored.flat_rate is None or Decimal(0) <= stored.flat_rate < Decimal(1000)
+
+
+@FUZZ
 @given(value=numbers)
 def test_admin_meters_refuse_bad_max_power(staff_client, household, value):
     meter, _ = Meter.objects.get_or_create(serial="SN-FUZZ", household=household, defaults={"max_power_kw": 30})
@@ -377,6 +397,10 @@ def test_the_admin_forms_under_test_exist(staff_client, household, dynamic_versi
     # The fuzz above reads these forms from their pages: a renamed form would make it test nothing.
     meter = Meter.objects.create(serial="SN-CHECK", household=household, max_power_kw=30)
     assert "valid_from_0" in form_data(staff_client, reverse("admin:meters_tariffversion_add"), "tariffversion_form")
+    tariff_form = form_data(
+        staff_client, reverse("admin:meters_tariff_change", args=[dynamic_version.tariff_id]), "tariff_form"
+    )
+    assert "versions-TOTAL_FORMS" in tariff_form
     assert "max_power_kw" in form_data(
         staff_client, reverse("admin:meters_meter_change", args=[meter.pk]), "meter_form"
     )
