@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 
 from alarms.models import AlarmRule
 from alarms.rules import SPECS, Kind, KindSpec, validate_threshold
+from meters.formfields import FiniteDecimalField
 from meters.models import Household
 
 MAX_RULES = 50  # per household: more is a script, not a person
@@ -16,10 +17,46 @@ MAX_RULES = 50  # per household: more is a script, not a person
 _STEPS = {0: "1", 2: "0.01", 3: "0.001"}
 
 
+# Above every kind's own maximum (rules.SPECS), so that below it the kind says what is wrong in its words;
+# at most 7 whole digits and 3 places, which the model's threshold column (12 digits, 3 places) holds.
+THRESHOLD_LIMIT = Decimal("1000000")
+
+
+class ThresholdField(FiniteDecimalField):
+    """A number from 0 to THRESHOLD_LIMIT in at most 12 digits, refused with one clear sentence.
+
+    Python's Decimal reads 1e999999 and 0E-1000000; such values must stop here, never reach a query
+    (PostgreSQL's numeric overflows: a 500). Only the first refusal is shown: 1e999999 is too large,
+    which says it all.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        limit = f"{THRESHOLD_LIMIT:,}"
+        messages = {
+            "invalid": "Enter a number.",
+            "min_value": "The threshold cannot be negative.",
+            "max_value": f"That is more than {limit}: please check the number.",
+            "max_digits": "Enter a number of at most 12 digits.",
+        }
+        super().__init__(
+            min_value=Decimal(0), max_value=THRESHOLD_LIMIT, max_digits=12, error_messages=messages, **kwargs
+        )
+
+    def run_validators(self, value: Decimal | None) -> None:
+        if value in self.empty_values:
+            return
+        for validator in self.validators:  # Django's order: max, min, then the digits
+            try:
+                validator(value)
+            except ValidationError as error:
+                if getattr(error, "code", None) in self.error_messages:
+                    error.message = self.error_messages[error.code]
+                raise ValidationError(error.message, code=error.code, params=error.params) from None
+
+
 class AlarmRuleForm(forms.Form):
     kind = forms.ChoiceField(label="Tell me when", choices=Kind.choices, initial=Kind.DAILY_COST)
-    # No max_digits here: rules.validate_threshold says what is wrong in the kind's own words.
-    threshold = forms.DecimalField(label="Threshold", required=False, error_messages={"invalid": "Enter a number."})
+    threshold = ThresholdField(label="Threshold", required=False)
 
     def __init__(self, *args, household: Household, rule: AlarmRule | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

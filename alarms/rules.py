@@ -189,4 +189,5 @@ def validate_threshold(kind: str, threshold: Decimal | None) -> Decimal | None:
         if spec.places == 0:
             raise ValidationError(f"Enter a whole number of {spec.unit}.", code="places")
         raise ValidationError(f"Use at most {spec.places} decimal places.", code="places")
-    return threshold
+    # One spelling per value: 0E-1000000 and -0 are 0.00, and an exponent never reaches a query.
+    return threshold.quantize(Decimal(1).scaleb(-spec.places)).copy_abs()

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from energypay.env import (
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "csp",
     "energypay.accounts",
     "meters",
     "payments",
@@ -88,12 +90,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: an /api/ request whose headers are over the documented size gets JSON 431 before any work.
+    "energypay.middleware.api_header_limits",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): which session passed the second factor
+    # After authentication, so it sees request.user: a logged-in answer is never stored by any cache.
+    "energypay.middleware.private_no_store",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -224,6 +231,28 @@ STATIC_ROOT = VAR_DIR / "static"
 # Chart.js from a CDN, pinned, with its Subresource Integrity hash (sha384 of that exact file).
 CHART_JS_URL = "https://cdn.jsdelivr.net/npm/chart.js@4.5.0/dist/chart.umd.min.js"
 CHART_JS_INTEGRITY = "sha384-XcdcwHqIPULERb2yDEM4R0XaQKU3YnDsrTmjACBZyfdVVqjh6xQ4/DCMd7XLcA6Y"
+# Content-Security-Policy (django-csp): scripts and styles come from this site's static files, plus the one
+# pinned Chart.js file (CHART_JS_URL, also checked by its integrity hash); nothing inline runs.
+# Data reaches JavaScript through json_script (type application/json is data, not a script).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, CHART_JS_URL],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# --- Request headers on /api/ (energypay/middleware.py, gunicorn.conf.py, docs/operations.md) ---
+# The documented limits: X-PAYMENT up to 32 KiB, all headers together up to 48 KiB. gunicorn and nginx
+# are set a little higher, so the application sees an oversized request and answers JSON 431.
+API_MAX_PAYMENT_HEADER_BYTES = 32 * 1024
+API_MAX_HEADER_BYTES = 48 * 1024
 
 # --- Meter ingest (docs/architecture.md, "Meter ingest") ---
 INGEST_MAX_READINGS = 1000

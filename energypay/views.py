@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -15,7 +13,8 @@ from alarms.views import summary_context
 from energypay.access import household_required
 from energypay.dashboard import dashboard_cards
 from meters.charts import ChartView, usage_chart
-from meters.timeutil import add_months, first_of_month, local_date
+from meters.dateparams import DateRange
+from meters.timeutil import local_date
 
 
 @household_required
@@ -37,8 +36,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             **summary_context(household),
             chart_js_url=settings.CHART_JS_URL,
             chart_js_integrity=settings.CHART_JS_INTEGRITY,
-            csv_start=first_of_month(today),
-            csv_end=add_months(today, 1) - timedelta(days=1),
+            csv_range=DateRange.default(today),
         )
         response = render(request, "dashboard.html", context)
     # One URL, two bodies: caches (the browser's back button included) must keep them apart.

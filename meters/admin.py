@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import DecimalField
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -13,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
+from meters.formfields import FiniteDecimalField
 from meters.models import DynamicPrice, HourlyUsage, Household, Meter, MeterEvent, Reading, Tariff, TariffVersion
 from meters.price_import import import_prices
 from meters.timeutil import HOUR
@@ -32,6 +34,7 @@ class TariffVersionForm(forms.ModelForm):
     class Meta:
         model = TariffVersion
         fields = ["tariff", "valid_from", "kind", "flat_rate", "standing_charge_per_day", "bands"]
+        field_classes = {"flat_rate": FiniteDecimalField, "standing_charge_per_day": FiniteDecimalField}
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -190,8 +193,13 @@ class DynamicPriceAdmin(ReadOnlyAdmin):
     list_select_related = ["version__tariff"]
 
 
+# Meter forms, on their own page and inline in a household's: max power refuses NaN before a formset compares it.
+FINITE_DECIMALS = {DecimalField: {"form_class": FiniteDecimalField}}
+
+
 class MeterInline(admin.TabularInline):
     model = Meter
+    formfield_overrides = FINITE_DECIMALS
     extra = 0
     fields = ["serial", "max_power_kw", "is_active", "last_seen_at"]
     readonly_fields = ["last_seen_at"]
@@ -219,6 +227,7 @@ class MeterEventInline(ReadOnlyInline):
 
 @admin.register(Meter)
 class MeterAdmin(admin.ModelAdmin):
+    formfield_overrides = FINITE_DECIMALS
     list_display = [
         "serial",
         "household",

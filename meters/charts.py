@@ -25,6 +25,7 @@ from django.db.models import DateField, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import dateformat
 
+from meters.dateparams import FIRST_DATE, LAST_DATE, DateParamError, parse_day
 from meters.models import HourlyUsage, Household, Tariff, TariffVersion
 from meters.money import EUR_PLACES
 from meters.pricing import TariffSchedule
@@ -38,8 +39,6 @@ RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
 EUR, KWH = "eur", "kwh"
 UNITS = {EUR: "EUR", KWH: "kWh"}
 DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
-# Dates a chart may be asked for; beyond them a link is garbage (and date arithmetic could overflow).
-FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2200, 12, 31)
 ZERO = Decimal("0")
 SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places meters.money keeps all three to
 PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
@@ -95,22 +94,29 @@ class Period:
 
 @dataclass(frozen=True)
 class ChartView:
-    """Range, unit and a day of the period to show, from the query string; bad values give the defaults."""
+    """Range, unit and a day of the period to show, from the query string; bad values give the defaults.
+
+    A date that cannot be used (meters.dateparams: the CSV exports' rules) shows today's period with
+    ``error`` saying why, rather than a blank page for a mistyped link.
+    """
 
     range: str
     unit: str
     day: date
     today: date
+    error: str = ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], today: date) -> ChartView:
         range_ = params.get("range") or DEFAULT_RANGE
         unit = params.get("unit") or DEFAULT_UNIT
+        error = ""
+        try:
+            day = parse_day(params.get("date"), "date") or today
+        except DateParamError as refused:
+            day, error = today, f"{refused} Showing today instead."
         return cls(
-            range_ if range_ in RANGES else DEFAULT_RANGE,
-            unit if unit in UNITS else DEFAULT_UNIT,
-            _parse_day(params.get("date")) or today,
-            today,
+            range_ if range_ in RANGES else DEFAULT_RANGE, unit if unit in UNITS else DEFAULT_UNIT, day, today, error
         )
 
     def query(self, **changes: str | date) -> str:
@@ -122,16 +128,6 @@ class ChartView:
         if values["date"] == self.today:
             del values["date"]
         return urlencode({key: str(value) for key, value in values.items()})
-
-
-def _parse_day(value: str | None) -> date | None:
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        return None
-    return day if FIRST_DATE <= day <= LAST_DATE else None
 
 
 # --- The chart ------------------------------------------------------------------------------------

@@ -8,57 +8,24 @@ imports the payments app.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.db.models import F, FilteredRelation, Max, Min, Q, Sum, Window
 
-from meters.charts import FIRST_DATE, LAST_DATE
+from meters.dateparams import DateRange
 from meters.models import HourlyUsage, Household
-from meters.timeutil import add_months, first_of_month, local_midnight, zone
+from meters.timeutil import local_midnight, zone
 
-MAX_DAYS = 366
 HEADER = ["hour", "kind", "meter", "kwh", "rate_eur_per_kwh", "eur", "satoshis", "txid", "state"]
 UNSETTLED, PRICE_PENDING = "unsettled", "price pending"
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-@dataclass(frozen=True)
-class DateRange:
-    """Local days ``first`` to ``last``, both included."""
-
-    first: date
-    last: date
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str], today: date) -> DateRange:
-        """The range asked for, by default the current local month; ValueError with a message people can read."""
-        first = _parse(params.get("start"), "start") or first_of_month(today)
-        last = _parse(params.get("end"), "end") or add_months(today, 1) - timedelta(days=1)
-        if last < first:
-            raise ValueError(f"end ({last}) is before start ({first}).")
-        if (last - first).days + 1 > MAX_DAYS:
-            raise ValueError(f"At most {MAX_DAYS} days at a time: {first} to {last} is {(last - first).days + 1}.")
-        return cls(first, last)
-
-    @property
-    def filename(self) -> str:
-        return f"usage-{self.first}-to-{self.last}.csv"
-
-
-def _parse(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a date like 2026-11-01, not {value[:40]!r}.") from None
-    if not FIRST_DATE <= day <= LAST_DATE:
-        raise ValueError(f"{name} must be between {FIRST_DATE} and {LAST_DATE}.")
-    return day
+def usage_filename(days: DateRange) -> str:
+    return f"usage-{days.first}-to-{days.last}.csv"
 
 
 def usage_rows(household: Household, days: DateRange) -> Iterator[list[str]]:

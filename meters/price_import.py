@@ -60,7 +60,10 @@ def _check_row(row: dict, prices: dict[datetime, Decimal], starts: datetime, end
         return "hour_start must be an ISO 8601 date-time with offset, e.g. 2026-11-22T10:00:00+01:00"
     if local.tzinfo is None:
         return "hour_start needs a UTC offset, e.g. 2026-11-22T10:00:00+01:00 or 2026-11-22T09:00:00Z"
-    hour = local.astimezone(UTC)
+    try:
+        hour = local.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first instant a datetime holds
+        return "hour_start is out of range"
     if floor_hour(hour) != hour:
         return "hour_start must be on the hour (in UTC)"
     try:

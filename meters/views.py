@@ -7,19 +7,21 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from energypay.access import household_required
-from meters.exports import DateRange, csv_lines, usage_rows
+from meters.dateparams import DateParamError, DateRange
+from meters.exports import csv_lines, usage_filename, usage_rows
 from meters.timeutil import local_date
 
 
 @household_required
 @require_safe
 def usage_csv(request: HttpRequest) -> HttpResponse:
-    """``?start=&end=`` local dates, inclusive (default: this local month); 400 with a plain message if bad."""
+    """``?start=&end=`` local dates, inclusive (meters.dateparams: default this local month); 400 with a plain
+    message if bad."""
     household = request.household
     try:
         days = DateRange.from_params(request.GET, local_date(timezone.now(), household.timezone))
-    except ValueError as error:
+    except DateParamError as error:
         return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
     response = StreamingHttpResponse(csv_lines(usage_rows(household, days)), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{days.filename}"'
+    response["Content-Disposition"] = f'attachment; filename="{usage_filename(days)}"'
     return response

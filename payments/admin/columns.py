@@ -12,19 +12,9 @@ from django.utils.html import format_html
 
 from meters.models import HourlyUsage
 from payments import figures
-from payments.models import Settlement
 from payments.networks import explorer_url
 
 CENTS = Decimal("0.01")
-# Settlements and community passes go through the same states (CommunityPass borrows Settlement.State).
-STATE_COLOURS = {
-    Settlement.State.SIGNED: "#8a6d00",
-    Settlement.State.BROADCAST: "#8a6d00",
-    Settlement.State.SEEN: "#1f6f8b",
-    Settlement.State.CONFIRMED: "#2e7d32",
-    Settlement.State.REJECTED: "#c62828",
-    Settlement.State.DOUBLE_SPEND: "#c62828",
-}
 
 
 def eur_text(amount: Decimal) -> str:
@@ -32,7 +22,7 @@ def eur_text(amount: Decimal) -> str:
 
 
 def raw_hex(raw: str) -> str:
-    return format_html('<pre style="white-space: pre-wrap; word-break: break-all; max-width: 60em">{}</pre>', raw)
+    return format_html('<pre class="raw-hex">{}</pre>', raw)  # static/css/admin.css: no style attributes (CSP)
 
 
 def explorer_link(txid: str) -> str:
@@ -47,8 +37,8 @@ class OutgoingPaymentColumns:
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, payment) -> str:
-        colour = STATE_COLOURS.get(payment.state, "inherit")
-        return format_html('<strong style="color: {}">{}</strong>', colour, payment.get_state_display())
+        # Coloured by static/css/admin.css: a style attribute would break the CSP.
+        return format_html('<strong class="payment-state {}">{}</strong>', payment.state, payment.get_state_display())
 
     @admin.display(description="txid")
     def short_txid(self, payment) -> str:

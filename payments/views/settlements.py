@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -16,16 +15,13 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
 from energypay.access import household_required
+from meters.dateparams import DateParamError, DateRange
 from meters.models import Household
 from meters.timeutil import local_midnight, zone
 from payments.models import Settlement, SettlementLine
 from payments.networks import explorer_url
 
 PER_PAGE = 50
-CSV_DEFAULT_DAYS = 31
-CSV_MAX_DAYS = 366
-CSV_FIRST_DAY, CSV_LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 CSV_HEADER = [
     "created",
     "period start",
@@ -74,8 +70,7 @@ def settlement_list(request: HttpRequest) -> HttpResponse:
         **_badge_context(request),
         "page": page,
         "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
-        "csv_start": today - timedelta(days=CSV_DEFAULT_DAYS - 1),
-        "csv_end": today,
+        "csv_range": DateRange.default(today),
     }
     template = "payments/settlement_list.html"
     if request.htmx and request.htmx.target == "settlements-page":
@@ -135,32 +130,6 @@ class _Echo:
         return value
 
 
-def _csv_range(request: HttpRequest, today: date) -> tuple[date, date] | str:
-    """The (start, end) local dates asked for, or why they cannot be used."""
-    values = {}
-    for name, default in (("start", today - timedelta(days=CSV_DEFAULT_DAYS - 1)), ("end", today)):
-        text = request.GET.get(name, "").strip()
-        if not text:
-            values[name] = default
-            continue
-        # fromisoformat alone also takes 20261122 and 2026-W47-1; a person means YYYY-MM-DD. Far years
-        # would overflow when their local midnight is turned into UTC.
-        try:
-            if not _ISO_DATE.fullmatch(text):
-                raise ValueError(text)
-            values[name] = date.fromisoformat(text)
-            if not CSV_FIRST_DAY <= values[name] <= CSV_LAST_DAY:
-                raise ValueError(text)
-        except ValueError:
-            return f"{name} must be a date like {today.isoformat()}, not {text[:20]!r}."
-    start, end = values["start"], values["end"]
-    if start > end:
-        return "start must not be after end."
-    if (end - start).days + 1 > CSV_MAX_DAYS:
-        return f"At most {CSV_MAX_DAYS} days at a time; ask for one year after another."
-    return start, end
-
-
 def _csv_rows(household: Household, start: date, end: date) -> Iterator[list]:
     tz = zone(household.timezone)
     # Local midnights: a day of 23 or 25 hours is still one whole day.
@@ -194,12 +163,14 @@ def _csv_rows(household: Household, start: date, end: date) -> Iterator[list]:
 @require_safe
 @household_required
 def settlements_csv(request: HttpRequest) -> HttpResponse:
-    """Settlements created on local dates start..end (inclusive), streamed: a year of hourly rows is 8,760 lines."""
+    """Settlements created on local dates start..end (inclusive; meters.dateparams, as /usage.csv), streamed:
+    a year of hourly rows is 8,760 lines."""
     household = request.household
-    asked = _csv_range(request, timezone.localdate(timezone=zone(household.timezone)))
-    if isinstance(asked, str):
-        return HttpResponseBadRequest(asked, content_type="text/plain; charset=utf-8")
-    start, end = asked
+    try:
+        days = DateRange.from_params(request.GET, timezone.localdate(timezone=zone(household.timezone)))
+    except DateParamError as error:
+        return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+    start, end = days.first, days.last
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in _csv_rows(household, start, end)), content_type="text/csv; charset=utf-8"

@@ -84,6 +84,20 @@ def test_production_defaults_are_secure_and_proxy_header_is_read():
     )
 
 
+def test_production_pages_carry_the_content_security_policy_and_nosniff():
+    code = (
+        "from django.test import Client;"
+        " r = Client().get('/login/', secure=True, HTTP_HOST='energypay.example');"
+        " print(r.status_code, '|', r['Content-Security-Policy'], '|', r['X-Content-Type-Options'])"
+    )
+    result = manage("shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    status, policy, nosniff = (part.strip() for part in result.stdout.strip().splitlines()[-1].split("|"))
+    assert (status, nosniff) == ("200", "nosniff")
+    assert "default-src 'self'" in policy and "script-src 'self' https://cdn.jsdelivr.net/" in policy
+    assert "unsafe-inline" not in policy
+
+
 def test_a_malformed_proxy_header_refuses_to_start():
     result = manage("check", SECURE_PROXY_SSL_HEADER="https")
     assert result.returncode != 0

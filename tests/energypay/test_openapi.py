@@ -275,6 +275,11 @@ def _readings_503(client, token, monkeypatch, ledger):
     return _post_readings(client, ONE, token)
 
 
+def _readings_431(client, token, monkeypatch, ledger):
+    filler = {f"X-Filler-{n}": "x" * 1000 for n in range(settings.API_MAX_HEADER_BYTES // 1000 + 1)}
+    return _post_readings(client, ONE, token, headers=filler)
+
+
 def _community_200(client, token, monkeypatch, ledger):
     key = PrivateKey()
     tx = pay(funded_coin(ledger, key), key, settings.COMMUNITY_PRICE_SATS)
@@ -283,6 +288,10 @@ def _community_200(client, token, monkeypatch, ledger):
 
 def _community_402(client, token, monkeypatch, ledger):
     return client.get(COMMUNITY)
+
+
+def _community_431(client, token, monkeypatch, ledger):
+    return client.get(COMMUNITY, headers={"X-PAYMENT": "A" * (settings.API_MAX_PAYMENT_HEADER_BYTES + 4)})
 
 
 def _community_503(client, token, monkeypatch, ledger):
@@ -298,9 +307,11 @@ SCENARIOS: dict[tuple[str, str, str], Callable] = {
     (READINGS, "post", "401"): _readings_401,
     (READINGS, "post", "413"): _readings_413,
     (READINGS, "post", "429"): _readings_429,
+    (READINGS, "post", "431"): _readings_431,
     (READINGS, "post", "503"): _readings_503,
     (COMMUNITY, "get", "200"): _community_200,
     (COMMUNITY, "get", "402"): _community_402,
+    (COMMUNITY, "get", "431"): _community_431,
     (COMMUNITY, "get", "503"): _community_503,
 }
 

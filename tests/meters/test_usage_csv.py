@@ -176,13 +176,14 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_defused(household_client,
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("start=garbage", "start must be a date like 2026-11-01"),
-        ("end=2026-02-30", "end must be a date like 2026-11-01"),
+        ("start=garbage", "start must be a date written YYYY-MM-DD, not 'garbage'."),
+        ("end=2026-02-30", "end must be a date written YYYY-MM-DD"),
+        ("start=20261101", "start must be a date written YYYY-MM-DD"),
         ("start=2026-11-10&end=2026-11-09", "end (2026-11-09) is before start (2026-11-10)"),
         ("start=2025-01-01&end=2026-01-02", "At most 366 days"),
         ("start=0001-01-01&end=0001-01-02", "start must be between"),
         ("start=2026-11-01&end=9999-12-31", "end must be between"),
-        ("start=2026-12-01", "is before start"),  # end defaults to the end of this month
+        ("end=2026-10-31&start=2026-11-01", "end (2026-10-31) is before start (2026-11-01)."),
     ],
 )
 def test_bad_dates_are_a_plain_400(household_client, query, message):

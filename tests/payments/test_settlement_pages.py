@@ -184,12 +184,12 @@ def test_an_htmx_request_for_another_target_gets_the_whole_page(household_client
     assert "<html" in response.text
 
 
-def test_the_list_has_the_csv_form_with_the_last_31_local_days(household_client, db):
+def test_the_list_has_the_csv_form_with_the_current_local_month_like_every_export(household_client, db):
     html = household_client.get(reverse("settlement-list")).text
     assert 'id="settlements-csv-form"' in html
     assert f'action="{reverse("settlements-csv")}"' in html
-    assert 'name="start" value="2026-10-23"' in html
-    assert 'name="end" value="2026-11-22"' in html
+    assert 'name="start" value="2026-11-01"' in html
+    assert 'name="end" value="2026-11-30"' in html
 
 
 def _list_queries(client) -> int:

@@ -96,11 +96,11 @@ def test_a_25_hour_local_day_is_exported_whole(household_client, household, quot
     assert table[2][0] == "2026-10-25T23:59:00+01:00"
 
 
-def test_without_dates_the_last_31_local_days_come(household_client, household, quote):
-    inside = paid_at(household, quote, datetime(2026, 10, 22, 23, 0, tzinfo=UTC))  # 23 Oct 01:00 local
-    outside = paid_at(household, quote, datetime(2026, 10, 22, 21, 59, tzinfo=UTC))  # 22 Oct 23:59 local
+def test_without_dates_the_current_local_month_comes_as_from_usage_csv(household_client, household, quote):
+    inside = paid_at(household, quote, datetime(2026, 10, 31, 23, 0, tzinfo=UTC))  # 1 Nov 00:00 local
+    outside = paid_at(household, quote, datetime(2026, 10, 31, 22, 59, tzinfo=UTC))  # 31 Oct 23:59 local
     response = household_client.get(reverse("settlements-csv"))
-    assert response["Content-Disposition"] == 'attachment; filename="settlements_2026-10-23_2026-11-22.csv"'
+    assert response["Content-Disposition"] == 'attachment; filename="settlements_2026-11-01_2026-11-30.csv"'
     txids = [row[8] for row in rows(response)[1:]]
     assert txids == [inside.txid]
     assert outside.txid not in txids
@@ -128,15 +128,15 @@ def test_anonymous_visitors_are_sent_to_log_in(client, db):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"start": "22/11/2026"}, "start must be a date like 2026-11-22"),
-        ({"end": "2026-02-30"}, "end must be a date like 2026-11-22"),
-        ({"start": "20261101"}, "start must be a date like 2026-11-22"),
-        ({"start": "2026-W47-1"}, "start must be a date like 2026-11-22"),
-        ({"start": "0001-01-01", "end": "0001-01-02"}, "start must be a date like 2026-11-22"),
-        ({"start": "9999-12-30", "end": "9999-12-31"}, "end must be a date like 2026-11-22"),
-        ({"start": "2026-11-22", "end": "2026-11-01"}, "start must not be after end"),
+        ({"start": "22/11/2026"}, "start must be a date written YYYY-MM-DD, not '22/11/2026'."),
+        ({"end": "2026-02-30"}, "end must be a date written YYYY-MM-DD"),
+        ({"start": "20261101"}, "start must be a date written YYYY-MM-DD"),
+        ({"start": "2026-W47-1"}, "start must be a date written YYYY-MM-DD"),
+        ({"start": "0001-01-01", "end": "0001-01-02"}, "start must be between 1970-01-01 and 2200-12-31."),
+        ({"start": "2026-11-01", "end": "9999-12-31"}, "end must be between 1970-01-01 and 2200-12-31."),
+        ({"start": "2026-11-22", "end": "2026-11-01"}, "end (2026-11-01) is before start (2026-11-22)."),
         ({"start": "2025-01-01", "end": "2026-01-02"}, "At most 366 days"),
-        ({"start": "x" * 5000}, "start must be a date like"),
+        ({"start": "x" * 5000}, "start must be a date written YYYY-MM-DD"),
     ],
 )
 def test_bad_dates_get_a_plain_400(household_client, params, message):

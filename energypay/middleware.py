@@ -1,0 +1,70 @@
+"""Project-wide response rules: oversized /api/ headers answered in JSON, no caching of logged-in answers.
+
+Both are plain function middlewares (settings.MIDDLEWARE says where each sits and why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_cache_control
+
+API_PREFIX = "/api/"
+# WSGI keeps these two headers without the HTTP_ prefix; they are headers all the same.
+_UNPREFIXED_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+
+
+def header_bytes(environ: dict) -> int:
+    """About how many bytes the request's header lines took: name, ": ", value and CRLF for each."""
+    total = 0
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            total += len(key) - 5 + len(value) + 4
+        elif key in _UNPREFIXED_HEADERS:
+            total += len(key) + len(value) + 4
+    return total
+
+
+def oversized_headers(request: HttpRequest) -> str | None:
+    """Why the request's headers are over the documented limits (docs/openapi.yaml), or None."""
+    payment = request.META.get("HTTP_X_PAYMENT", "")
+    if len(payment) > settings.API_MAX_PAYMENT_HEADER_BYTES:
+        return f"X-PAYMENT is over {settings.API_MAX_PAYMENT_HEADER_BYTES} bytes"
+    if header_bytes(request.META) > settings.API_MAX_HEADER_BYTES:
+        return f"the request headers are over {settings.API_MAX_HEADER_BYTES} bytes in all"
+    return None
+
+
+def api_header_limits(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """431 with a JSON error for an /api/ request whose headers are over the documented size.
+
+    gunicorn and nginx let somewhat larger headers through (gunicorn.conf.py), so a client over the
+    limit reads why in the API's own format instead of a proxy's HTML page.
+    """
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(API_PREFIX) and (reason := oversized_headers(request)):
+            return JsonResponse({"error": reason}, status=431)
+        return get_response(request)
+
+    return middleware
+
+
+def private_no_store(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """``Cache-Control: private, no-store`` on every answer to a logged-in user.
+
+    Household pages, fragments, CSV files and the admin show one person's data: no shared cache may
+    keep them, and no browser may keep them on disk or show them again from its cache after a logout.
+    Anonymous answers (the login page, /healthz, the API) keep whatever their view decided.
+    """
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        response = get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            patch_cache_control(response, private=True, no_store=True)
+        return response
+
+    return middleware

@@ -1,0 +1,80 @@
+"""Dates people type into a query string: one parser for every CSV export and the chart. Framework-free.
+
+``/usage.csv``, ``/payments.csv`` and the dashboard chart's ``?date=`` all read local dates through
+here, so they accept the same spelling, the same span of years and the same defaults, and refuse
+with the same words. (A later refactor moves this module to the ``lib`` ground floor.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from meters.timeutil import add_months, first_of_month
+
+# Beyond these a link is garbage, and local midnights (and a year's chart) still fit in a datetime.
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2200, 12, 31)
+MAX_DAYS = 366  # a leap year is one download
+# date.fromisoformat alone also takes 20261122 and 2026-W47-1; a person means YYYY-MM-DD.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class DateParamError(ValueError):
+    """A date parameter that cannot be used; ``str()`` is a sentence to show as it is (no echo of long input)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def parse_day(value: str | None, name: str) -> date | None:
+    """The local date ``value`` spells (YYYY-MM-DD, surrounding blanks ignored), None when empty."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        if not _ISO_DATE.fullmatch(text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise DateParamError(name, f"{name} must be a date written YYYY-MM-DD, not {text[:20]!r}.") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise DateParamError(name, f"{name} must be between {FIRST_DATE} and {LAST_DATE}.")
+    return day
+
+
+def month_of(day: date) -> tuple[date, date]:
+    """The first and the last day of ``day``'s month."""
+    return first_of_month(day), add_months(day, 1) - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Local days ``first`` to ``last``, both included, at most MAX_DAYS of them."""
+
+    first: date
+    last: date
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], today: date) -> DateRange:
+        """``?start=&end=``. A missing end is the end of the start's month, a missing start the first of the
+        end's month, and with neither the range is the current local month."""
+        start, end = parse_day(params.get("start"), "start"), parse_day(params.get("end"), "end")
+        if start is None and end is None:
+            return cls(*month_of(today))
+        first = start if start is not None else month_of(end)[0]
+        last = end if end is not None else month_of(start)[1]
+        if last < first:
+            raise DateParamError("end", f"end ({last}) is before start ({first}).")
+        if (last - first).days + 1 > MAX_DAYS:
+            raise DateParamError(
+                "end", f"At most {MAX_DAYS} days at a time: {first} to {last} is {(last - first).days + 1}."
+            )
+        return cls(first, last)
+
+    @classmethod
+    def default(cls, today: date) -> DateRange:
+        """What a download form offers first: the same range as a request without dates."""
+        return cls(*month_of(today))
