@@ -10,6 +10,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+from gunicorn import glogging
+
+from energypay.logging import redact
+
 
 def _env_int(name: str, default: int, minimum: int) -> int:
     text = os.environ.get(name, "").strip()
@@ -63,4 +67,19 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (a tmpfs, not a temp file)
 
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # "" turns it off
+
+
+class RedactingLogger(glogging.Logger):
+    """gunicorn's logger, with the access line's fields passed through the application's redaction.
+
+    The link of a password-reset mail carries its token in the path, which the access log would write
+    in full (Django's LOGGING redacts its own records, never gunicorn's).
+    """
+
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        found = super().atoms(resp, req, environ, request_time)
+        return {name: redact(value, None) if isinstance(value, str) else value for name, value in found.items()}
+
+
+logger_class = RedactingLogger
 errorlog = "-"

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -258,6 +259,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    access_log: Path
+
+
 @pytest.fixture(scope="module")
 def gunicorn(tmp_path_factory):
     """The real server with the shipped gunicorn.conf.py, one worker, on a free port."""
@@ -270,7 +277,7 @@ def gunicorn(tmp_path_factory):
         "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}",  # an oversized or junk payment never reads it
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "1",
-        "GUNICORN_ACCESS_LOG": "",
+        "GUNICORN_ACCESS_LOG": str(var / "access.log"),
     }
     log = (var / "gunicorn.log").open("wb")
     server = subprocess.Popen(
@@ -290,7 +297,7 @@ def gunicorn(tmp_path_factory):
                 if server.poll() is not None:
                     pytest.fail((var / "gunicorn.log").read_text()[-2000:])
                 time.sleep(0.1)
-        yield base
+        yield Served(base, var / "access.log")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -300,7 +307,7 @@ def gunicorn(tmp_path_factory):
 @pytest.mark.timeout(180)
 def test_behind_gunicorn_a_9_kb_payment_reaches_the_application(gunicorn):
     # gunicorn's default (8190 bytes a line) answered this with its own HTML 400 page.
-    response = requests.get(gunicorn + COMMUNITY, headers={"X-PAYMENT": "A" * 9000}, timeout=30)
+    response = requests.get(gunicorn.url + COMMUNITY, headers={"X-PAYMENT": "A" * 9000}, timeout=30)
     assert response.status_code == 402
     assert "does not decode to JSON" in response.json()["error"]
 
@@ -308,7 +315,23 @@ def test_behind_gunicorn_a_9_kb_payment_reaches_the_application(gunicorn):
 @pytest.mark.timeout(180)
 def test_behind_gunicorn_an_oversized_payment_gets_the_json_431(gunicorn):
     response = requests.get(
-        gunicorn + COMMUNITY, headers={"X-PAYMENT": "A" * (settings.API_MAX_PAYMENT_HEADER_BYTES + 1000)}, timeout=30
+        gunicorn.url + COMMUNITY,
+        headers={"X-PAYMENT": "A" * (settings.API_MAX_PAYMENT_HEADER_BYTES + 1000)},
+        timeout=30,
     )
     assert response.status_code == 431
     assert json.loads(response.text) == {"error": f"X-PAYMENT is over {settings.API_MAX_PAYMENT_HEADER_BYTES} bytes"}
+
+
+@pytest.mark.timeout(180)
+def test_behind_gunicorn_the_access_log_never_shows_a_password_reset_token(gunicorn):
+    # The link in a reset mail carries the token in its path; gunicorn's access log wrote it in full.
+    token = "cz5kyq-0f3e9a1b2c3d4e5f60718293a4b5c6d7"
+    requests.get(f"{gunicorn.url}/password-reset/MQ/{token}/", timeout=30, allow_redirects=False)
+    for _ in range(50):  # the worker writes the line after answering
+        if "/password-reset/MQ/" in gunicorn.access_log.read_text():
+            break
+        time.sleep(0.1)
+    logged = gunicorn.access_log.read_text()
+    assert "/password-reset/MQ/[REDACTED]" in logged
+    assert token not in logged
