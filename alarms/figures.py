@@ -16,9 +16,9 @@ from decimal import Decimal
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce
 
-from meters import timeutil
+from lib import periods as timeutil
+from lib.periods import HOUR, floor_hour, local_day_bounds
 from meters.models import HourlyUsage, Household, Meter
-from meters.timeutil import HOUR, floor_hour, local_day_bounds
 from payments.figures import ZERO, Bounds, arrears_cutoff, eur, in_arrears
 from payments.models import Settlement
 

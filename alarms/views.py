@@ -23,7 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from alarms.evaluation import evaluate_households
 from alarms.forms import AlarmRuleForm
 from alarms.models import AlarmEvent, AlarmRule
-from energypay.access import household_required
+from meters.access import household_required
 from meters.models import Household
 
 PER_PAGE = 20

@@ -12,10 +12,10 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
 from alarms.views import summary_context
-from energypay.access import household_required
 from energypay.dashboard import dashboard_cards
+from lib.periods import add_months, first_of_month, local_date
+from meters.access import household_required
 from meters.charts import ChartView, usage_chart
-from meters.timeutil import add_months, first_of_month, local_date
 
 
 @household_required

@@ -25,13 +25,13 @@ from django.db.models import DateField, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import dateformat
 
+from lib.money import EUR_PLACES
+from lib.periods import add_months, ceil_hour, first_of_month, hours_between, local_midnight, zone
 from meters.models import HourlyUsage, Household, Tariff, TariffVersion
-from meters.money import EUR_PLACES
 from meters.pricing import TariffSchedule
 from meters.templatetags.money import kwh as format_kwh
 from meters.templatetags.money import money as format_money
 from meters.templatetags.money import rate as format_rate
-from meters.timeutil import add_months, ceil_hour, first_of_month, hours_between, local_midnight, zone
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
 RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
@@ -41,7 +41,7 @@ DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
 # Dates a chart may be asked for; beyond them a link is garbage (and date arithmetic could overflow).
 FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2200, 12, 31)
 ZERO = Decimal("0")
-SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places meters.money keeps all three to
+SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places lib.money keeps all three to
 PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
 
 

@@ -15,9 +15,9 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.db.models import F, FilteredRelation, Max, Min, Q, Sum, Window
 
+from lib.periods import add_months, first_of_month, local_midnight, zone
 from meters.charts import FIRST_DATE, LAST_DATE
 from meters.models import HourlyUsage, Household
-from meters.timeutil import add_months, first_of_month, local_midnight, zone
 
 MAX_DAYS = 366
 HEADER = ["hour", "kind", "meter", "kwh", "rate_eur_per_kwh", "eur", "satoshis", "txid", "state"]

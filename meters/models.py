@@ -18,7 +18,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from meters.timeutil import floor_hour, timezone_names
+from lib.periods import floor_hour, timezone_names
 
 TOKEN_PREFIX = "mtr_"  # noqa: S105 (a prefix, not a secret)
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from lib.money import EUR_PLACES, round_eur
+from lib.periods import HOUR, local_day_bounds, zone
 from meters.models import DynamicPrice, Tariff, TariffVersion
-from meters.money import EUR_PLACES, round_eur
-from meters.timeutil import HOUR, local_day_bounds, zone
 
 
 @dataclass(frozen=True)

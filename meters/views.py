@@ -6,9 +6,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, Strea
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from energypay.access import household_required
+from lib.periods import local_date
+from meters.access import household_required
 from meters.exports import DateRange, csv_lines, usage_rows
-from meters.timeutil import local_date
 
 
 @household_required

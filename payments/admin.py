@@ -36,6 +36,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from lib.money import SATS_PER_BSV, satoshis_to_eur
 from meters.admin import HouseholdAdmin as MetersHouseholdAdmin
 from meters.admin import NoEditing, ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.models import HourlyUsage, Household
@@ -51,7 +52,6 @@ from payments.models import (
     Utxo,
     Wallet,
 )
-from payments.money import SATS_PER_BSV, satoshis_to_eur
 from payments.networks import get_network
 from payments.networks.local import LocalLedger
 from payments.settlement import broadcast_settlement

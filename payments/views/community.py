@@ -14,11 +14,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from energypay.access import household_required
+from lib.money import satoshis_to_eur
+from meters.access import household_required
 from payments import community, passes
 from payments.figures import wallet_balance
 from payments.models import CommunityPass, Wallet
-from payments.money import satoshis_to_eur
 from payments.networks import get_network
 
 log = logging.getLogger(__name__)

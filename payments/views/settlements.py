@@ -16,9 +16,9 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
-from energypay.access import household_required
+from lib.periods import local_midnight, zone
+from meters.access import household_required
 from meters.models import Household
-from meters.timeutil import local_midnight, zone
 from payments.models import Settlement, SettlementLine
 
 PER_PAGE = 50

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 
-from energypay.access import household_required
+from meters.access import household_required
 from payments.figures import wallet_balance
 from payments.history import reserved_satoshis, wallet_history
 from payments.qr import qr_svg

@@ -76,7 +76,7 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     from django.conf import settings
     from django.utils import timezone
 
-    from meters.timeutil import HOUR, floor_hour
+    from lib.periods import HOUR, floor_hour
 
     if settings.BSV_NETWORK != "local":
         raise SystemExit(f"The settlement benchmark needs BSV_NETWORK=local, not {settings.BSV_NETWORK}.")
@@ -393,8 +393,8 @@ class _Setup:
 
     def signing_jobs(self, household_ids: list[int]) -> list[dict]:
         """What each household's payment is made of, read back from the database the settlement reads."""
+        from lib.money import eur_to_satoshis
         from payments.models import Utxo
-        from payments.money import eur_to_satoshis
 
         satoshis = eur_to_satoshis(COST, BSV_EUR)
         coins = Utxo.objects.filter(wallet__household_id__in=household_ids, state=Utxo.State.AVAILABLE).values_list(
@@ -631,9 +631,9 @@ def _sign_bare(jobs: list[dict], keys: list[PrivateKey], utility_address: str) -
 def _check(ids: list[int], period_end, tally: Counter, bare_txids: list[str], setup: _Setup) -> dict:
     from django.db.models import Count, Sum
 
+    from lib.money import eur_to_satoshis
     from meters.models import HourlyUsage
     from payments.models import LedgerOutput, Settlement, Utxo
-    from payments.money import eur_to_satoshis
 
     count = len(ids)
     problems = []

@@ -48,8 +48,8 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
+from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage
-from meters.timeutil import HOUR, floor_hour
 from payments import runs
 from payments.figures import wallet_balance
 from payments.models import LedgerOutput, SettlementLine, Wallet

@@ -19,10 +19,10 @@ from bsv.constants import Network
 from bsv.hd.bip32 import master_xprv_from_seed
 from django.utils import timezone
 
+from lib.periods import floor_hour
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage
 from meters.schema import ReadingIn
-from meters.timeutil import floor_hour
 from payments import keys
 from payments.models import PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome

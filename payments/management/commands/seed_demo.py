@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from energypay.accounts.models import User
 from energypay.accounts.otp import APP_DEVICE_NAME, new_recovery_codes, secret_text
+from lib.money import eur_to_satoshis
+from lib.periods import HOUR, floor_hour
 from meters.demo import DemoHome, SeedMeters
-from meters.timeutil import HOUR, floor_hour
 from payments import runs
 from payments.models import PriceQuote, Utxo
-from payments.money import eur_to_satoshis
 from payments.settlement import refresh_pending
 from payments.wallets import open_wallet, sync_coins
 
