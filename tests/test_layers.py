@@ -165,7 +165,10 @@ def test_no_module_imports_a_higher_floor():
 
 def test_no_two_modules_import_each_other_even_through_others():
     edges = _edges()
-    loops = [" -> ".join(_path_within(edges, members)) for members in _cycles(edges)]
+    loops = [
+        f"{' -> '.join(_path_within(edges, members))} (all in the cycle: {', '.join(members)})"
+        for members in _cycles(edges)
+    ]
     assert not loops, "Import cycles (move the shared part into its own module):\n" + "\n".join(loops)
 
 
