@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alarms.models import AlarmEvent
+from lib.backoff import schedule
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ LONGEST_WAIT = timedelta(hours=6)
 
 def backoff(attempts: int) -> timedelta:
     """Wait before attempt ``attempts + 1``: 1, 2, 4, 8 ... minutes, at most 6 hours; never giving up."""
-    return min(FIRST_RETRY * 2 ** min(attempts - 1, 20), LONGEST_WAIT)
+    return schedule(attempts - 1, first=FIRST_RETRY, cap=LONGEST_WAIT)
 
 
 def send_due(limit: int = BATCH) -> Counter:

@@ -7,8 +7,7 @@ imports the payments app.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -162,16 +161,3 @@ def _number(value: Decimal | None) -> str:
 
 def _text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-class _Echo:
-    """csv.writer writes into this and gets the line back, so lines can be streamed."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    for row in rows:
-        yield writer.writerow(row)

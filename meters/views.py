@@ -6,9 +6,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, Strea
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from lib.csvstream import csv_lines
 from lib.periods import local_date
 from meters.access import household_required
-from meters.exports import DateRange, csv_lines, usage_rows
+from meters.exports import DateRange, usage_rows
 
 
 @household_required

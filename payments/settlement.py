@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from lib.backoff import schedule
 from meters.models import Meter
 from meters.usage import reopen_lines
 from payments.models import Settlement, Utxo, Wallet
@@ -35,7 +36,7 @@ def broadcast_backoff(attempts: int) -> timedelta:
     while is asked less and less often, and gets the payment within the hour once it is back. The
     first wait leaves a payment to the run that signed it, which sends it within seconds.
     """
-    return min(FIRST_BACKOFF * 2 ** min(attempts, 16), MAX_BACKOFF)  # 2**16 minutes: far past the cap
+    return schedule(attempts, first=FIRST_BACKOFF, cap=MAX_BACKOFF)
 
 
 class _Moved(Exception):

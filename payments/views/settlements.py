@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -16,6 +15,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from lib.csvstream import csv_lines
 from lib.periods import local_midnight, zone
 from meters.access import household_required
 from meters.models import Household
@@ -128,13 +128,6 @@ def settlement_state(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "payments/_settlement_state.html", {**_badge_context(request), "settlement": settlement})
 
 
-class _Echo:
-    """csv.writer writes into this and gets the line back, so rows stream without a buffer."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_range(request: HttpRequest, today: date) -> tuple[date, date] | str:
     """The (start, end) local dates asked for, or why they cannot be used."""
     values = {}
@@ -200,9 +193,8 @@ def settlements_csv(request: HttpRequest) -> HttpResponse:
     if isinstance(asked, str):
         return HttpResponseBadRequest(asked, content_type="text/plain; charset=utf-8")
     start, end = asked
-    writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in _csv_rows(household, start, end)), content_type="text/csv; charset=utf-8"
+        csv_lines(_csv_rows(household, start, end)), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="settlements_{start.isoformat()}_{end.isoformat()}.csv"'
     return response
