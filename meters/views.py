@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from lib.csvstream import csv_lines
 from lib.periods import local_date
-from meters.access import household_required
+from meters.access import HouseholdRequest, household_required
 from meters.exports import DateRange, usage_rows
 
 
 @household_required
 @require_safe
-def usage_csv(request: HttpRequest) -> HttpResponse:
+def usage_csv(request: HouseholdRequest) -> HttpResponse:
     """``?start=&end=`` local dates, inclusive (default: this local month); 400 with a plain message if bad."""
     household = request.household
     try:
