@@ -16,9 +16,9 @@ from decimal import Decimal
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce
 
-from meters import timeutil
+from lib import periods
+from lib.periods import HOUR, floor_hour, local_day_bounds
 from meters.models import HourlyUsage, Household, Meter
-from meters.timeutil import HOUR, floor_hour, local_day_bounds
 from payments.figures import ZERO, Bounds, arrears_cutoff, eur, in_arrears
 from payments.models import Settlement
 
@@ -27,7 +27,7 @@ FAILURE_WINDOW = timedelta(hours=24)
 
 def local_month_bounds(moment: datetime, tz_name: str) -> Bounds:
     """The UTC instants at which the local calendar month containing ``moment`` starts and ends."""
-    return timeutil.local_month_bounds(timeutil.local_date(moment, tz_name), tz_name)
+    return periods.local_month_bounds(periods.local_date(moment, tz_name), tz_name)
 
 
 def period_costs(households: Iterable[Household], bounds: Callable[[str], Bounds]) -> dict[int, Decimal]:

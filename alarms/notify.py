@@ -18,15 +18,15 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F
-from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 
 from alarms.models import AlarmEvent
+from lib import mail
+from lib.backoff import schedule
+from lib.urls import absolute_reverse
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ LONGEST_WAIT = timedelta(hours=6)
 
 def backoff(attempts: int) -> timedelta:
     """Wait before attempt ``attempts + 1``: 1, 2, 4, 8 ... minutes, at most 6 hours; never giving up."""
-    return min(FIRST_RETRY * 2 ** min(attempts - 1, 20), LONGEST_WAIT)
+    return schedule(attempts - 1, first=FIRST_RETRY, cap=LONGEST_WAIT)
 
 
 def send_due(limit: int = BATCH) -> Counter:
@@ -90,12 +90,11 @@ def send_next(now: datetime) -> str | None:
 
 
 def _message(event: AlarmEvent) -> EmailMessage:
+    """The mail of ``event``, rendered before it is sent (alarms/email_subject.txt, alarms/email.txt)."""
     context = {
         "event": event,
         "household": event.household,
         "tz": event.household.timezone,
-        "link": settings.ALARM_SITE_URL.rstrip("/") + reverse("alarm-list") if settings.ALARM_SITE_URL else "",
+        "link": absolute_reverse("alarm-list"),
     }
-    subject = " ".join(render_to_string("alarms/email_subject.txt", context).split())
-    body = render_to_string("alarms/email_body.txt", context)
-    return EmailMessage(subject, body, to=[event.household.user.email])
+    return mail.render("alarms/email", context, to=[event.household.user.email])

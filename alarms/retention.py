@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db.models import F, Q
 
 from alarms.models import AlarmEvent
-from meters.retention import delete_in_batches, older_than
+from lib.retention import delete_in_batches, older_than
 
 
 def prunable_events(now: datetime, days: int):

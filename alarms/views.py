@@ -12,18 +12,20 @@ from urllib.parse import urlsplit
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from alarms.evaluation import evaluate_households
 from alarms.forms import AlarmRuleForm
 from alarms.models import AlarmEvent, AlarmRule
-from energypay.access import household_required
+from lib import htmx
+from meters.access import HouseholdRequest, household_required
 from meters.models import Household
 
 PER_PAGE = 20
@@ -32,7 +34,7 @@ MUTE_FOR = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelt
 LIST = "alarms/alarm_list.html"
 
 
-def _get_rule(request: HttpRequest, pk: int) -> AlarmRule:
+def _get_rule(request: HouseholdRequest, pk: int) -> AlarmRule:
     """The household's own rule or 404: another household's id is not found, not forbidden."""
     return get_object_or_404(AlarmRule, pk=pk, household=request.household)
 
@@ -41,20 +43,20 @@ def _rules(household: Household) -> QuerySet[AlarmRule]:
     return AlarmRule.objects.filter(household=household).order_by("created_at", "pk")
 
 
-def _base_context(request: HttpRequest) -> dict:
+def _base_context(request: HouseholdRequest) -> dict:
     return {"tz": request.household.timezone, "now": timezone.now()}
 
 
-def _row(request: HttpRequest, rule: AlarmRule) -> HttpResponse:
+def _row(request: HouseholdRequest, rule: AlarmRule) -> HttpResponse:
     return render(request, f"{LIST}#rule-row", {**_base_context(request), "rule": rule})
 
 
-def _rules_list(request: HttpRequest, *, oob: bool = False) -> str:
+def _rules_list(request: HouseholdRequest, *, oob: bool = False) -> str:
     context = {**_base_context(request), "rules": list(_rules(request.household)), "oob": oob}
     return render_to_string(f"{LIST}#rules", context, request)
 
 
-def _form_context(request: HttpRequest, form: AlarmRuleForm, rule: AlarmRule | None, target: str) -> dict:
+def _form_context(request: HouseholdRequest, form: AlarmRuleForm, rule: AlarmRule | None, target: str) -> dict:
     return {
         **_base_context(request),
         "form": form,
@@ -65,7 +67,7 @@ def _form_context(request: HttpRequest, form: AlarmRuleForm, rule: AlarmRule | N
     }
 
 
-def _form_response(request: HttpRequest, form: AlarmRuleForm, rule: AlarmRule | None) -> HttpResponse:
+def _form_response(request: HouseholdRequest, form: AlarmRuleForm, rule: AlarmRule | None) -> HttpResponse:
     """The form where it was asked for: in the rule's row, alone (kind changed, errors), or as a page."""
     target = request.htmx.target if request.htmx else None
     if rule is not None and target == f"alarm-rule-{rule.pk}":
@@ -76,7 +78,7 @@ def _form_response(request: HttpRequest, form: AlarmRuleForm, rule: AlarmRule | 
     return render(request, "alarms/alarm_form.html", context)
 
 
-def _on_list_page(request: HttpRequest) -> bool:
+def _on_list_page(request: HouseholdRequest) -> bool:
     """An htmx request from the list page itself (which holds the create form beside the rules)."""
     return bool(request.htmx) and urlsplit(request.htmx.current_url_abs_path or "").path == reverse("alarm-list")
 
@@ -86,7 +88,7 @@ def _evaluate_now(rule: AlarmRule) -> None:
     evaluate_households([rule.household_id], "all", rule_ids=[rule.pk])
 
 
-def _history(request: HttpRequest) -> dict:
+def _history(request: HouseholdRequest) -> dict:
     """A page of events, newest first; those shown are marked read (after the page noted which were new)."""
     events = AlarmEvent.objects.filter(household=request.household).order_by("-at", "-pk")
     page = Paginator(events, PER_PAGE).get_page(request.GET.get("page"))
@@ -105,9 +107,10 @@ def _history(request: HttpRequest) -> dict:
 
 @require_GET
 @household_required
-def alarm_list(request: HttpRequest) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)
+def alarm_list(request: HouseholdRequest) -> HttpResponse:
     context = {**_base_context(request), **_history(request)}
-    if request.htmx and request.htmx.target == "alarm-history":
+    if htmx.partial_requested(request, "alarm-history"):
         return render(request, f"{LIST}#history", context)
     form = AlarmRuleForm(household=request.household)
     context |= {"rules": list(_rules(request.household)), **_form_context(request, form, None, "alarm-form")}
@@ -116,17 +119,19 @@ def alarm_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @household_required
-def alarm_detail(request: HttpRequest, pk: int) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)
+def alarm_detail(request: HouseholdRequest, pk: int) -> HttpResponse:
     """One rule's row (the inline editor's Cancel); without htmx, the list at that rule."""
     rule = _get_rule(request, pk)
-    if request.htmx:
+    if htmx.partial_requested(request):
         return _row(request, rule)
     return redirect(f"{reverse('alarm-list')}#alarm-rule-{rule.pk}")
 
 
 @require_http_methods(["GET", "POST"])
 @household_required
-def alarm_create(request: HttpRequest) -> HttpResponse:
+@vary_on_headers(*htmx.VARY, "HX-Current-URL")  # the list page gets its form back in place
+def alarm_create(request: HouseholdRequest) -> HttpResponse:
     if request.method == "GET":
         form = AlarmRuleForm(household=request.household, initial=AlarmRuleForm.initial_from(request.GET))
         return _form_response(request, form, None)
@@ -149,7 +154,8 @@ def alarm_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @household_required
-def alarm_edit(request: HttpRequest, pk: int) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)
+def alarm_edit(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule = _get_rule(request, pk)
     if request.method == "GET":
         initial = {"kind": rule.kind, "threshold": rule.threshold} | AlarmRuleForm.initial_from(request.GET)
@@ -168,7 +174,7 @@ def alarm_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("alarm-list")
 
 
-def _after_action(request: HttpRequest, rule: AlarmRule, message: str) -> HttpResponse:
+def _after_action(request: HouseholdRequest, rule: AlarmRule, message: str) -> HttpResponse:
     if request.htmx:
         rule.refresh_from_db()
         return _row(request, rule)
@@ -178,7 +184,8 @@ def _after_action(request: HttpRequest, rule: AlarmRule, message: str) -> HttpRe
 
 @require_POST
 @household_required
-def alarm_pause(request: HttpRequest, pk: int) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)
+def alarm_pause(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule = _get_rule(request, pk)
     rule.pause()
     return _after_action(request, rule, f"Paused: {rule.description}.")
@@ -186,7 +193,8 @@ def alarm_pause(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @household_required
-def alarm_resume(request: HttpRequest, pk: int) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)
+def alarm_resume(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule = _get_rule(request, pk)
     if rule.resume():
         _evaluate_now(rule)
@@ -195,7 +203,8 @@ def alarm_resume(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @household_required
-def alarm_mute(request: HttpRequest, pk: int) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)
+def alarm_mute(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule = _get_rule(request, pk)
     duration = request.POST.get("for", "")
     if duration == "off":
@@ -209,7 +218,8 @@ def alarm_mute(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @household_required
-def alarm_delete(request: HttpRequest, pk: int) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)
+def alarm_delete(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule = _get_rule(request, pk)
     description = rule.description
     rule.delete()  # its events stay in the history (rule set to null)

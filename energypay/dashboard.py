@@ -14,8 +14,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Min, Q, Sum
 
+from lib.periods import local_date, local_day_bounds, local_month_bounds
 from meters.models import HourlyUsage, Household
-from meters.timeutil import local_date, local_day_bounds, local_month_bounds
 from payments import figures
 from payments.figures import Balance, wallet_balance
 from payments.models import Wallet

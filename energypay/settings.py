@@ -196,6 +196,11 @@ OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "EnergyPay")  # the name authentica
 RECOVERY_CODE_COUNT = 10
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows another person's TOTP secret or recovery codes
 
+# Where the site is (https://energypay.example): every absolute link in a mail is built from it (lib/urls.py);
+# mails leave links out when it is unset. ALARM_SITE_URL, its former name, is still read when SITE_URL is unset.
+SITE_URL = env_str("SITE_URL") or env_str("ALARM_SITE_URL")
+
+# Mails other than password reset go through lib/mail.py: one template trio per mail (subject, text, html).
 # Password reset mails go through Django's backend: SMTP when EMAIL_HOST is set. Without it, DEBUG prints mails
 # to the console; with DEBUG off a mail would land in the server log with its reset link, so it is not sent:
 # the log says that a mail to whom went unsent, never its body (energypay.accounts.mail).
@@ -306,8 +311,6 @@ USAGE_CHANGED_HOOK = "alarms.hooks.usage_changed"
 SETTLEMENT_DONE_HOOK = "alarms.hooks.settled"
 # Each web process sends at most one evaluation task per window for all households whose usage changed.
 ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0)
-# Where the site is, for the link in alarm emails (e.g. https://energypay.example); none when unset.
-ALARM_SITE_URL = env_str("ALARM_SITE_URL")
 
 # --- Operations: /healthz and the staff status page (energypay/health.py, energypay/status.py) ---
 HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 180, minimum=60)  # seconds since beat's last heartbeat tick

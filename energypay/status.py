@@ -26,8 +26,8 @@ from django.utils import timezone
 from energypay.health import all_ok, run_checks, time_limited
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS
+from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Meter, Reading
-from meters.timeutil import HOUR, floor_hour
 from payments import figures
 from payments.models import Settlement
 

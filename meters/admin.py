@@ -13,11 +13,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from lib.periods import HOUR
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.formfields import FiniteDecimalField
 from meters.models import DynamicPrice, HourlyUsage, Household, Meter, MeterEvent, Reading, Tariff, TariffVersion
 from meters.price_import import import_prices
-from meters.timeutil import HOUR
 from meters.usage import price_unpriced_lines
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024

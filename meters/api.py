@@ -12,6 +12,8 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from lib.jsonapi import error
+from lib.jsonapi import reject_constant as _reject_constant
 from meters import ratelimit
 from meters.hooks import load_hook
 from meters.ingest import ingest_locked
@@ -19,17 +21,6 @@ from meters.models import Meter
 from meters.schema import parse_items
 
 log = logging.getLogger(__name__)
-
-
-def error(status: int, message: str, **headers: str) -> JsonResponse:
-    response = JsonResponse({"error": message}, status=status)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
-    return response
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _token(request: HttpRequest) -> str:

@@ -25,14 +25,14 @@ from django.db.models import DateField, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import dateformat
 
-from meters.dateparams import FIRST_DATE, LAST_DATE, DateParamError, parse_day
+from lib.dateranges import FIRST_DATE, LAST_DATE, DateParamError, parse_day
+from lib.money import EUR_PLACES
+from lib.periods import add_months, ceil_hour, first_of_month, hours_between, local_midnight, zone
 from meters.models import HourlyUsage, Household, Tariff, TariffVersion
-from meters.money import EUR_PLACES
 from meters.pricing import TariffSchedule
 from meters.templatetags.money import kwh as format_kwh
 from meters.templatetags.money import money as format_money
 from meters.templatetags.money import rate as format_rate
-from meters.timeutil import add_months, ceil_hour, first_of_month, hours_between, local_midnight, zone
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
 RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
@@ -40,7 +40,7 @@ EUR, KWH = "eur", "kwh"
 UNITS = {EUR: "EUR", KWH: "kWh"}
 DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
 ZERO = Decimal("0")
-SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places meters.money keeps all three to
+SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places lib.money keeps all three to
 PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
 
 
@@ -96,7 +96,7 @@ class Period:
 class ChartView:
     """Range, unit and a day of the period to show, from the query string; bad values give the defaults.
 
-    A date that cannot be used (meters.dateparams: the CSV exports' rules) shows today's period with
+    A date that cannot be used (lib.dateranges: the CSV exports' rules) shows today's period with
     ``error`` saying why, rather than a blank page for a mistyped link.
     """
 

@@ -1,7 +1,8 @@
 """Demo data for meters: tariffs, logins, households, meters and readings.
 
-The ``seed_demo`` command (payments/management/commands/seed_demo.py) builds on this class and adds
-wallets and settled history, since meters cannot depend on payments.
+The ``seed_demo`` command (energypay/ops/management/commands/seed_demo.py) builds on this class and
+adds wallets, settled history and the staff login's second factor, since meters cannot depend on
+payments or on the accounts of the top floor (it reaches the user model through get_user_model()).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from energypay.accounts.models import User
 from meters.ingest import ingest_readings
 from meters.load_profile import LoadProfile, floor_slot
 from meters.models import Household, Meter, Tariff, TariffVersion
@@ -134,8 +136,8 @@ class SeedMeters(BaseCommand):
             version.save()
         return tariff
 
-    def create_staff(self) -> User:
-        staff, _ = User.objects.get_or_create(
+    def create_staff(self) -> AbstractBaseUser:
+        staff, _ = get_user_model().objects.get_or_create(
             email=STAFF_EMAIL,
             defaults={
                 "password": self.password_hash,
@@ -151,7 +153,7 @@ class SeedMeters(BaseCommand):
         homes = []
         for index in range(1, count + 1):
             name, address = self._home(index)
-            user, _ = User.objects.get_or_create(
+            user, _ = get_user_model().objects.get_or_create(
                 email=demo_email(index), defaults={"password": self.password_hash, "full_name": name}
             )
             household, created = Household.objects.get_or_create(

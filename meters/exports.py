@@ -7,16 +7,15 @@ imports the payments app.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.db.models import F, FilteredRelation, Max, Min, Q, Sum, Window
 
-from meters.dateparams import DateRange
+from lib.dateranges import DateRange
+from lib.periods import local_midnight, zone
 from meters.models import HourlyUsage, Household
-from meters.timeutil import local_midnight, zone
 
 HEADER = ["hour", "kind", "meter", "kwh", "rate_eur_per_kwh", "eur", "satoshis", "txid", "state"]
 UNSETTLED, PRICE_PENDING = "unsettled", "price pending"
@@ -129,16 +128,3 @@ def _number(value: Decimal | None) -> str:
 
 def _text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-class _Echo:
-    """csv.writer writes into this and gets the line back, so lines can be streamed."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    for row in rows:
-        yield writer.writerow(row)

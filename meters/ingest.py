@@ -14,10 +14,10 @@ from django.db import connection, transaction
 from django.db.models import Subquery, Value
 from django.db.models.functions import Coalesce
 
-from meters.interpolation import Point, energy_delta
+from lib.interpolation import Point, energy_delta
+from lib.periods import ceil_hour, floor_hour
 from meters.models import Meter, MeterEvent, Reading
 from meters.schema import ReadingIn
-from meters.timeutil import ceil_hour, floor_hour
 from meters.usage import record_energy
 
 log = logging.getLogger(__name__)

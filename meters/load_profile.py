@@ -21,7 +21,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from meters.timeutil import zone
+from lib.periods import zone
 
 SLOT = timedelta(minutes=15)
 _SLOT_HOURS = SLOT / timedelta(hours=1)

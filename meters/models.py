@@ -18,7 +18,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from meters.timeutil import floor_hour, timezone_names
+from lib.periods import floor_hour, timezone_names
+from meters.bands import parse_bands
 
 TOKEN_PREFIX = "mtr_"  # noqa: S105 (a prefix, not a secret)
 
@@ -105,8 +106,6 @@ class TariffVersion(models.Model):
             self.tariff.revision = revision
 
     def clean(self) -> None:
-        from meters.pricing import parse_bands
-
         if self.valid_from and floor_hour(self.valid_from) != self.valid_from:
             raise ValidationError({"valid_from": "A tariff version must start on the hour."})
         if self.kind == self.Kind.FLAT and self.flat_rate is None:

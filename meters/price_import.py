@@ -10,9 +10,9 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from lib.periods import floor_hour
+from meters.bands import parse_rate
 from meters.models import DynamicPrice, HourlyUsage, TariffVersion
-from meters.pricing import parse_rate
-from meters.timeutil import floor_hour
 from meters.usage import price_unpriced_lines
 
 MAX_ROWS = 100_000

@@ -10,10 +10,10 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from lib.money import cost_of
+from lib.periods import HOUR, hours_between
 from meters.models import HourlyUsage, Household, Meter
-from meters.money import cost_of
 from meters.pricing import TariffSchedule
-from meters.timeutil import HOUR, hours_between
 
 ZERO = Decimal("0")
 

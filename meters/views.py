@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from energypay.access import household_required
-from meters.dateparams import DateParamError, DateRange
-from meters.exports import csv_lines, usage_filename, usage_rows
-from meters.timeutil import local_date
+from lib.csvstream import csv_lines
+from lib.dateranges import DateParamError, DateRange
+from lib.periods import local_date
+from meters.access import HouseholdRequest, household_required
+from meters.exports import usage_filename, usage_rows
 
 
 @household_required
 @require_safe
-def usage_csv(request: HttpRequest) -> HttpResponse:
-    """``?start=&end=`` local dates, inclusive (meters.dateparams: default this local month); 400 with a plain
+def usage_csv(request: HouseholdRequest) -> HttpResponse:
+    """``?start=&end=`` local dates, inclusive (lib.dateranges: default this local month); 400 with a plain
     message if bad."""
     household = request.household
     try:

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from lib.backoff import schedule
 from payments.models import REFUSALS, OutgoingPayment, PaymentState, Settlement
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
 
@@ -36,7 +37,7 @@ def broadcast_backoff(attempts: int) -> timedelta:
     while is asked less and less often, and gets the payment within the hour once it is back. The
     first wait leaves a payment to the run that signed it, which sends it within seconds.
     """
-    return min(FIRST_BACKOFF * 2 ** min(attempts, 16), MAX_BACKOFF)  # 2**16 minutes: far past the cap
+    return schedule(attempts, first=FIRST_BACKOFF, cap=MAX_BACKOFF)
 
 
 class _Moved(Exception):

@@ -28,9 +28,9 @@ from django.db import connection
 from django.db.models import Case, Count, Expression, IntegerField, QuerySet, Sum, When
 from django.db.models.functions import ExtractHour
 
+from lib.money import EUR_PLACES
+from lib.periods import floor_hour
 from meters.models import HourlyUsage, Household
-from meters.money import EUR_PLACES
-from meters.timeutil import floor_hour
 
 WINDOW = timedelta(days=30)
 PLACES = EUR_PLACES  # means of EUR and of kWh, to the six places usage lines carry

@@ -43,11 +43,10 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db.models import Min, Q, Sum
 
+from lib.money import EUR_PLACES, satoshis_to_eur
+from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage
-from meters.money import EUR_PLACES
-from meters.timeutil import HOUR, floor_hour
 from payments.models import PriceQuote, Utxo, Wallet
-from payments.money import satoshis_to_eur
 from payments.wallets import balance_satoshis
 
 ZERO = Decimal("0")

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from meters.models import HourlyUsage, Household, Meter, hash_token
 from meters.usage import reopen_lines
-from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
+from payments.networks.base import BsvNetwork, NetworkUnavailable, Outcome, Reply
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,52 @@ class Wallet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.household}: {self.address}"
+
+    def sync_coins(self, network: BsvNetwork) -> int:
+        """Add coins the network holds for the wallet that we do not know yet, and note confirmations.
+
+        Returns how many coins became new or newly confirmed: a reason to try an arrears payment again.
+        Our database stays the truth for our own spends (a coin we reserved or spent is never made
+        available again here), since explorers lag behind what we just broadcast.
+        """
+        coins = network.coins(self.address)
+        with transaction.atomic():
+            known = {
+                (txid, vout): confirmed
+                for txid, vout, confirmed in Utxo.objects.filter(
+                    wallet=self, txid__in={c.txid for c in coins}
+                ).values_list("txid", "vout", "confirmed")
+            }
+            new = [
+                Utxo(
+                    wallet=self,
+                    txid=c.txid,
+                    vout=c.vout,
+                    satoshis=c.satoshis,
+                    raw_parent=c.raw_parent,
+                    confirmed=c.confirmations > 0,
+                )
+                for c in coins
+                if (c.txid, c.vout) not in known
+            ]
+            Utxo.objects.bulk_create(new, ignore_conflicts=True)
+            confirmed = [c for c in coins if c.confirmations > 0 and known.get((c.txid, c.vout)) is False]
+            if confirmed:
+                outpoints = Q()
+                for coin in confirmed:
+                    outpoints |= Q(txid=coin.txid, vout=coin.vout)
+                Utxo.objects.filter(outpoints, wallet=self).update(confirmed=True)
+        if new or confirmed:
+            log.info("wallet_synced wallet=%s new_coins=%d newly_confirmed=%d", self.pk, len(new), len(confirmed))
+        return len(new) + len(confirmed)
+
+    def resync_quietly(self, network: BsvNetwork) -> None:
+        """sync_coins after a refused payment; a network that does not answer now only delays it."""
+        try:
+            self.sync_coins(network)
+        except NetworkUnavailable as error:
+            # The coins come back with the next sync (before the next arrears retry); nothing is lost.
+            log.warning("coin_sync_deferred wallet=%s detail=%s", self.pk, error)
 
 
 class Utxo(models.Model):
@@ -253,9 +299,7 @@ class OutgoingPayment(models.Model):
             locked.on_failed()
         self._log(logging.ERROR, "failed", state=state, detail=detail[:200])
         if wallet is not None:
-            from payments.wallets import resync_quietly  # payments.wallets imports this module
-
-            resync_quietly(wallet, network)
+            wallet.resync_quietly(network)
         return state
 
     def forget_coins(self) -> None:

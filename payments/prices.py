@@ -12,13 +12,14 @@ import logging
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from lib.jsonapi import reject_constant
 from payments.models import PriceQuote
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def _coingecko_price(now: datetime) -> Decimal:
 
     try:
         # Prices are parsed from the JSON text straight into Decimal: a float would round them.
-        data = response.json(parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant)
+        data = response.json(parse_float=Decimal, parse_int=Decimal, parse_constant=reject_constant)
     except ValueError as exc:  # requests' JSONDecodeError, and NaN / Infinity
         raise PriceUnavailable("CoinGecko answered with malformed JSON.") from exc
     price = _dig(data, COINGECKO_COIN, "eur")
@@ -112,10 +113,6 @@ def _dig(data: Any, *keys: str) -> Any:
             return None
         data = data.get(key)
     return data
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a price")
 
 
 def _retry_after_seconds(value: str | None, now: datetime) -> int | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 
-from meters.retention import delete_in_batches, older_than
+from lib.retention import delete_in_batches, older_than
 from payments.figures import newest_quote
 from payments.models import CommunityPass, LedgerBlock, LedgerOutput, LedgerTransaction, PriceQuote, Settlement
 

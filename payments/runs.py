@@ -21,7 +21,7 @@ from payments.figures import owed
 from payments.models import Settlement, Wallet
 from payments.networks import BsvNetwork, NetworkUnavailable, get_network
 from payments.settlement import settle_household, settle_many
-from payments.wallets import open_missing_wallets, sync_coins
+from payments.wallets import open_missing_wallets
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _settle_chunk(household_ids: list[int], period_end: datetime, now: datetime 
         try:
             # Not in the results: the chunk fell back, or the household has no wallet.
             result = results.get(household_id) or settle_household(household_id, period_end, now or timezone.now())
-            if result.status == "arrears" and sync_coins(Wallet.objects.get(household_id=household_id), network):
+            if result.status == "arrears" and Wallet.objects.get(household_id=household_id).sync_coins(network):
                 result = settle_household(household_id, period_end, now or timezone.now())
             # A signed payment is counted by where broadcasting left it (seen, confirmed, still signed...).
             if result.settlement_id is None:

@@ -21,12 +21,12 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 
+from lib.money import eur_to_satoshis
 from meters.models import HourlyUsage, Meter
 from payments import keys
 from payments.checks import native_signing_available
 from payments.figures import owed, usable_quote
 from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
-from payments.money import eur_to_satoshis
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lib import jsonapi
+from lib.jsonapi import reject_constant
 from payments import community as stats
 from payments import keys, passes
 from payments.models import CommunityPass
@@ -79,10 +81,6 @@ class BadHeader(Exception):
     pass
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _decode_json_header(name: str, value: str, model: type[_Model]) -> _Model:
     """Strictly decode a header that is base64 (standard alphabet, padded) of UTF-8 JSON of ``model``'s shape."""
     if len(value) > MAX_HEADER_CHARS:
@@ -92,7 +90,7 @@ def _decode_json_header(name: str, value: str, model: type[_Model]) -> _Model:
     except (binascii.Error, ValueError):
         raise BadHeader(f"{name} is not base64 of UTF-8 text") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=reject_constant)
     except (ValueError, RecursionError):
         raise BadHeader(f"{name} does not decode to JSON") from None
     try:
@@ -212,9 +210,7 @@ def community(request: HttpRequest) -> JsonResponse:
     """A live access token answers at once; else a payment is redeemed once, for a new token."""
     if request.method not in ("GET", "HEAD"):
         # JSON like every other answer of the API (require_safe would send an empty HTML 405).
-        response = JsonResponse({"error": "use GET"}, status=405)
-        response["Allow"] = "GET, HEAD"
-        return response
+        return jsonapi.error(405, "use GET", Allow="GET, HEAD")
     now = timezone.now()
     refused = "X-PAYMENT header is required"
     authorization = request.headers.get("Authorization")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from energypay.ops.models import RejectionCount
-from meters.timeutil import floor_hour
+from lib.periods import floor_hour
 
 # code -> label, in the order the status page lists them.
 REASONS = {

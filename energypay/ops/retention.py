@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from energypay.ops.models import RejectionCount
-from meters.retention import delete_in_batches, older_than
+from lib.retention import delete_in_batches, older_than
 
 
 def prune_rejections(now: datetime, days: int, batch_size: int) -> int:

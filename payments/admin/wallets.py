@@ -17,14 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from lib.money import SATS_PER_BSV, satoshis_to_eur
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, plural
 from payments import figures, keys
 from payments.admin.actions import ReadOnlyWithActions
 from payments.admin.columns import ArrearsFilter, arrears_eur, arrears_text, eur_text
 from payments.models import PriceQuote, Utxo, Wallet
-from payments.money import SATS_PER_BSV, satoshis_to_eur
 from payments.networks.local import LocalLedger
-from payments.wallets import sync_coins
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +176,7 @@ class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
         found, failed = 0, 0
         for wallet in wallets:
             try:
-                found += sync_coins(wallet, network)
+                found += wallet.sync_coins(network)
             except Exception:  # an explorer or node error: report it, go on with the other wallets
                 log.exception("admin_sync_failed wallet=%s", wallet.pk)
                 failed += 1
@@ -209,7 +208,7 @@ class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
                 ledger.fund(wallet.address, satoshis)
             ledger.mine()  # confirmed at once: settlement spends only confirmed deposits
             for wallet in wallets:
-                sync_coins(wallet, ledger)
+                wallet.sync_coins(ledger)
             self.message_user(
                 request, f"Funded {plural(len(wallets), 'wallet')} with {satoshis:,} satoshis each.", messages.SUCCESS
             )

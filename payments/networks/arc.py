@@ -41,7 +41,7 @@ from bsv.hash import hash256
 from bsv.http_client import HttpResponse, SyncHttpClient
 from bsv.utils import validate_address
 
-from payments.networks import Coin, NetworkUnavailable, Outcome, Reply
+from payments.networks.base import Coin, NetworkUnavailable, Outcome, Reply
 
 log = logging.getLogger(__name__)
 

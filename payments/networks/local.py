@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from payments.keys import address_network, is_valid_address
 from payments.models import LedgerBlock, LedgerOutput, LedgerTransaction
-from payments.networks import Coin, Outcome, Reply
+from payments.networks.base import Coin, Outcome, Reply
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ from bsv.constants import Network
 from bsv.hash import hash256
 from bsv.utils import validate_address
 
-from payments.networks import Coin, NetworkUnavailable, Outcome, Reply
+from payments.networks.base import Coin, NetworkUnavailable, Outcome, Reply
 
 log = logging.getLogger(__name__)
 

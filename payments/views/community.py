@@ -7,19 +7,20 @@ import logging
 from django.conf import settings
 from django.contrib import messages
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from energypay.access import household_required
+from lib.money import satoshis_to_eur
+from meters.access import HouseholdRequest, household_required
 from payments import community, passes
 from payments.broadcast import send_one
 from payments.figures import wallet_balance
 from payments.models import CommunityPass, Wallet
-from payments.money import satoshis_to_eur
 from payments.networks import explorer_url, get_network
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @require_GET
 @household_required
-def community_page(request: HttpRequest) -> HttpResponse:
+def community_page(request: HouseholdRequest) -> HttpResponse:
     """Open: the household's average day against everyone's. Locked: the price and the unlock button."""
     household, now = request.household, timezone.now()
     community_pass = passes.live_pass(household, now)
@@ -62,7 +63,8 @@ def community_page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @household_required
-def unlock(request: HttpRequest) -> HttpResponse:
+@vary_on_headers("HX-Request")  # htmx gets a client-side redirect, a plain form post a 302
+def unlock(request: HouseholdRequest) -> HttpResponse:
     """Pay for a pass once, however often the button is pressed; then back to the page (POST/redirect/GET)."""
     household, now = request.household, timezone.now()
     try:
@@ -87,7 +89,7 @@ def unlock(request: HttpRequest) -> HttpResponse:
     return _back(request)
 
 
-def _back(request: HttpRequest) -> HttpResponse:
+def _back(request: HouseholdRequest) -> HttpResponse:
     # htmx posts the form; a plain redirect would be followed inside the XHR and swapped into the form.
     url = reverse("community")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

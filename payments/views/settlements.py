@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -14,10 +13,11 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
-from energypay.access import household_required
-from meters.dateparams import DateParamError, DateRange
+from lib.csvstream import csv_lines
+from lib.dateranges import DateParamError, DateRange
+from lib.periods import local_midnight, zone
+from meters.access import household_required
 from meters.models import Household
-from meters.timeutil import local_midnight, zone
 from payments.models import Settlement, SettlementLine
 from payments.networks import explorer_url
 
@@ -123,13 +123,6 @@ def settlement_state(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "payments/_settlement_state.html", {**_badge_context(request), "settlement": settlement})
 
 
-class _Echo:
-    """csv.writer writes into this and gets the line back, so rows stream without a buffer."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_rows(household: Household, start: date, end: date) -> Iterator[list]:
     tz = zone(household.timezone)
     # Local midnights: a day of 23 or 25 hours is still one whole day.
@@ -163,7 +156,7 @@ def _csv_rows(household: Household, start: date, end: date) -> Iterator[list]:
 @require_safe
 @household_required
 def settlements_csv(request: HttpRequest) -> HttpResponse:
-    """Settlements created on local dates start..end (inclusive; meters.dateparams, as /usage.csv), streamed:
+    """Settlements created on local dates start..end (inclusive; lib.dateranges, as /usage.csv), streamed:
     a year of hourly rows is 8,760 lines."""
     household = request.household
     try:
@@ -171,9 +164,8 @@ def settlements_csv(request: HttpRequest) -> HttpResponse:
     except DateParamError as error:
         return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
     start, end = days.first, days.last
-    writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in _csv_rows(household, start, end)), content_type="text/csv; charset=utf-8"
+        csv_lines(_csv_rows(household, start, end)), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="settlements_{start.isoformat()}_{end.isoformat()}.csv"'
     return response

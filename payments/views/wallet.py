@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 
-from energypay.access import household_required
+from meters.access import HouseholdRequest, household_required
 from payments.figures import wallet_balance
 from payments.history import reserved_satoshis, wallet_history
 from payments.qr import qr_svg
@@ -17,7 +17,7 @@ from payments.wallets import open_wallet
 
 @require_safe
 @household_required
-def wallet_page(request: HttpRequest) -> HttpResponse:
+def wallet_page(request: HouseholdRequest) -> HttpResponse:
     # Opening a wallet on a GET is safe: it is idempotent, derives a public address and moves no money;
     # a household that signs up before the hourly run opens it can deposit at once.
     wallet = open_wallet(request.household)
@@ -34,7 +34,7 @@ def wallet_page(request: HttpRequest) -> HttpResponse:
 @require_safe
 @household_required
 @cache_control(private=True, no_cache=True)
-def wallet_qr(request: HttpRequest) -> HttpResponse:
+def wallet_qr(request: HouseholdRequest) -> HttpResponse:
     """The deposit address as a QR code.
 
     It encodes the bare address, not a ``bitcoin:`` URI: a deposit has no amount or label to carry,

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from alarms import hooks
 from alarms.models import AlarmRule
+from lib.periods import floor_hour
 from meters.models import HourlyUsage, Household, Meter
-from meters.timeutil import floor_hour
 from payments.models import PriceQuote, Settlement, Utxo, Wallet
 
 PRICE = Decimal("100")  # EUR per BSV: EUR 1 = 1,000,000 sat, so balances are easy to read

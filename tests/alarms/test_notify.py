@@ -33,7 +33,7 @@ def fired(home) -> AlarmEvent:
 
 
 def test_the_email_says_what_went_off_with_the_value_and_the_local_time(fired, settings):
-    settings.ALARM_SITE_URL = "https://energypay.example/"
+    settings.SITE_URL = "https://energypay.example/"
     assert notify.send_due() == {"sent": 1}
     [message] = mail.outbox
     assert message.to == ["home@example.com"]

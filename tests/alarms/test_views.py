@@ -370,3 +370,22 @@ def test_the_summary_for_the_dashboard_takes_two_queries(home, rule, other_home,
     html = render_to_string("alarms/_summary.html", context)
     assert "7 unread" in html and f'href="{LIST}"' in html
     assert "Wed 18 Nov, 10:00" in html  # the newest event, 09:00 UTC, in Madrid
+
+
+# --- Page or partial, and the caches that must keep them apart ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["alarm-list", "alarm-detail"])
+def test_pages_that_answer_htmx_with_a_part_vary_on_the_headers_that_pick_it(household_client, rule, name):
+    args = [rule.pk] if name == "alarm-detail" else []
+    response = household_client.get(reverse(name, args=args), **htmx("alarm-history"))
+    vary = {header.strip().lower() for header in response["Vary"].split(",")}
+    assert {"hx-request", "hx-target", "hx-boosted", "hx-history-restore-request"} <= vary
+
+
+def test_a_history_restore_of_a_rule_row_gets_the_list_page_not_the_bare_row(household_client, rule):
+    response = household_client.get(
+        reverse("alarm-detail", args=[rule.pk]), **HTMX, HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    )
+    assert response.status_code == 302
+    assert response["Location"] == f"{LIST}#alarm-rule-{rule.pk}"

@@ -161,8 +161,8 @@ def _setup() -> dict:
     from django.utils import timezone
 
     from energypay.accounts.models import User
+    from lib.periods import HOUR, floor_hour
     from meters.models import HourlyUsage, Household, Meter, Reading, Tariff, TariffVersion
-    from meters.timeutil import HOUR, floor_hour
     from payments.models import PriceQuote, Utxo
     from payments.wallets import open_wallet
 
@@ -255,7 +255,7 @@ def _add_floor_view() -> None:
     from django.http import HttpResponse
     from django.urls import clear_url_caches, path
 
-    from energypay.access import household_required
+    from meters.access import household_required
     from tests.bench import urls
 
     @household_required

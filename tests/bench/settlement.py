@@ -76,7 +76,7 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     from django.conf import settings
     from django.utils import timezone
 
-    from meters.timeutil import HOUR, floor_hour
+    from lib.periods import HOUR, floor_hour
 
     if settings.BSV_NETWORK != "local":
         raise SystemExit(f"The settlement benchmark needs BSV_NETWORK=local, not {settings.BSV_NETWORK}.")
@@ -301,7 +301,6 @@ class _Setup:
 
     def _fund_through_ledger(self) -> None:
         from payments.networks.local import LocalLedger
-        from payments.wallets import sync_coins
 
         ledger = LocalLedger()
         sample = self._wallets()[:FUND_SAMPLE]
@@ -309,7 +308,7 @@ class _Setup:
         with _log_to_file():
             for wallet in sample:
                 ledger.fund(wallet.address, FUNDS)
-                sync_coins(wallet, ledger)
+                wallet.sync_coins(ledger)
         seconds = time.perf_counter() - began
         self.faucet_sample = {"wallets": len(sample), "seconds": seconds, "ms_per_wallet": 1000 * seconds / len(sample)}
 
@@ -393,8 +392,8 @@ class _Setup:
 
     def signing_jobs(self, household_ids: list[int]) -> list[dict]:
         """What each household's payment is made of, read back from the database the settlement reads."""
+        from lib.money import eur_to_satoshis
         from payments.models import Utxo
-        from payments.money import eur_to_satoshis
 
         satoshis = eur_to_satoshis(COST, BSV_EUR)
         coins = Utxo.objects.filter(wallet__household_id__in=household_ids, state=Utxo.State.AVAILABLE).values_list(
@@ -631,9 +630,9 @@ def _sign_bare(jobs: list[dict], keys: list[PrivateKey], utility_address: str) -
 def _check(ids: list[int], period_end, tally: Counter, bare_txids: list[str], setup: _Setup) -> dict:
     from django.db.models import Count, Sum
 
+    from lib.money import eur_to_satoshis
     from meters.models import HourlyUsage
     from payments.models import LedgerOutput, Settlement, Utxo
-    from payments.money import eur_to_satoshis
 
     count = len(ids)
     problems = []

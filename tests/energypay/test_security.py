@@ -54,7 +54,7 @@ from payments.broadcast import send_one
 from payments.models import CommunityPass, LedgerTransaction, PriceQuote, Settlement, Wallet
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household
-from payments.wallets import open_wallet, sync_coins
+from payments.wallets import open_wallet
 from tests.energypay.test_openapi import assert_conforms, funded_coin, pay, payment_header
 from tests.logins import login_with_second_factor
 
@@ -275,7 +275,7 @@ def build_world(make_household, make_meter, staff_user) -> World:
     ledger.fund(wallet.address, 10_000_000)
     ledger.fund(wallet.address, 1_000_000)
     ledger.mine()  # deposits are spent once confirmed
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     send_readings(meter, ("10:00", "100"), ("11:00", "101"), ("12:00", "102"))
     result = settle_household(household.pk, PERIOD_END, timezone.now())
     assert send_one(Settlement, result.settlement_id, ledger)

@@ -99,3 +99,20 @@ def test_server_refuses_to_start_with_bad_configuration(overrides, message):
 def test_default_configuration_starts():
     result = _start_django(DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+def _site_url(**overrides: str) -> str:
+    environ = {key: value for key, value in os.environ.items() if key not in {"SITE_URL", "ALARM_SITE_URL"}}
+    environ.update(overrides, DEBUG="true")
+    code = "from django.conf import settings; print(settings.SITE_URL)"
+    command = [sys.executable, "manage.py", "shell", "--no-imports", "-c", code]
+    result = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_site_url_is_read_from_site_url_and_still_from_its_former_name_alarm_site_url():
+    assert _site_url(SITE_URL="https://new.example") == "https://new.example"
+    assert _site_url(ALARM_SITE_URL="https://old.example") == "https://old.example"
+    assert _site_url(SITE_URL="https://new.example", ALARM_SITE_URL="https://old.example") == "https://new.example"
+    assert _site_url() == ""

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from lib.periods import HOUR, local_date
 from meters.charts import ChartView, Period, usage_chart
 from meters.models import DynamicPrice, HourlyUsage, Meter, Tariff, TariffVersion
-from meters.timeutil import HOUR, local_date
 
 TODAY = date(2026, 11, 22)  # a Sunday
 _hours = itertools.count()

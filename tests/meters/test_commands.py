@@ -21,11 +21,11 @@ from django.test import Client
 from django.utils import timezone
 
 from energypay.accounts.models import User
+from meters.bands import parse_bands
 from meters.ingest import ingest_readings
 from meters.load_profile import SLOT, LoadProfile, floor_slot
 from meters.management.commands.simulate_meters import Command as SimulateMeters
 from meters.models import HourlyUsage, Household, Meter, Reading, Tariff, TariffVersion
-from meters.pricing import parse_bands
 from meters.schema import ReadingIn
 
 NOW = datetime(2026, 11, 22, 10, 7, 30, tzinfo=UTC)

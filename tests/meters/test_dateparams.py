@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 from django.urls import reverse
 
-from meters.dateparams import DateParamError, DateRange, parse_day
+from lib.dateranges import DateParamError, DateRange, parse_day
 
 TODAY = date(2026, 11, 22)
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)

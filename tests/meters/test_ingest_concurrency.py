@@ -11,8 +11,8 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from lib.interpolation import hourly_energy
 from meters.ingest import ingest_readings
-from meters.interpolation import hourly_energy
 from meters.models import HourlyUsage, Reading
 from meters.schema import ReadingIn
 

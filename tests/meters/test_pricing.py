@@ -11,12 +11,13 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.db.models import Sum
 
+from lib.periods import HOUR
+from meters.bands import parse_bands
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage, Household, Meter, Tariff, TariffVersion
 from meters.price_import import import_prices
-from meters.pricing import TariffSchedule, parse_bands
+from meters.pricing import TariffSchedule
 from meters.schema import ReadingIn
-from meters.timeutil import HOUR
 
 MADRID = "Europe/Madrid"  # CET (UTC+1) in winter, CEST (UTC+2) from the last Sunday of March to that of October
 WEEKDAYS, WEEKEND = [0, 1, 2, 3, 4], [5, 6]

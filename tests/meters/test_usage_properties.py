@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from energypay.accounts.models import User
+from lib.interpolation import hourly_energy
+from lib.money import cost_of
 from meters.ingest import ingest_readings
-from meters.interpolation import hourly_energy
 from meters.models import HourlyUsage, Household, Meter, Tariff
-from meters.money import cost_of
 from meters.schema import ReadingIn
 
 START = datetime(2026, 3, 28, 20, 7, tzinfo=UTC)  # runs across Madrid's 23-hour day

@@ -25,7 +25,7 @@ from payments.models import LedgerBlock, LedgerTransaction, PriceQuote, Settleme
 from payments.networks import Outcome, Reply
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household
-from payments.wallets import balance_satoshis, open_wallet, sync_coins
+from payments.wallets import balance_satoshis, open_wallet
 from tests.logins import SECOND_FACTOR_QUERIES, login_with_second_factor
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # the last closed hour ends at 14:00
@@ -49,7 +49,7 @@ def send(meter: Meter, *readings: tuple[str, str]) -> None:
 def fund(ledger: LocalLedger, wallet: Wallet, satoshis: int = FUNDS) -> None:
     ledger.fund(wallet.address, satoshis)
     ledger.mine()  # deposits are spent once confirmed
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
 
 
 @pytest.fixture

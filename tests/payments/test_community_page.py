@@ -16,7 +16,7 @@ from payments import keys
 from payments.models import CommunityPass, LedgerOutput, PriceQuote, Utxo
 from payments.networks import Outcome, Reply
 from payments.views import community as community_views
-from payments.wallets import balance_satoshis, open_wallet, sync_coins
+from payments.wallets import balance_satoshis, open_wallet
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 FUNDS = 100_000
@@ -37,7 +37,7 @@ def funded(household, ledger, quote):
     wallet = open_wallet(household)
     ledger.fund(wallet.address, FUNDS)
     ledger.mine()
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     return wallet
 
 
@@ -178,7 +178,7 @@ def test_too_little_money_says_so_and_changes_nothing(household_client, househol
     wallet = open_wallet(household)
     ledger.fund(wallet.address, 500)
     ledger.mine()
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     response = household_client.post(UNLOCK, follow=True)
     html = response.content.decode()
     assert "Nothing was charged" in html and "Unlock for 30 days" in html

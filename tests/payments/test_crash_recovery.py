@@ -51,8 +51,8 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
+from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Household
-from meters.timeutil import HOUR, floor_hour
 from payments import keys, passes, runs
 from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import wallet_balance

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Household
-from meters.timeutil import HOUR, floor_hour
 from payments import passes, runs
 from payments.broadcast import refresh_pending, send_one
 from payments.models import CommunityPass, LedgerTransaction, OutgoingPayment, PaymentState, Settlement, Utxo

@@ -19,7 +19,7 @@ from payments.broadcast import refresh_pending, send_one, sweep_signed
 from payments.models import CommunityPass, LedgerOutput, LedgerTransaction, PriceQuote, Settlement, Utxo
 from payments.networks import NetworkUnavailable, Outcome, Reply
 from payments.settlement import settle_household
-from payments.wallets import balance_satoshis, open_wallet, sync_coins
+from payments.wallets import balance_satoshis, open_wallet
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 FUNDS = 100_000
@@ -34,7 +34,7 @@ def funded(household, ledger):
     wallet = open_wallet(household)
     ledger.fund(wallet.address, FUNDS)
     ledger.mine()  # deposits are spent once confirmed
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     return wallet
 
 
@@ -108,7 +108,7 @@ def test_a_wallet_that_cannot_pay_changes_nothing(household, ledger):
     wallet = open_wallet(household)
     ledger.fund(wallet.address, settings.COMMUNITY_PRICE_SATS)  # the price, but not the fee
     ledger.mine()
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     with pytest.raises(passes.CannotPay, match="Nothing was charged"):
         passes.buy_pass(household, timezone.now())
     assert not CommunityPass.objects.exists()
@@ -119,7 +119,7 @@ def test_a_wallet_that_cannot_pay_changes_nothing(household, ledger):
 def test_an_unconfirmed_deposit_is_not_spent(household, ledger):
     wallet = open_wallet(household)
     ledger.fund(wallet.address, FUNDS)
-    sync_coins(wallet, ledger)  # not mined: settlement's rule, never spend an unconfirmed deposit
+    wallet.sync_coins(ledger)  # not mined: settlement's rule, never spend an unconfirmed deposit
     with pytest.raises(passes.CannotPay):
         passes.buy_pass(household, timezone.now())
     assert not CommunityPass.objects.exists()
@@ -290,7 +290,7 @@ def test_two_concurrent_unlocks_pay_once(household, ledger):
     for _ in range(3):  # several coins: a second payment would have something to spend
         ledger.fund(wallet.address, FUNDS)
     ledger.mine()
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     barrier = threading.Barrier(4)
     purchases, errors = [], []
 

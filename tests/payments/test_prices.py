@@ -25,9 +25,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from responses import matchers
 
+from lib.money import SATS_PER_BSV, eur_to_satoshis, satoshis_to_eur
 from payments.figures import newest_quote, usable_quote
 from payments.models import PriceQuote
-from payments.money import SATS_PER_BSV, eur_to_satoshis, satoshis_to_eur
 from payments.prices import COINGECKO_URL, PriceUnavailable, fetch_quote
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)

@@ -21,7 +21,7 @@ from payments.models import CommunityPass, LedgerBlock, LedgerOutput, LedgerTran
 from payments.networks import Outcome
 from payments.retention import prune_ledger, prune_quotes
 from payments.settlement import settle_household
-from payments.wallets import balance_satoshis, open_wallet, sync_coins
+from payments.wallets import balance_satoshis, open_wallet
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 LATER = NOW + timedelta(days=31)  # past the 30 days kept
@@ -135,12 +135,12 @@ def paid_twice(make_meter, ledger):
     wallet = open_wallet(meter.household)
     faucet_txid = ledger.fund(wallet.address, 10_000_000)
     ledger.mine()
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     send(meter, ("10:00", "100"), ("11:00", "101"), ("12:00", "102"), ("13:00", "103"))
     first = settle(meter.household, ledger, datetime(2026, 11, 22, 11, tzinfo=UTC))
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     second = settle(meter.household, ledger, datetime(2026, 11, 22, 12, tzinfo=UTC))
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     return meter.household, wallet, faucet_txid, first, second
 
 
@@ -169,7 +169,7 @@ def test_spent_history_goes_and_everything_a_payment_or_a_coin_needs_stays(paid_
     later = settle(household, ledger, datetime(2026, 11, 22, 13, tzinfo=UTC))
     assert ledger.status(later.txid).outcome == Outcome.CONFIRMED
     assert ledger.broadcast(first.raw_tx).outcome == Outcome.CONFIRMED  # known: its status, unchanged
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     assert balance_satoshis(wallet) == sum(c.satoshis for c in ledger.coins(wallet.address))
 
 

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from meters.timeutil import HOUR, floor_hour
+from lib.periods import HOUR, floor_hour
 from payments import runs
 from payments.models import Settlement
 from tests.payments import crashkit

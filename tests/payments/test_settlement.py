@@ -21,7 +21,7 @@ from payments.broadcast import send_one, sweep_signed
 from payments.models import LedgerOutput, PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome, Reply
 from payments.settlement import settle_household
-from payments.wallets import balance_satoshis, open_wallet, sync_coins
+from payments.wallets import balance_satoshis, open_wallet
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # readings up to 14:00 are not in the future
 PERIOD_END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -45,7 +45,7 @@ def home(make_meter, ledger, quote):
     wallet = open_wallet(household)
     ledger.fund(wallet.address, FUNDS)
     ledger.mine()  # deposits are spent once confirmed
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     send(meter, ("10:00", "100"), ("11:00", "101"), ("12:00", "102"))
     return household, meter, wallet
 
@@ -109,7 +109,7 @@ def test_a_wallet_that_cannot_pay_stays_in_arrears_and_pays_the_whole_debt_later
     ledger.fund(wallet.address, 5_000_000)
 
     ledger.mine()  # deposits are spent once confirmed
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     later = PERIOD_END + timedelta(hours=1)
     send(meter, ("13:00", "103"))
     with time_machine.travel(NOW + timedelta(hours=1), tick=False):
@@ -132,7 +132,7 @@ def test_zero_consumption_needs_no_transaction(make_meter, ledger, quote):
     wallet = open_wallet(meter.household)
     ledger.fund(wallet.address, 10_000)
     ledger.mine()  # deposits are spent once confirmed
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     send(meter, ("10:00", "100"), ("12:00", "100"))
     assert settle_and_send(meter.household, ledger).status == "nothing"
     assert not Settlement.objects.exists()
@@ -173,7 +173,7 @@ def test_reconciliation_holds_over_many_hours_with_late_readings(make_meter, led
     wallet = open_wallet(household)
     ledger.fund(wallet.address, 50_000_000)
     ledger.mine()  # deposits are spent once confirmed
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     start = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
     register = Decimal("1000")
     late = []
@@ -235,7 +235,7 @@ def test_two_workers_settling_at_once_pay_each_household_once(make_meter, ledger
         wallet = open_wallet(meter.household)
         ledger.fund(wallet.address, FUNDS)
         ledger.mine()  # deposits are spent once confirmed
-        sync_coins(wallet, ledger)
+        wallet.sync_coins(ledger)
         send(meter, ("10:00", "100"), ("12:00", "102"))
         households.append(meter.household)
     barrier = threading.Barrier(2)
@@ -265,7 +265,7 @@ def test_an_unconfirmed_deposit_is_spent_only_once_it_is_in_a_block(make_meter, 
     meter, _ = make_meter()
     wallet = open_wallet(meter.household)
     ledger.fund(wallet.address, FUNDS)
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     send(meter, ("10:00", "100"), ("12:00", "102"))
     assert settle_and_send(meter.household, ledger).status == "arrears"
 

@@ -25,7 +25,7 @@ from payments.networks import Outcome, Reply
 from payments.networks import local as local_module
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household, settle_many
-from payments.wallets import balance_satoshis, open_wallet, sync_coins
+from payments.wallets import balance_satoshis, open_wallet
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 PERIOD_END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -58,7 +58,7 @@ def make_home(make_meter, ledger, quote):
             ledger.fund(wallet.address, satoshis)
         if mined:
             ledger.mine()  # deposits are spent once confirmed
-        sync_coins(wallet, ledger)
+        wallet.sync_coins(ledger)
         if readings:
             send(meter, *readings)
         return meter.household
@@ -580,7 +580,7 @@ def test_reconciliation_holds_after_several_hourly_runs(make_meter, ledger):
         ledger.fund(wallet.address, 20_000_000)
     ledger.mine()
     for wallet in wallets[:2]:
-        sync_coins(wallet, ledger)
+        wallet.sync_coins(ledger)
     ids = [meter.household_id for meter in meters]
     start = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
     registers = [Decimal("1000")] * 3

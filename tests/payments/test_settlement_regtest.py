@@ -19,17 +19,17 @@ from bsv.constants import Network
 from bsv.hd.bip32 import master_xprv_from_seed
 from django.utils import timezone
 
+from lib.periods import floor_hour
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage
 from meters.schema import ReadingIn
-from meters.timeutil import floor_hour
 from payments import keys
 from payments.broadcast import refresh_pending, send_one, sweep_signed
 from payments.models import PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome
 from payments.networks.node import NodeRpc
 from payments.settlement import settle_household
-from payments.wallets import balance_satoshis, open_wallet, sync_coins
+from payments.wallets import balance_satoshis, open_wallet
 from tests.payments.test_node_network import closed_port, new_address, regtest_node, spend
 
 FUNDS = 10_000_000  # 0.1 BSV = EUR 3 at the price below
@@ -74,7 +74,7 @@ def home(make_meter, node, start):
     node.watch(keys.utility_address())  # before it is paid, so its coins can be listed without a rescan
     node.fund(wallet.address, FUNDS)
     node.mine()
-    assert sync_coins(wallet, node) == 1
+    assert wallet.sync_coins(node) == 1
     items = [
         (hour, ReadingIn(timestamp=start + timedelta(hours=hour), energy_kwh=Decimal(100 + hour))) for hour in range(6)
     ]
@@ -149,7 +149,7 @@ def test_a_double_spend_releases_the_hours_and_the_next_run_pays_them(home, node
     if not conflict_mined:
         # The conflict's change is an unconfirmed deposit as far as we know: spent once in a block.
         node.mine()
-        assert sync_coins(wallet, node) == 1
+        assert wallet.sync_coins(node) == 1
 
     retry = settle(household, start + timedelta(hours=2))
     assert (retry.eur, retry.satoshis) == (settlement.eur, settlement.satoshis)

@@ -19,7 +19,7 @@ from payments.history import wallet_history
 from payments.models import CommunityPass, PriceQuote, Settlement, Utxo, Wallet
 from payments.qr import qr_svg
 from payments.settlement import settle_household
-from payments.wallets import open_wallet, sync_coins
+from payments.wallets import open_wallet
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # 15:07 in Madrid
 PERIOD_END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -44,7 +44,7 @@ def funded(household, ledger, faucet, quote) -> Wallet:
     with time_machine.travel(NOW - timedelta(hours=1), tick=False):
         faucet(wallet.address, FUNDS)
         ledger.mine()
-        sync_coins(wallet, ledger)
+        wallet.sync_coins(ledger)
     return wallet
 
 
@@ -147,7 +147,7 @@ def test_without_a_price_the_balance_says_no_price_yet(household_client, househo
     wallet = open_wallet(household)
     faucet(wallet.address, 5_000)
     ledger.mine()
-    sync_coins(wallet, ledger)
+    wallet.sync_coins(ledger)
     html = household_client.get(reverse("wallet")).text
     assert 'id="balance" data-satoshis="5000"' in html
     assert 'id="no-price"' in html
@@ -252,7 +252,7 @@ def test_the_page_takes_the_same_few_queries_however_long_the_history(
     for number in range(20):
         faucet(household.wallet.address, 1_000 + number)
     ledger.mine()
-    sync_coins(household.wallet, ledger)
+    household.wallet.sync_coins(ledger)
     assert len(wallet_history(household.wallet)) == 22
     with django_assert_max_num_queries(11):  # 10, and the nav's unread alarm count
         assert household_client.get(reverse("wallet")).status_code == 200

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from alarms.retention import prune_events
-from meters.retention import PruneCommand
+from lib.retention import PruneCommand
 
 
 class Command(PruneCommand):

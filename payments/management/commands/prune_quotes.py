@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from meters.retention import PruneCommand
+from lib.retention import PruneCommand
 from payments.retention import prune_quotes
 
 

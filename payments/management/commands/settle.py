@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from meters.timeutil import HOUR, floor_hour
+from lib.periods import HOUR, floor_hour
 from payments import runs
 from payments.broadcast import sweep_signed
 from payments.figures import closed_period_end

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from energypay.ops.retention import prune_rejections
-from meters.retention import PruneCommand
+from lib.retention import PruneCommand
 
 
 class Command(PruneCommand):

@@ -1,4 +1,4 @@
-"""Bounded deletes for every app's retention commands (a plain helper: it belongs on the planned lib/ floor).
+"""Bounded deletes for every app's retention commands, and the command they share.
 
 One DELETE of a year of rows would hold its locks, and grow one transaction, for as long as it
 runs; deleting a batch of primary keys at a time keeps each lock short, so ingest, settlement and
@@ -8,13 +8,15 @@ the pages never wait long behind a prune.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
+
+if TYPE_CHECKING:  # lib/ imports no models; a queryset is only what callers hand in
+    from django.db.models import QuerySet
 
 
 def older_than(now: datetime, days: int) -> datetime:

@@ -1,4 +1,6 @@
-"""Euros <-> satoshis, exactly. Framework-free: EUR amounts and prices are Decimal, satoshis are int.
+"""Money in one place: the EUR quanta, EUR <-> satoshis exactly, and the formatting core the money filter wraps.
+
+Framework-free: EUR amounts and prices are Decimal, satoshis are int.
 
 Rounding happens at defined points only: EUR -> satoshis rounds half up to whole satoshis (what a
 settlement pays), satoshis -> EUR rounds half up to 6 places (what a balance shows). Everything in
@@ -22,13 +24,22 @@ from decimal import (
     localcontext,
 )
 
-from meters.money import EUR_PLACES
+EUR_PLACES = Decimal("0.000001")  # the micro-euro: every stored EUR amount and sum; settlement rounds further
+KWH_PLACES = Decimal("0.000001")  # usage lines' kWh
 
 SATS_PER_BSV = 100_000_000
 
 # Far more digits than any real amount needs (21e6 BSV is 2.1e15 sat; usage lines carry 15 digits);
 # the point is that nothing is ever rounded between the defined rounding points.
 _PRECISION = 100
+
+
+def round_eur(amount: Decimal) -> Decimal:
+    return amount.quantize(EUR_PLACES, rounding=ROUND_HALF_UP)
+
+
+def cost_of(kwh: Decimal, rate: Decimal) -> Decimal:
+    return round_eur(kwh * rate)
 
 
 def _exact() -> AbstractContextManager[Context]:
@@ -82,3 +93,42 @@ def satoshis_to_eur(sats: int, bsv_eur: Decimal | int) -> Decimal:
             return eur.quantize(EUR_PLACES, rounding=ROUND_HALF_UP)
     except DecimalException as exc:
         raise ValueError(f"{sats} sat at {bsv_eur} EUR/BSV is out of range.") from exc
+
+
+# Formatting for people: the core of the template filters in meters/templatetags/money.py.
+# Separators are the project's (settings.THOUSAND_SEPARATOR "," in groups of 3, a "." before the
+# decimals), fixed here so that a formatted amount never depends on the reader's locale.
+
+DISPLAY_PLACES = {"EUR": 2}
+MISSING = "\N{EN DASH}"  # what a table cell shows for no value
+_SMALLEST_SHOWN = Decimal("0.005")  # below this an amount would round to 0.00
+
+
+def as_decimal(value: object) -> Decimal | None:
+    """``value`` as a Decimal, None for nothing or nonsense; a float is refused (it lost the exact amount)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):
+        raise TypeError("money values are Decimal, never float")
+    try:
+        return Decimal(value)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+
+
+def fixed(value: Decimal, places: int) -> str:
+    """``value`` rounded half up to ``places`` decimals, thousands grouped: 1234567.5 -> "1,234,567.50"."""
+    quantum = Decimal(1).scaleb(-places)
+    return f"{value.quantize(quantum, rounding=ROUND_HALF_UP):,.{places}f}"
+
+
+def format_money(value: object, currency: str) -> str:
+    """``value`` as "EUR 2.14"; "< EUR 0.01" for a few micro-euros, rather than hide that something was charged."""
+    if not currency:
+        raise ValueError("money needs a currency: {{ amount|money:'EUR' }}")
+    amount = as_decimal(value)
+    if amount is None:
+        return MISSING
+    if amount and abs(amount) < _SMALLEST_SHOWN:
+        return f"{'-' if amount < 0 else ''}< {currency} 0.01"
+    return f"{currency} {fixed(amount, DISPLAY_PLACES.get(currency, 2))}"

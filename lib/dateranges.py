@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from meters.timeutil import add_months, first_of_month
+from lib.periods import add_months, first_of_month
 
 # Beyond these a link is garbage, and local midnights (and a year's chart) still fit in a datetime.
 FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2200, 12, 31)

@@ -1,13 +1,15 @@
 """Who may see a household page: the household's own login, nobody else.
 
-Every household view is wrapped in ``household_required``; loaders then filter by
-``request.household``, so an id that belongs to another household is a 404, never its page.
+Every household view is wrapped in ``household_required`` and takes a ``HouseholdRequest``; loaders
+then filter by ``request.household``, so an id that belongs to another household is a 404, never its
+page. It sits beside ``Household`` (the apps above use it; the project package composes them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from typing import TYPE_CHECKING, Concatenate, ParamSpec
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist
@@ -15,6 +17,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from meters.models import Household
+
+if TYPE_CHECKING:
+    from django_htmx.middleware import HtmxDetails
+
+P = ParamSpec("P")
+
+
+class HouseholdRequest(HttpRequest):
+    """A request ``household_required`` let through: the login's household, and htmx's headers read."""
+
+    household: Household
+    htmx: HtmxDetails  # django_htmx.middleware.HtmxMiddleware; falsy when htmx did not send the request
 
 
 def household_of(request: HttpRequest) -> Household | None:
@@ -26,11 +40,13 @@ def household_of(request: HttpRequest) -> Household | None:
         return None
 
 
-def household_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def household_required(
+    view: Callable[Concatenate[HouseholdRequest, P], HttpResponse],
+) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
     """Anonymous: to the login page. Staff without a household: to the admin. Others without one: 403."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         household = household_of(request)
@@ -39,6 +55,6 @@ def household_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
                 return redirect("admin:index")
             return render(request, "no_household.html", status=403)
         request.household = household
-        return view(request, *args, **kwargs)
+        return view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
 
     return wrapper

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from meters.money import KWH_PLACES
-from meters.timeutil import HOUR, floor_hour
+from lib.money import KWH_PLACES
+from lib.periods import HOUR, floor_hour
 
 Point = tuple[datetime, Decimal]  # (timestamp UTC, register kWh)
 _MICROSECOND = timedelta(microseconds=1)

@@ -11,13 +11,13 @@ from django.utils import timezone
 
 from energypay.accounts.models import User
 from energypay.accounts.otp import APP_DEVICE_NAME, new_recovery_codes, secret_text
+from lib.money import eur_to_satoshis
+from lib.periods import HOUR, floor_hour
 from meters.demo import DemoHome, SeedMeters
-from meters.timeutil import HOUR, floor_hour
 from payments import runs
 from payments.broadcast import refresh_pending
 from payments.models import PriceQuote, Settlement, Utxo
-from payments.money import eur_to_satoshis
-from payments.wallets import open_wallet, sync_coins
+from payments.wallets import open_wallet
 
 DAYS_AHEAD_EUR = Decimal("15")  # what a funded wallet holds beyond its history: about a week of electricity
 SETTLED_HOURS = 48
@@ -89,7 +89,7 @@ class Command(SeedMeters):
                 funded.append(wallet)
         ledger.mine()  # settlement spends deposits once they are confirmed
         for wallet in funded:
-            sync_coins(wallet, ledger)
+            wallet.sync_coins(ledger)
         open_wallet(homes[-1].household)  # never funded: the demo's household in arrears
 
     def settle_history(self, homes: list[DemoHome]) -> None:

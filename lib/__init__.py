@@ -1,0 +1,1 @@
+"""The ground floor: plain helpers every app uses. Imports no EnergyPay app and no Django model."""

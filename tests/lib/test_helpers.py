@@ -1,0 +1,58 @@
+"""The ground floor's helpers, on their own: no database, no app."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from lib.backoff import schedule
+from lib.csvstream import csv_lines
+from lib.jsonapi import error, reject_constant
+from lib.money import format_money
+
+
+def test_the_backoff_doubles_from_the_first_wait_up_to_the_cap():
+    waits = [schedule(tries, first=timedelta(minutes=1), cap=timedelta(hours=1)) for tries in range(8)]
+    assert waits == [timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 32, 60, 60)]
+
+
+def test_the_backoff_stays_at_the_cap_however_many_tries_without_overflowing():
+    assert schedule(10**6, first=timedelta(minutes=1), cap=timedelta(hours=6)) == timedelta(hours=6)
+
+
+def test_alarm_mails_and_broadcasts_share_one_schedule_with_their_own_bounds():
+    from alarms.notify import backoff
+    from payments.broadcast import MAX_BACKOFF, broadcast_backoff
+
+    assert [backoff(n) for n in (1, 2, 10)] == [timedelta(minutes=1), timedelta(minutes=2), timedelta(hours=6)]
+    assert [broadcast_backoff(n) for n in (0, 1, 99)] == [timedelta(minutes=1), timedelta(minutes=2), MAX_BACKOFF]
+
+
+def test_csv_lines_are_streamed_one_quoted_line_per_row():
+    lines = csv_lines(iter([["a", "b,c"], [1, Decimal("0.10")]]))
+    assert next(lines) == 'a,"b,c"\r\n'
+    assert list(lines) == ["1,0.10\r\n"]
+
+
+def test_an_api_error_is_json_with_its_status_and_headers():
+    response = error(429, "too many readings", Retry_After="30")
+    assert response.status_code == 429
+    assert json.loads(response.content) == {"error": "too many readings"}
+    assert response["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", '{"x": -Infinity}'])
+def test_strict_json_refuses_nan_and_infinity(text):
+    with pytest.raises(ValueError, match="not valid JSON"):
+        json.loads(text, parse_constant=reject_constant)
+
+
+def test_money_formatting_is_plain_python_and_matches_the_filter():
+    from meters.templatetags.money import money
+
+    for amount in (Decimal("1234567.5"), Decimal("-2.145"), Decimal("0.000004"), None):
+        assert format_money(amount, "EUR") == money(amount, "EUR")
+    assert format_money(Decimal("-1234.5"), "EUR") == "EUR -1,234.50"
