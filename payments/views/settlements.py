@@ -10,13 +10,14 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
+from django.views.decorators.vary import vary_on_headers
 
+from lib import htmx
 from lib.csvstream import csv_lines
 from lib.dateranges import DateParamError, DateRange
 from lib.periods import local_midnight, zone
-from meters.access import household_required
+from meters.access import HouseholdRequest, household_required
 from meters.models import Household
 from payments.models import Settlement, SettlementLine
 from payments.networks import explorer_url
@@ -59,7 +60,8 @@ def _badge_context(request: HttpRequest) -> dict:
 
 @require_safe
 @household_required
-def settlement_list(request: HttpRequest) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)  # one URL, two bodies (the page, or its table for htmx): caches keep them apart
+def settlement_list(request: HouseholdRequest) -> HttpResponse:
     settlements = Settlement.objects.filter(household=request.household).only(
         "pk", "created_at", "period_start", "period_end", "kwh", "eur", "satoshis", "state"
     )
@@ -73,12 +75,9 @@ def settlement_list(request: HttpRequest) -> HttpResponse:
         "csv_range": DateRange.default(today),
     }
     template = "payments/settlement_list.html"
-    if request.htmx and request.htmx.target == "settlements-page":
+    if htmx.partial_requested(request, target="settlements-page"):
         template += "#settlements-page"
-    response = render(request, template, context)
-    # One URL, two bodies (the page, or its table for htmx): a cache must keep them apart.
-    patch_vary_headers(response, ["HX-Request", "HX-Target"])
-    return response
+    return render(request, template, context)
 
 
 @require_safe
