@@ -271,3 +271,44 @@ def _insert_readings(meter: Meter, points: list[Point], now: datetime) -> None:
         Reading.objects.bulk_create(
             Reading(meter=meter, timestamp=timestamp, energy_kwh=kwh, received_at=now) for timestamp, kwh in points
         )
+
+
+def accept_held(held_id: int, *, acting_user, now: datetime) -> str:
+    """Staff bill a held reading: it goes through the normal path, only the billing window is waived.
+
+    Lock order (meters/models.py): the meter, then the held row. A reading the normal path still
+    refuses (a conflict, implausible power) stays held, and the refusal is written on it.
+    Returns what happened, for the person who asked.
+    """
+    meter_id = HeldReading.objects.values_list("meter_id", flat=True).get(pk=held_id)
+    with transaction.atomic():
+        meter = Meter.locked(meter_id)
+        held = HeldReading.objects.select_for_update().get(pk=held_id)
+        if held.state != HeldReading.State.HELD:
+            return f"{held}: already {held.get_state_display().lower()}, nothing done"
+        reading = ReadingIn(timestamp=held.timestamp, energy_kwh=held.energy_kwh)
+        outcome = ingest_locked(meter, [(0, reading)], now, trusted=True)
+        if outcome.rejected:
+            held.outcome = f"accept refused at {now:%Y-%m-%d %H:%M} UTC: {outcome.rejected[0]['error']}"
+            held.save(update_fields=["outcome"])
+            return f"{held}: not accepted, {outcome.rejected[0]['error']}"
+        held.outcome = "accepted and billed" if outcome.accepted else "accepted: the same reading was already stored"
+        _decide(held, HeldReading.State.ACCEPTED, acting_user, now)
+    log.warning("held_reading_accepted id=%s meter=%s by=%s", held.pk, meter.pk, acting_user.pk)
+    return f"{held}: {held.outcome}"
+
+
+def discard_held(held_id: int, *, acting_user, now: datetime) -> str:
+    """Staff decide a held reading is not billed: the row stays, marked discarded, with who and when."""
+    with transaction.atomic():
+        held = HeldReading.objects.select_for_update().get(pk=held_id)
+        if held.state != HeldReading.State.HELD:
+            return f"{held}: already {held.get_state_display().lower()}, nothing done"
+        held.outcome = "discarded, not billed"
+        _decide(held, HeldReading.State.DISCARDED, acting_user, now)
+    return f"{held}: {held.outcome}"
+
+
+def _decide(held: HeldReading, state: str, acting_user, now: datetime) -> None:
+    held.state, held.decided_by, held.decided_at = state, acting_user, now
+    held.save(update_fields=["state", "decided_by", "decided_at", "outcome"])
