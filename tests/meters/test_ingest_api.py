@@ -390,3 +390,29 @@ def test_a_content_length_that_is_not_a_number_is_a_400(post, meter_and_token, d
     assert response.status_code == 400
     assert response.json() == {"error": "Content-Length must be a whole number of bytes"}
     assert stored(meter) == []
+
+
+# --- cost of the hot path --------------------------------------------------------------------------
+
+
+def test_a_single_in_order_reading_costs_five_statements(post, django_assert_num_queries, settings):
+    """The meter (locked), the reading, the hour's line (read, update), the meter's contact and latest two.
+
+    The savepoint and its release are the test's (the view's transaction nests in the test's); in
+    production they are BEGIN and COMMIT. Checking the billing window and dips costs no statement:
+    the window is compared in Python, and the reading before the latest lives on the meter row.
+    """
+    settings.USAGE_CHANGED_HOOK = ""
+    post({"readings": [reading(60, 100), reading(45, 101)]})
+    with django_assert_num_queries(7):
+        assert post(reading(30, 102)).json()["accepted"] == 1
+
+
+def test_a_reading_that_ends_a_dip_costs_only_its_event_change(post, django_assert_num_queries, settings):
+    settings.USAGE_CHANGED_HOOK = ""
+    post({"readings": [reading(60, 100), reading(45, 0)]})
+    # The glitch turns the reset event into a glitch event (delete + insert): two more, only here.
+    with django_assert_num_queries(9):
+        assert post(reading(30, "100.5")).json()["accepted"] == 1
+    with django_assert_num_queries(7):
+        assert post(reading(15, "101")).json()["accepted"] == 1
