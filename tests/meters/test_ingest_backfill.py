@@ -11,8 +11,9 @@ from django.contrib.admin.models import LogEntry
 from django.test import override_settings
 from django.urls import reverse
 
-from meters.ingest import accept_held, discard_held
+from meters.ingest import accept_held, discard_held, ingest_readings
 from meters.models import HeldReading, HourlyUsage, Meter, Reading
+from meters.schema import ReadingIn
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 URL = "/api/v1/readings"
@@ -238,3 +239,28 @@ def test_staff_who_may_only_view_cannot_accept(client, held, meter_and_token):
     client.post(url, {"action": "accept", "_selected_action": [held.pk]})
     held.refresh_from_db()
     assert held.state == HeldReading.State.HELD
+
+
+def test_the_migration_installs_existing_meters_at_their_first_reading_or_creation(make_meter):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("meters.migrations.0003_meter_installation_dips_and_held_readings")
+    with_history, _ = make_meter()
+    items = [(i, ReadingIn(timestamp=NOW - timedelta(days=400 - i), energy_kwh=str(10 * i))) for i in range(3)]
+    ingest_readings(with_history.pk, items, NOW)
+    without, _ = make_meter()
+    Meter.objects.update(installed_at=NOW, previous_reading_at=None, previous_register_kwh=None)
+
+    migration.fill_meters(apps, None)
+
+    with_history.refresh_from_db()
+    without.refresh_from_db()
+    assert with_history.installed_at == NOW - timedelta(days=400)  # its first reading, before its creation
+    assert (with_history.previous_reading_at, with_history.previous_register_kwh) == (
+        NOW - timedelta(days=399),
+        Decimal("10"),
+    )
+    assert without.installed_at == without.created_at
+    assert without.previous_reading_at is None
