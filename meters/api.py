@@ -81,8 +81,8 @@ def _parse(request: HttpRequest) -> Parsed | JsonResponse:
 def readings(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         return error(405, "use POST", Allow="POST")
-    now = timezone.now()
     parsed = _parse(request)
+    now = timezone.now()  # after the body: a slow client must not make the clock checks stale
     try:
         with transaction.atomic():
             return _receive(_token(request), parsed, now)

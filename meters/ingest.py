@@ -6,7 +6,7 @@ import bisect
 import itertools
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -28,6 +28,7 @@ _COPY_FROM = 50  # readings; below this a plain INSERT is as fast
 # Stored readings kept on each side of a batch: a new reading can change whether its neighbours are
 # dips, glitches or resets (meters/interpolation.py), and those intervals must be seen whole.
 _MARGIN = 3
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -108,7 +109,8 @@ def _screen(
     """
     latest_allowed = now + settings.INGEST_FUTURE_TOLERANCE
     backfill = timedelta(days=settings.INGEST_BACKFILL_DAYS)
-    earliest_allowed = meter.installed_at - backfill
+    # (An installation day staff typed within the window of year 1 would overflow the subtraction.)
+    earliest_allowed = meter.installed_at - min(backfill, meter.installed_at - _EARLIEST)
     billed_from = now - backfill
     candidates, old = [], []
     for index, reading in items:
