@@ -264,6 +264,8 @@ INGEST_MAX_READINGS = 1000
 INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_FUTURE_TOLERANCE = timedelta(minutes=5)
 INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+# How far back a meter token may bill: older readings are held for staff review (docs/ingest.md).
+INGEST_BACKFILL_DAYS = env_int("INGEST_BACKFILL_DAYS", 7, minimum=1)
 # Rejected readings are counted by reason for the staff status page (meters never imports the project package).
 INGEST_REJECTED_HOOK = "energypay.ops.rejections.record"
 

@@ -4,6 +4,14 @@ The register is interpolated linearly between two readings and rounded to 6 plac
 boundary; an hour's energy is the difference of the register at its two ends. Differences
 telescope, so an interval's hours add up to exactly its energy, and the result depends only on
 the set of readings, never on the order they arrived in.
+
+A register dip (a reading below the one before it) is one of two things, decided by its neighbours
+only (docs/ingest.md, "Register dips"):
+- a glitch, when the reading after it is back at or above the register before the dip: the dip is
+  left out of billing, so the energy runs from the reading before it to the one after it;
+- otherwise a reset: a new baseline, no consumption for the interval that goes down.
+Two dips in a row cannot both be glitches (the second is not a dip against the first's
+predecessor), so the rule is local: inserting a reading changes the status of its neighbours only.
 """
 
 from __future__ import annotations
@@ -48,10 +56,31 @@ def interval_by_hour(start: Point, end: Point) -> Iterable[tuple[datetime, Decim
         hour += HOUR
 
 
+def is_glitch(points: Sequence[Point], k: int) -> bool:
+    """Whether reading ``k`` is a one-off dip: below the reading before it, which the next one reaches again."""
+    if k <= 0 or k + 1 >= len(points):
+        return False
+    return points[k][1] < points[k - 1][1] <= points[k + 1][1]
+
+
+def billing_points(points: Sequence[Point]) -> list[Point]:
+    """The readings that bill, in order: every reading but the glitches."""
+    return [point for k, point in enumerate(points) if not is_glitch(points, k)]
+
+
+def dips(points: Sequence[Point]) -> dict[datetime, tuple[str, Decimal, Decimal]]:
+    """timestamp -> ("reset" or "glitch", register before, register at the dip) for every dip."""
+    return {
+        points[k][0]: ("glitch" if is_glitch(points, k) else "reset", points[k - 1][1], points[k][1])
+        for k in range(1, len(points))
+        if points[k][1] < points[k - 1][1]
+    }
+
+
 def hourly_energy(points: Sequence[Point]) -> dict[datetime, Decimal]:
     """kWh per hour from readings sorted by time with unique timestamps."""
     hours: defaultdict[datetime, Decimal] = defaultdict(Decimal)
-    for start, end in itertools.pairwise(points):
+    for start, end in itertools.pairwise(billing_points(points)):
         for hour, kwh in interval_by_hour(start, end):
             hours[hour] += kwh
     return dict(hours)

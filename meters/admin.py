@@ -11,12 +11,24 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from lib.periods import HOUR
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.formfields import FiniteDecimalField
-from meters.models import DynamicPrice, HourlyUsage, Household, Meter, MeterEvent, Reading, Tariff, TariffVersion
+from meters.ingest import accept_held, discard_held
+from meters.models import (
+    DynamicPrice,
+    HeldReading,
+    HourlyUsage,
+    Household,
+    Meter,
+    MeterEvent,
+    Reading,
+    Tariff,
+    TariffVersion,
+)
 from meters.price_import import import_prices
 from meters.usage import price_unpriced_lines
 
@@ -222,7 +234,7 @@ class MeterEventInline(ReadOnlyInline):
     model = MeterEvent
     fields = ["kind", "timestamp", "previous_kwh", "new_kwh", "created_at"]
     readonly_fields = fields
-    verbose_name_plural = "events (register resets)"
+    verbose_name_plural = "events (register resets and one-off dips)"
 
 
 @admin.register(Meter)
@@ -243,7 +255,14 @@ class MeterAdmin(admin.ModelAdmin):
     search_fields = ["serial", "household__name", "household__user__email"]
     list_select_related = ["household"]
     autocomplete_fields = ["household"]
-    readonly_fields = ["last_seen_at", "last_reading_at", "last_register_kwh", "readings_link", "created_at"]
+    readonly_fields = [
+        "last_seen_at",
+        "last_reading_at",
+        "last_register_kwh",
+        "readings_link",
+        "held_link",
+        "created_at",
+    ]
     inlines = [MeterEventInline]
     actions = ["issue_new_token"]
 
@@ -262,6 +281,11 @@ class MeterAdmin(admin.ModelAdmin):
     def readings_link(self, obj) -> str:
         url = reverse("admin:meters_reading_changelist") + f"?meter__id__exact={obj.pk}"
         return format_html('<a href="{}">readings of this meter</a>', url)
+
+    @admin.display(description="held readings")
+    def held_link(self, obj) -> str:
+        url = reverse("admin:meters_heldreading_changelist") + f"?meter__id__exact={obj.pk}"
+        return format_html('<a href="{}">readings held for review</a>', url)
 
     @admin.action(description="Issue a new token (the old one stops working)", permissions=["change"])
     def issue_new_token(self, request, queryset):
@@ -300,6 +324,62 @@ class MeterEventAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     search_fields = ["meter__serial"]
     list_select_related = ["meter"]
+
+
+@admin.register(HeldReading)
+class HeldReadingAdmin(ReadOnlyAdmin):
+    """Readings a meter's token could not bill (too old, before installation): staff accept or discard.
+
+    The rows are never edited by hand: the two actions record who decided what, and when, on the row
+    and in the admin's history (LogEntry).
+    """
+
+    list_display = [
+        "meter",
+        "timestamp",
+        "energy_kwh",
+        "reason",
+        "received_at",
+        "state",
+        "decided_by",
+        "decided_at",
+        "outcome",
+    ]
+    list_filter = ["state", "reason"]
+    search_fields = ["meter__serial"]
+    list_select_related = ["meter", "decided_by"]
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
+    actions = ["accept", "discard"]
+
+    def has_review_permission(self, request) -> bool:
+        return request.user.has_perm("meters.change_heldreading")
+
+    @admin.action(description="Accept: bill the selected readings now (staff decision)", permissions=["review"])
+    def accept(self, request, queryset):
+        self._review(request, queryset, accept_held, "accepted")
+
+    @admin.action(description="Discard: never bill the selected readings (the rows stay)", permissions=["review"])
+    def discard(self, request, queryset):
+        self._review(request, queryset, discard_held, "discarded")
+
+    def _review(self, request, queryset, decide, verb: str) -> None:
+        held = list(queryset.filter(state=HeldReading.State.HELD).order_by("timestamp")[: MAX_TOKENS_PER_ACTION + 1])
+        if len(held) > MAX_TOKENS_PER_ACTION:
+            self.message_user(
+                request, f"Select at most {MAX_TOKENS_PER_ACTION} readings; none was {verb}.", messages.ERROR
+            )
+            return
+        # In time order, one transaction each: each accepted reading is judged against the ones before it.
+        for row in held:
+            result = decide(row.pk, acting_user=request.user, now=timezone.now())
+            row.refresh_from_db()
+            self.log_change(request, row, row.outcome)
+            self.message_user(
+                request, result, messages.SUCCESS if row.state != HeldReading.State.HELD else messages.WARNING
+            )
+        if not held:
+            self.message_user(request, "None of the selected readings is still held.", messages.WARNING)
 
 
 class SettledFilter(admin.SimpleListFilter):

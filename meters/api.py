@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -18,7 +18,7 @@ from meters import ratelimit
 from meters.hooks import load_hook
 from meters.ingest import ingest_locked
 from meters.models import Meter
-from meters.schema import parse_items
+from meters.schema import ReadingIn, parse_items
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,27 @@ def _token(request: HttpRequest) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _read_items(request: HttpRequest) -> list | JsonResponse:
+Parsed = tuple[list[tuple[int, ReadingIn]], list[dict]]  # (well-formed readings, rejections)
+
+
+def _parse(request: HttpRequest) -> Parsed | JsonResponse:
+    """Everything about the request body, checked before any lock or transaction.
+
+    A client that sends its body slowly (or declares more than it sends) keeps this worker waiting
+    here, but never the meter's row lock nor a database transaction; and the body's size is bounded
+    before a byte is read.
+    """
+    if request.content_type.lower() != "application/json":
+        return error(415, "Content-Type must be application/json")
     declared = request.headers.get("Content-Length", "0")
     if not (declared.isascii() and declared.isdigit()):
         return error(400, "Content-Length must be a whole number of bytes")
     if int(declared) > settings.INGEST_MAX_BODY_BYTES:
         return error(413, f"request body is over {settings.INGEST_MAX_BODY_BYTES} bytes")
-    body = request.body
+    try:
+        body = request.body
+    except (OSError, UnreadablePostError):
+        return error(400, "request body could not be read")
     try:
         payload = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
@@ -51,36 +65,41 @@ def _read_items(request: HttpRequest) -> list | JsonResponse:
         return error(400, "readings is empty")
     if len(items) > settings.INGEST_MAX_READINGS:
         return error(413, f"at most {settings.INGEST_MAX_READINGS} readings per request")
-    return items
+    return parse_items(items)
 
 
 @csrf_exempt
 def readings(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         return error(405, "use POST", Allow="POST")
+    parsed = _parse(request)
+    now = timezone.now()  # after the body: a slow client must not make the clock checks stale
     try:
         with transaction.atomic():
-            return _receive(request, _token(request), timezone.now())
+            return _receive(_token(request), parsed, now)
     except DatabaseError:
         # Nothing was committed; the meter keeps its readings and sends them again.
         log.exception("ingest_failed")
         return error(503, "temporarily unable to store readings, retry later", Retry_After="30")
 
 
-def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
-    """Authenticate, charge the meter's budget, read the body, ingest: all under the meter's lock."""
+def _receive(token: str, parsed: Parsed | JsonResponse, now) -> JsonResponse:
+    """Authenticate, charge the meter's budget, ingest: under the meter's lock, the body already read.
+
+    A bad body is answered only after the token (401 first) and the budget: a meter sending garbage
+    in a loop is slowed down like any other.
+    """
     meter = Meter.for_token(token, lock=True) if token else None
     if meter is None:
         return error(401, "missing or invalid meter token", WWW_Authenticate='Bearer realm="meters"')
     wait = ratelimit.charge(meter, now)
     if wait is not None:
         return error(429, "too many requests for this meter", Retry_After=str(wait))
-    items = _read_items(request)
-    if isinstance(items, JsonResponse):
+    if isinstance(parsed, JsonResponse):
         meter.save_contact(now)
-        return items
-    valid, rejected = parse_items(items)
-    outcome = ingest_locked(meter, valid, now)
+        return parsed
+    valid, rejected = parsed
+    outcome = ingest_locked(meter, valid, now, trusted=False)
     if outcome.accepted:
         _usage_changed(meter.household_id)
     outcome.rejected.extend(rejected)
@@ -97,14 +116,14 @@ def _receive(request: HttpRequest, token: str, now) -> JsonResponse:
 
 
 def _rejected(rejected: list[dict], now) -> None:
-    """Count the rejections by reason through settings.INGEST_REJECTED_HOOK (the staff status page).
+    """Count the rejections by code through settings.INGEST_REJECTED_HOOK (the staff status page).
 
     After the commit: the counters are rows every meter shares, so no meter's transaction may hold
     one locked. robust: a failing count is logged, never answered.
     """
     if path := getattr(settings, "INGEST_REJECTED_HOOK", ""):
-        messages = [item["error"] for item in rejected]
-        transaction.on_commit(lambda: load_hook(path)(messages, now), robust=True)
+        codes = [item["code"] for item in rejected]
+        transaction.on_commit(lambda: load_hook(path)(codes, now), robust=True)
 
 
 def _usage_changed(household_id: int) -> None:

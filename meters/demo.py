@@ -187,6 +187,8 @@ class SeedMeters(BaseCommand):
 
     def add_readings(self, home: DemoHome, now: datetime, history_start: datetime) -> int:
         """Feed the missing readings through ingest in batches, as a meter catching up would."""
+        # A new demo meter was installed when its history starts (the history is fed as staff would: trusted).
+        Meter.objects.filter(pk=home.meter.pk, last_reading_at__isnull=True).update(installed_at=history_start)
         home.meter.refresh_from_db()
         readings = self.readings_for(home, now, history_start)
         added = 0

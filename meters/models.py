@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from lib.periods import floor_hour, timezone_names
 from meters.bands import parse_bands
@@ -27,6 +29,11 @@ TOKEN_PREFIX = "mtr_"  # noqa: S105 (a prefix, not a secret)
 def validate_timezone(value: str) -> None:
     if value not in timezone_names():
         raise ValidationError(f"{value!r} is not an IANA time zone (for example Europe/Madrid).")
+
+
+def default_installed_at() -> datetime:
+    """A meter registered now may have been installed up to the backfill window ago; staff set the real day."""
+    return timezone.now() - timedelta(days=settings.INGEST_BACKFILL_DAYS)
 
 
 def hash_token(token: str) -> str:
@@ -162,8 +169,16 @@ class Meter(models.Model):
         help_text="A reading implying more average power than this since its neighbour is rejected.",
     )
     is_active = models.BooleanField(default=True, help_text="An inactive meter's token is refused.")
+    installed_at = models.DateTimeField(
+        default=default_installed_at,
+        help_text="Readings before this are never billed through the meter's token: they are held for review.",
+    )
     last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_register_kwh = models.DecimalField(max_digits=15, decimal_places=3, null=True, blank=True, editable=False)
+    # The reading before the latest: ingest needs it to tell a dip at the latest reading (a glitch or
+    # a reset) without a query (docs/ingest.md, "Register dips").
+    previous_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
+    previous_register_kwh = models.DecimalField(max_digits=15, decimal_places=3, null=True, blank=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Last accepted request.")
     # The per-meter request budget lives on the row ingest locks anyway: no extra round trip.
     rate_window = models.PositiveBigIntegerField(default=0, editable=False)
@@ -224,10 +239,16 @@ class Reading(models.Model):
 
 
 class MeterEvent(models.Model):
-    """Something staff should see about a meter's data, e.g. its register went down (a reset)."""
+    """Something staff should see about a meter's data: its register went down.
+
+    A reading below the one before it is a reset (a new baseline) unless the reading after it is
+    back at or above the register before the dip: then it was a one-off glitch, billed as nothing.
+    A later reading can turn one into the other; the event follows (docs/ingest.md).
+    """
 
     class Kind(models.TextChoices):
         RESET = "reset", "Register reset"
+        GLITCH = "glitch", "One-off dip (not billed)"
 
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -309,3 +330,39 @@ class HourlyUsage(models.Model):
     def __str__(self) -> str:
         what = (self.meter_id and f"meter {self.meter_id}") or "standing charge"
         return f"{self.household_id} {self.hour_start:%Y-%m-%d %H:00} UTC {what} #{self.seq}"
+
+
+class HeldReading(models.Model):
+    """A reading ingest would not bill through the meter's token (too old, or before installation).
+
+    Kept for staff, never lost: accepting it ingests it through the normal path (staff knowingly
+    bill it); discarding keeps the row, marked. Who decided what, and when, stays on the row.
+    """
+
+    class State(models.TextChoices):
+        HELD = "held", "Held for review"
+        ACCEPTED = "accepted", "Accepted (billed)"
+        DISCARDED = "discarded", "Discarded"
+
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="held_readings")
+    timestamp = models.DateTimeField()
+    energy_kwh = models.DecimalField("register (kWh)", max_digits=15, decimal_places=3)
+    reason = models.CharField(max_length=40, help_text="The rejection code the meter was answered with.")
+    received_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.HELD)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(blank=True, help_text="What the decision did.")
+
+    class Meta:
+        ordering = ["meter", "timestamp"]
+        # A meter resends until it gets an answer: the same reading is held once.
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "timestamp", "energy_kwh"], name="held_reading_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "timestamp"], name="held_reading_state")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.timestamp:%Y-%m-%d %H:%M:%S} {self.energy_kwh} kWh ({self.state})"

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from meters.reasons import rejection
 
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
@@ -21,21 +24,23 @@ def _plain_or_not_finite(text: str) -> bool:
         return False
 
 
-_MESSAGES = {
-    "missing": "{field} is required",
-    "extra_forbidden": "unknown field {field!r}",
-    "timezone_aware": "timestamp must include a time zone, e.g. 'Z' or '+01:00'",
-    "finite_number": "energy_kwh must be a finite number",
-    "greater_than_equal": "energy_kwh must not be negative",
-    "decimal_max_places": "energy_kwh has more than 3 decimal places",
-    "decimal_max_digits": "energy_kwh is too large",
-    "decimal_whole_digits": "energy_kwh is too large",
-    "decimal_parsing": "energy_kwh must be a number or a decimal string",
-    "decimal_type": "energy_kwh must be a number or a decimal string",
-    "datetime_parsing": "timestamp must be an ISO 8601 date-time, e.g. 2026-11-22T10:15:00Z",
-    "datetime_from_date_parsing": "timestamp must be an ISO 8601 date-time, e.g. 2026-11-22T10:15:00Z",
-    "datetime_type": "timestamp must be an ISO 8601 date-time, e.g. 2026-11-22T10:15:00Z",
-    "model_type": "each reading must be an object with timestamp and energy_kwh",
+# pydantic error type -> our code (meters/reasons.py renders the sentence).
+_CODES = {
+    "missing": "reading.missing_field",
+    "extra_forbidden": "reading.unknown_field",
+    "timezone_aware": "reading.naive",
+    "finite_number": "reading.not_finite",
+    "greater_than_equal": "reading.negative",
+    "decimal_max_places": "reading.too_precise",
+    "decimal_max_digits": "reading.too_large",
+    "decimal_whole_digits": "reading.too_large",
+    "decimal_parsing": "reading.not_a_number",
+    "decimal_type": "reading.not_a_number",
+    "datetime_parsing": "reading.bad_timestamp",
+    "datetime_from_date_parsing": "reading.bad_timestamp",
+    "datetime_type": "reading.bad_timestamp",
+    "datetime_object_invalid": "reading.bad_timestamp",
+    "model_type": "reading.not_an_object",
 }
 
 
@@ -51,8 +56,19 @@ class ReadingIn(BaseModel):
         # pydantic would read a bare number as a Unix time; the contract says ISO 8601 text.
         # (datetime objects come from Python callers such as seed_demo, never from JSON.)
         if not isinstance(value, str | datetime):
-            raise ValueError("timestamp must be an ISO 8601 date-time string")
+            raise PydanticCustomError("reading.timestamp_not_text", "timestamp must be text")
         return value
+
+    @field_validator("timestamp", mode="after")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        # Year 1 with a positive offset, or 9999-12-31 with a negative one, has no UTC instant in
+        # datetime's range: astimezone() raises OverflowError. Refuse it here, as a rejection.
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            code = "reading.future" if value.year > 1 else "reading.out_of_range"
+            raise PydanticCustomError(code, "timestamp out of range") from None
 
     @field_validator("energy_kwh", mode="before")
     @classmethod
@@ -60,26 +76,27 @@ class ReadingIn(BaseModel):
         # Decimal() also takes " 5", "+5", "1e3", "1_000" and non-ASCII digits; a meter's register is
         # none of those, so a string must be plain digits (a sign only so "-1" says "negative").
         if isinstance(value, bool) or (isinstance(value, str) and not _plain_or_not_finite(value)):
-            raise ValueError("energy_kwh must be a number or a decimal string")
+            raise PydanticCustomError("reading.not_a_number", "not a number")
         return value
 
     @property
     def utc_timestamp(self) -> datetime:
-        return self.timestamp.astimezone(UTC)
+        return self.timestamp  # _in_utc made it UTC
 
 
 _batch = TypeAdapter(list[ReadingIn])
 
 
-def describe(error: ValidationError) -> str:
-    """One clear sentence for the first problem of an item."""
+def describe(error: ValidationError) -> tuple[str, dict[str, str]]:
+    """The code (and its sentence's parameters) of the first problem of an item."""
     first = error.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"]) or "reading"
-    template = _MESSAGES.get(first["type"])
-    if template:
-        return template.format(field=field)
-    message = first["msg"].removeprefix("Value error, ")
-    return message if message.startswith(field) else f"{field}: {message}"
+    kind = first["type"]
+    if kind.startswith("reading."):
+        return kind, {}
+    if kind in _CODES:
+        return _CODES[kind], {"field": field}
+    return "reading.malformed", {"field": field, "detail": first["msg"].removeprefix("Value error, ")}
 
 
 def parse_items(items: list[object]) -> tuple[list[tuple[int, ReadingIn]], list[dict]]:
@@ -94,5 +111,6 @@ def parse_items(items: list[object]) -> tuple[list[tuple[int, ReadingIn]], list[
         try:
             valid.append((index, ReadingIn.model_validate(item)))
         except ValidationError as error:
-            rejected.append({"index": index, "error": describe(error)})
+            code, params = describe(error)
+            rejected.append(rejection(index, code, **params))
     return valid, rejected

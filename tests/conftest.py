@@ -12,6 +12,7 @@ from energypay.accounts.models import User
 from meters.models import Household, Meter, Tariff, TariffVersion
 
 _serials = itertools.count(1)
+INSTALLED_AT = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -71,6 +72,8 @@ def make_meter(make_household):
             serial=f"SN-{next(_serials):06d}",
             household=household or make_household(),
             max_power_kw=Decimal(max_power_kw),
+            # Long before any test's frozen clock: only the backfill window limits what it may bill.
+            installed_at=INSTALLED_AT,
         )
         return meter, meter.issue_token()
 

@@ -148,7 +148,12 @@ def flat_meters(count: int, *, name: str, serial: str, email: str) -> list[tuple
     for number in range(count):
         user = User.objects.create_user(email.format(number))  # no password: no slow hashing
         household = Household.objects.create(user=user, name=f"{name} {number}", tariff=tariff)
-        meter = Meter.objects.create(serial=f"{serial}-{number:05d}", household=household, max_power_kw=Decimal(30))
+        meter = Meter.objects.create(
+            serial=f"{serial}-{number:05d}",
+            household=household,
+            max_power_kw=Decimal(30),
+            installed_at=datetime.now(UTC) - HISTORY - timedelta(days=1),
+        )
         meters.append((meter.pk, meter.issue_token()))
     return meters
 

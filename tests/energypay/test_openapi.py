@@ -259,6 +259,10 @@ def _readings_413(client, token, monkeypatch, ledger):
     return _post_readings(client, {"readings": [ONE] * (settings.INGEST_MAX_READINGS + 1)}, token)
 
 
+def _readings_415(client, token, monkeypatch, ledger):
+    return client.post(READINGS, json.dumps(ONE), content_type="text/plain", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
 def _readings_429(client, token, monkeypatch, ledger):
     monkeypatch.setattr(settings, "INGEST_RATE_LIMIT_PER_MINUTE", 1)
     _post_readings(client, ONE, token)
@@ -306,6 +310,7 @@ SCENARIOS: dict[tuple[str, str, str], Callable] = {
     (READINGS, "post", "400"): _readings_400,
     (READINGS, "post", "401"): _readings_401,
     (READINGS, "post", "413"): _readings_413,
+    (READINGS, "post", "415"): _readings_415,
     (READINGS, "post", "429"): _readings_429,
     (READINGS, "post", "431"): _readings_431,
     (READINGS, "post", "503"): _readings_503,

@@ -55,10 +55,12 @@ def test_every_rejection_ingest_gives_is_counted_under_its_reason(post):
         reading(40, -1),
         {"timestamp": "2026-11-22T12:00:00Z"},  # no energy_kwh
         {"timestamp": "2026-11-22T12:00:00Z", "energy_kwh": "1.0001"},  # too many decimals
+        reading(60 * 24 * 8, 50),  # older than the 7-day backfill window: held
+        reading(60 * 24 * 365 * 7, 40),  # before the meter's installation (2020-01-01): out of its range
         reading(30, 100.5),  # fine
     )
-    assert answer["accepted"] == 1 and len(answer["rejected"]) == 8
-    assert [reason_for(item["error"]) for item in answer["rejected"]] == [
+    assert answer["accepted"] == 1 and len(answer["rejected"]) == 10
+    assert [reason_for(item["code"]) for item in answer["rejected"]] == [
         "future",
         "naive",
         "conflict",
@@ -67,8 +69,19 @@ def test_every_rejection_ingest_gives_is_counted_under_its_reason(post):
         "negative",
         "malformed",
         "malformed",
+        "too_old",
+        "out_of_range",
     ]
-    assert counts() == {(HOUR, reason): 1 for reason in REASONS if reason != "malformed"} | {(HOUR, "malformed"): 2}
+    counted = {(HOUR, reason): 1 for reason in REASONS if reason not in {"malformed", "before_installation"}}
+    assert counts() == counted | {(HOUR, "malformed"): 2}
+
+
+def test_codes_are_counted_by_code_never_by_sentence():
+    assert reason_for("reading.before_installation") == "before_installation"
+    assert reason_for("reading.missing_field") == "malformed"
+    assert reason_for("reading.something_new") == "malformed"
+    # A sentence is not a code, whatever words it holds.
+    assert reason_for("timestamp is more than 5 minutes in the future") == "malformed"
 
 
 def test_counts_add_up_within_the_hour_and_start_again_in_the_next(post):
@@ -93,7 +106,7 @@ def test_a_request_with_rejections_adds_one_statement_after_its_commit(post):
 
 
 def test_a_failing_count_never_fails_the_meter(post, monkeypatch, caplog):
-    def broken(messages, now):
+    def broken(codes, now):
         raise RuntimeError("counter table is gone")
 
     monkeypatch.setattr("energypay.ops.rejections.record", broken)
@@ -116,7 +129,7 @@ def test_concurrent_requests_lose_no_count():
     def work():
         try:
             for _ in range(rounds):
-                record(["timestamp is more than 5 minutes in the future"] * per_thread, NOW)
+                record(["reading.future"] * per_thread, NOW)
         finally:
             connections.close_all()
 

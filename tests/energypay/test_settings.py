@@ -86,6 +86,7 @@ def _start_django(**overrides: str) -> subprocess.CompletedProcess:
         ({"DEBUG": "false"}, "SECRET_KEY must be set when DEBUG is off."),
         ({"DEBUG": "sometimes"}, "DEBUG='sometimes' is not valid"),
         ({"INGEST_RATE_LIMIT_PER_MINUTE": "fast"}, "INGEST_RATE_LIMIT_PER_MINUTE='fast' is not valid"),
+        ({"INGEST_BACKFILL_DAYS": "0"}, "INGEST_BACKFILL_DAYS='0' is not valid"),
         ({"CELERY_BROKER_URL": "kafka://x"}, "CELERY_BROKER_URL must be"),
         ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE='Mars/Olympus' is not valid"),
     ],

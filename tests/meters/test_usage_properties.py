@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from energypay.accounts.models import User
-from lib.interpolation import hourly_energy
+from lib.interpolation import billing_points, hourly_energy
 from lib.money import cost_of
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage, Household, Meter, Tariff
@@ -116,8 +116,10 @@ def test_usage_is_the_same_whatever_the_order_repetition_and_settlements(flat_ta
         assert _usage_by_hour(shuffled_meter) == expected
         # Settled lines never changed; later readings went into adjustment lines.
         assert {line.pk: (line.kwh, line.cost_eur) for line in HourlyUsage.objects.filter(pk__in=frozen)} == frozen
-        # No energy lost or invented: the hours add up to the register's rises, resets aside.
-        rises = sum((b - a for (_, a), (_, b) in itertools.pairwise(history) if b > a), Decimal(0))
+        # No energy lost or invented: the hours add up to the register's rises, resets aside, and a
+        # one-off dip (a glitch) left out: 5, 0, 5.001 bills 0.001, not 5.001 (tests/meters/test_register_dips.py).
+        billed = billing_points(history)
+        rises = sum((b - a for (_, a), (_, b) in itertools.pairwise(billed) if b > a), Decimal(0))
         assert sum(kwh for kwh, _ in expected.values()) == rises
         assert HourlyUsage.objects.filter(meter=shuffled_meter, kwh__lt=0, settled_at__isnull=True, seq=0).count() == 0
         transaction.set_rollback(True)
