@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from lib.jsonapi import error
 from lib.jsonapi import reject_constant as _reject_constant
 from meters import ratelimit
-from meters.hooks import load_hook
+from meters.hooks import load_hook, usage_changed
 from meters.ingest import ingest_locked
 from meters.models import Meter
 from meters.schema import ReadingIn, parse_items
@@ -101,7 +101,7 @@ def _receive(token: str, parsed: Parsed | JsonResponse, now) -> JsonResponse:
     valid, rejected = parsed
     outcome = ingest_locked(meter, valid, now, trusted=False)
     if outcome.accepted:
-        _usage_changed(meter.household_id)
+        usage_changed(meter.household_id)
     outcome.rejected.extend(rejected)
     if outcome.rejected:
         _rejected(outcome.rejected, now)
@@ -124,15 +124,3 @@ def _rejected(rejected: list[dict], now) -> None:
     if path := getattr(settings, "INGEST_REJECTED_HOOK", ""):
         codes = [item["code"] for item in rejected]
         transaction.on_commit(lambda: load_hook(path)(codes, now), robust=True)
-
-
-def _usage_changed(household_id: int) -> None:
-    """Tell settings.USAGE_CHANGED_HOOK (alarms, which meters must not import) that usage changed.
-
-    The hook only schedules work for after the commit; whatever it raises is logged, never answered.
-    """
-    if path := getattr(settings, "USAGE_CHANGED_HOOK", ""):
-        try:
-            load_hook(path)([household_id])
-        except Exception:
-            log.exception("usage_changed_hook_failed household=%s", household_id)

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 
 from lib.interpolation import Point, billing_points, dips, energy_delta
 from lib.periods import ceil_hour, floor_hour
+from meters.hooks import usage_changed
 from meters.models import HeldReading, Meter, MeterEvent, Reading
 from meters.reasons import rejection
 from meters.schema import ReadingIn
@@ -296,6 +297,8 @@ def accept_held(held_id: int, *, acting_user, now: datetime) -> str:
             return f"{held}: not accepted, {outcome.rejected[0]['error']}"
         held.outcome = "accepted and billed" if outcome.accepted else "accepted: the same reading was already stored"
         _decide(held, HeldReading.State.ACCEPTED, acting_user, now)
+        if outcome.accepted:
+            usage_changed(meter.household_id)  # alarms re-check what the billed reading changed
     log.warning("held_reading_accepted id=%s meter=%s by=%s", held.pk, meter.pk, acting_user.pk)
     return f"{held}: {held.outcome}"
 

@@ -264,3 +264,23 @@ def test_the_migration_installs_existing_meters_at_their_first_reading_or_creati
     )
     assert without.installed_at == without.created_at
     assert without.previous_reading_at is None
+
+
+heard: list[list[int]] = []
+
+
+def record_usage_change(household_ids: list[int]) -> None:
+    heard.append(household_ids)
+
+
+def test_accepting_a_held_reading_tells_the_alarms_its_household_usage_changed(
+    held, meter_and_token, staff_user, settings
+):
+    # Alarms (cost, energy, balance) must see billed energy whichever way it came in: meter or staff.
+    settings.USAGE_CHANGED_HOOK = f"{__name__}.record_usage_change"
+    meter, _ = meter_and_token
+    heard.clear()
+    accept_held(held.pk, acting_user=staff_user, now=NOW)
+    assert heard == [[meter.household_id]]
+    accept_held(held.pk, acting_user=staff_user, now=NOW)  # decided already: nothing billed, nothing told
+    assert heard == [[meter.household_id]]
