@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from django.core import mail
 
 from alarms import notify
@@ -16,11 +15,7 @@ from alarms.rules import Kind
 NOW = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
 REFUSING = "tests.alarms.backends.RefusingBackend"
 
-
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
 
 @pytest.fixture
@@ -45,7 +40,7 @@ def test_the_email_says_what_went_off_with_the_value_and_the_local_time(fired, s
     assert (fired.notified_at, fired.attempts, fired.next_attempt_at) == (NOW, 1, None)
 
 
-def test_a_failing_backend_is_retried_with_backoff_and_the_event_is_sent_once_it_works(fired, settings, _frozen):
+def test_a_failing_backend_is_retried_with_backoff_and_the_event_is_sent_once_it_works(fired, settings, time_machine):
     settings.EMAIL_BACKEND = REFUSING
     assert notify.send_due() == {"failed": 1}
     fired.refresh_from_db()
@@ -55,16 +50,16 @@ def test_a_failing_backend_is_retried_with_backoff_and_the_event_is_sent_once_it
     assert fired.next_attempt_at == NOW + timedelta(minutes=1)
     assert notify.send_due() == {}  # not due again before its time
 
-    _frozen.shift(timedelta(minutes=1))
+    time_machine.shift(timedelta(minutes=1))
     assert notify.send_due() == {"failed": 1}
     fired.refresh_from_db()
     assert (fired.attempts, fired.next_attempt_at) == (2, NOW + timedelta(minutes=1) + timedelta(minutes=2))
     assert list(AlarmEvent.objects.failing()) == [fired]
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    _frozen.shift(timedelta(minutes=2))
+    time_machine.shift(timedelta(minutes=2))
     assert notify.send_due() == {"sent": 1}
-    _frozen.shift(timedelta(hours=1))
+    time_machine.shift(timedelta(hours=1))
     assert notify.send_due() == {}
     assert len(mail.outbox) == 1
     fired.refresh_from_db()

@@ -10,7 +10,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -22,17 +21,11 @@ from energypay.accounts.models import User
 from energypay.accounts.otp import new_recovery_codes
 from tests.energypay.test_deploy_settings import manage
 
-pytestmark = pytest.mark.django_db
-
 PASSWORD = "correct horse battery"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 ADMIN = "/admin/"
 
-
-@pytest.fixture(autouse=True)
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(NOW, tick=False)]
 
 
 @pytest.fixture
@@ -147,7 +140,7 @@ def test_the_admin_login_asks_for_the_code_after_the_password(staff, app):
     assert 'name="code"' in browser.get(response["Location"]).content.decode()
 
 
-def test_a_wrong_code_is_refused_and_the_right_one_enters(staff, app, clock):
+def test_a_wrong_code_is_refused_and_the_right_one_enters(staff, app, time_machine):
     browser = Client()
     password_step(browser, staff.email)
 
@@ -155,22 +148,22 @@ def test_a_wrong_code_is_refused_and_the_right_one_enters(staff, app, clock):
     assert refused.status_code == 200 and "That code is not valid" in refused.content.decode()
     assert not enters_the_admin(browser)
 
-    clock.shift(timedelta(seconds=2))  # django-otp makes the next try wait a second after a wrong code
+    time_machine.shift(timedelta(seconds=2))  # django-otp makes the next try wait a second after a wrong code
     entered = browser.post(reverse("admin:otp-verify"), {"code": code_of(app), "next": "/admin/meters/"})
     assert entered.status_code == 302 and entered["Location"] == "/admin/meters/"
     assert enters_the_admin(browser)
 
 
-def test_after_wrong_codes_even_the_right_one_waits_longer_each_time(staff, app, clock):
+def test_after_wrong_codes_even_the_right_one_waits_longer_each_time(staff, app, time_machine):
     """Guessing six digits is slowed down: django-otp waits 1 s after a wrong code, then 2 s, 4 s, ..."""
     browser = Client()
     password_step(browser, staff.email)
     for seconds in (1, 2, 4):
         browser.post(reverse("admin:otp-verify"), {"code": wrong_code_for(app)})
-        clock.shift(timedelta(seconds=seconds - 0.5))
+        time_machine.shift(timedelta(seconds=seconds - 0.5))
         early = browser.post(reverse("admin:otp-verify"), {"code": code_of(app)})
         assert early.status_code == 200 and "Too many wrong codes" in early.content.decode()
-        clock.shift(timedelta(seconds=0.6))
+        time_machine.shift(timedelta(seconds=0.6))
     app.refresh_from_db()
     assert app.throttling_failure_count == 3
 
@@ -191,7 +184,7 @@ def test_the_same_code_does_not_open_a_second_session(staff, app):
     assert replayed.status_code == 200 and not enters_the_admin(second)
 
 
-def test_a_recovery_code_enters_once(staff, app, clock):
+def test_a_recovery_code_enters_once(staff, app, time_machine):
     codes = new_recovery_codes(staff)
     first = Client()
     password_step(first, staff.email)
@@ -200,12 +193,12 @@ def test_a_recovery_code_enters_once(staff, app, clock):
     assert entered.status_code == 302 and enters_the_admin(first)
     assert codes[0] not in StaticToken.objects.values_list("token", flat=True)
 
-    clock.shift(timedelta(minutes=1))
+    time_machine.shift(timedelta(minutes=1))
     second = Client()
     password_step(second, staff.email)
     refused = second.post(reverse("admin:otp-verify"), {"code": codes[0]})
     assert refused.status_code == 200 and not enters_the_admin(second)
-    clock.shift(timedelta(seconds=2))
+    time_machine.shift(timedelta(seconds=2))
     assert second.post(reverse("admin:otp-verify"), {"code": codes[1]}).status_code == 302
     assert enters_the_admin(second)
 
@@ -275,7 +268,7 @@ def test_the_requirement_cannot_be_turned_off_with_debug_off():
 # --- the demo ------------------------------------------------------------------------------------------------
 
 
-def test_the_demo_staff_user_enters_the_admin_with_a_code_the_demo_prints(clock):
+def test_the_demo_staff_user_enters_the_admin_with_a_code_the_demo_prints(time_machine):
     out = io.StringIO()
     call_command("seed_demo", "--households", "1", "--days", "1", stdout=out)
     printed = out.getvalue()
@@ -290,7 +283,7 @@ def test_the_demo_staff_user_enters_the_admin_with_a_code_the_demo_prints(clock)
     assert browser.post(reverse("admin:otp-verify"), {"code": codes[0]}).status_code == 302
     assert enters_the_admin(browser)
 
-    clock.shift(timedelta(hours=1))
+    time_machine.shift(timedelta(hours=1))
     again = io.StringIO()
     call_command("seed_demo", "--households", "1", "--days", "1", stdout=again)  # a rerun: same app, new codes
     assert TOTPDevice.objects.get(user=staff, confirmed=True) == app

@@ -10,7 +10,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django.core import mail
@@ -22,18 +21,12 @@ from energypay.accounts.models import User
 from energypay.accounts.tasks import prune_login_records
 from tests.energypay.test_deploy_settings import manage
 
-pytestmark = pytest.mark.django_db
-
 PASSWORD = "correct horse battery"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 HOME = "198.51.100.7"  # documentation addresses (RFC 5737): only ever a REMOTE_ADDR string here
 CAFE = "203.0.113.20"
 
-
-@pytest.fixture(autouse=True)
-def _frozen_clock():
-    with time_machine.travel(NOW, tick=False) as clock:
-        yield clock
+pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(NOW, tick=False)]
 
 
 @pytest.fixture
@@ -90,26 +83,26 @@ def test_fewer_wrong_passwords_than_the_limit_still_let_the_owner_in(member):
     assert response.status_code == 302 and logged_in(browser)
 
 
-def test_the_lock_ends_when_the_cooloff_after_the_last_failure_has_passed(member, _frozen_clock):
+def test_the_lock_ends_when_the_cooloff_after_the_last_failure_has_passed(member, time_machine):
     fail(member.email, settings.AXES_FAILURE_LIMIT)
 
-    _frozen_clock.shift(timedelta(minutes=14))
+    time_machine.shift(timedelta(minutes=14))
     still, refused = log_in(member.email, PASSWORD)
     assert refused.status_code == 429 and "Try again in 1 minute." in refused.content.decode()
     assert not logged_in(still)
 
-    _frozen_clock.shift(timedelta(minutes=1, seconds=1))
+    time_machine.shift(timedelta(minutes=1, seconds=1))
     browser, response = log_in(member.email, PASSWORD)
     assert response.status_code == 302 and logged_in(browser)
 
 
-def test_tries_while_locked_do_not_push_the_end_of_the_lock_back(member, _frozen_clock):
+def test_tries_while_locked_do_not_push_the_end_of_the_lock_back(member, time_machine):
     fail(member.email, settings.AXES_FAILURE_LIMIT)
     for _ in range(10):
-        _frozen_clock.shift(timedelta(minutes=1))
+        time_machine.shift(timedelta(minutes=1))
         log_in(member.email, "still-guessing")
 
-    _frozen_clock.shift(timedelta(minutes=5, seconds=1))
+    time_machine.shift(timedelta(minutes=5, seconds=1))
     browser, response = log_in(member.email, PASSWORD)
 
     assert response.status_code == 302 and logged_in(browser)
@@ -259,10 +252,10 @@ def test_code_inside_the_server_still_authenticates_without_a_request(member):
 # --- retention ---------------------------------------------------------------------------------------------
 
 
-def test_beat_drops_login_records_past_their_retention_and_keeps_the_rest(member, _frozen_clock):
+def test_beat_drops_login_records_past_their_retention_and_keeps_the_rest(member, time_machine):
     log_in(member.email, PASSWORD)  # a successful login: one AccessLog row
     fail("someone@example.com", 2)
-    _frozen_clock.shift(timedelta(days=settings.LOGIN_LOG_DAYS, seconds=1))
+    time_machine.shift(timedelta(days=settings.LOGIN_LOG_DAYS, seconds=1))
     log_in(member.email, PASSWORD)
     fail("someone@example.com", 1, ip=CAFE)
 
