@@ -7,6 +7,7 @@ from bsv import Transaction
 
 from payments.models import LedgerTransaction
 from payments.networks.local import LocalLedger
+from tests.payments.x402kit import PRICE
 
 
 @pytest.fixture
@@ -23,3 +24,10 @@ def faucet(ledger) -> Callable[[str, int], Transaction]:
         return Transaction.from_hex(LedgerTransaction.objects.get(txid=txid).raw)
 
     return fund
+
+
+@pytest.fixture
+def community_price(settings) -> int:
+    """A community pass costs x402kit.PRICE satoshis, whatever the environment configures."""
+    settings.COMMUNITY_PRICE_SATS = PRICE
+    return PRICE

@@ -19,19 +19,10 @@ from hypothesis import strategies as st
 from meters.models import HourlyUsage, hash_token
 from payments import keys, x402
 from payments.models import CommunityPass, LedgerOutput, LedgerTransaction
-from payments.networks import NetworkUnavailable, Outcome, Reply
+from payments.networks import Outcome, Reply
+from tests.payments.x402kit import NOW, PRICE, URL, Unreachable
 
-NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
-URL = "/api/v1/community"
-PRICE = 1000
-
-
-pytestmark = pytest.mark.time_machine(NOW, tick=False)
-
-
-@pytest.fixture(autouse=True)
-def _price(settings):
-    settings.COMMUNITY_PRICE_SATS = PRICE
+pytestmark = [pytest.mark.time_machine(NOW, tick=False), pytest.mark.usefixtures("community_price")]
 
 
 @pytest.fixture
@@ -236,16 +227,6 @@ def test_a_transaction_the_network_rejects_is_refused_and_may_be_offered_again_l
     tx = pay(orphan_parent, client_key, PRICE)
     assert_refused(get(client, header(tx.hex())), "missing inputs")
     assert LedgerTransaction.objects.filter(is_faucet=False).count() == 0
-
-
-class Unreachable:
-    name = "local"
-
-    def broadcast(self, raw_hex):
-        raise NetworkUnavailable("connection refused")
-
-    def status(self, txid):
-        return Reply(Outcome.UNKNOWN, "not found")
 
 
 def test_an_unreachable_network_is_a_503_and_the_same_payment_works_on_retry(

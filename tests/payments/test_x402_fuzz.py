@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
 
 import pytest
 from bsv import PrivateKey, Transaction
@@ -30,21 +29,14 @@ from payments import keys
 from payments.models import CommunityPass, LedgerTransaction
 from tests.energypay.test_openapi import assert_conforms, pay, payment_header
 from tests.meters.test_ingest_fuzz import data_fingerprint
+from tests.payments.x402kit import NOW, PRICE, URL
 
-NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
-URL = "/api/v1/community"
-PRICE = 1000
 FUZZ = hypothesis_settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 
-pytestmark = pytest.mark.time_machine(NOW, tick=False)
-
-
-@pytest.fixture(autouse=True)
-def _price(settings):
-    settings.COMMUNITY_PRICE_SATS = PRICE
+pytestmark = [pytest.mark.time_machine(NOW, tick=False), pytest.mark.usefixtures("community_price")]
 
 
 @pytest.fixture

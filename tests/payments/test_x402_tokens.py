@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
@@ -28,22 +28,14 @@ from meters.models import hash_token
 from payments import keys, passes, x402
 from payments.broadcast import refresh_pending
 from payments.models import CommunityPass, LedgerTransaction
-from payments.networks import NetworkUnavailable, Outcome, Reply
 from tests.energypay.test_openapi import assert_conforms, pay, payment_header
+from tests.payments.x402kit import NOW, PRICE, URL, Unreachable
 
-NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
-URL = "/api/v1/community"
-PRICE = 1000
 DAYS = timedelta(days=1)
 REDEEMED = "payment already redeemed; present the access token it returned"
 
 
-pytestmark = pytest.mark.time_machine(NOW, tick=False)
-
-
-@pytest.fixture(autouse=True)
-def _price(settings):
-    settings.COMMUNITY_PRICE_SATS = PRICE
+pytestmark = [pytest.mark.time_machine(NOW, tick=False), pytest.mark.usefixtures("community_price")]
 
 
 @pytest.fixture
@@ -151,15 +143,6 @@ def test_a_replay_from_a_second_client_is_refused_with_the_reason_and_charges_no
 
 
 def test_a_payment_the_refresher_finished_goes_to_the_first_who_presents_it(client, payment, ledger, monkeypatch):
-    class Unreachable:
-        name = "local"
-
-        def broadcast(self, raw_hex):
-            raise NetworkUnavailable("connection refused")
-
-        def status(self, txid):
-            return Reply(Outcome.UNKNOWN, "not found")
-
     monkeypatch.setattr(x402, "get_network", Unreachable)
     assert ask(client, payment=payment).status_code == 503
     refresh_pending(CommunityPass, ledger)  # the network has it now; nobody holds a token yet
@@ -338,15 +321,6 @@ def redeemed(client, payment) -> tuple[Client, Transaction, str]:
 def test_simultaneous_redemptions_of_one_payment_issue_exactly_one_token(payment, ledger, monkeypatch, first_answer):
     if first_answer == "lost in a 503":
         # Claimed and broadcast, no answer: every retry sends it again and the network accepts each one.
-        class Unreachable:
-            name = "local"
-
-            def broadcast(self, raw_hex):
-                raise NetworkUnavailable("connection refused")
-
-            def status(self, txid):
-                return Reply(Outcome.UNKNOWN, "not found")
-
         monkeypatch.setattr(x402, "get_network", Unreachable)
         assert ask(Client(), payment=payment).status_code == 503
         assert CommunityPass.objects.get().state == "broadcast"
