@@ -224,7 +224,8 @@ def test_login_and_password_reset_forms_carry_the_csrf_token(client, household):
     assert assert_csrf_everywhere("password reset confirm", confirm.content.decode()) >= 1
 
 
-def test_every_admin_page_form_carries_the_csrf_token(staff_client, household_objects):
+def admin_pages() -> list[str]:
+    """The admin's index and status page, and every registered model's list, add and (first row's) change page."""
     pages = ["/admin/", reverse("admin-status")]
     for model in admin.site._registry:
         info = (model._meta.app_label, model._meta.model_name)
@@ -233,8 +234,12 @@ def test_every_admin_page_form_carries_the_csrf_token(staff_client, household_ob
         first = model._default_manager.order_by().first()
         if first is not None:
             pages.append(reverse("admin:{}_{}_change".format(*info), args=[first.pk]))
+    return pages
+
+
+def test_every_admin_page_form_carries_the_csrf_token(staff_client, household_objects):
     forms = 0
-    for url in pages:
+    for url in admin_pages():
         response = staff_client.get(url)
         assert response.status_code in {200, 403}, f"{url}: {response.status_code}"  # 403: adding is not allowed
         if response.status_code == 200:
