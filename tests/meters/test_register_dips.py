@@ -22,6 +22,7 @@ from lib.interpolation import dips, hourly_energy
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage, Household, Meter, MeterEvent, Tariff
 from meters.schema import ReadingIn
+from tests.meters.test_usage_properties import deliveries
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 URL = "/api/v1/readings"
@@ -154,19 +155,6 @@ def histories_with_dips(draw) -> tuple[list[tuple[datetime, Decimal]], Decimal, 
     if history[-1][0] in glitches:
         glitches.discard(history[-1][0])  # nothing came after it yet: a candidate reset
     return history, consumed, glitches
-
-
-@st.composite
-def deliveries(draw, history) -> list[list[tuple[datetime, Decimal]]]:
-    """The history shuffled, with repeats, cut into batches."""
-    extra = draw(st.lists(st.sampled_from(history), max_size=len(history)))
-    arrivals = draw(st.permutations(history + extra))
-    batches, rest = [], arrivals
-    while rest:
-        size = draw(st.integers(min_value=1, max_value=len(rest)))
-        batches.append(rest[:size])
-        rest = rest[size:]
-    return batches
 
 
 def _make_meter(tariff: Tariff, email: str, max_kw: Decimal) -> Meter:
