@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -13,10 +12,10 @@ from django.test.utils import CaptureQueriesContext
 
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS, reason_for, record
+from tests.meters.ingestkit import accepted
 
 NOW = datetime(2026, 11, 22, 12, 20, tzinfo=UTC)
 HOUR = datetime(2026, 11, 22, 12, tzinfo=UTC)
-URL = "/api/v1/readings"
 
 
 @pytest.fixture
@@ -27,11 +26,7 @@ def post(client, meter_and_token, django_capture_on_commit_callbacks, settings):
     def send(*readings: dict, at: datetime = NOW):
         # The test's transaction never commits: run what ingest leaves for after its commit.
         with time_machine.travel(at, tick=False), django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                URL, json.dumps({"readings": list(readings)}), "application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
-            )
-        assert response.status_code == 200, response.content
-        return response.json()
+            return accepted(client, token, list(readings))
 
     return send
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,9 +13,9 @@ from django.urls import reverse
 from meters.ingest import accept_held, discard_held, ingest_readings
 from meters.models import HeldReading, HourlyUsage, Meter, Reading
 from meters.schema import ReadingIn
+from tests.meters.ingestkit import accepted
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-URL = "/api/v1/readings"
 
 pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
@@ -26,11 +25,7 @@ def post(client, meter_and_token):
     _, token = meter_and_token
 
     def send(*readings: dict, token: str = token):
-        response = client.post(
-            URL, json.dumps({"readings": list(readings)}), "application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
-        )
-        assert response.status_code == 200, response.content
-        return response.json()
+        return accepted(client, token, list(readings))
 
     return send
 

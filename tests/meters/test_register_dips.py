@@ -6,7 +6,6 @@ docs/ingest.md, "Register dips". The properties run on SQLite and PostgreSQL ali
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,10 +21,10 @@ from lib.interpolation import dips, hourly_energy
 from meters.ingest import ingest_readings
 from meters.models import HourlyUsage, Household, Meter, MeterEvent, Tariff
 from meters.schema import ReadingIn
+from tests.meters.ingestkit import accepted
 from tests.meters.test_usage_properties import deliveries
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-URL = "/api/v1/readings"
 
 
 def billed_kwh(meter: Meter) -> Decimal:
@@ -47,11 +46,7 @@ def post(client, make_meter):
         items = [
             {"timestamp": (NOW - timedelta(minutes=ago)).isoformat(), "energy_kwh": str(kwh)} for ago, kwh in readings
         ]
-        response = client.post(
-            URL, json.dumps({"readings": items}), "application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
-        )
-        assert response.status_code == 200, response.content
-        return response.json()
+        return accepted(client, token, items)
 
     send.meter = meter
     return send
