@@ -21,20 +21,15 @@ import json
 import pytest
 from bsv import PrivateKey, Transaction
 from django.conf import settings
-from hypothesis import HealthCheck, event, given
+from hypothesis import event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from payments import keys
 from payments.models import CommunityPass, LedgerTransaction
 from tests.energypay.test_openapi import assert_conforms, pay, payment_header
-from tests.meters.test_ingest_fuzz import data_fingerprint
+from tests.meters.test_ingest_fuzz import FUZZ, data_fingerprint
 from tests.payments.x402kit import NOW, PRICE, URL
-
-FUZZ = hypothesis_settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
-
 
 pytestmark = [pytest.mark.time_machine(NOW, tick=False), pytest.mark.usefixtures("community_price")]
 

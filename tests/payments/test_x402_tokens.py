@@ -20,7 +20,7 @@ from bsv import PrivateKey, Transaction
 from django.conf import settings
 from django.db import DatabaseError, connection, connections
 from django.test import Client
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -29,6 +29,7 @@ from payments import keys, passes, x402
 from payments.broadcast import refresh_pending
 from payments.models import CommunityPass, LedgerTransaction
 from tests.energypay.test_openapi import assert_conforms, pay, payment_header
+from tests.meters.test_ingest_fuzz import FUZZ
 from tests.payments.x402kit import NOW, PRICE, URL, Unreachable
 
 DAYS = timedelta(days=1)
@@ -280,9 +281,7 @@ def test_no_token_is_issued_when_the_answer_cannot_be_built_and_the_retry_gets_i
 printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120)
 
 
-@hypothesis_settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
+@hypothesis_settings(FUZZ, max_examples=100)
 @given(
     authorization=st.none() | printable | printable.map(lambda t: "Bearer " + t) | printable.map(lambda t: "cpa_" + t),
     proof_value=st.none()

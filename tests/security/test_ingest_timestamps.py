@@ -22,7 +22,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
-from hypothesis import HealthCheck, example, given
+from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -31,13 +31,12 @@ from meters.api import readings as readings_view
 from meters.ingest import ingest_readings
 from meters.models import HeldReading, HourlyUsage, Meter, Reading
 from meters.schema import ReadingIn
+from tests.meters.test_ingest_fuzz import FUZZ as INGEST_FUZZ
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 URL = "/api/v1/readings"
 WELL_UNDER_A_SECOND = 1.0
-FUZZ = hypothesis_settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
+FUZZ = hypothesis_settings(INGEST_FUZZ, max_examples=300)
 
 pytestmark = pytest.mark.time_machine(NOW, tick=False)
 
