@@ -41,6 +41,13 @@ class Outcome:
     def reject(self, index: int, code: str, **params: object) -> None:
         self.rejected.append(rejection(index, code, **params))
 
+    def resent(self, index: int, kwh: Decimal, stored_kwh: Decimal) -> None:
+        """A reading for a moment already stored: a duplicate when the value matches, else a conflict."""
+        if stored_kwh == kwh:
+            self.duplicates += 1
+        else:
+            self.reject(index, "reading.conflict", stored=stored_kwh)
+
     def as_json(self) -> dict:
         return {
             "accepted": self.accepted,
@@ -146,10 +153,7 @@ def _hold(meter: Meter, old: list[tuple[Candidate, str]], now: datetime, outcome
     held = []
     for (timestamp, index, kwh), code in old:
         if timestamp in stored:
-            if stored[timestamp] == kwh:
-                outcome.duplicates += 1
-            else:
-                outcome.reject(index, "reading.conflict", stored=stored[timestamp])
+            outcome.resent(index, kwh, stored[timestamp])
             continue
         outcome.reject(index, code, installed=f"{meter.installed_at:%Y-%m-%d %H:%M}")
         held.append(HeldReading(meter=meter, timestamp=timestamp, energy_kwh=kwh, reason=code, received_at=now))
@@ -190,10 +194,7 @@ def _judge(meter: Meter, before: list[Point], candidates: list[Candidate], outco
     values = dict(before)
     for timestamp, index, kwh in candidates:
         if timestamp in values:
-            if values[timestamp] == kwh:
-                outcome.duplicates += 1
-            else:
-                outcome.reject(index, "reading.conflict", stored=values[timestamp])
+            outcome.resent(index, kwh, values[timestamp])
             continue
         position = bisect.bisect_left(points, (timestamp,))
         too_much = _implausible(meter, points, position, (timestamp, kwh))
