@@ -105,6 +105,15 @@ def stop(child: subprocess.Popen) -> None:
     child.stdout.close()
 
 
+def crashed(child: subprocess.Popen) -> bool:
+    """Wait for a child set to crash (CRASH_AT), then stop it: True when it killed itself as planned."""
+    try:
+        child.wait(timeout=RUN_TIMEOUT)
+        return child.returncode == -signal.SIGKILL
+    finally:
+        stop(child)
+
+
 def points_reached(output: str) -> tuple[dict[str, list[float]], float]:
     """Seconds after ``ready`` at which the run reached each point, and when it was done."""
     reached, done = defaultdict(list), 0.0
@@ -161,12 +170,7 @@ def test_kill_9_at_random_moments_never_pays_twice_and_misses_nobody(tmp_path):
         crashkit.fresh_quote()
         if how == "at":
             child = start_child(period_end, log, CRASH_AT=f"{point}:{when}")
-            try:
-                child.wait(timeout=RUN_TIMEOUT)
-                died = child.returncode == -signal.SIGKILL
-            finally:
-                stop(child)
-            assert died, f"the child was to die at {point}:{when} but exited with {child.returncode}"
+            assert crashed(child), f"the child was to die at {point}:{when} but exited with {child.returncode}"
             label = f"at {point} of chunk {when}"
         else:
             child = start_child(period_end, log)
@@ -234,12 +238,7 @@ def test_kill_9_between_buying_a_pass_and_recording_its_broadcast_then_the_sweep
     wallet = Wallet.objects.get(household_id=household_id)
     ledger = LocalLedger()
     child = start(["buy", str(household_id)], tmp_path / "children.log", CRASH_AT=f"{point}:1")
-    try:
-        child.wait(timeout=RUN_TIMEOUT)
-        died = child.returncode == -signal.SIGKILL
-    finally:
-        stop(child)
-    assert died, f"the child was to die at {point} but exited with {child.returncode}"
+    assert crashed(child), f"the child was to die at {point} but exited with {child.returncode}"
 
     bought = CommunityPass.objects.get(household_id=household_id)
     on_ledger = LedgerTransaction.objects.filter(txid=bought.txid).exists()
