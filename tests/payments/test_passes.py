@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -20,6 +19,7 @@ from payments.models import CommunityPass, LedgerOutput, LedgerTransaction, Pric
 from payments.networks import NetworkUnavailable, Outcome, Reply
 from payments.settlement import settle_household
 from payments.wallets import balance_satoshis, open_wallet
+from tests.threads import at_once
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 FUNDS = 100_000
@@ -291,27 +291,14 @@ def test_two_concurrent_unlocks_pay_once(household, ledger):
         ledger.fund(wallet.address, FUNDS)
     ledger.mine()
     wallet.sync_coins(ledger)
-    barrier = threading.Barrier(4)
-    purchases, errors = [], []
 
-    def click() -> None:
-        try:
-            barrier.wait()
-            purchase = passes.buy_pass(household, timezone.now())
-            if purchase.new:
-                send_one(CommunityPass, purchase.community_pass.pk, ledger)
-            purchases.append(purchase)
-        except Exception as error:  # surfaced below; a thread's exception would otherwise vanish
-            errors.append(error)
-        finally:
-            connections.close_all()
+    def click() -> passes.Purchase:
+        purchase = passes.buy_pass(household, timezone.now())
+        if purchase.new:
+            send_one(CommunityPass, purchase.community_pass.pk, ledger)
+        return purchase
 
-    threads = [threading.Thread(target=click) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    purchases, errors = at_once(*[click] * 4)
     assert errors == []
     assert sorted(p.new for p in purchases) == [False, False, False, True]
     assert CommunityPass.objects.count() == 1

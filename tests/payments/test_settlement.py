@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -22,6 +21,7 @@ from payments.models import LedgerOutput, PriceQuote, Settlement, SettlementLine
 from payments.networks import Outcome, Reply
 from payments.settlement import settle_household
 from payments.wallets import balance_satoshis, open_wallet
+from tests.threads import at_once
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)  # readings up to 14:00 are not in the future
 PERIOD_END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -238,24 +238,12 @@ def test_two_workers_settling_at_once_pay_each_household_once(make_meter, ledger
         wallet.sync_coins(ledger)
         send(meter, ("10:00", "100"), ("12:00", "102"))
         households.append(meter.household)
-    barrier = threading.Barrier(2)
-    errors = []
 
-    def worker():
-        try:
-            barrier.wait()
-            for household in households:
-                settle_and_send(household, ledger)
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
+    def worker() -> None:
+        for household in households:
+            settle_and_send(household, ledger)
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _, errors = at_once(worker, worker)
     assert errors == []
     assert Settlement.objects.count() == 4
     assert utility_received(ledger) == Settlement.objects.aggregate(s=Sum("satoshis"))["s"]

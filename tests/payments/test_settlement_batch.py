@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 import time_machine
 from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from payments.networks import local as local_module
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household, settle_many
 from payments.wallets import balance_satoshis, open_wallet
+from tests.threads import at_once
 
 NOW = datetime(2026, 11, 22, 14, 7, tzinfo=UTC)
 PERIOD_END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -193,24 +194,7 @@ def test_settling_a_chunk_twice_pays_once(mixed):
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_on_overlapping_chunks_pay_each_household_once(make_home):
     homes = [make_home(FUNDS).pk for _ in range(6)]
-    barrier = threading.Barrier(2)
-    tallies, errors = [], []
-
-    def worker(chunk: list[int]) -> None:
-        try:
-            barrier.wait()
-            tallies.append(runs.settle_households(chunk, PERIOD_END))
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(chunk,)) for chunk in (homes[:4], homes[2:])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    tallies, errors = at_once(*(partial(runs.settle_households, chunk, PERIOD_END) for chunk in (homes[:4], homes[2:])))
     assert errors == []
     # The overlap is paid by whichever worker locked it first; the other finds nothing owed.
     assert sum(tallies, Counter()) == {"seen": 6, "nothing": 2}

@@ -11,14 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from datetime import datetime, timedelta
 
 import pytest
 import time_machine
 from bsv import PrivateKey, Transaction
 from django.conf import settings
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, connection
 from django.test import Client
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -31,6 +30,7 @@ from payments.models import CommunityPass, LedgerTransaction
 from tests.energypay.test_openapi import assert_conforms, pay, payment_header
 from tests.meters.test_ingest_fuzz import FUZZ
 from tests.payments.x402kit import NOW, PRICE, URL, Unreachable
+from tests.threads import at_once
 
 DAYS = timedelta(days=1)
 REDEEMED = "payment already redeemed; present the access token it returned"
@@ -324,24 +324,11 @@ def test_simultaneous_redemptions_of_one_payment_issue_exactly_one_token(payment
         assert ask(Client(), payment=payment).status_code == 503
         assert CommunityPass.objects.get().state == "broadcast"
     monkeypatch.setattr(x402, "get_network", lambda: ledger)
-    barrier = threading.Barrier(4)
-    answers, errors = [], []
 
-    def present() -> None:
-        try:
-            barrier.wait()
-            answers.append(ask(Client(), payment=payment))
-        except Exception as error:  # surfaced below; a thread's exception would otherwise vanish
-            errors.append(error)
-        finally:
-            connections.close_all()
+    def present():
+        return ask(Client(), payment=payment)
 
-    threads = [threading.Thread(target=present) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    answers, errors = at_once(*[present] * 4)
     assert errors == []
     ok = [answer for answer in answers if answer.status_code == 200]
     assert len(ok) == 1, [(a.status_code, a.content[:200]) for a in answers]
