@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -338,7 +339,7 @@ class HeldReadingAdmin(ReadOnlyAdmin):
         "meter",
         "timestamp",
         "energy_kwh",
-        "reason",
+        "why_held",
         "received_at",
         "state",
         "decided_by",
@@ -354,6 +355,15 @@ class HeldReadingAdmin(ReadOnlyAdmin):
 
     def has_review_permission(self, request) -> bool:
         return request.user.has_perm("meters.change_heldreading")
+
+    @admin.display(description="reason", ordering="reason")
+    def why_held(self, held: HeldReading) -> str:
+        # The code as the meter was answered, in words for staff (the installation date from the meter).
+        if held.reason == "reading.before_installation":
+            return f"before the meter's installation ({held.meter.installed_at:%Y-%m-%d %H:%M} UTC)"
+        if held.reason == "reading.too_old":
+            return f"older than the billing window ({settings.INGEST_BACKFILL_DAYS} days) when it arrived"
+        return held.reason
 
     @admin.action(description="Accept: bill the selected readings now (staff decision)", permissions=["review"])
     def accept(self, request, queryset):

@@ -2,8 +2,8 @@
 
 Codes cross module boundaries (the API answer, settings.INGEST_REJECTED_HOOK, the status page's
 counters); sentences are rendered from a code and its parameters here, at the edge, and nowhere else
-(shared/STYLE.md #21). A code never changes meaning once meters and dashboards rely on it; add a new
-one instead. docs/ingest.md lists them.
+(docs/architecture.md, "Events: codes, not sentences"). A code never changes meaning once meters and
+dashboards rely on it; add a new one instead. docs/ingest.md lists them.
 """
 
 from __future__ import annotations

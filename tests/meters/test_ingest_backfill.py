@@ -205,6 +205,7 @@ def test_staff_accept_and_discard_in_the_admin_with_an_audit_trail(staff_client,
 
     page = staff_client.get(url)
     assert page.status_code == 200 and b"Accept: bill the selected readings" in page.content
+    assert b"older than the billing window (7 days) when it arrived" in page.content  # why, in words
     staff_client.post(url, {"action": "discard", "_selected_action": [second.pk]})
     staff_client.post(url, {"action": "accept", "_selected_action": [first.pk, second.pk]})
 
