@@ -79,7 +79,9 @@ def _staff_session(request: HttpRequest) -> bool:
 def _context(request: HttpRequest, **extra) -> dict:
     from django.contrib import admin
 
-    return {**admin.site.each_context(request), REDIRECT_FIELD_NAME: safe_next(request), **extra}
+    # No app list or nav sidebar: until the code is entered the session may open no admin page.
+    context = {**admin.site.each_context(request), "available_apps": [], "is_nav_sidebar_enabled": False}
+    return {**context, REDIRECT_FIELD_NAME: safe_next(request), **extra}
 
 
 def _verified(request: HttpRequest, device: Device) -> None:

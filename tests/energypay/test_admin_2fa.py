@@ -137,7 +137,10 @@ def test_the_admin_login_asks_for_the_code_after_the_password(staff, app):
 
     assert response["Location"] == f"{reverse('admin:otp-verify')}?next=%2Fadmin%2F"
     assert not enters_the_admin(browser)
-    assert 'name="code"' in browser.get(response["Location"]).content.decode()
+    code_page = browser.get(response["Location"]).content.decode()
+    assert 'name="code"' in code_page
+    # Nothing of the admin yet: no app list, no sidebar of models to click.
+    assert "nav-sidebar" not in code_page and reverse("admin:meters_meter_changelist") not in code_page
 
 
 def test_a_wrong_code_is_refused_and_the_right_one_enters(staff, app, time_machine):
