@@ -1,13 +1,15 @@
 """Keep the hourly usage ledger in step with readings and tariffs.
 
 Every write to a household's ledger here also raises ``Household.usage_version``, in the same
-transaction and after the ledger rows (the household row is the last lock the writer takes): the
-usage chart's cache is keyed on it (meters/charts.py), so a write is seen by the next request.
+transaction, before it writes a line: the usage chart's cache is keyed on it (meters/charts.py), so
+a write is seen by the next request. Lock order: the meters, then the household row, then its lines;
+the household row orders two meters of one household writing the same hours.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -30,8 +32,6 @@ def record_energy(
 
     The caller holds the meter's lock. A settled line is never touched: an hour that changes after
     settlement gets a new open line (next ``seq``) carrying the difference in kWh and in money.
-    Lines are inserted before lines are updated: the update carries the household's version bump,
-    so the household row is locked last (two meters of a household may insert one standing hour).
     """
     if delta:
         start, end = min(start, min(delta)), max(end, max(delta) + HOUR)
@@ -43,7 +43,7 @@ def record_energy(
     )
     energy_lines: defaultdict[datetime, list[HourlyUsage]] = defaultdict(list)
     standing_hours = set()
-    for line in lines:
+    for line in _raising_version(lines, household.pk):
         if line.kind == HourlyUsage.Kind.STANDING:
             standing_hours.add(line.hour_start)
         else:
@@ -66,41 +66,44 @@ def record_energy(
                         cost_eur=share,
                     )
                 )
+    if changed:
+        _update_lines(changed)
     if created:
         # Two meters of one household may accrue the same standing hour at once: the unique
         # constraint keeps one, the other insert is skipped.
         HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)
-    if changed and connection.vendor == "postgresql":  # writable CTEs: the bump rides on the update
-        _update_lines(changed, bump=household.pk)
-    else:
-        if changed:
-            _update_lines(changed)
-        bump_usage_version([household.pk])
 
 
-def bump_usage_version(household_ids: list[int]) -> None:
-    """Say the households' ledgers changed: the last statement of the writing transaction."""
-    if household_ids:
-        Household.objects.filter(pk__in=sorted(set(household_ids))).update(usage_version=F("usage_version") + 1)
+def bump_usage_version(household_ids: Iterable[int]) -> None:
+    """Say the households' ledgers change, in the writing transaction (it locks their rows until it ends)."""
+    if ids := sorted(set(household_ids)):
+        Household.objects.filter(pk__in=ids).update(usage_version=F("usage_version") + 1)
 
 
-def _update_lines(lines: list[HourlyUsage], *, bump: int | None = None) -> None:
+def _raising_version(lines: QuerySet[HourlyUsage], household_id: int) -> Iterable[HourlyUsage]:
+    """``lines``, read after raising the household's usage version.
+
+    On PostgreSQL the UPDATE rides on the SELECT in a writable CTE: an in-order reading costs no
+    extra round trip for it. Elsewhere (SQLite) it is a statement of its own.
+    """
+    if connection.vendor != "postgresql":
+        bump_usage_version([household_id])
+        return lines
+    sql, params = lines.query.sql_with_params()
+    household_table = Household._meta.db_table
+    bump = f"WITH bump AS (UPDATE {household_table} SET usage_version = usage_version + 1 WHERE id = %s) "  # noqa: S608
+    return HourlyUsage.objects.raw(bump + sql, [household_id, *params])
+
+
+def _update_lines(lines: list[HourlyUsage]) -> None:
     # One plain UPDATE per line, sent together: the ORM's bulk_update builds a CASE expression per
     # column, which costs more than the rest of a single-reading ingest. Only open lines get here.
-    # ``bump``: the household whose version each statement also raises, in a writable CTE
-    # (PostgreSQL), so an in-order reading costs no extra round trip; once per line of a batch.
     table = HourlyUsage._meta.db_table
-    bump_cte = ""
-    if bump is not None:
-        bump_cte = (
-            f"WITH bump AS (UPDATE {Household._meta.db_table} SET usage_version = usage_version + 1 "  # noqa: S608
-            f"WHERE id = {int(bump)}) "
-        )
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"{bump_cte}UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, "  # noqa: S608
-            "updated_at = %s WHERE id = %s AND settled_at IS NULL",
+            f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, updated_at = %s "  # noqa: S608
+            "WHERE id = %s AND settled_at IS NULL",
             [(line.kwh, line.tariff_version_id, line.rate, line.cost_eur, now, line.pk) for line in lines],
         )
         if cursor.rowcount != len(lines):
@@ -159,8 +162,8 @@ def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
                 if rate is not None:
                     line.tariff_version, line.rate, line.cost_eur = version, rate, cost_of(line.kwh, rate)
                     priced.append(line)
+        bump_usage_version(line.household_id for line in priced)
         HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur"])
-        bump_usage_version([line.household_id for line in priced])
     return len(priced)
 
 
@@ -194,11 +197,11 @@ def reopen_lines(line_ids: list[int]) -> None:
             line.cost_eur = None if None in (line.cost_eur, later.cost_eur) else line.cost_eur + later.cost_eur
             grown.append(line)
             merged.append(later.pk)
+    # A merge moves money between lines and leaves each hour's sum: bumped all the same, so no
+    # reader of the version has to know which writes change which figures.
+    bump_usage_version(line.household_id for line in lines)
     # Delete first: the reopened line would otherwise be a second open line for its hour.
     HourlyUsage.objects.filter(pk__in=merged).delete()
     HourlyUsage.objects.filter(pk__in=[line.pk for line in lines]).update(settled_at=None)
     # Only merged lines changed amounts: bulk_update's CASE per row is costly for a month of lines.
     HourlyUsage.objects.bulk_update(grown, ["kwh", "cost_eur"])
-    # A merge moves money between lines and leaves each hour's sum: bumped all the same, so no
-    # reader of the version has to know which writes change which figures.
-    bump_usage_version([line.household_id for line in lines])
