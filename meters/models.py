@@ -1,6 +1,7 @@
 """Households, meters, tariffs, readings and the hourly usage ledger.
 
-Lock order, for every writer: the Meter row first (``select_for_update``), then its usage rows.
+Lock order, for every writer: the Meter row first (``select_for_update``), then the Household row
+(a ledger writer raising ``usage_version``), then its usage rows.
 Ingest holds the meter lock while it adds readings and recomputes usage; settlement takes the
 meter locks of a household before it marks usage as settled, so neither sees half of the other.
 """
