@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
+
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
@@ -15,7 +20,9 @@ from lib import htmx
 from lib.dateranges import DateRange
 from lib.periods import local_date
 from meters.access import HouseholdRequest, household_required
-from meters.charts import ChartView, usage_chart
+from meters.charts import CACHE_SECONDS, ChartView, cache_key, usage_chart
+
+log = logging.getLogger(__name__)
 
 
 @household_required
@@ -27,9 +34,9 @@ def dashboard(request: HouseholdRequest) -> HttpResponse:
     now = timezone.now()
     today = local_date(now, household.timezone)
     view = ChartView.from_params(request.GET, today)
-    context = {"chart": usage_chart(household, view, now)}
     if htmx.partial_requested(request):
-        return render(request, "dashboard.html#chart", context)
+        return HttpResponse(_chart_html(request, view, now))
+    context = {"chart": usage_chart(household, view, now)}
     context.update(
         cards=dashboard_cards(household, now),
         # Its unread count is also the nav's (it shadows energypay.context_processors.alarms').
@@ -39,3 +46,27 @@ def dashboard(request: HouseholdRequest) -> HttpResponse:
         csv_range=DateRange.default(today),
     )
     return render(request, "dashboard.html", context)
+
+
+def _chart_html(request: HouseholdRequest, view: ChartView, now: datetime) -> str:
+    """The chart partial, from the cache when this household's chart is there (meters/charts.py, ``cache_key``).
+
+    The cache is an accelerator: when it cannot answer, the chart is computed as without it.
+    """
+    key = cache_key(request.household, view, now)
+    html = None
+    if key is not None:
+        try:
+            html = cache.get(key)
+        except Exception:  # Redis down or refusing: slower, never a 500
+            log.warning("chart_cache_unavailable", exc_info=True)
+            key = None
+    if html is None:
+        context = {"chart": usage_chart(request.household, view, now)}
+        html = render_to_string("dashboard.html#chart", context, request)
+        if key is not None:
+            try:
+                cache.set(key, html, CACHE_SECONDS)
+            except Exception:
+                log.warning("chart_cache_unavailable", exc_info=True)
+    return html

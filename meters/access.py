@@ -32,10 +32,11 @@ class HouseholdRequest(HttpRequest):
 
 
 def household_of(request: HttpRequest) -> Household | None:
+    """The login's household, with its tariff in the same query (the usage chart's cache key needs its revision)."""
     if not request.user.is_authenticated:
         return None
     try:
-        return request.user.household
+        return Household.objects.select_related("tariff").get(user_id=request.user.pk)
     except ObjectDoesNotExist:
         return None
 

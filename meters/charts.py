@@ -8,6 +8,13 @@ alike); Python only fills in the bars that had no usage and formats them.
 
 Unpriced lines (``cost_eur`` null: a dynamic tariff still waiting for its price) count in kWh but
 never in money: their bar says "price pending" instead of guessing.
+
+The rendered chart is cached (``cache_key``) under everything its answer depends on: the
+household's ``usage_version``, which every write to its ledger raises in the same transaction
+(meters/usage.py), its tariff and the tariff's revision (versions and hour prices: the day's price
+curve), its time zone, the language, the view, today's local date and, for a day, the UTC hour (the
+bars still to come). A request that loaded the household at version v sees at least the ledger of
+v, so no key ever holds money older than its version.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ from urllib.parse import urlencode
 from django.db.models import DateField, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import dateformat
+from django.utils.translation import get_language
 
 from lib.dateranges import FIRST_DATE, LAST_DATE, DateParamError, parse_day
 from lib.money import EUR_PLACES
-from lib.periods import add_months, ceil_hour, first_of_month, hours_between, local_midnight, zone
+from lib.periods import add_months, ceil_hour, first_of_month, floor_hour, hours_between, local_midnight, zone
 from meters.models import HourlyUsage, Household, Tariff, TariffVersion
 from meters.pricing import TariffSchedule
 from meters.templatetags.money import kwh as format_kwh
@@ -42,6 +50,9 @@ DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
 ZERO = Decimal("0")
 SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places lib.money keeps all three to
 PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
+# A cached chart is exact for as long as it is found (the key changes with every write, hour and
+# day): the timeout only bounds how long versions nobody asks for any more keep their memory.
+CACHE_SECONDS = 3600
 
 
 # --- Local periods --------------------------------------------------------------------------------
@@ -253,6 +264,31 @@ def usage_chart(household: Household, view: ChartView, now: datetime) -> Chart:
     chart = Chart(view, period, list(bars.values()), price_label)
     _add_links(chart)
     return chart
+
+
+def cache_key(household: Household, view: ChartView, now: datetime) -> str | None:
+    """The key the rendered chart of ``view`` is cached under; None for a view not cached (a refused date).
+
+    ``household`` needs its tariff loaded (meters.access.household_of joins it), or this costs a query.
+    """
+    if view.error:  # rare, and its sentence quotes the request
+        return None
+    tariff = household.tariff
+    hour = floor_hour(now).strftime("%Y%m%d%H") if view.range == DAY else ""
+    parts = (
+        household.pk,
+        household.usage_version,
+        tariff.pk,
+        tariff.revision.hex,
+        household.timezone,
+        get_language() or "",
+        view.range,
+        view.unit,
+        view.day.isoformat(),
+        view.today.isoformat(),
+        hour,
+    )
+    return "chart:" + ":".join(str(part) for part in parts)
 
 
 def _bars(household: Household, period: Period) -> dict[date | datetime, Bar]:

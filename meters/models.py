@@ -1,6 +1,7 @@
 """Households, meters, tariffs, readings and the hourly usage ledger.
 
-Lock order, for every writer: the Meter row first (``select_for_update``), then its usage rows.
+Lock order, for every writer: the Meter row first (``select_for_update``), then the Household row
+(a ledger writer raising ``usage_version``), then its usage rows.
 Ingest holds the meter lock while it adds readings and recomputes usage; settlement takes the
 meter locks of a household before it marks usage as settled, so neither sees half of the other.
 """
@@ -45,7 +46,8 @@ def hash_token(token: str) -> str:
 class Tariff(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
-    # Changes whenever one of its versions does: ingest caches versions per process under it.
+    # Changes whenever one of its versions or their hour prices do: ingest caches versions per
+    # process under it, and the usage chart's cache key carries it (the day's price curve).
     revision = models.UUIDField(default=uuid.uuid4, editable=False)
 
     class Meta:
@@ -99,14 +101,18 @@ class TariffVersion(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         super().save(*args, **kwargs)
-        self._new_tariff_revision()
+        self.new_tariff_revision()
 
     def delete(self, *args, **kwargs):
         result = super().delete(*args, **kwargs)
-        self._new_tariff_revision()
+        self.new_tariff_revision()
         return result
 
-    def _new_tariff_revision(self) -> None:
+    def new_tariff_revision(self) -> None:
+        """Say the tariff's prices changed: this version was saved or deleted, or hour prices imported.
+
+        Ingest's cache of versions and the usage chart's cache (its price curve) are keyed on it.
+        """
         revision = uuid.uuid4()
         Tariff.objects.filter(pk=self.tariff_id).update(revision=revision)
         if TariffVersion.tariff.is_cached(self):
@@ -148,12 +154,27 @@ class Household(models.Model):
     timezone = models.CharField(max_length=64, default="Europe/Madrid", validators=[validate_timezone])
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="households")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Goes up in the transaction of every write to the household's hourly ledger (meters/usage.py):
+    # the usage chart's cache key, so a cached chart never outlives the money it shows.
+    usage_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        # Only meters/usage.py's UPDATE raises the version. A household loaded before a ledger write
+        # and saved after it (the admin's form) must not put the older number back: the chart cached
+        # under it would be served again, without that write's money.
+        if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "usage_version"
+            ]
+        super().save(*args, **kwargs)
 
 
 class Meter(models.Model):

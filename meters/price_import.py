@@ -112,4 +112,6 @@ def import_prices(version: TariffVersion, text: str) -> ImportResult:
         DynamicPrice.objects.bulk_create(new)
         result.created, result.unchanged = len(new), len(prices) - len(new)
         result.repriced_lines = price_unpriced_lines(HourlyUsage.objects.filter(tariff_version=version, **span))
+        if new:
+            version.new_tariff_revision()  # the price curve of those hours changed, used or not
     return result

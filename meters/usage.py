@@ -1,13 +1,20 @@
-"""Keep the hourly usage ledger in step with readings and tariffs."""
+"""Keep the hourly usage ledger in step with readings and tariffs.
+
+Every write to a household's ledger here also raises ``Household.usage_version``, in the same
+transaction, before it writes a line: the usage chart's cache is keyed on it (meters/charts.py), so
+a write is seen by the next request. Lock order: the meters, then the household row, then its lines;
+the household row orders two meters of one household writing the same hours.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from lib.money import cost_of
@@ -36,7 +43,7 @@ def record_energy(
     )
     energy_lines: defaultdict[datetime, list[HourlyUsage]] = defaultdict(list)
     standing_hours = set()
-    for line in lines:
+    for line in _raising_version(lines, household.pk):
         if line.kind == HourlyUsage.Kind.STANDING:
             standing_hours.add(line.hour_start)
         else:
@@ -65,6 +72,27 @@ def record_energy(
         # Two meters of one household may accrue the same standing hour at once: the unique
         # constraint keeps one, the other insert is skipped.
         HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)
+
+
+def bump_usage_version(household_ids: Iterable[int]) -> None:
+    """Say the households' ledgers change, in the writing transaction (it locks their rows until it ends)."""
+    if ids := sorted(set(household_ids)):
+        Household.objects.filter(pk__in=ids).update(usage_version=F("usage_version") + 1)
+
+
+def _raising_version(lines: QuerySet[HourlyUsage], household_id: int) -> Iterable[HourlyUsage]:
+    """``lines``, read after raising the household's usage version.
+
+    On PostgreSQL the UPDATE rides on the SELECT in a writable CTE: an in-order reading costs no
+    extra round trip for it. Elsewhere (SQLite) it is a statement of its own.
+    """
+    if connection.vendor != "postgresql":
+        bump_usage_version([household_id])
+        return lines
+    sql, params = lines.query.sql_with_params()
+    household_table = Household._meta.db_table
+    bump = f"WITH bump AS (UPDATE {household_table} SET usage_version = usage_version + 1 WHERE id = %s) "  # noqa: S608
+    return HourlyUsage.objects.raw(bump + sql, [household_id, *params])
 
 
 def _update_lines(lines: list[HourlyUsage]) -> None:
@@ -134,6 +162,7 @@ def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
                 if rate is not None:
                     line.tariff_version, line.rate, line.cost_eur = version, rate, cost_of(line.kwh, rate)
                     priced.append(line)
+        bump_usage_version(line.household_id for line in priced)
         HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur"])
     return len(priced)
 
@@ -168,6 +197,9 @@ def reopen_lines(line_ids: list[int]) -> None:
             line.cost_eur = None if None in (line.cost_eur, later.cost_eur) else line.cost_eur + later.cost_eur
             grown.append(line)
             merged.append(later.pk)
+    # A merge moves money between lines and leaves each hour's sum: bumped all the same, so no
+    # reader of the version has to know which writes change which figures.
+    bump_usage_version(line.household_id for line in lines)
     # Delete first: the reopened line would otherwise be a second open line for its hour.
     HourlyUsage.objects.filter(pk__in=merged).delete()
     HourlyUsage.objects.filter(pk__in=[line.pk for line in lines]).update(settled_at=None)

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.test import override_settings
 
 from meters.models import HourlyUsage, Meter, MeterEvent, Reading
@@ -395,6 +395,12 @@ def test_a_content_length_that_is_not_a_number_is_a_400(post, meter_and_token, d
 # --- cost of the hot path --------------------------------------------------------------------------
 
 
+def _version_bump() -> int:
+    """Statements the household's usage version costs: none on PostgreSQL, where it rides on the line's
+    UPDATE in a writable CTE; SQLite has none, so there it is an UPDATE of its own."""
+    return 0 if connection.vendor == "postgresql" else 1
+
+
 def test_a_single_in_order_reading_costs_five_statements(post, django_assert_num_queries, settings):
     """The meter (locked), the reading, the hour's line (read, update), the meter's contact and latest two.
 
@@ -404,7 +410,7 @@ def test_a_single_in_order_reading_costs_five_statements(post, django_assert_num
     """
     settings.USAGE_CHANGED_HOOK = ""
     post({"readings": [reading(60, 100), reading(45, 101)]})
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(7 + _version_bump()):
         assert post(reading(30, 102)).json()["accepted"] == 1
 
 
@@ -412,7 +418,7 @@ def test_a_reading_that_ends_a_dip_costs_only_its_event_change(post, django_asse
     settings.USAGE_CHANGED_HOOK = ""
     post({"readings": [reading(60, 100), reading(45, 0)]})
     # The glitch turns the reset event into a glitch event (delete + insert): two more, only here.
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(9 + _version_bump()):
         assert post(reading(30, "100.5")).json()["accepted"] == 1
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(7 + _version_bump()):
         assert post(reading(15, "101")).json()["accepted"] == 1
