@@ -152,9 +152,13 @@ def gunicorn_server(workers: int, worker_class: str = "sync") -> Iterator[tuple[
         f"--worker-class={worker_class}",
         "--log-level=warning",
     ]
+    # gunicorn reads the shipped gunicorn.conf.py from ROOT (timeouts, header limits); the bench turns
+    # off what would skew its figures: an access-log line per request (it costs the bare view about
+    # as much as the view itself) and worker recycling after max_requests (memory rounds need one worker).
+    quiet = {"GUNICORN_ACCESS_LOG": "", "GUNICORN_MAX_REQUESTS": "0"}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **ENVIRONMENT}, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=ROOT, env={**os.environ, **ENVIRONMENT, **quiet}, stdout=log, stderr=subprocess.STDOUT
         )
     base_url = f"http://127.0.0.1:{port}"
     try:

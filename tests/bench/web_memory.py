@@ -43,7 +43,8 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     bare = procmem.bare_django(ENVIRONMENT, ROOT)
     say(f"a bare django.setup() process: {procmem.describe(bare)}")
     cookie = _session_cookie(_year_user())
-    tokens = _meter_tokens()
+    meters = _meters()
+    tokens = [token for _, token in meters]
     start_epoch = int((datetime.now(UTC) - HISTORY).timestamp()) // 60 * 60
     seconds = options.memory_seconds
     with tempfile.NamedTemporaryFile("w", suffix=".tokens") as tokens_file:
@@ -56,7 +57,10 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
             workers = procmem.children(server.pid)
             idle = {pid: procmem.snapshot(pid) for pid in workers}
             say(f"{len(workers)} warm idle workers: " + "; ".join(procmem.describe(found) for found in idle.values()))
-            ingest = _Endpoint(base_url, "/api/v1/readings", tokens_file.name, start_epoch, options.ingest_connections)
+            meter_ids = [meter_id for meter_id, _ in meters]
+            ingest = _Endpoint(
+                base_url, "/api/v1/readings", tokens_file.name, meter_ids, start_epoch, options.ingest_connections
+            )
             loads = {
                 "ingest": lambda: ingest.load(seconds) or 0,  # counted from ingest.rounds below
                 "dashboard page": lambda: _get(f"{base_url}/", cookie, "", seconds),
@@ -158,7 +162,6 @@ def _session_cookie(user) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
-def _meter_tokens() -> list[str]:
-    """``SINGLE_METERS`` new meters (the ingest endpoint's rotation assumes that many) and their tokens."""
-    meters = flat_meters(SINGLE_METERS, name="Memory bench", serial="MEM", email="memory{}@bench.example")
-    return [token for _, token in meters]
+def _meters() -> list[tuple[int, str]]:
+    """``SINGLE_METERS`` new meters (the ingest endpoint's rotation assumes that many): (id, token) each."""
+    return flat_meters(SINGLE_METERS, name="Memory bench", serial="MEM", email="memory{}@bench.example")
