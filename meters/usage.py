@@ -43,7 +43,9 @@ def record_energy(
     )
     energy_lines: defaultdict[datetime, list[HourlyUsage]] = defaultdict(list)
     standing_hours = set()
-    for line in _raising_version(lines, household.pk):
+    # Energy always writes a line, so the version rides on the read. Without energy (a register that
+    # did not move) only a standing hour the meter newly reached is written, if any: raised below then.
+    for line in _raising_version(lines, household.pk) if delta else lines:
         if line.kind == HourlyUsage.Kind.STANDING:
             standing_hours.add(line.hour_start)
         else:
@@ -69,6 +71,8 @@ def record_energy(
     if changed:
         _update_lines(changed)
     if created:
+        if not delta:
+            bump_usage_version([household.pk])
         # Two meters of one household may accrue the same standing hour at once: the unique
         # constraint keeps one, the other insert is skipped.
         HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)

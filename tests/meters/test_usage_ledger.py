@@ -122,3 +122,26 @@ def test_reopening_a_month_of_settled_lines_merges_each_later_adjustment_into_it
     energy = lines.filter(kind=HourlyUsage.Kind.ENERGY).values_list("kwh", "cost_eur")
     assert energy.get(hour_start=month[100]) == (Decimal("0.75"), Decimal("0.15"))
     assert energy.get(hour_start=month[101]) == (Decimal("0.5"), Decimal("0.1"))
+
+
+def usage_version(meter) -> int:
+    meter.household.refresh_from_db()
+    return meter.household.usage_version
+
+
+def test_a_reading_that_changes_no_line_leaves_the_usage_version_and_so_the_cached_chart(meter):
+    send(meter, ("10:00", "100"), ("10:15", "101"))
+    before = usage_version(meter)
+    send(meter, ("10:30", "101"))  # the register did not move, in an hour already accrued
+    assert usage_version(meter) == before
+    assert HourlyUsage.objects.get(meter=meter, hour_start=hour(10)).kwh == Decimal("1")
+
+
+def test_a_reading_without_energy_that_accrues_a_new_standing_hour_raises_the_usage_version(meter, flat_tariff):
+    TariffVersion.objects.filter(tariff=flat_tariff).update(standing_charge_per_day=Decimal("0.48"))
+    send(meter, ("10:00", "100"), ("10:15", "101"))
+    before = usage_version(meter)
+    send(meter, ("11:30", "101"))  # no energy, but hour 11 now owes its standing charge
+    assert usage_version(meter) > before
+    standing = HourlyUsage.objects.filter(household=meter.household, kind=HourlyUsage.Kind.STANDING)
+    assert sorted(line.hour_start.hour for line in standing) == [10, 11]
