@@ -68,7 +68,9 @@ def ingest_readings(
         return ingest_locked(Meter.locked(meter_id), items, now, trusted=trusted)
 
 
-def ingest_locked(meter: Meter, items: list[tuple[int, ReadingIn]], now: datetime, *, trusted: bool) -> Outcome:
+def ingest_locked(
+    meter: Meter, items: list[tuple[int, ReadingIn]], now: datetime, *, trusted: bool, heard: bool = True
+) -> Outcome:
     """Judge each reading against the clock and the meter's others, store the good ones, update usage.
 
     The caller holds the meter's row lock in a transaction, so one meter's requests never
@@ -79,7 +81,9 @@ def ingest_locked(meter: Meter, items: list[tuple[int, ReadingIn]], now: datetim
     3. per reading, in time order: duplicate, conflict, implausible power, or accepted;
     4. insert accepted readings, and record dips (resets and glitches) as events staff can see;
     5. add the energy the new intervals imply, minus the intervals they replace, to hourly usage;
-    6. save the meter's last contact, request budget and latest two readings.
+    6. save the meter's latest two readings and, when the meter itself sent them (``heard``), its
+       last contact and request budget: staff accepting a held reading must not make a silent meter
+       look alive to the alarms and the status page.
     """
     outcome = Outcome()
     candidates, old = _screen(meter, items, now, trusted, outcome)
@@ -100,7 +104,10 @@ def ingest_locked(meter: Meter, items: list[tuple[int, ReadingIn]], now: datetim
                     "previous_reading_at": previous[0],
                     "previous_register_kwh": previous[1],
                 }
-    meter.save_contact(now, **latest)
+    if heard:
+        meter.save_contact(now, **latest)
+    elif latest:
+        Meter.objects.filter(pk=meter.pk).update(**latest)
     return outcome
 
 
@@ -303,7 +310,7 @@ def accept_held(held_id: int, *, acting_user, now: datetime) -> str:
         if held.state != HeldReading.State.HELD:
             return f"{held}: already {held.get_state_display().lower()}, nothing done"
         reading = ReadingIn(timestamp=held.timestamp, energy_kwh=held.energy_kwh)
-        outcome = ingest_locked(meter, [(0, reading)], now, trusted=True)
+        outcome = ingest_locked(meter, [(0, reading)], now, trusted=True, heard=False)
         if outcome.rejected:
             held.outcome = f"accept refused at {now:%Y-%m-%d %H:%M} UTC: {outcome.rejected[0]['error']}"
             held.save(update_fields=["outcome"])

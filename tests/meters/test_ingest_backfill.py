@@ -163,6 +163,26 @@ def test_accepting_a_held_reading_bills_it_through_the_normal_path(held, meter_a
     assert abs(billed_eur(meter) - Decimal("25")) < Decimal("0.01")  # each hour rounded on its own
 
 
+def test_accepting_a_held_reading_leaves_when_the_meter_was_last_heard_from(held, meter_and_token, staff_user):
+    meter, _ = meter_and_token
+    meter.refresh_from_db()
+    heard = meter.last_seen_at
+    accept_held(held.pk, acting_user=staff_user, now=NOW + timedelta(hours=5))
+
+    meter.refresh_from_db()
+    assert meter.last_seen_at == heard  # staff acted, the meter did not speak: a silent meter stays silent
+    assert Reading.objects.filter(meter=meter, timestamp=held.timestamp).exists()
+
+
+def test_an_accepted_held_reading_that_is_the_meters_latest_becomes_its_last_reading(post, meter_and_token, staff_user):
+    meter, _ = meter_and_token
+    post(at(NOW - timedelta(days=10), 100))  # the meter's only reading, held
+    accept_held(HeldReading.objects.get().pk, acting_user=staff_user, now=NOW)
+
+    meter.refresh_from_db()
+    assert (meter.last_reading_at, meter.last_register_kwh) == (NOW - timedelta(days=10), Decimal("100"))
+
+
 def test_discarding_a_held_reading_keeps_the_row_and_bills_nothing(held, meter_and_token, staff_user):
     meter, _ = meter_and_token
     discard_held(held.pk, acting_user=staff_user, now=NOW)
