@@ -41,9 +41,6 @@ SENTENCES: dict[str, str] = {
     "reading.max_power": "implies {power} kW {where}, above this meter's maximum of {maximum} kW",
 }
 
-# Rejections that keep the reading for staff review (meters.models.HeldReading) instead of dropping it.
-HELD = frozenset({"reading.too_old", "reading.before_installation"})
-
 
 def sentence(code: str, **params: object) -> str:
     """The sentence for ``code``; a few parameters come from settings so that no caller repeats them."""
