@@ -27,7 +27,7 @@ _HOUR_SECONDS = Decimal(3600)
 _KWH = Decimal("0.001")
 _COPY_FROM = 50  # readings; below this a plain INSERT is as fast
 # Stored readings kept on each side of a batch: a new reading can change whether its neighbours are
-# dips, glitches or resets (meters/interpolation.py), and those intervals must be seen whole.
+# dips, glitches or resets (lib/interpolation.py), and those intervals must be seen whole.
 _MARGIN = 3
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
