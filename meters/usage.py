@@ -2,8 +2,10 @@
 
 Every write to a household's ledger here also raises ``Household.usage_version``, in the same
 transaction, before it writes a line: the usage chart's cache is keyed on it (meters/charts.py), so
-a write is seen by the next request. Lock order: the meters, then the household row, then its lines;
-the household row orders two meters of one household writing the same hours.
+a write is seen by the next request. Lock order: the meters, then the household row, then its lines.
+Two meters of one household may accrue the same standing hour at once (on PostgreSQL the version
+rides on the read, whose snapshot predates the wait): the unique constraint with ignore_conflicts
+keeps one line, not the household lock.
 """
 
 from __future__ import annotations
