@@ -274,7 +274,8 @@ def cache_key(household: Household, view: ChartView, now: datetime) -> str | Non
     if view.error:  # rare, and its sentence quotes the request
         return None
     tariff = household.tariff
-    hour = floor_hour(now).strftime("%Y%m%d%H") if view.range == DAY else ""
+    # Today's day view marks the hours still to come: it changes on the hour; any other view does not.
+    hour = floor_hour(now).strftime("%Y%m%d%H") if view.range == DAY and view.day == view.today else ""
     parts = (
         household.pk,
         household.usage_version,
