@@ -225,8 +225,10 @@ class OutgoingPayment(models.Model):
 
         Every reply is a counted try, which also restarts the backoff (``updated_at``; an update()
         leaves auto_now alone). No answer keeps the payment signed, its reason shown, for the sweeper.
-        A refusal of a transaction the network holds is of a second copy sent at the same moment (two
-        sends of one payment: "input spent by" the payment itself), not of the payment: it is accepted.
+        A double spend of a transaction the network holds is of a second copy sent at the same moment
+        (two sends of one payment: "input spent by" the payment itself), not of the payment: it is
+        accepted. Only that refusal costs the question (``_held``); a rejected transaction is invalid,
+        so the network cannot hold it.
         """
         changes = {"broadcast_attempts": F("broadcast_attempts") + 1, "updated_at": timezone.now()}
         if reply.outcome not in _ACCEPTING and reply.outcome not in REFUSALS:
@@ -235,7 +237,7 @@ class OutgoingPayment(models.Model):
         if reply.outcome in _ACCEPTING:
             return self.mark_accepted(accepted_state(reply.outcome), reply.detail)
         if reply.outcome in REFUSALS:
-            held = self._held(network)
+            held = self._held(network) if reply.outcome == Outcome.DOUBLE_SPEND else None
             if held is not None:
                 return self.mark_accepted(held, reply.detail)
             return self.fail(REFUSALS[reply.outcome], reply.detail or "refused by the network", network)

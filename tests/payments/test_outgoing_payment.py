@@ -121,6 +121,36 @@ def test_a_refused_copy_of_a_settlement_the_network_holds_leaves_it_accepted_and
     assert Utxo.objects.filter(txid=settlement.txid).exists()  # its change is still the wallet's
 
 
+class RejectsWithoutQuestions:
+    """A network that holds no coins and must not be asked about a transaction."""
+
+    name = "local"
+
+    def status(self, txid: str) -> Reply:
+        raise AssertionError("a rejected transaction is invalid: the network is not asked whether it holds it")
+
+    def coins(self, address: str) -> list:
+        return []
+
+
+def test_a_rejected_settlement_fails_without_asking_the_network_whether_it_holds_it():
+    """Only a double spend may be a copy of a payment the network holds; a rejection costs no extra round trip."""
+    town = crashkit.build_town(1)
+    hour = floor_hour(timezone.now()) - 2 * HOUR
+    crashkit.add_hour(town, hour)
+    crashkit.fresh_quote()
+    settlement = Settlement.objects.get(
+        pk=settle_household(town.household_ids[0], hour + HOUR, timezone.now()).settlement_id
+    )
+
+    rejected = Reply(Outcome.REJECTED, "16: bad-txns-in-belowout")
+    assert settlement.record_reply(rejected, RejectsWithoutQuestions()) == PaymentState.REJECTED
+
+    settlement.refresh_from_db()
+    assert (settlement.state, settlement.broadcast_attempts) == (PaymentState.REJECTED, 1)
+    assert not settlement.lines.filter(released=False).exists()
+
+
 @KINDS
 def test_a_refusal_after_the_payment_was_confirmed_is_a_logged_no_op(kind, caplog):
     """A lost race (another worker recorded the block first) changes nothing, for every kind."""
