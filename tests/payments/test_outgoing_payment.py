@@ -121,6 +121,38 @@ def test_a_refused_copy_of_a_settlement_the_network_holds_leaves_it_accepted_and
     assert Utxo.objects.filter(txid=settlement.txid).exists()  # its change is still the wallet's
 
 
+class ResentMeanwhile(InABlock):
+    """Two refreshers at once: both find the transaction dropped, the other's copy arrives first, ours
+    is refused as spending coins "spent by" the payment itself, and then the network holds it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = False
+
+    def status(self, txid: str) -> Reply:
+        self.asked += 1
+        return Reply(Outcome.ACCEPTED, "in the mempool") if self.sent else Reply(Outcome.UNKNOWN)
+
+    def broadcast(self, raw_hex: str) -> Reply:
+        self.sent = True
+        return Reply(Outcome.DOUBLE_SPEND, "txn-mempool-conflict: input 0 is spent by the payment itself")
+
+
+@KINDS
+def test_a_refresher_refused_a_copy_another_refresher_sent_leaves_the_payment_accepted(kind):
+    """The refresher's refusals go through the same check as a broadcast's: failing the payment would
+    undo one that was made (a settlement's hours reopened and paid a second time by the next run)."""
+    [payment_id] = seen_payments(kind, 1)
+
+    assert refresh_pending(kind, ResentMeanwhile()) == 0
+
+    payment = kind.objects.get(pk=payment_id)
+    assert payment.state == PaymentState.SEEN
+    assert Utxo.objects.filter(txid=payment.txid).exists()  # its change is still the wallet's
+    if kind is Settlement:
+        assert not payment.lines.filter(released=True).exists()
+
+
 class RejectsWithoutQuestions:
     """A network that holds no coins and must not be asked about a transaction."""
 
