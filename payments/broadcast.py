@@ -180,7 +180,7 @@ def refresh_pending(kind: Kind, network: BsvNetwork) -> int:
         elif reply.outcome in REFUSALS:
             _accept(kind, groups)
             groups.clear()
-            payment.fail(REFUSALS[reply.outcome], reply.detail or "refused by the network", network)
+            payment.refuse(reply, network)  # a copy another worker sent meanwhile leaves it accepted
     _accept(kind, groups)
     return confirmed
 

@@ -225,8 +225,7 @@ class OutgoingPayment(models.Model):
 
         Every reply is a counted try, which also restarts the backoff (``updated_at``; an update()
         leaves auto_now alone). No answer keeps the payment signed, its reason shown, for the sweeper.
-        A refusal of a transaction the network holds is of a second copy sent at the same moment (two
-        sends of one payment: "input spent by" the payment itself), not of the payment: it is accepted.
+        A refusal goes to ``refuse``.
         """
         changes = {"broadcast_attempts": F("broadcast_attempts") + 1, "updated_at": timezone.now()}
         if reply.outcome not in _ACCEPTING and reply.outcome not in REFUSALS:
@@ -235,12 +234,24 @@ class OutgoingPayment(models.Model):
         if reply.outcome in _ACCEPTING:
             return self.mark_accepted(accepted_state(reply.outcome), reply.detail)
         if reply.outcome in REFUSALS:
-            held = self._held(network)
-            if held is not None:
-                return self.mark_accepted(held, reply.detail)
-            return self.fail(REFUSALS[reply.outcome], reply.detail or "refused by the network", network)
+            return self.refuse(reply, network)
         self._log(logging.WARNING, "broadcast_retry", detail=reply.detail[:200])
         return type(self).objects.filter(pk=self.pk).values_list("state", flat=True).first() or ""
+
+    def refuse(self, reply: Reply, network: BsvNetwork) -> str:
+        """The network refused the payment (``reply.outcome`` in REFUSALS): ``fail`` it, unless it holds it.
+
+        Every refusal comes through here, from a broadcast or a status question. A double spend of a
+        transaction the network holds is of a second copy sent at the same moment (two sends of one
+        payment, by two workers: "input spent by" the payment itself), not of the payment: it is
+        accepted; failing it would undo a payment that was made (a settlement's hours owed, and paid,
+        again). Only that refusal costs the question (``_held``): a rejected transaction is invalid,
+        so the network cannot hold it.
+        """
+        held = self._held(network) if reply.outcome == Outcome.DOUBLE_SPEND else None
+        if held is not None:
+            return self.mark_accepted(held, reply.detail)
+        return self.fail(REFUSALS[reply.outcome], reply.detail or "refused by the network", network)
 
     def mark_accepted(self, state: str, detail: str) -> str:
         """The network has the payment: it is ``state`` (seen or confirmed) and its coins are spent."""

@@ -121,6 +121,68 @@ def test_a_refused_copy_of_a_settlement_the_network_holds_leaves_it_accepted_and
     assert Utxo.objects.filter(txid=settlement.txid).exists()  # its change is still the wallet's
 
 
+class ResentMeanwhile(InABlock):
+    """Two refreshers at once: both find the transaction dropped, the other's copy arrives first, ours
+    is refused as spending coins "spent by" the payment itself, and then the network holds it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = False
+
+    def status(self, txid: str) -> Reply:
+        self.asked += 1
+        return Reply(Outcome.ACCEPTED, "in the mempool") if self.sent else Reply(Outcome.UNKNOWN)
+
+    def broadcast(self, raw_hex: str) -> Reply:
+        self.sent = True
+        return Reply(Outcome.DOUBLE_SPEND, "txn-mempool-conflict: input 0 is spent by the payment itself")
+
+
+@KINDS
+def test_a_refresher_refused_a_copy_another_refresher_sent_leaves_the_payment_accepted(kind):
+    """The refresher's refusals go through the same check as a broadcast's: failing the payment would
+    undo one that was made (a settlement's hours reopened and paid a second time by the next run)."""
+    [payment_id] = seen_payments(kind, 1)
+
+    assert refresh_pending(kind, ResentMeanwhile()) == 0
+
+    payment = kind.objects.get(pk=payment_id)
+    assert payment.state == PaymentState.SEEN
+    assert Utxo.objects.filter(txid=payment.txid).exists()  # its change is still the wallet's
+    if kind is Settlement:
+        assert not payment.lines.filter(released=True).exists()
+
+
+class RejectsWithoutQuestions:
+    """A network that holds no coins and must not be asked about a transaction."""
+
+    name = "local"
+
+    def status(self, txid: str) -> Reply:
+        raise AssertionError("a rejected transaction is invalid: the network is not asked whether it holds it")
+
+    def coins(self, address: str) -> list:
+        return []
+
+
+def test_a_rejected_settlement_fails_without_asking_the_network_whether_it_holds_it():
+    """Only a double spend may be a copy of a payment the network holds; a rejection costs no extra round trip."""
+    town = crashkit.build_town(1)
+    hour = floor_hour(timezone.now()) - 2 * HOUR
+    crashkit.add_hour(town, hour)
+    crashkit.fresh_quote()
+    settlement = Settlement.objects.get(
+        pk=settle_household(town.household_ids[0], hour + HOUR, timezone.now()).settlement_id
+    )
+
+    rejected = Reply(Outcome.REJECTED, "16: bad-txns-in-belowout")
+    assert settlement.record_reply(rejected, RejectsWithoutQuestions()) == PaymentState.REJECTED
+
+    settlement.refresh_from_db()
+    assert (settlement.state, settlement.broadcast_attempts) == (PaymentState.REJECTED, 1)
+    assert not settlement.lines.filter(released=False).exists()
+
+
 @KINDS
 def test_a_refusal_after_the_payment_was_confirmed_is_a_logged_no_op(kind, caplog):
     """A lost race (another worker recorded the block first) changes nothing, for every kind."""
