@@ -248,6 +248,14 @@ def test_gunicorn_takes_its_worker_count_from_the_environment(monkeypatch):
         gunicorn_settings()
 
 
+def test_gunicorns_access_line_shows_its_fields_redacted_and_escaped():
+    atoms = gunicorn_settings()["RedactedAtoms"](
+        {"r": "GET /password-reset/MQ/cz5kyq-0f3e/ HTTP/1.1", "a": 'agent "7"'}
+    )
+    line = '"%(r)s" "%(a)s" %(m)s' % atoms  # noqa: UP031 (as logging formats gunicorn's access line)
+    assert line == '"GET /password-reset/MQ/[REDACTED]/ HTTP/1.1" "agent \\"7\\"" -'
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
