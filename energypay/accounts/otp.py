@@ -36,11 +36,11 @@ def secret_text(device: TOTPDevice) -> str:
 
 
 @transaction.atomic
-def new_recovery_codes(user: User, count: int | None = None) -> list[str]:
-    """Replace the user's recovery codes with ``count`` fresh ones; each works once (StaticDevice deletes it)."""
+def new_recovery_codes(user: User) -> list[str]:
+    """Replace the user's recovery codes with RECOVERY_CODE_COUNT fresh ones; each works once (it is then deleted)."""
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
-    codes = [StaticToken.random_token() for _ in range(count or settings.RECOVERY_CODE_COUNT)]
+    codes = [StaticToken.random_token() for _ in range(settings.RECOVERY_CODE_COUNT)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
     return codes
 
