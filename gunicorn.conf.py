@@ -69,6 +69,22 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # "" turns it off
 
 
+class RedactedAtoms(glogging.SafeAtoms):
+    """gunicorn's atoms, each passed through the application's redaction when the access line reads it.
+
+    The line reads the dozen atoms its format names; redacting all of them up front (every request header,
+    every environ entry) cost 0.1-0.3 ms a request, and 3-8 ms for an /api/ request with a 32 KiB X-PAYMENT,
+    which appears twice (header and environ) and which no access line shows.
+    """
+
+    def __init__(self, atoms: dict) -> None:
+        dict.__init__(self, atoms)  # kept raw: redacted, then escaped as SafeAtoms does, when read
+
+    def __getitem__(self, key: str):
+        value = super().__getitem__(key)
+        return redact(value, None).replace('"', '\\"') if isinstance(value, str) else value
+
+
 class RedactingLogger(glogging.Logger):
     """gunicorn's logger, with the access line's fields passed through the application's redaction.
 
@@ -76,9 +92,7 @@ class RedactingLogger(glogging.Logger):
     in full (Django's LOGGING redacts its own records, never gunicorn's).
     """
 
-    def atoms(self, resp, req, environ, request_time) -> dict:
-        found = super().atoms(resp, req, environ, request_time)
-        return {name: redact(value, None) if isinstance(value, str) else value for name, value in found.items()}
+    atoms_wrapper_class = RedactedAtoms
 
 
 logger_class = RedactingLogger

@@ -68,11 +68,11 @@ def client_ip(request: HttpRequest) -> str | None:
     return remote
 
 
-def retry_in(request: HttpRequest, credentials: dict | None) -> timedelta:
+def retry_in(request: HttpRequest, username: str | None, ip: str | None) -> timedelta:
     """How long until the lock on this account or address ends: the cool-off after its latest counted failure."""
     cool_off = get_cool_off(request) or timedelta(0)
-    matches = Q(ip_address=client_ip(request))
-    if username := username_of(request, credentials):
+    matches = Q(ip_address=ip)
+    if username:
         matches |= Q(username=username)
     latest = AccessAttempt.objects.filter(matches).aggregate(latest=Max("attempt_time"))["latest"]
     if latest is None:
@@ -91,9 +91,9 @@ def lockout_message(wait: timedelta) -> str:
 
 def locked_out_page(request: HttpRequest, response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
     """The login page again, saying why and until when, with status 429 (Too Many Requests)."""
-    username = username_of(request, credentials)
-    message = lockout_message(retry_in(request, credentials))
-    logger.warning("login.locked_out account=%s ip=%s path=%s", username, client_ip(request), request.path)
+    username, ip = username_of(request, credentials), client_ip(request)
+    message = lockout_message(retry_in(request, username, ip))
+    logger.warning("login.locked_out account=%s ip=%s path=%s", username, ip, request.path)
     following = request.POST.get(REDIRECT_FIELD_NAME) or request.GET.get(REDIRECT_FIELD_NAME, "")
     if request.path.startswith(reverse("admin:index")):
         from django.contrib import admin

@@ -11,7 +11,6 @@ from base64 import b32encode
 
 from django.conf import settings
 from django.db import transaction
-from django_otp import devices_for_user
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -36,11 +35,11 @@ def secret_text(device: TOTPDevice) -> str:
 
 
 @transaction.atomic
-def new_recovery_codes(user: User, count: int | None = None) -> list[str]:
-    """Replace the user's recovery codes with ``count`` fresh ones; each works once (StaticDevice deletes it)."""
+def new_recovery_codes(user: User) -> list[str]:
+    """Replace the user's recovery codes with RECOVERY_CODE_COUNT fresh ones; each works once (it is then deleted)."""
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
-    codes = [StaticToken.random_token() for _ in range(count or settings.RECOVERY_CODE_COUNT)]
+    codes = [StaticToken.random_token() for _ in range(settings.RECOVERY_CODE_COUNT)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
     return codes
 
@@ -58,9 +57,8 @@ def matching_device(user: User, code: str) -> tuple[Device | None, str]:
     kind = TOTPDevice if TOTP_CODE.fullmatch(code) else StaticDevice
     waiting = ""
     with transaction.atomic():
-        for device in devices_for_user(user, confirmed=True, for_verify=True):
-            if not isinstance(device, kind):
-                continue
+        # Locked, as django_otp.devices_for_user(for_verify=True) locks them, but only the devices of that kind.
+        for device in kind.objects.devices_for_user(user, confirmed=True).select_for_update():
             allowed, details = device.verify_is_allowed()
             if not allowed:
                 locked_until = (details or {}).get("locked_until")

@@ -192,6 +192,30 @@ def test_a_redirect_for_a_logged_in_user_is_private_too(household_client):
     assert {"private", "no-store"} <= directives_of(response)
 
 
+def test_the_login_answer_itself_is_private_though_the_browser_came_without_a_session(client, household):
+    household.user.set_password("correct horse battery")
+    household.user.save()
+    response = client.post(reverse("login"), {"username": household.user.email, "password": "correct horse battery"})
+    assert response.status_code == 302 and "_auth_user_id" in client.session
+    assert {"private", "no-store"} <= directives_of(response)
+
+
+def test_a_request_without_a_session_cookie_never_loads_its_user():
+    """A meter's ingest request sends no cookie: it is anonymous without looking up a session or a user."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+    from django.utils.functional import SimpleLazyObject
+
+    from energypay.middleware import private_no_store
+
+    request = RequestFactory().post("/api/v1/readings", content_type="application/json")
+    request.session = SessionStore()
+    request.user = SimpleLazyObject(lambda: pytest.fail("request.user was loaded"))
+    response = private_no_store(lambda request: HttpResponse())(request)
+    assert "no-store" not in directives_of(response)
+
+
 def test_anonymous_answers_keep_what_their_view_decided(client, db):
     reset = client.get(reverse("password_reset"))
     assert reset.status_code == 200 and "no-store" not in directives_of(reset)
@@ -246,6 +270,14 @@ def test_gunicorn_takes_its_worker_count_from_the_environment(monkeypatch):
     monkeypatch.setenv("GUNICORN_WORKERS", "many")
     with pytest.raises(SystemExit, match="GUNICORN_WORKERS='many' is not a whole number"):
         gunicorn_settings()
+
+
+def test_gunicorns_access_line_shows_its_fields_redacted_and_escaped():
+    atoms = gunicorn_settings()["RedactedAtoms"](
+        {"r": "GET /password-reset/MQ/cz5kyq-0f3e/ HTTP/1.1", "a": 'agent "7"'}
+    )
+    line = '"%(r)s" "%(a)s" %(m)s' % atoms  # noqa: UP031 (as logging formats gunicorn's access line)
+    assert line == '"GET /password-reset/MQ/[REDACTED]/ HTTP/1.1" "agent \\"7\\"" -'
 
 
 def free_port() -> int:
