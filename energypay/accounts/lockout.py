@@ -34,7 +34,7 @@ def account_key(username: str | None) -> str | None:
     """The one spelling of an account: "  Anna@Example.COM" and "anna@example.com" count as one."""
     if not username:
         return None
-    return User.objects.normalize_email(str(username).strip()).lower()
+    return User.objects.login_spelling(str(username))
 
 
 def username_of(request: HttpRequest, credentials: dict | None) -> str | None:

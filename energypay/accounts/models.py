@@ -8,17 +8,22 @@ from django.utils import timezone
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
+    @classmethod
+    def login_spelling(cls, email: str) -> str:
+        """The one spelling of an address, stored, looked up and throttled: "  Anna@Example.COM" is anna@example.com."""
+        return cls.normalize_email(email.strip()).lower()
+
     def _create(self, email: str, password: str | None, **fields) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user = self.model(email=self.login_spelling(email), **fields)
         user.set_password(password)
         user.save(using=self._db)
         return user
 
     def get_by_natural_key(self, username: str) -> User:
         # Addresses are stored lowercased; people type them as they like ("Anna@Example.com").
-        return self.get(**{self.model.USERNAME_FIELD: self.normalize_email(username).lower()})
+        return self.get(**{self.model.USERNAME_FIELD: self.login_spelling(username)})
 
     def create_user(self, email: str, password: str | None = None, **fields) -> User:
         fields.setdefault("is_staff", False)
@@ -53,4 +58,4 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def clean(self) -> None:
         super().clean()
-        self.email = self.__class__.objects.normalize_email(self.email).lower()
+        self.email = UserManager.login_spelling(self.email)
