@@ -190,7 +190,8 @@ def evaluate_households(
             # No event: another evaluation flipped it first (or it was paused meanwhile).
             tally[event.kind if event else "raced"] += 1
     if unchanged:
-        AlarmRule.objects.bulk_update(unchanged, ["last_value", "last_evaluated_at"])
+        # As in AlarmRule.record: a rule paused since it was loaded keeps the state pause() reset.
+        AlarmRule.objects.filter(paused=False).bulk_update(unchanged, ["last_value", "last_evaluated_at"])
     return tally
 
 

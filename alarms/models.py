@@ -23,6 +23,17 @@ from meters.models import Household
 log = logging.getLogger(__name__)
 
 
+class AlarmRuleQuerySet(models.QuerySet):
+    def pause(self) -> int:
+        """Stop watching these rules: one UPDATE; returns how many were active (see ``AlarmRule.pause``)."""
+        return self.filter(paused=False).update(
+            paused=True, firing=False, since=None, last_value=None, last_evaluated_at=None
+        )
+
+    def resume(self) -> int:
+        return self.filter(paused=True).update(paused=False)
+
+
 class AlarmRule(models.Model):
     Kind = Kind
 
@@ -41,6 +52,8 @@ class AlarmRule(models.Model):
     since = models.DateTimeField(null=True, blank=True, editable=False, help_text="When the current state began.")
     last_value = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True, editable=False)
     last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = AlarmRuleQuerySet.as_manager()
 
     class Meta:
         ordering = ["household", "created_at", "pk"]
@@ -120,14 +133,10 @@ class AlarmRule(models.Model):
     def pause(self) -> bool:
         """Stop watching. The state resets without an event: resuming starts fresh, so a condition
         that still holds fires (and is mailed) again rather than being silently assumed known."""
-        return bool(
-            AlarmRule.objects.filter(pk=self.pk, paused=False).update(
-                paused=True, firing=False, since=None, last_value=None, last_evaluated_at=None
-            )
-        )
+        return bool(AlarmRule.objects.filter(pk=self.pk).pause())
 
     def resume(self) -> bool:
-        return bool(AlarmRule.objects.filter(pk=self.pk, paused=True).update(paused=False))
+        return bool(AlarmRule.objects.filter(pk=self.pk).resume())
 
     def mute(self, until: datetime | None) -> None:
         AlarmRule.objects.filter(pk=self.pk).update(muted_until=until)

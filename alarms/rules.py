@@ -19,8 +19,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from meters.templatetags.money import kwh as kwh_text
-from meters.templatetags.money import money as money_text
+from lib.money import MISSING, format_kwh, format_money
 
 
 class Kind(models.TextChoices):
@@ -84,12 +83,12 @@ PERIODIC_KINDS = frozenset({Kind.METER_SILENT, Kind.BALANCE_DAYS, Kind.SETTLEMEN
 def format_amount(kind: str, value: Decimal | None) -> str:
     """A threshold or a measured value in the kind's unit: "EUR 5.00", "3.000 kWh", "7 days"."""
     if value is None:
-        return "–"  # noqa: RUF001 (the dash the money filters show for "no value")
+        return MISSING
     unit = SPECS[kind].unit or "EUR"  # a settlement alarm's value is what is owed
     if unit == "EUR":
-        return money_text(value, "EUR")
+        return format_money(value, "EUR")
     if unit == "kWh":
-        return kwh_text(value, 3)
+        return format_kwh(value, 3)
     number = value.quantize(Decimal("0.1")).normalize()
     whole = number == number.to_integral_value()
     number = number.quantize(Decimal(1)) if whole else number
@@ -183,7 +182,7 @@ def validate_threshold(kind: str, threshold: Decimal | None) -> Decimal | None:
             f"{format_amount(kind, Decimal(0))} would fire all the time: enter more than 0.", code="zero"
         )
     if spec.maximum is not None and threshold > spec.maximum:
-        limit = kwh_text(spec.maximum, 0) if spec.unit == "kWh" else format_amount(kind, spec.maximum)
+        limit = format_kwh(spec.maximum, 0) if spec.unit == "kWh" else format_amount(kind, spec.maximum)
         raise ValidationError(f"That is more than {limit}: please check the number.", code="absurd")
     if -threshold.normalize().as_tuple().exponent > spec.places:
         if spec.places == 0:

@@ -17,11 +17,8 @@ from django.db.models import Min, Q, Sum
 from lib.periods import local_date, local_day_bounds, local_month_bounds
 from meters.models import HourlyUsage, Household
 from payments import figures
-from payments.figures import Balance, wallet_balance
+from payments.figures import CENT, ZERO, Balance, wallet_balance
 from payments.models import Wallet
-
-ZERO = Decimal("0")
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)

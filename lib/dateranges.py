@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
-from lib.periods import add_months, first_of_month
+from lib.periods import add_months, first_of_month, local_midnight
 
 # Beyond these a link is garbage, and local midnights (and a year's chart) still fit in a datetime.
 FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2200, 12, 31)
@@ -73,6 +73,11 @@ class DateRange:
                 "end", f"At most {MAX_DAYS} days at a time: {first} to {last} is {(last - first).days + 1}."
             )
         return cls(first, last)
+
+    def utc_bounds(self, tz_name: str) -> tuple[datetime, datetime]:
+        """The UTC instants the range starts and ends in ``tz_name``: local midnights, so a day of 23 or 25
+        hours is still one whole day."""
+        return local_midnight(self.first, tz_name), local_midnight(self.last + timedelta(days=1), tz_name)
 
     @classmethod
     def default(cls, today: date) -> DateRange:

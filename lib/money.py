@@ -95,7 +95,8 @@ def satoshis_to_eur(sats: int, bsv_eur: Decimal | int) -> Decimal:
         raise ValueError(f"{sats} sat at {bsv_eur} EUR/BSV is out of range.") from exc
 
 
-# Formatting for people: the core of the template filters in meters/templatetags/money.py.
+# Formatting for people: the core of the template filters in meters/templatetags/money.py, for code
+# that formats outside a template (alarm sentences, charts) without importing a template library.
 # Separators are the project's (settings.THOUSAND_SEPARATOR "," in groups of 3, a "." before the
 # decimals), fixed here so that a formatted amount never depends on the reader's locale.
 
@@ -132,3 +133,15 @@ def format_money(value: object, currency: str) -> str:
     if amount and abs(amount) < _SMALLEST_SHOWN:
         return f"{'-' if amount < 0 else ''}< {currency} 0.01"
     return f"{currency} {fixed(amount, DISPLAY_PLACES.get(currency, 2))}"
+
+
+def format_kwh(value: object, places: int = 2) -> str:
+    """``value`` as "3.50 kWh"; the dash for no value."""
+    amount = as_decimal(value)
+    return MISSING if amount is None else f"{fixed(amount, int(places))} kWh"
+
+
+def format_rate(value: object) -> str:
+    """A price per kWh as "EUR 0.2500/kWh"; the dash for no value."""
+    amount = as_decimal(value)
+    return MISSING if amount is None else f"EUR {fixed(amount, 4)}/kWh"

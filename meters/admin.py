@@ -38,7 +38,10 @@ MAX_TOKENS_PER_ACTION = 100
 
 
 def has_priced_usage(version: TariffVersion) -> bool:
-    return HourlyUsage.objects.filter(tariff_version=version).exists()
+    """Asked once per loaded version: a change page asks five times (fieldsets, form, readonly fields)."""
+    if not hasattr(version, "_has_priced_usage"):
+        version._has_priced_usage = HourlyUsage.objects.filter(tariff_version=version).exists()
+    return version._has_priced_usage
 
 
 class TariffVersionForm(forms.ModelForm):

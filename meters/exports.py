@@ -8,13 +8,13 @@ imports the payments app.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.db.models import F, FilteredRelation, Max, Min, Q, Sum, Window
 
 from lib.dateranges import DateRange
-from lib.periods import local_midnight, zone
+from lib.periods import zone
 from meters.models import HourlyUsage, Household
 
 HEADER = ["hour", "kind", "meter", "kwh", "rate_eur_per_kwh", "eur", "satoshis", "txid", "state"]
@@ -43,7 +43,7 @@ def usage_rows(household: Household, days: DateRange) -> Iterator[list[str]]:
        lines outside the range are read for their running sums only and not written.
     """
     tz_name = household.timezone
-    start, end = local_midnight(days.first, tz_name), local_midnight(days.last + timedelta(days=1), tz_name)
+    start, end = days.utc_bounds(tz_name)
     lines = HourlyUsage.objects.filter(household=household).annotate(
         live=FilteredRelation("settlement_lines", condition=Q(settlement_lines__released=False))
     )

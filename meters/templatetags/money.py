@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django import template
 
-from lib.money import MISSING, as_decimal, fixed, format_money
+from lib.money import MISSING, as_decimal, fixed, format_kwh, format_money, format_rate
 
 register = template.Library()
 
@@ -30,14 +30,12 @@ def money_exact(value, currency: str = "") -> str:
 
 @register.filter
 def kwh(value, places: int = 2) -> str:
-    amount = as_decimal(value)
-    return MISSING if amount is None else f"{fixed(amount, int(places))} kWh"
+    return format_kwh(value, places)
 
 
 @register.filter
 def rate(value) -> str:
-    amount = as_decimal(value)
-    return MISSING if amount is None else f"EUR {fixed(amount, 4)}/kWh"
+    return format_rate(value)
 
 
 @register.filter

@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.contrib import admin
 from django.db.models import DecimalField, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.html import format_html
 
 from meters.models import HourlyUsage
@@ -69,8 +70,22 @@ def arrears_text(arrears: Decimal | None) -> str:
     return f"owes {figures.eur(arrears)} EUR" if arrears else "-"
 
 
+class ArrearsColumn:
+    """The "arrears" column of a page listing households (``arrears_of = "pk"``) or their wallets
+    (``"household"``), with the annotation ``ArrearsFilter`` filters on."""
+
+    arrears_of = "household"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(arrears_eur=arrears_eur(self.arrears_of, timezone.now()))
+
+    @admin.display(description="arrears", ordering="arrears_eur")
+    def arrears(self, obj) -> str:
+        return arrears_text(getattr(obj, "arrears_eur", None))  # None on an add page: nothing annotated
+
+
 class ArrearsFilter(admin.SimpleListFilter):
-    """Needs the ``arrears_eur`` annotation (``arrears_eur()`` above) on the page's queryset."""
+    """Needs the ``arrears_eur`` annotation (``ArrearsColumn`` above) on the page's queryset."""
 
     title = "arrears"
     parameter_name = "arrears"

@@ -8,25 +8,22 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from meters.models import Household
-from payments.admin.columns import ArrearsFilter, arrears_eur, arrears_text
+from payments.admin.columns import ArrearsColumn, ArrearsFilter
 from payments.models import Wallet
 from payments.wallets import open_wallet
 
 
-class WalletColumns:
+class WalletColumns(ArrearsColumn):
     """Every household gets its wallet when staff create it; the list shows the address and the arrears."""
 
     list_display = ["wallet_address", "arrears"]
     list_select_related = ["wallet"]
     list_filter = [ArrearsFilter]
     readonly_fields = ["wallet_link", "arrears"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(arrears_eur=arrears_eur("pk", timezone.now()))
+    arrears_of = "pk"
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -49,7 +46,3 @@ class WalletColumns:
             return "not opened yet (the next hourly run opens it)"
         url = reverse("admin:payments_wallet_change", args=[wallet.pk])
         return format_html('<a href="{}">{}</a>', url, wallet.address)
-
-    @admin.display(description="arrears", ordering="arrears_eur")
-    def arrears(self, household: Household) -> str:
-        return arrears_text(getattr(household, "arrears_eur", None))

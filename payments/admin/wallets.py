@@ -21,7 +21,7 @@ from lib.money import SATS_PER_BSV, satoshis_to_eur
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, plural
 from payments import figures, keys
 from payments.admin.actions import ReadOnlyWithActions
-from payments.admin.columns import ArrearsFilter, arrears_eur, arrears_text, eur_text
+from payments.admin.columns import ArrearsColumn, ArrearsFilter, eur_text
 from payments.models import PriceQuote, Utxo, Wallet
 from payments.networks.local import LocalLedger
 
@@ -73,7 +73,7 @@ class FaucetForm(forms.Form):
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
+class WalletAdmin(ArrearsColumn, ReadOnlyWithActions, admin.ModelAdmin):
     list_display = ["household", "address", "balance", "balance_eur", "coins", "arrears"]
     list_filter = [ArrearsFilter]
     search_fields = ["household__name", "household__user__email", "address"]
@@ -101,7 +101,6 @@ class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
             .annotate(
                 balance_sats=available_coins(Sum("satoshis"), BigIntegerField()),
                 coin_count=available_coins(Count("pk"), IntegerField()),
-                arrears_eur=arrears_eur("household", timezone.now()),
             )
         )
 
@@ -157,10 +156,6 @@ class WalletAdmin(ReadOnlyWithActions, admin.ModelAdmin):
     @admin.display(description="coins", ordering="coin_count")
     def coins(self, wallet: Wallet) -> int:
         return wallet.coin_count
-
-    @admin.display(description="arrears", ordering="arrears_eur")
-    def arrears(self, wallet: Wallet) -> str:
-        return arrears_text(wallet.arrears_eur)
 
     @admin.display(description="coin history")
     def coins_link(self, wallet: Wallet) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
 
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
@@ -16,7 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from lib import htmx
 from lib.csvstream import csv_lines
 from lib.dateranges import DateParamError, DateRange
-from lib.periods import local_midnight, zone
+from lib.periods import zone
 from meters.access import HouseholdRequest, household_required
 from meters.models import Household
 from payments.models import Settlement, SettlementLine
@@ -122,14 +121,10 @@ def settlement_state(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "payments/_settlement_state.html", {**_badge_context(request), "settlement": settlement})
 
 
-def _csv_rows(household: Household, start: date, end: date) -> Iterator[list]:
+def _csv_rows(household: Household, days: DateRange) -> Iterator[list]:
     tz = zone(household.timezone)
-    # Local midnights: a day of 23 or 25 hours is still one whole day.
-    settlements = Settlement.objects.filter(
-        household=household,
-        created_at__gte=local_midnight(start, household.timezone),
-        created_at__lt=local_midnight(end + timedelta(days=1), household.timezone),
-    )
+    start, end = days.utc_bounds(household.timezone)
+    settlements = Settlement.objects.filter(household=household, created_at__gte=start, created_at__lt=end)
     yield CSV_HEADER
     rows = (
         settlements.select_related("quote")
@@ -162,9 +157,6 @@ def settlements_csv(request: HttpRequest) -> HttpResponse:
         days = DateRange.from_params(request.GET, timezone.localdate(timezone=zone(household.timezone)))
     except DateParamError as error:
         return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
-    start, end = days.first, days.last
-    response = StreamingHttpResponse(
-        csv_lines(_csv_rows(household, start, end)), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="settlements_{start.isoformat()}_{end.isoformat()}.csv"'
+    response = StreamingHttpResponse(csv_lines(_csv_rows(household, days)), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="settlements_{days.first}_{days.last}.csv"'
     return response

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from alarms import notify
@@ -74,6 +76,20 @@ def test_staff_pause_rules_but_cannot_edit_their_state(staff_client, home):
     assert rule.paused
     change = staff_client.get(reverse("admin:alarms_alarmrule_change", args=[rule.pk]))
     assert change.status_code == 200 and b'name="firing"' not in change.content
+
+
+def test_pausing_and_resuming_many_rules_is_one_update_each(staff_client, home, other_home):
+    rules = [home.rule(Kind.DAILY_COST, "5"), home.rule(Kind.METER_SILENT, "3"), other_home.rule(Kind.HOURLY_COST, "1")]
+    AlarmRule.objects.filter(pk=rules[0].pk).update(firing=True, last_value="6")
+    selected = [rule.pk for rule in rules]
+    for action in ("pause", "resume"):
+        with CaptureQueriesContext(connection) as queries:
+            staff_client.post(RULES, {"action": action, "_selected_action": selected})
+        updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+        assert len(updates) == 1, updates
+    for rule in rules:
+        rule.refresh_from_db()
+        assert not rule.paused and not rule.firing and rule.last_value is None
 
 
 def test_households_cannot_open_the_admin(household_client):

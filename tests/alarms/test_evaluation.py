@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from django.core import mail
 
-from alarms import notify
+from alarms import evaluation, notify
 from alarms.evaluation import evaluate_households
 from alarms.models import AlarmEvent, AlarmRule
 from alarms.rules import Kind
@@ -242,3 +242,18 @@ def test_evaluation_of_a_chunk_queries_per_kind_not_per_household(make_household
     with django_assert_max_num_queries(13):
         tally = evaluate_households([home.household.pk for home in homes])
     assert tally == {"unchanged": 8 * len(Kind.values)}
+
+
+def test_a_rule_paused_while_it_is_evaluated_keeps_the_state_pausing_reset(home, monkeypatch):
+    rule = home.rule(Kind.DAILY_COST, "5")
+    _day_cost(home, "1")
+    measure = evaluation.MEASURES[Kind.DAILY_COST]
+
+    def paused_meanwhile(inputs, household):
+        AlarmRule.objects.get(pk=rule.pk).pause()  # staff pause it between loading and writing back
+        return measure(inputs, household)
+
+    monkeypatch.setitem(evaluation.MEASURES, Kind.DAILY_COST, paused_meanwhile)
+    evaluate(home)
+    rule.refresh_from_db()
+    assert (rule.paused, rule.last_value, rule.last_evaluated_at) == (True, None, None)

@@ -13,6 +13,8 @@ from django.apps import apps
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from energypay.accounts.models import User
@@ -441,3 +443,13 @@ def test_the_tariff_page_adds_a_future_version_but_cannot_change_existing_ones(s
         Decimal("0.250000"),
         Decimal("0.300000"),
     ]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_version_page_asks_once_whether_the_version_priced_usage(staff_client, world):
+    url = reverse("admin:meters_tariffversion_change", args=[world.version.pk])
+    with CaptureQueriesContext(connection) as queries:
+        page = staff_client.get(url)
+    asked = [q["sql"] for q in queries.captured_queries if "meters_hourlyusage" in q["sql"]]
+    assert b"prices those hours forever" in page.content
+    assert len(asked) == 1, asked

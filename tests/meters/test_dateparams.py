@@ -117,3 +117,10 @@ def test_a_good_chart_date_shows_no_error(household_client):
     response = household_client.get(reverse("dashboard"), {"range": "day", "date": " 2026-11-20 "})
     assert response.context["chart"].view.day == date(2026, 11, 20)
     assert 'id="chart-error"' not in response.text
+
+
+def test_a_range_spans_local_midnight_to_local_midnight_in_utc_across_a_daylight_saving_change():
+    days = DateRange(date(2026, 10, 25), date(2026, 10, 25))  # 25 hours in Amsterdam
+    start, end = days.utc_bounds("Europe/Amsterdam")
+    assert start == datetime(2026, 10, 24, 22, 0, tzinfo=UTC)
+    assert end == datetime(2026, 10, 25, 23, 0, tzinfo=UTC)
