@@ -34,13 +34,10 @@ from django.utils import dateformat
 from django.utils.translation import get_language
 
 from lib.dateranges import FIRST_DATE, LAST_DATE, DateParamError, parse_day
-from lib.money import EUR_PLACES
+from lib.money import EUR_PLACES, format_kwh, format_money, format_rate
 from lib.periods import add_months, ceil_hour, first_of_month, floor_hour, hours_between, local_midnight, zone
 from meters.models import HourlyUsage, Household, Tariff, TariffVersion
 from meters.pricing import TariffSchedule
-from meters.templatetags.money import kwh as format_kwh
-from meters.templatetags.money import money as format_money
-from meters.templatetags.money import rate as format_rate
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
 RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
