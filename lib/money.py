@@ -42,6 +42,11 @@ def cost_of(kwh: Decimal, rate: Decimal) -> Decimal:
     return round_eur(kwh * rate)
 
 
+def tax_of(cost: Decimal, tax_rate: Decimal) -> Decimal:
+    """The taxes on ``cost`` at a combined ``tax_rate``, rounded like a cost (PostgreSQL's round() agrees)."""
+    return round_eur(cost * tax_rate)
+
+
 def _exact() -> AbstractContextManager[Context]:
     return localcontext(
         Context(prec=_PRECISION, rounding=ROUND_HALF_UP, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])

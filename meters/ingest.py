@@ -283,16 +283,17 @@ def _insert_readings(meter: Meter, points: list[Point], now: datetime) -> None:
         # COPY costs a quarter of what the ORM's INSERT does for a batch (building 1,000 model
         # objects and SQL text); the readings were judged under the meter lock, and the unique
         # constraint still stands behind it.
-        columns = "meter_id, timestamp, energy_kwh, received_at"
+        columns = "meter_id, household_id, timestamp, energy_kwh, received_at"
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {Reading._meta.db_table} ({columns}) FROM STDIN") as copy,
         ):
             for timestamp, kwh in points:
-                copy.write_row((meter.pk, timestamp, kwh, now))
+                copy.write_row((meter.pk, meter.household_id, timestamp, kwh, now))
     else:
         Reading.objects.bulk_create(
-            Reading(meter=meter, timestamp=timestamp, energy_kwh=kwh, received_at=now) for timestamp, kwh in points
+            Reading(meter=meter, household_id=meter.household_id, timestamp=timestamp, energy_kwh=kwh, received_at=now)
+            for timestamp, kwh in points
         )
 
 

@@ -246,6 +246,9 @@ class Reading(models.Model):
     """A meter's cumulative import register at an instant. Never edited, never deleted."""
 
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="readings")
+    # The meter's household, copied at insert: the distribution key a sharded database (Citus) needs,
+    # so no query of a household's readings joins across households. Not indexed: reads go by meter.
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="+", db_index=False)
     timestamp = models.DateTimeField()
     energy_kwh = models.DecimalField("register (kWh)", max_digits=15, decimal_places=3)
     received_at = models.DateTimeField()
@@ -310,6 +313,11 @@ class HourlyUsage(models.Model):
     tariff_version = models.ForeignKey(TariffVersion, on_delete=models.PROTECT, null=True, blank=True)
     rate = models.DecimalField("rate (EUR/kWh)", max_digits=9, decimal_places=6, null=True, blank=True)
     cost_eur = models.DecimalField(max_digits=15, decimal_places=6, null=True, blank=True)
+    # The taxes in force for this line's kind at its hour, as one factor on cost_eur (compound taxes
+    # multiplied out: VAT on the electricity tax), and what they add: the hour's tax rounded to the
+    # micro-euro like its cost, the same way for every line of the hour (docs/billing.md).
+    tax_rate = models.DecimalField(max_digits=16, decimal_places=12, default=Decimal("0"))
+    tax_eur = models.DecimalField(max_digits=15, decimal_places=6, null=True, blank=True)
     settled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

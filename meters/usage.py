@@ -19,7 +19,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from lib.money import cost_of
+from lib.money import cost_of, tax_of
 from lib.periods import HOUR, hours_between
 from meters.models import HourlyUsage, Household, Meter
 from meters.pricing import TariffSchedule
@@ -68,6 +68,7 @@ def record_energy(
                         hour_start=hour,
                         tariff_version=version,
                         cost_eur=share,
+                        tax_eur=ZERO,
                     )
                 )
     if changed:
@@ -108,9 +109,12 @@ def _update_lines(lines: list[HourlyUsage]) -> None:
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, updated_at = %s "  # noqa: S608
-            "WHERE id = %s AND settled_at IS NULL",
-            [(line.kwh, line.tariff_version_id, line.rate, line.cost_eur, now, line.pk) for line in lines],
+            f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
+            "updated_at = %s WHERE id = %s AND settled_at IS NULL",
+            [
+                (line.kwh, line.tariff_version_id, line.rate, line.cost_eur, line.tax_eur, now, line.pk)
+                for line in lines
+            ],
         )
         if cursor.rowcount != len(lines):
             # Lock order makes this impossible; if it ever happens, roll back rather than lose energy.
@@ -122,6 +126,7 @@ def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage
     open_lines = [line for line in existing if line.settled_at is None]
     settled_kwh = sum((line.kwh for line in settled), ZERO)
     settled_eur = sum((line.cost_eur for line in settled), ZERO)
+    settled_tax = sum((line.tax_eur or ZERO for line in settled), ZERO)
     if open_lines:
         line, is_new = open_lines[0], False
         line.kwh += kwh
@@ -143,7 +148,12 @@ def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage
         is_new = True
     # Price the hour's whole energy and subtract what was already paid: the lines of an hour add up
     # to exactly the rounded cost of its total, however many adjustments it took.
-    line.cost_eur = None if line.rate is None else cost_of(settled_kwh + line.kwh, line.rate) - settled_eur
+    if line.rate is None:
+        line.cost_eur = line.tax_eur = None
+    else:
+        hour_cost = cost_of(settled_kwh + line.kwh, line.rate)
+        line.cost_eur = hour_cost - settled_eur
+        line.tax_eur = tax_of(hour_cost, line.tax_rate) - settled_tax
     return line, is_new
 
 
@@ -167,9 +177,10 @@ def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
                 version, rate = schedule.energy_rate(line.hour_start)
                 if rate is not None:
                     line.tariff_version, line.rate, line.cost_eur = version, rate, cost_of(line.kwh, rate)
+                    line.tax_eur = tax_of(line.cost_eur, line.tax_rate)
                     priced.append(line)
         bump_usage_version(line.household_id for line in priced)
-        HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur"])
+        HourlyUsage.objects.bulk_update(priced, ["tariff_version", "rate", "cost_eur", "tax_eur"])
     return len(priced)
 
 
@@ -201,6 +212,7 @@ def reopen_lines(line_ids: list[int]) -> None:
         if later is not None:
             line.kwh += later.kwh
             line.cost_eur = None if None in (line.cost_eur, later.cost_eur) else line.cost_eur + later.cost_eur
+            line.tax_eur = None if None in (line.tax_eur, later.tax_eur) else line.tax_eur + later.tax_eur
             grown.append(line)
             merged.append(later.pk)
     # A merge moves money between lines and leaves each hour's sum: bumped all the same, so no
@@ -210,4 +222,4 @@ def reopen_lines(line_ids: list[int]) -> None:
     HourlyUsage.objects.filter(pk__in=merged).delete()
     HourlyUsage.objects.filter(pk__in=[line.pk for line in lines]).update(settled_at=None)
     # Only merged lines changed amounts: bulk_update's CASE per row is costly for a month of lines.
-    HourlyUsage.objects.bulk_update(grown, ["kwh", "cost_eur"])
+    HourlyUsage.objects.bulk_update(grown, ["kwh", "cost_eur", "tax_eur"])

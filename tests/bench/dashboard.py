@@ -252,7 +252,11 @@ def _setup() -> dict:
         counts["usage lines"] += len(lines)
         readings = [
             Reading(
-                meter=meter, timestamp=start + timedelta(minutes=15 * n), energy_kwh=Decimal(n) / 8, received_at=now
+                meter=meter,
+                household=household,
+                timestamp=start + timedelta(minutes=15 * n),
+                energy_kwh=Decimal(n) / 8,
+                received_at=now,
             )
             for n in range(days * 96 + 1)
         ]

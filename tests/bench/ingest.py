@@ -176,11 +176,12 @@ def _batch_json(start_epoch: int, number: int) -> bytes:
     return ('{"readings": [' + items + "]}").encode()
 
 
-def _batch_copy_text(meter_id: int, start_epoch: int, number: int, received: str) -> bytes:
+def _batch_copy_text(meter_id: int, household_id: int, start_epoch: int, number: int, received: str) -> bytes:
     return "".join(
-        "%d\t%s\t%s\t%s\n"  # noqa: UP031
+        "%d\t%d\t%s\t%s\t%s\n"  # noqa: UP031
         % (
             meter_id,
+            household_id,
             datetime.fromtimestamp(start_epoch + 60 * step, UTC).strftime("%Y-%m-%d %H:%M:%S+00"),
             _register(step),
             received,
@@ -473,9 +474,12 @@ def _post_batches(
 def _copy_batches(plan: list[tuple[int, int]], start_epoch: int, warmup: int, barrier) -> dict:
     """COPY the rows of ``plan`` (meter id, batch number), one committed COPY per batch; time all but ``warmup``."""
     received = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-    texts = [_batch_copy_text(meter_id, start_epoch, number, received) for meter_id, number in plan]
-    statement = f"COPY {COPY_TABLE} (meter_id, timestamp, energy_kwh, received_at) FROM STDIN"
+    statement = f"COPY {COPY_TABLE} (meter_id, household_id, timestamp, energy_kwh, received_at) FROM STDIN"
     with psycopg.connect(DATABASE_URL) as connection:
+        households = dict(connection.execute("SELECT id, household_id FROM meters_meter").fetchall())
+        texts = [
+            _batch_copy_text(meter_id, households[meter_id], start_epoch, number, received) for meter_id, number in plan
+        ]
 
         def copy(text: bytes) -> None:
             with connection.cursor() as cursor, cursor.copy(statement) as stream:

@@ -81,6 +81,7 @@ def test_ingest_rates_count_readings_by_when_they_arrived(staff_client, meter_an
     Reading.objects.bulk_create(
         Reading(
             meter=meter,
+            household_id=meter.household_id,
             timestamp=NOW - timedelta(days=1, minutes=i),
             energy_kwh=i,
             received_at=NOW - timedelta(minutes=n),
