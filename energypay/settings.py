@@ -347,6 +347,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "energypay.tasks.heartbeat", "schedule": 60.0},
     "refresh-price": {"task": "payments.tasks.refresh_price", "schedule": 120.0},
+    # Every contract's standing charge, silent meters included, for the hours that ended: before
+    # the settlement run, so that it pays them in the same hour.
+    "accrue-standing-charges": {
+        "task": "meters.tasks.accrue_standing",
+        "schedule": crontab(minute=max(SETTLEMENT_GRACE_MINUTES % 60 - 3, 0)),
+    },
     # HH:05 by default: the grace for late readings.
     "settle-closed-hour": {
         "task": "payments.tasks.settle_closed_hour",
