@@ -65,10 +65,9 @@ class TariffVersionForm(forms.ModelForm):
         if valid_from and tariff_id:
             # "The version in force at an hour prices that hour, forever": a version slipped in
             # before priced hours would price their late readings differently from the rest.
+            # Priced by any of its versions, whichever household was on it then (tariffs change).
             priced = HourlyUsage.objects.filter(
-                household__in=Household.objects.filter(tariff_id=tariff_id),
-                hour_start__gte=valid_from,
-                tariff_version__isnull=False,
+                tariff_version__in=TariffVersion.objects.filter(tariff_id=tariff_id), hour_start__gte=valid_from
             )
             last = priced.order_by("-hour_start").values_list("hour_start", flat=True).first()
             if last is not None:
@@ -117,6 +116,16 @@ class TariffAdmin(admin.ModelAdmin):
 class TaxRuleForm(forms.ModelForm):
     """A tax rule: refused if it overlaps another of its tax, or if it would re-price days that have begun."""
 
+    rate = FiniteDecimalField(
+        min_value=0,
+        max_value=1,
+        decimal_places=10,
+        help_text=TaxRule._meta.get_field("rate").help_text,
+        error_messages={
+            "min_value": "A rate is a fraction between 0 and 1 (0.21 for 21%%).",
+            "max_value": "A rate is a fraction between 0 and 1 (0.21 for 21%%).",
+        },
+    )
     kinds = forms.MultipleChoiceField(
         label="applies to",
         choices=HourlyUsage.Kind.choices,
@@ -127,7 +136,6 @@ class TaxRuleForm(forms.ModelForm):
     class Meta:
         model = TaxRule
         fields = ["tax", "name", "rate", "kinds", "compound", "region", "tariffs", "valid_from", "valid_to"]
-        field_classes = {"rate": FiniteDecimalField}
         widgets = {"tariffs": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args, **kwargs) -> None:

@@ -90,7 +90,7 @@ def _accrue_hour(hour: datetime) -> int:
 
 def _insert_lines(missing: QuerySet[Household], hour, version_id, share, tax_rate, tax_eur) -> int:
     """One INSERT ... SELECT of a standing line per household of ``missing``; skipped where one exists."""
-    select, params = missing.values("pk").query.sql_with_params()
+    select, params = missing.values("id").query.sql_with_params()
     ops = connection.ops
     table = HourlyUsage._meta.db_table
     columns = "household_id, kind, hour_start, seq, kwh, tariff_version_id, cost_eur, tax_rate, tax_eur, updated_at"
