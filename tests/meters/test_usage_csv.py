@@ -44,6 +44,7 @@ def add_line(meter, hour, kwh: str, rate: str | None = "0.25") -> HourlyUsage:
         kwh=kwh_d,
         rate=None if rate is None else Decimal(rate),
         cost_eur=None if rate is None else kwh_d * Decimal(rate),
+        tax_eur=None if rate is None else Decimal("0"),  # as the ledger writes a line no tax rule taxes
     )
 
 
@@ -89,6 +90,7 @@ def test_a_line_in_local_time_with_its_money_and_payment(household_client, meter
             "kwh": "1.500000",
             "rate_eur_per_kwh": "0.250000",
             "eur": "0.375000",
+            "tax_eur": "0.000000",
             "satoshis": "1250000",
             "txid": settlement.txid,
             "state": "seen",
