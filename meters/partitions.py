@@ -187,8 +187,19 @@ def create_partition(cursor, table: str, key: str, span: Span, default: str | No
 # --- The job ---------------------------------------------------------------------------------------
 
 
-def ensure_partitions(now: datetime, *, interval: str | None = None, ahead: int | None = None) -> Report:
-    """Partitions from this period to ``ahead`` periods on, and for every row the DEFAULT partition caught.
+def periods_between(start: datetime, end: datetime, interval: str) -> list[Span]:
+    """The periods from the one holding ``start`` to the one holding ``end``."""
+    spans = [period(start, interval)]
+    while spans[-1].end <= end:
+        spans.append(Span(spans[-1].end, period_end(spans[-1].end, interval)))
+    return spans
+
+
+def ensure_partitions(
+    now: datetime, *, interval: str | None = None, ahead: int | None = None, since: datetime | None = None
+) -> Report:
+    """Partitions from this period to ``ahead`` periods on, and for every row the DEFAULT partition caught;
+    with ``since``, also every period from then to now (before loading history in bulk).
 
     Idempotent: each table's work runs under an advisory lock and re-reads the catalog, so two runs
     at once (beat and the command) create each partition once.
@@ -205,6 +216,8 @@ def ensure_partitions(now: datetime, *, interval: str | None = None, ahead: int 
                 continue
             _, default = partitions(cursor, table)
             wanted = set(periods_ahead(now, interval, ahead))
+            if since is not None:
+                wanted |= set(periods_between(since, now, interval))
             if default:
                 wanted |= set(_caught_periods(cursor, default, key, interval))
         for span in sorted(wanted):

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Sum
@@ -220,6 +221,22 @@ def test_the_command_creates_ahead_and_says_what_it_did(settings):
 
     assert "Created 4 month partitions" in out and "meters_hourlyusage_p20310601" in out
     assert "Every month partition needed exists." in again
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_since_makes_every_period_from_then_before_history_is_loaded():
+    with time_machine.travel(NOW, tick=False):
+        out = run_command("--since", "2031-03-15", "--ahead", "0")
+
+    assert "meters_reading_p20310301" in out and "meters_reading_p20310501" in out
+    assert partitions.partition_name("meters_reading", at(2031, 4, 1)) in partition_names("meters_reading")
+
+
+@pytest.mark.django_db
+def test_a_bad_since_is_refused_with_a_message():
+    with pytest.raises(CommandError, match="since"):
+        run_command("--since", "last week")
 
 
 @postgres_only

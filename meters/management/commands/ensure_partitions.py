@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
@@ -21,14 +23,21 @@ class Command(BaseCommand):
             default=None,
             help=f"Periods to create ahead of this one (default PARTITIONS_AHEAD, {settings.PARTITIONS_AHEAD}).",
         )
+        parser.add_argument(
+            "--since",
+            type=date.fromisoformat,
+            default=None,
+            help="Also every period from this day (YYYY-MM-DD, UTC) to now, e.g. before importing history in bulk.",
+        )
 
-    def handle(self, *args, ahead: int | None, **options) -> None:
+    def handle(self, *args, ahead: int | None, since: date | None, **options) -> None:
         if ahead is not None and ahead < 0:
             raise CommandError("--ahead must be 0 or more; nothing was changed.")
         if connection.vendor != "postgresql":
             self.stdout.write("Not PostgreSQL: readings and the hourly ledger are plain tables, nothing to do.")
             return
-        report = partitions.ensure_partitions(timezone.now(), ahead=ahead)
+        start = datetime(since.year, since.month, since.day, tzinfo=UTC) if since else None
+        report = partitions.ensure_partitions(timezone.now(), ahead=ahead, since=start)
         self.show(report)
         if report.failed:
             raise CommandError(f"{len(report.failed)} partitions not created (the default partition keeps their rows).")
