@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import Min, Q, Sum
+from django.db.models import F, Min, Q, Sum
 
 from lib.money import EUR_PLACES, satoshis_to_eur
 from lib.periods import HOUR, floor_hour
@@ -82,6 +82,15 @@ def owed(before: datetime | None = None) -> Q:
     return lines if before is None else lines & Q(hour_start__lt=before)
 
 
+def owed_amount() -> F:
+    """What a usage line owes, in EUR: the one expression settlement pays and owed sums add up.
+
+    A settlement pays each line this amount (``SettlementLine.eur``); anything a line comes to owe
+    besides its cost (a tax, say) is added here, once, for every payer and every sum of what is owed.
+    """
+    return F("cost_eur")
+
+
 def arrears_cutoff(now: datetime) -> datetime:
     """Owed hours starting before this are in arrears: a run at least an hour ago should have paid them.
 
@@ -100,7 +109,7 @@ def owed_costs(household_ids: Iterable[int]) -> dict[int, Decimal]:
     rows = (
         HourlyUsage.objects.filter(owed(), household_id__in=household_ids)
         .values("household_id")
-        .annotate(total=Sum("cost_eur"))
+        .annotate(total=Sum(owed_amount()))
         .order_by()
     )
     return {row["household_id"]: eur(row["total"]) for row in rows}
