@@ -27,7 +27,10 @@ from payments.wallets import open_missing_wallets
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200
+# Households per chunk (one settle_chunk task, one signing transaction). Measured on 2 cores: 500
+# costs less per household than 200 (a chunk's twenty statements and three commits are shared by
+# more), and 1,000 no less than 500; a chunk of 500 holds its wallets' locks for a fraction of a second.
+CHUNK = 500
 
 
 def households_owing(period_end: datetime) -> list[int]:

@@ -45,7 +45,9 @@ def restore_old_indexes(apps, schema_editor):
     if postgresql:
         schema_editor.execute(f'ALTER TABLE "payments_ledgertransaction" ADD CONSTRAINT "{TXID_KEY}" UNIQUE ("txid")')
     else:  # SQLite rebuilt the table without the constraint when the new one was removed
-        schema_editor.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS "{TXID_KEY}" ON "payments_ledgertransaction" ("txid")')
+        schema_editor.execute(
+            f'CREATE UNIQUE INDEX IF NOT EXISTS "{TXID_KEY}" ON "payments_ledgertransaction" ("txid")'
+        )
 
 
 class Migration(migrations.Migration):

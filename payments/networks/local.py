@@ -294,8 +294,12 @@ class LocalLedger:
             # spend: broadcast(), one by one, tells each transaction apart.
             log.info("ledger_batch_fallback transactions=%d detail=%s", len(batch), error)
             return False
-        for item in batch:
-            log.info("ledger_accepted txid=%s fee=%d", item.txid, item.fee)
+        # One line a batch (a settlement chunk): each payment's own line, with its txid, is the
+        # settlement's (settlement_signed); per transaction only when debugging.
+        log.info("ledger_accepted_batch transactions=%d fees=%d", len(batch), sum(item.fee for item in batch))
+        if log.isEnabledFor(logging.DEBUG):
+            for item in batch:
+                log.debug("ledger_accepted txid=%s fee=%d", item.txid, item.fee)
         return True
 
 
