@@ -68,6 +68,12 @@ def household_address(index: int) -> str:
     return ckd(_household_chain_public(), f"./{index}").address()
 
 
+def household_public(index: int) -> tuple[str, str]:
+    """The address and the compressed public key (hex) at m/44'/236'/0'/0/<index>, from the account xpub alone."""
+    child = ckd(_household_chain_public(), f"./{index}")
+    return child.address(), child.public_key().serialize().hex()
+
+
 @cache
 def _household_chain_parts() -> tuple[bytes, bytes, int]:
     """What every household key's derivation reads from the chain key: chain code, public key, secret."""

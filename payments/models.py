@@ -32,6 +32,9 @@ class Wallet(models.Model):
     household = models.OneToOneField(Household, on_delete=models.PROTECT, related_name="wallet")
     derivation_index = models.PositiveIntegerField(unique=True, help_text="m/44'/236'/0'/0/<index>")
     address = models.CharField(max_length=64, unique=True)
+    # Public, like the address it hashes to: stored so that signing need not derive it again from the
+    # private key (an elliptic-curve multiplication per payment, as costly as the signature itself).
+    public_key = models.CharField(max_length=66, blank=True, help_text="Compressed public key, hex.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

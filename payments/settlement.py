@@ -17,8 +17,11 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
+from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
+from bsv.hash import hash160
+from bsv.script.unlocking_template import UnlockingScriptTemplate
+from bsv.utils import address_to_public_key_hash, encode_pushdata
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
@@ -64,7 +67,7 @@ class _Payment:
     settlement_id: int | None = None
 
 
-_WALLET_FIELDS = ("pk", "household_id", "derivation_index", "address")
+_WALLET_FIELDS = ("pk", "household_id", "derivation_index", "address", "public_key")
 _LINE_FIELDS = ("pk", "household_id", "hour_start", "kwh", "amount")  # amount: owed_amount()
 _COIN_FIELDS = ("pk", "wallet_id", "txid", "vout", "satoshis", "raw_parent")
 _SETTLEMENT_FIELDS = (
@@ -275,23 +278,55 @@ def sign_from_coins(wallet, satoshis: int, spendable: Iterable) -> tuple[Transac
     else:
         return None
     key = keys.household_key(wallet.derivation_index)
+    own = address_to_public_key_hash(wallet.address)
+    unlock = _P2PKHUnlock(key, _public_key(wallet, key, own))
     parents: dict[str, Transaction] = {}
     tx = Transaction()
     for coin in chosen:
         parent = parents.get(coin.txid) or parents.setdefault(coin.txid, Transaction.from_hex(coin.raw_parent))
         tx.add_input(
-            TransactionInput(
-                source_transaction=parent, source_output_index=coin.vout, unlocking_script_template=P2PKH().unlock(key)
-            )
+            TransactionInput(source_transaction=parent, source_output_index=coin.vout, unlocking_script_template=unlock)
         )
     tx.add_output(TransactionOutput(locking_script=_lock(keys.utility_address()), satoshis=satoshis))
-    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(wallet.address), change=True))
+    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(own), change=True))
     tx.fee(SatoshisPerKilobyte(rate))  # drops the change output when nothing is left for it
     tx.sign()
     fee = total - sum(output.satoshis for output in tx.outputs)
     if fee < _ceil_div(len(tx.serialize()) * rate, 1000):
         return None
     return tx, chosen, fee
+
+
+class _P2PKHUnlock(UnlockingScriptTemplate):
+    """bsv-sdk's ``P2PKH().unlock(key)``, given the key's public key.
+
+    The SDK's template derives the public key again for every signature (an elliptic-curve
+    multiplication, as costly as the signature) and builds a new class for every call; the wallet
+    stores its public key, and one instance serves all of a payment's inputs. The unlocking script
+    is the same: signature with its sighash flag, then the compressed public key.
+    """
+
+    def __init__(self, key: PrivateKey, public_key: bytes) -> None:
+        self.key, self.public_key = key, public_key
+
+    def sign(self, tx: Transaction, input_index: int) -> Script:
+        sighash = tx.inputs[input_index].sighash
+        signature = self.key.sign(tx.preimage(input_index))
+        return Script(encode_pushdata(signature + sighash.to_bytes(1, "little")) + encode_pushdata(self.public_key))
+
+    def estimated_unlocking_byte_length(self) -> int:
+        return 107  # a 73-byte signature at most, a 33-byte key, two push opcodes
+
+
+def _public_key(wallet, key: PrivateKey, public_key_hash: bytes) -> bytes:
+    """The wallet's stored public key if it is the one its address hashes, else the key's own (derived)."""
+    stored = getattr(wallet, "public_key", "")
+    if stored:
+        public = bytes.fromhex(stored)
+        if hash160(public) == public_key_hash:
+            return public
+        log.error("wallet_public_key_mismatch wallet=%s", wallet.pk)
+    return key.public_key().serialize()
 
 
 @lru_cache(maxsize=4)
