@@ -8,9 +8,10 @@ sweeper sends later: sending the same raw transaction twice is harmless, so no p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -323,10 +324,27 @@ def _public_key(wallet, key: PrivateKey, public_key_hash: bytes) -> bytes:
     stored = getattr(wallet, "public_key", "")
     if stored:
         public = bytes.fromhex(stored)
-        if hash160(public) == public_key_hash:
+        if _hash160(public) == public_key_hash:
             return public
         log.error("wallet_public_key_mismatch wallet=%s", wallet.pk)
     return key.public_key().serialize()
+
+
+def _hashlib_hash160(data: bytes) -> bytes:
+    return hashlib.new("ripemd160", hashlib.sha256(data).digest()).digest()
+
+
+def _pick_hash160() -> Callable[[bytes], bytes]:
+    """bsv.hash.hash160 (RIPEMD-160 of SHA-256) through hashlib, a fifth of the cost of pycryptodome's,
+    where this OpenSSL has RIPEMD-160 (some 3.0 builds keep it in the legacy provider)."""
+    try:
+        _hashlib_hash160(b"")
+    except ValueError:
+        return hash160
+    return _hashlib_hash160
+
+
+_hash160 = _pick_hash160()
 
 
 @lru_cache(maxsize=4)

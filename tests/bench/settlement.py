@@ -99,7 +99,7 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
         f"setup: {count:,} households for one worker and {count:,} for two, {STEP_SAMPLE:,} for the step "
         f"breakdown" + (f", {profiled:,} to profile" if profiled else "")
     )
-    setup = _Setup(2 * count + STEP_SAMPLE + 2 * warmup + profiled, period_end - HOUR)
+    setup = _Setup(2 * count + STEP_SAMPLE + 3 * warmup + profiled, period_end - HOUR)
     setup.build()
     taken = 0
 
@@ -110,11 +110,12 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
 
     step_ids, profile_ids = take(STEP_SAMPLE), take(profiled)
     warmup_ids = [take(warmup), take(warmup)]
+    here_warmup_ids = take(warmup)
     one_ids, two_ids = take(count), take(count)
 
     # In this process; the figures are measured in worker processes, which warm themselves up.
     say(f"step breakdown: settling {len(step_ids):,} households with every step timed and its SQL counted")
-    steps = _step_breakdown(step_ids, period_end)
+    steps = _step_breakdown(here_warmup_ids, step_ids, period_end)
     if profiled:
         _profile(profile_ids, period_end)
 
@@ -192,7 +193,7 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     split = steps["where"]
     notes = [
         f"Settlement, where a household's time goes (in process, {steps['households']:,} households, chunks of "
-        f"{runs.CHUNK}, every step timed): {per['ms']:.3f} ms = "
+        f"{runs.CHUNK}, every step timed, which costs a little): {per['ms']:.3f} ms = "
         + ", ".join(f"{part['ms']:.3f} {name}" for name, part in split.items())
         + f"; {per['statements']:.3f} SQL statements a household (BEGIN, COMMIT and COPY included). "
         "Breakdown by step: var/bench/settlement.json.",
@@ -943,51 +944,63 @@ def _instrument(steps: _Steps) -> None:
     steps.wrap(connections["default"], "_commit", "COMMIT")
 
 
-# Where a household's time goes, in four parts: each step's own time goes to its part; SQL takes every
-# step's time waiting in execute(), COPY and COMMIT; "Python" is what is left of the whole run.
+# Where a household's time goes: CPU of this process in signing (bsv-sdk) and in the local ledger's
+# checks (each step's own CPU), the rest of this process's CPU (Python: Django, psycopg, the run's
+# bookkeeping), CPU of its PostgreSQL backend, and what is left of the wall time: waiting (fsync at
+# COMMIT, round trips, other processes on the machine).
 _SIGNING = {"BIP32 key derivation", "bsv fee()", "bsv sign()", "choose coins + sign"}
 _LEDGER = {"parse", "structure", "verify scripts (interpreter)"}
-_SQL = {"COPY rows", "COMMIT"}
 
 
-def _where(table: list[dict], paths: list[tuple[str, ...]], total_ms: float) -> dict:
-    parts = {"SQL": 0.0, "signing (bsv-sdk)": 0.0, "ledger checks (the local network's)": 0.0}
+def _where(table: list[dict], paths: list[tuple[str, ...]], clock: _Clock, count: int) -> dict:
+    per = clock.per_household(count)
+    signing = ledger = 0.0
     for row, path in zip(table, paths, strict=True):
         step, parent = path[-1], path[-2] if len(path) > 1 else ""
-        if step in _SQL:
-            parts["SQL"] += row["own_ms_per_household"]
-            continue
-        parts["SQL"] += row["db_ms_per_household"]
-        own = row["own_ms_per_household"] - row["db_ms_per_household"]
         if step in _SIGNING or (step == "parse tx hex" and parent == "choose coins + sign"):
-            parts["signing (bsv-sdk)"] += own
+            signing += row["own_cpu_ms_per_household"]
         elif step in _LEDGER or (step == "parse tx hex" and parent == "parse"):
-            parts["ledger checks (the local network's)"] += own
-    parts["Python (the rest)"] = total_ms - sum(parts.values())
-    return {name: {"ms": ms, "share": ms / total_ms} for name, ms in parts.items()}
+            ledger += row["own_cpu_ms_per_household"]
+    parts = {
+        "signing (bsv-sdk)": signing,
+        "ledger checks (bsv-sdk, the local network's)": ledger,
+        "Python (Django, psycopg, the rest)": per["python_cpu"] - signing - ledger,
+        "PostgreSQL (its backend's CPU)": per["postgres_cpu"] or 0.0,
+    }
+    parts["waiting (fsync, round trips, other processes)"] = per["wall"] - sum(parts.values())
+    return {name: {"ms": ms, "share": ms / per["wall"]} for name, ms in parts.items()}
 
 
-def _step_breakdown(household_ids: list[int], period_end) -> dict:
+def _step_breakdown(warmup_ids: list[int], household_ids: list[int], period_end) -> dict:
+    """Settle ``household_ids`` in this process with every step timed, after a chunk untimed (first-use costs:
+    the broker's connection for the alarm hook, prepared caches), as the workers do."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from payments import runs
 
-    steps = _Steps()
     _fresh_quote()
+    with _log_to_file():
+        warmed = _settle(warmup_ids, period_end)
+    if not _all_seen(warmed, len(warmup_ids)):
+        raise RuntimeError(f"the step breakdown's warm-up ended {dict(warmed)}")
+    steps = _Steps()
     _instrument(steps)
     try:
-        with _log_to_file(), connection.execute_wrapper(steps.execute), CaptureQueriesContext(connection) as captured:
-            began, cpu = time.perf_counter(), time.process_time()
+        with (
+            _Clock() as clock,  # first: its own query is not the run's
+            _log_to_file(),
+            connection.execute_wrapper(steps.execute),
+            CaptureQueriesContext(connection) as captured,
+        ):
             steps.stack.append("run")
             try:
                 tally = _settle(household_ids, period_end)
             finally:
                 steps.stack.pop()
-            seconds = time.perf_counter() - began
-            cpu_seconds = time.process_time() - cpu
     finally:
         steps.restore()
+    seconds, cpu_seconds = clock.wall, clock.cpu
     count = len(household_ids)
     if not _all_seen(tally, count):
         raise RuntimeError(f"the step sample ended {dict(tally)}")
@@ -996,7 +1009,7 @@ def _step_breakdown(household_ids: list[int], period_end) -> dict:
     table, paths = _step_table(steps, count)
     copies = sum(n for path, n in steps.calls.items() if path[-1] == "COPY rows")
     statements = len(captured.captured_queries) + copies
-    where = _where(table, paths, 1000 * seconds / count)
+    where = _where(table, paths, clock, count)
     verbs = Counter(query["sql"].split(None, 1)[0].upper() for query in captured.captured_queries)
     verbs["COPY"] += copies
     per_household = {
@@ -1013,7 +1026,7 @@ def _step_breakdown(household_ids: list[int], period_end) -> dict:
     )
     _print_step_table(table)
     say(
-        f"  where a household's {per_household['ms']:.3f} ms go: "
+        f"  where a household's {per_household['ms']:.3f} ms go (steps timed, which costs a little): "
         + ", ".join(f"{part['ms']:.3f} ms {name} ({part['share']:.0%})" for name, part in where.items())
     )
     chunks = -(-count // runs.CHUNK)
