@@ -112,9 +112,12 @@ def issue_households(
     no contract (created after the month)."""
     now = now or timezone.now()
     month = first_of_month(month)
+    household_ids = list(dict.fromkeys(household_ids))
+    zones = dict(Household.objects.filter(pk__in=household_ids).values_list("pk", "timezone"))
     by_tz: defaultdict[str, list[int]] = defaultdict(list)
-    for pk, tz in Household.objects.filter(pk__in=list(household_ids)).order_by("pk").values_list("pk", "timezone"):
-        by_tz[tz].append(pk)
+    for pk in household_ids:  # in the caller's order: numbers follow it
+        if pk in zones:
+            by_tz[zones[pk]].append(pk)
     tally: Counter = Counter()
     for tz, ids in sorted(by_tz.items()):
         end = local_month_bounds(month, tz)[1]

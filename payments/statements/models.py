@@ -91,10 +91,29 @@ class Series(models.Model):
 
     @classmethod
     def active_for(cls, purpose: str) -> Series:
-        return cls.objects.get(purpose=purpose, active=True)
+        """The series new documents of ``purpose`` are numbered in.
+
+        A database without any series of the purpose (one emptied by hand or by a test) gets the
+        default one the first migration creates; series that exist but are all inactive are a
+        configuration error staff must see, never guessed around.
+        """
+        try:
+            return cls.objects.get(purpose=purpose, active=True)
+        except cls.DoesNotExist:
+            if cls.objects.filter(purpose=purpose).exists():
+                raise
+        code, name = DEFAULT_SERIES[purpose]
+        series, _ = cls.objects.get_or_create(code=code, defaults={"purpose": purpose, "name": name})
+        return series
 
     def number_text(self, year: int, number: int) -> str:
         return f"{self.code}-{year}-{number:06d}"
+
+
+DEFAULT_SERIES = {
+    Series.Purpose.STATEMENT: ("EP", "Monthly statements"),
+    Series.Purpose.CORRECTIVE: ("EPR", "Corrective notes"),
+}
 
 
 class SeriesCounter(models.Model):
@@ -244,6 +263,10 @@ class StatementLine(Final):
         if self.kind == self.Kind.TAX:
             return self.name or str(_("Tax at %(percent)s%%") % {"percent": f"{self.tax_percent:f}"})
         return str(_("Rounding to the cent"))
+
+    @property
+    def unit(self) -> str:
+        return {self.Kind.ENERGY: "kWh", self.Kind.STANDING: "days"}.get(self.kind, "")
 
     @property
     def quantity_text(self) -> str:
