@@ -433,5 +433,8 @@ LOGGING = {
         "django.template": {"level": "INFO"},
         # axes says INFO for every successful login and clean-up; failures and lockouts stay (WARNING).
         "axes": {"level": "WARNING"},
+        # WeasyPrint narrates every step of every statement PDF at INFO; its warnings (a missing font) stay.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }
