@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Sum
 
 from payments.figures import balances_at, eur, newest_quote
-from payments.models import PriceQuote, SettlementLine
+from payments.models import PriceQuote, Settlement, SettlementLine
 
 
 @dataclass(frozen=True)
@@ -31,46 +31,49 @@ class Paid:
 
 
 def month_payments(household_ids: Iterable[int], start: datetime, end: datetime) -> dict[int, list[Paid]]:
-    """Per household, the live settlements that paid usage lines of hours in [start, end), oldest first (one query).
+    """Per household, the live settlements that paid usage lines of hours in [start, end), oldest first.
 
-    A settlement pays a run of hours that may cross the month's edge (the first run of a month pays
-    the last hour of the one before; a household in arrears pays weeks at once): its satoshis are
-    shared in proportion to the EUR of this month's lines, exactly, half up; a settlement wholly in
-    the month keeps all of them. Released lines (a refused payment) count for the settlement that
-    paid them later.
+    A settlement pays the open lines of hours from its ``period_start`` (its oldest line) to its
+    ``period_end``. One wholly inside the month paid only the month's hours: all its EUR and
+    satoshis are the month's, read from the settlement alone. One that crosses the month's edge (the
+    first run of a month pays the last hour of the one before; a household in arrears pays weeks at
+    once; a late reading's true-up of an older hour) is split by its lines: the EUR of this month's
+    lines, and its satoshis in proportion, exactly, half up. A refused settlement paid nothing (its
+    lines were released and paid by a later one). Two queries, the second only for the few
+    settlements that cross an edge: reading every line of a month would cost as much again as the
+    ledger itself.
     """
-    rows = (
-        SettlementLine.objects.filter(
-            released=False,
-            usage__household_id__in=list(household_ids),
-            usage__hour_start__gte=start,
-            usage__hour_start__lt=end,
+    settlements = (
+        Settlement.objects.filter(
+            household_id__in=list(household_ids), created_at__gt=start, period_start__lt=end, period_end__gt=start
         )
-        .values(
-            "settlement_id",
-            "settlement__household_id",
-            "settlement__txid",
-            "settlement__created_at",
-            "settlement__eur",
-            "settlement__satoshis",
-        )
-        .annotate(part=Sum("eur"))
-        .order_by("settlement__created_at", "settlement_id")
+        .exclude(state__in=Settlement.FAILED)
+        .order_by("created_at", "pk")
+        .values_list("pk", "household_id", "txid", "created_at", "eur", "satoshis", "period_start", "period_end")
     )
-    paid: defaultdict[int, list[Paid]] = defaultdict(list)
-    for row in rows:
-        part, whole, satoshis = eur(row["part"]), row["settlement__eur"], row["settlement__satoshis"]
-        share = satoshis if part == whole or not whole else _share(satoshis, part, whole)
-        paid[row["settlement__household_id"]].append(
-            Paid(
-                household_id=row["settlement__household_id"],
-                settlement_id=row["settlement_id"],
-                txid=row["settlement__txid"],
-                paid_at=row["settlement__created_at"],
-                eur=part,
-                satoshis=share,
+    rows = list(settlements)
+    crossing = [row[0] for row in rows if row[6] < start or row[7] > end]
+    parts = {}
+    if crossing:
+        parts = dict(
+            SettlementLine.objects.filter(
+                settlement_id__in=crossing, released=False, usage__hour_start__gte=start, usage__hour_start__lt=end
             )
+            .values("settlement_id")
+            .annotate(part=Sum("eur"))
+            .order_by()
+            .values_list("settlement_id", "part")
         )
+    paid: defaultdict[int, list[Paid]] = defaultdict(list)
+    for pk, household_id, txid, created_at, whole, satoshis, period_start, period_end in rows:
+        if period_start >= start and period_end <= end:
+            part, share = whole, satoshis
+        elif pk in parts:
+            part = eur(parts[pk])
+            share = satoshis if part == whole or not whole else _share(satoshis, part, whole)
+        else:
+            continue  # it crosses the edge but paid none of this month's hours
+        paid[household_id].append(Paid(household_id, pk, txid, created_at, part, share))
     return paid
 
 

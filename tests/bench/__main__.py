@@ -14,10 +14,16 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.bench import dashboard, harness, ingest, settlement, web_memory
+from tests.bench import dashboard, harness, ingest, settlement, statements, web_memory
 from tests.bench.report import print_table, write_json, write_markdown
 
-BENCHMARKS = {"ingest": ingest, "settlement": settlement, "dashboard": dashboard, "memory": web_memory}
+BENCHMARKS = {
+    "ingest": ingest,
+    "settlement": settlement,
+    "statements": statements,
+    "dashboard": dashboard,
+    "memory": web_memory,
+}
 DOCS = harness.ROOT / "docs" / "benchmarks.md"
 BUSY = 0.1  # share of the CPU other processes may use before the figures deserve a warning
 

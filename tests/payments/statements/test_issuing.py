@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 
@@ -113,6 +114,19 @@ def test_a_payment_across_the_months_edge_gives_each_month_its_share_of_the_sato
     assert payment.eur == october_eur < settlement.eur
     share = Decimal(settlement.satoshis) * october_eur / settlement.eur
     assert abs(payment.satoshis - share) <= Decimal("0.5")
+
+
+def test_a_refused_payment_is_not_listed_and_the_one_that_paid_its_hours_later_is(home, ledger):
+    household, meter = home
+    kit.feed(meter, OCTOBER_START, OCTOBER_START + timedelta(hours=30))
+    refused = kit.pay_until(household, ledger, OCTOBER_START + timedelta(hours=20))
+    with time_machine.travel(OCTOBER_START + timedelta(hours=21), tick=False):
+        assert refused.fail("rejected", "bad-txns-inputs-missingorspent", ledger) == "rejected"
+    later = kit.pay_until(household, ledger, OCTOBER_START + timedelta(hours=30))
+    statement = issue(household)
+
+    assert list(statement.payments.values_list("settlement_id", flat=True)) == [later.pk]
+    assert statement.settled_eur == to_cent(later.eur) and statement.unsettled_eur == 0
 
 
 def test_numbers_run_on_without_gaps_in_the_series_and_year(make_household, home):
