@@ -14,7 +14,7 @@ from datetime import date
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -122,11 +122,10 @@ class StatementAdmin(ReadOnlyWithActions, admin.ModelAdmin):
     actions = ["resend"]
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(sent=Count("deliveries", filter=Q(deliveries__sent_at__isnull=False)))
-        )
+        # EXISTS, not a join: the month totals aggregate this queryset, and a join would count a
+        # statement once per delivery.
+        sent = StatementDelivery.objects.filter(statement=OuterRef("pk"), sent_at__isnull=False)
+        return super().get_queryset(request).annotate(sent=Exists(sent))
 
     @admin.display(description="document", ordering="kind")
     def title_text(self, statement: Statement) -> str:
@@ -142,7 +141,7 @@ class StatementAdmin(ReadOnlyWithActions, admin.ModelAdmin):
 
     @admin.display(description="mail")
     def mail_state(self, statement: Statement) -> str:
-        return "sent" if getattr(statement, "sent", 0) else "not yet"
+        return "sent" if getattr(statement, "sent", False) else "not yet"
 
     @admin.display(description="PDF")
     def pdf_link(self, statement: Statement) -> str:

@@ -17,7 +17,7 @@ from pypdf import PdfReader
 
 from energypay.accounts.models import User
 from meters.models import HourlyUsage
-from payments.statements import corrections
+from payments.statements import corrections, mail
 from payments.statements.issuing import issue_households
 from payments.statements.models import Statement, StatementDelivery
 from payments.statements.summary import month_summary
@@ -47,7 +47,8 @@ def month(make_household, make_meter):
     return first, second
 
 
-def test_the_list_shows_every_document_with_the_months_totals(staff_client, month):
+def test_the_list_shows_every_document_with_the_months_totals(staff_client, staff_user, month):
+    mail.resend(Statement.objects.get(code="EP-2026-000001"), acting_user=staff_user)  # two deliveries: one document
     response = staff_client.get(reverse(CHANGELIST))
     body = response.content.decode()
     assert response.status_code == 200
