@@ -150,7 +150,10 @@ def issue_households(
 def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_user=None) -> list[Statement]:
     """Issue ``month``'s statement for those of the households (all of one time zone) that have none; the steps
     are the module's. Returns the statements issued."""
-    households = list(Household.objects.filter(pk__in=household_ids).select_related("user").order_by("pk"))
+    order = {pk: position for position, pk in enumerate(household_ids)}
+    households = sorted(
+        Household.objects.filter(pk__in=household_ids).select_related("user"), key=lambda h: order[h.pk]
+    )  # numbered in the caller's order
     if not households:
         return []
     tz = households[0].timezone

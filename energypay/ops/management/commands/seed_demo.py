@@ -39,19 +39,21 @@ class Command(SeedMeters):
         "last month's statements and a corrective note."
     )
 
+    # Enough history that last month's end is always in it: 31 days and the demo meter's hours offline.
+    default_days = 32
+
     def handle(self, *args, days: int, **options) -> None:
-        """Steps, each safe to repeat: the meters' demo data (with history back to before last month's end at
-        least, so there is a closed month to state), then
+        """Steps, each safe to repeat: the meters' demo data, then
         5. a wallet per household, funded from the local faucet (all but the last: it shows arrears);
         6. the last SETTLED_HOURS hours settled hour by hour, as beat would have, with blocks mined;
         7. last month's statements, as beat would have issued them; the demo login's meter then uploads the
-           readings it buffered while offline over that month's end, which brings a corrective note (the energy
-           moved between the two months, so what the household owes in all hardly changes).
+           readings it buffered while offline over that month's end (when the history reaches back that
+           far, as the default does), which brings a corrective note (the energy moved between the two
+           months, so what the household owes in all hardly changes).
         """
         now = timezone.now()
         self.last_month_end = local_midnight(first_of_month(local_date(now, TIMEZONE)), TIMEZONE)
         self.late_readings: list[tuple[datetime, Decimal]] = []
-        days = max(days, -(-(now - self.last_month_end + OFFLINE_BEFORE + HOUR) // timedelta(days=1)))
         self.history_start = floor_slot(now) - timedelta(days=days)  # as SeedMeters.handle computes it
         super().handle(*args, days=days, **options)
         homes = self.homes
@@ -106,7 +108,8 @@ class Command(SeedMeters):
         """The demo login's new meter keeps the readings of OFFLINE either side of last month's end for later."""
         readings = super().readings_for(home, now, history_start)
         start, end = self.last_month_end - OFFLINE_BEFORE, self.last_month_end + OFFLINE_AFTER
-        if home.index != 1 or home.meter.last_reading_at is not None or end + HOUR > floor_slot(now):
+        new_demo_meter = home.index == 1 and home.meter.last_reading_at is None
+        if not new_demo_meter or start < history_start or end + HOUR > floor_slot(now):
             return readings
         self.late_readings = [(at, kwh) for at, kwh in readings if start < at < end]
         return [(at, kwh) for at, kwh in readings if not start < at < end]
