@@ -1,8 +1,8 @@
 """Admin pages that show several apps at once, composed here on the top floor.
 
 Each app defines its own columns (meters: the household and its meters; payments: its wallet and
-arrears); only this module knows them all. So no app unregisters another's admin, and the order of
-INSTALLED_APPS decides nothing.
+arrears; statements: the action that issues last month's statement); only this module knows them
+all. So no app unregisters another's admin, and the order of INSTALLED_APPS decides nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from django.contrib import admin
 from meters.admin import HouseholdAdmin as MetersHouseholdAdmin
 from meters.models import Household
 from payments.admin.households import WalletColumns
+from payments.statements.admin import StatementActions
 
 
 @admin.register(Household)
-class HouseholdAdmin(WalletColumns, MetersHouseholdAdmin):
+class HouseholdAdmin(StatementActions, WalletColumns, MetersHouseholdAdmin):
     list_display = [*MetersHouseholdAdmin.list_display, *WalletColumns.list_display]
     list_select_related = [*MetersHouseholdAdmin.list_select_related, *WalletColumns.list_select_related]
     list_filter = [*MetersHouseholdAdmin.list_filter, *WalletColumns.list_filter]

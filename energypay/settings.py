@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "energypay.accounts",
     "meters",
     "payments",
+    "payments.statements",
     "alarms",
     # The top floor: the admin pages that compose several apps (energypay/admin.py). No models.
     "energypay",
@@ -313,6 +314,20 @@ COMMUNITY_PRICE_SATS = env_int("COMMUNITY_PRICE_SATS", 1000, minimum=1)
 COMMUNITY_ACCESS_DAYS = env_int("COMMUNITY_ACCESS_DAYS", 30, minimum=1)
 COMMUNITY_MIN_HOUSEHOLDS = 5
 
+# --- Statements (docs/billing.md, "Statements") ---
+# Who issues them: printed on every statement and snapshotted on it when issued.
+STATEMENT_ISSUER_NAME = env_str("STATEMENT_ISSUER_NAME", "EnergyPay Demo Utility")
+STATEMENT_ISSUER_TAX_ID = env_str("STATEMENT_ISSUER_TAX_ID", "ESX0000000X")
+STATEMENT_ISSUER_ADDRESS = env_str("STATEMENT_ISSUER_ADDRESS", "Calle de Ejemplo 1, 28001 Madrid, Spain")
+# The issuer's clock: issue dates and the numbering year (EP-2026-...) are its local dates.
+STATEMENT_TIME_ZONE = env_timezone("STATEMENT_TIME_ZONE", "Europe/Madrid")
+# A household's month is issued this many hours after it ends in its time zone (late readings, the last settlement).
+STATEMENT_ISSUE_DELAY_HOURS = env_int("STATEMENT_ISSUE_DELAY_HOURS", 6, minimum=0)
+# How many closed months the jobs look back on: a statement still missing is issued, a changed one corrected.
+STATEMENT_RECENT_MONTHS = env_int("STATEMENT_RECENT_MONTHS", 3, minimum=1)
+# Called inside the issuing transaction with the statements it inserted (dotted path; none by default).
+STATEMENT_ISSUED_HOOK = env_str("STATEMENT_ISSUED_HOOK")
+
 # --- Alarms (README.md, "Alarms") ---
 # meters and payments call these after usage changes and after a settlement chunk (they never import alarms).
 USAGE_CHANGED_HOOK = "alarms.hooks.usage_changed"
@@ -371,6 +386,14 @@ CELERY_BEAT_SCHEDULE = {
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
     # Hourly, away from HH:05: partitions ahead, and rows the default partition caught moved out. Never drops any.
     "ensure-partitions": {"task": "meters.tasks.ensure_partitions", "schedule": crontab(minute=35)},
+    # Statements: every hour, the months that closed (by each household's clock); daily, the corrective
+    # notes for late readings in recent months; every minute, the mail outbox.
+    "issue-statements": {"task": "payments.statements.tasks.issue_due_statements", "schedule": crontab(minute=25)},
+    "correct-statements": {
+        "task": "payments.statements.tasks.correct_statements",
+        "schedule": crontab(hour=4, minute=45),
+    },
+    "send-statement-mail": {"task": "payments.statements.tasks.send_statement_mail", "schedule": 60.0},
     "prune-login-records": {
         "task": "energypay.accounts.tasks.prune_login_records",
         "schedule": crontab(hour=3, minute=17),
@@ -424,5 +447,8 @@ LOGGING = {
         "django.template": {"level": "INFO"},
         # axes says INFO for every successful login and clean-up; failures and lockouts stay (WARNING).
         "axes": {"level": "WARNING"},
+        # WeasyPrint narrates every step of every statement PDF at INFO; its warnings (a missing font) stay.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,8 @@ from payments.broadcast import send_one
 from payments.models import CommunityPass, LedgerTransaction, PriceQuote, Settlement, Wallet
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household
+from payments.statements.issuing import issue_households
+from payments.statements.models import Statement
 from payments.wallets import open_wallet
 from tests.energypay.test_openapi import assert_conforms, funded_coin, pay, payment_header
 from tests.logins import login_with_second_factor
@@ -82,6 +84,11 @@ HOUSEHOLD_PAGES: dict[str, tuple[str, ...]] = {
     "alarm-resume": ("POST",),
     "alarm-mute": ("POST",),
     "alarm-delete": ("POST",),
+    "statement-list": ("GET",),
+    "statement-detail": ("GET",),
+    "statement-pdf": ("GET",),
+    "statement-csv": ("GET",),
+    "statement-json": ("GET",),
 }
 # Pages anyone may open: sign-in, password reset, the load balancer's health check.
 PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
@@ -180,6 +187,7 @@ class World:
     settlement: Settlement
     community_pass: CommunityPass
     rule: AlarmRule
+    statement: Statement
     ledger: LocalLedger
     tariff_version: TariffVersion
     clients: dict[str, Client] = field(default_factory=dict)
@@ -216,6 +224,8 @@ class World:
             return str(self.settlement.pk)
         if parameter == "pk" and name.startswith("alarm-"):
             return str(self.rule.pk)
+        if parameter == "pk" and (name.startswith("statement-") or name == "admin:statements_statement_pdf"):
+            return str(self.statement.pk)
         if parameter == "pk" and name == "admin:meters_tariffversion_import_prices":
             return str(self.tariff_version.pk)
         if name == "admin:view_on_site":
@@ -284,6 +294,9 @@ def build_world(make_household, make_meter, staff_user) -> World:
     rule = AlarmRule.objects.create(household=household, kind="hourly_cost", threshold=Decimal("0.100"))
     rule.record(True, Decimal("0.25"), timezone.now())
     AlarmRule.objects.create(household=other, kind="daily_cost", threshold=Decimal("5"))
+    # October's statement (the household's contract began before it), with its page, PDF, CSV and JSON.
+    Household.objects.filter(pk=household.pk).update(created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    issue_households([household.pk], date(2026, 10, 1), now=timezone.now())
     world = World(
         household=household,
         other=other,
@@ -294,6 +307,7 @@ def build_world(make_household, make_meter, staff_user) -> World:
         settlement=Settlement.objects.get(pk=result.settlement_id),
         community_pass=CommunityPass.objects.get(pk=purchase.community_pass.pk),
         rule=rule,
+        statement=Statement.objects.get(household=household),
         ledger=ledger,
         tariff_version=TariffVersion.objects.filter(tariff=household.tariff).first(),
     )
