@@ -24,7 +24,6 @@ from meters.usage import record_energy
 
 log = logging.getLogger(__name__)
 _HOUR_SECONDS = Decimal(3600)
-_KWH = Decimal("0.001")
 _COPY_FROM = 50  # readings; below this a plain INSERT is as fast
 # Stored readings kept on each side of a batch: a new reading can change whether its neighbours are
 # dips, glitches or resets (lib/interpolation.py), and those intervals must be seen whole.
@@ -114,6 +113,12 @@ def ingest_locked(
 Candidate = tuple[datetime, int, Decimal]  # (timestamp UTC, index in the request, register kWh)
 
 
+def billing_window(now: datetime) -> tuple[datetime, datetime]:
+    """(billed from, latest allowed): what a meter's token may bill at ``now``, from the window's start
+    (older readings are held for staff) to the clock plus its tolerance (later ones are refused)."""
+    return now - timedelta(days=settings.INGEST_BACKFILL_DAYS), now + settings.INGEST_FUTURE_TOLERANCE
+
+
 def _screen(
     meter: Meter, items: list[tuple[int, ReadingIn]], now: datetime, trusted: bool, outcome: Outcome
 ) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
@@ -122,15 +127,14 @@ def _screen(
     Only comparisons here: they hold for any datetime, where adding or flooring near year 1 or 9999
     overflows, and spreading a reading from years away over hours takes a worker for minutes.
     """
-    latest_allowed = now + settings.INGEST_FUTURE_TOLERANCE
+    billed_from, latest_allowed = billing_window(now)
     backfill = timedelta(days=settings.INGEST_BACKFILL_DAYS)
     # (An installation day staff typed within the window of year 1 would overflow the subtraction.)
     earliest_allowed = meter.installed_at - min(backfill, meter.installed_at - _EARLIEST)
-    billed_from = now - backfill
     candidates, old = [], []
     for index, reading in items:
         timestamp = reading.utc_timestamp
-        candidate = (timestamp, index, reading.energy_kwh.quantize(_KWH))
+        candidate = (timestamp, index, reading.register_kwh)
         if timestamp > latest_allowed:
             outcome.reject(index, "reading.future")
         elif trusted:

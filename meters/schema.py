@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from meters.reasons import rejection
 
+_KWH = Decimal("0.001")
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
@@ -82,6 +83,11 @@ class ReadingIn(BaseModel):
     @property
     def utc_timestamp(self) -> datetime:
         return self.timestamp  # _in_utc made it UTC
+
+    @property
+    def register_kwh(self) -> Decimal:
+        """The register as stored, to the thousandth (100 is 100.000)."""
+        return self.energy_kwh.quantize(_KWH)
 
 
 _batch = TypeAdapter(list[ReadingIn])
