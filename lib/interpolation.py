@@ -17,7 +17,6 @@ predecessor), so the rule is local: inserting a reading changes the status of it
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -27,6 +26,7 @@ from lib.periods import HOUR, floor_hour
 
 Point = tuple[datetime, Decimal]  # (timestamp UTC, register kWh)
 _MICROSECOND = timedelta(microseconds=1)
+_ZERO = Decimal("0")
 
 
 def interval_by_hour(start: Point, end: Point) -> Iterable[tuple[datetime, Decimal]]:
@@ -64,8 +64,14 @@ def is_glitch(points: Sequence[Point], k: int) -> bool:
 
 
 def billing_points(points: Sequence[Point]) -> list[Point]:
-    """The readings that bill, in order: every reading but the glitches."""
-    return [point for k, point in enumerate(points) if not is_glitch(points, k)]
+    """The readings that bill, in order: every reading but the glitches (``is_glitch``, inlined: a
+    batch of 1,000 readings asks it 1,000 times)."""
+    last = len(points) - 1
+    return [
+        point
+        for k, point in enumerate(points)
+        if not (0 < k < last and points[k][1] < points[k - 1][1] <= points[k + 1][1])
+    ]
 
 
 def dips(points: Sequence[Point]) -> dict[datetime, tuple[str, Decimal, Decimal]]:
@@ -79,11 +85,20 @@ def dips(points: Sequence[Point]) -> dict[datetime, tuple[str, Decimal, Decimal]
 
 def hourly_energy(points: Sequence[Point]) -> dict[datetime, Decimal]:
     """kWh per hour from readings sorted by time with unique timestamps."""
-    hours: defaultdict[datetime, Decimal] = defaultdict(Decimal)
+    hours: dict[datetime, Decimal] = {}
     for start, end in itertools.pairwise(billing_points(points)):
+        (t0, r0), (t1, r1) = start, end
+        if r1 <= r0:
+            continue  # no consumption, or a reset
+        hour = floor_hour(t0)
+        if t1 <= hour + HOUR:
+            # Inside one hour, as most intervals are: what interval_by_hour yields, the register's
+            # rise, without interpolating.
+            hours[hour] = hours.get(hour, _ZERO) + (r1 - r0)
+            continue
         for hour, kwh in interval_by_hour(start, end):
-            hours[hour] += kwh
-    return dict(hours)
+            hours[hour] = hours.get(hour, _ZERO) + kwh
+    return hours
 
 
 def energy_delta(before: Sequence[Point], after: Sequence[Point]) -> dict[datetime, Decimal]:
@@ -94,5 +109,5 @@ def energy_delta(before: Sequence[Point], after: Sequence[Point]) -> dict[dateti
     """
     delta = hourly_energy(after)
     for hour, kwh in hourly_energy(before).items():
-        delta[hour] = delta.get(hour, Decimal("0")) - kwh
+        delta[hour] = delta.get(hour, _ZERO) - kwh
     return {hour: kwh for hour, kwh in delta.items() if kwh}

@@ -24,6 +24,8 @@ from meters.usage import record_energy
 
 log = logging.getLogger(__name__)
 _HOUR_SECONDS = Decimal(3600)
+_KWH_TO_KW_MICROSECONDS = 3600 * 1_000_000
+_MICROSECOND = timedelta(microseconds=1)
 _COPY_FROM = 50  # readings; below this a plain INSERT is as fast
 # Stored readings kept on each side of a batch: a new reading can change whether its neighbours are
 # dips, glitches or resets (lib/interpolation.py), and those intervals must be seen whole.
@@ -207,7 +209,9 @@ def _judge(meter: Meter, before: list[Point], candidates: list[Candidate], outco
         if timestamp in values:
             outcome.resent(index, kwh, values[timestamp])
             continue
-        position = bisect.bisect_left(points, (timestamp,))
+        # Candidates come sorted, so most land after the last point: no search.
+        later = not points or timestamp > points[-1][0]
+        position = len(points) if later else bisect.bisect_left(points, (timestamp,))
         too_much = _implausible(meter, points, position, (timestamp, kwh))
         if too_much:
             outcome.reject(index, "reading.max_power", **too_much)
@@ -243,10 +247,12 @@ def _over_max_power(meter: Meter, start: Point, end: Point, new: Point) -> dict 
     (t0, r0), (t1, r1) = start, end
     if r1 <= r0:
         return None  # no consumption, or a reset: never a power problem
-    seconds = Decimal((t1 - t0) // timedelta(microseconds=1)) / 1_000_000
-    power = (r1 - r0) * _HOUR_SECONDS / seconds
-    if power <= meter.max_power_kw:
+    micros = (t1 - t0) // _MICROSECOND
+    # kWh * 3600 s/h * 10^6 us/s against kW * us: exact, and no division for the readings that pass
+    # (the fast path's function compares the same way).
+    if (r1 - r0) * _KWH_TO_KW_MICROSECONDS <= meter.max_power_kw * micros:
         return None
+    power = (r1 - r0) * _HOUR_SECONDS / (Decimal(micros) / 1_000_000)
     where = "since the previous reading" if t1 <= new[0] else "until the next reading"
     return {"power": f"{power:.3f}", "where": where, "maximum": f"{meter.max_power_kw.normalize():f}"}
 
@@ -286,14 +292,17 @@ def _insert_readings(meter: Meter, points: list[Point], now: datetime) -> None:
     if connection.vendor == "postgresql" and len(points) >= _COPY_FROM:
         # COPY costs a quarter of what the ORM's INSERT does for a batch (building 1,000 model
         # objects and SQL text); the readings were judged under the meter lock, and the unique
-        # constraint still stands behind it.
+        # constraint still stands behind it. The text is built here in one piece: ids, ISO 8601
+        # times and plain decimals need no escaping, and psycopg's write_row() per row cost three
+        # times as much.
         columns = "meter_id, household_id, timestamp, energy_kwh, received_at"
+        prefix, suffix = f"{meter.pk}\t{meter.household_id}\t", f"\t{now.isoformat()}\n"
+        text = "".join(f"{prefix}{timestamp.isoformat()}\t{kwh:f}{suffix}" for timestamp, kwh in points)
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {Reading._meta.db_table} ({columns}) FROM STDIN") as copy,
         ):
-            for timestamp, kwh in points:
-                copy.write_row((meter.pk, meter.household_id, timestamp, kwh, now))
+            copy.write(text)
     else:
         Reading.objects.bulk_create(
             Reading(meter=meter, household_id=meter.household_id, timestamp=timestamp, energy_kwh=kwh, received_at=now)
