@@ -22,7 +22,9 @@ from datetime import datetime
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.http import HttpResponse
 
 from meters import ratelimit
@@ -47,7 +49,8 @@ def ingest(token: str, valid: list[tuple[int, ReadingIn]], rejected: list[dict],
     Inside one (a caller's, or a test's), it runs in a savepoint, so a failure leaves the caller's
     transaction usable for the Python path.
     """
-    if not (settings.INGEST_FAST_PATH and connection.vendor == "postgresql") or rejected or len(valid) != 1:
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of django.db.connection looks it up again
+    if not (settings.INGEST_FAST_PATH and db.vendor == "postgresql") or rejected or len(valid) != 1:
         return None
     token_hash = Meter.token_hash_of(token)
     if token_hash is None:
@@ -66,15 +69,15 @@ def ingest(token: str, valid: list[tuple[int, ReadingIn]], rejected: list[dict],
         ratelimit.window_of(now),
         settings.INGEST_RATE_LIMIT_PER_MINUTE,
     ]
-    scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    scope = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
     try:
-        with scope, _cursor() as cursor:
+        with scope, _cursor(db) as cursor:
             cursor.execute(_STATEMENT, params)
             outcome, household_id = cursor.fetchone()
     except DatabaseError:
         # Nothing was written (the statement is all or nothing). The connection is checked before
         # its next use, and the Python path tries again, answering 503 itself if the database is away.
-        connection.health_check_done = False
+        db.health_check_done = False
         log.warning("ingest_fast_path_failed", exc_info=True)
         return None
     if outcome == "accepted":
@@ -85,7 +88,7 @@ def ingest(token: str, valid: list[tuple[int, ReadingIn]], rejected: list[dict],
     return None
 
 
-def _cursor():
+def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     """A Django cursor over a psycopg cursor that binds parameters on the server, without a health check.
 
     Server-side binding lets psycopg prepare the statement after its first runs (no parsing or
@@ -93,10 +96,10 @@ def _cursor():
     is its own health check: CONN_HEALTH_CHECKS's ``SELECT 1`` before it would be a second round trip
     per request, so it is skipped, and asked for again (``health_check_done``) when the statement fails.
     """
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
-        raw = psycopg.Cursor(connection.connection)
-    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-    connection.health_check_done = True
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
+        raw = psycopg.Cursor(db.connection)
+    cursor = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+    db.health_check_done = True
     return cursor
