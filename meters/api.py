@@ -18,7 +18,7 @@ from meters import fastpath, ratelimit
 from meters.hooks import load_hook, usage_changed
 from meters.ingest import ingest_locked
 from meters.models import Meter
-from meters.schema import ReadingIn, parse_items
+from meters.schema import Checked, parse_items
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _token(request: HttpRequest) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-Parsed = tuple[list[tuple[int, ReadingIn]], list[dict]]  # (well-formed readings, rejections)
+Parsed = tuple[list[tuple[int, Checked]], list[dict]]  # (well-formed readings, rejections)
 
 
 def _parse(request: HttpRequest) -> Parsed | JsonResponse:

@@ -31,7 +31,7 @@ from meters import ratelimit
 from meters.hooks import usage_changed
 from meters.ingest import billing_window
 from meters.models import Meter
-from meters.schema import ReadingIn
+from meters.schema import Checked
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ ACCEPTED = b'{"accepted": 1, "duplicates": 0, "rejected": []}'
 DUPLICATE = b'{"accepted": 0, "duplicates": 1, "rejected": []}'
 
 
-def ingest(token: str, valid: list[tuple[int, ReadingIn]], rejected: list[dict], now: datetime) -> HttpResponse | None:
+def ingest(token: str, valid: list[tuple[int, Checked]], rejected: list[dict], now: datetime) -> HttpResponse | None:
     """The answer to a request of one well-formed reading, ingested in one statement; or None: Python
     must judge the request (another database, more readings, a malformed one, or a case of its own).
 

@@ -19,7 +19,7 @@ from lib.periods import ceil_hour, floor_hour
 from meters.hooks import usage_changed
 from meters.models import HeldReading, Meter, MeterEvent, Reading
 from meters.reasons import rejection
-from meters.schema import ReadingIn
+from meters.schema import Checked, ReadingIn
 from meters.usage import record_energy
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ class Outcome:
         }
 
 
-def ingest_readings(
-    meter_id: int, items: list[tuple[int, ReadingIn]], now: datetime, *, trusted: bool = True
-) -> Outcome:
+def ingest_readings(meter_id: int, items: list[tuple[int, Checked]], now: datetime, *, trusted: bool = True) -> Outcome:
     """Lock the meter and ingest ``items`` for it (for callers that hold no lock).
 
     Python callers (seed_demo, staff accepting a held reading) are trusted by default: no billing
@@ -70,7 +68,7 @@ def ingest_readings(
 
 
 def ingest_locked(
-    meter: Meter, items: list[tuple[int, ReadingIn]], now: datetime, *, trusted: bool, heard: bool = True
+    meter: Meter, items: list[tuple[int, Checked]], now: datetime, *, trusted: bool, heard: bool = True
 ) -> Outcome:
     """Judge each reading against the clock and the meter's others, store the good ones, update usage.
 
@@ -122,7 +120,7 @@ def billing_window(now: datetime) -> tuple[datetime, datetime]:
 
 
 def _screen(
-    meter: Meter, items: list[tuple[int, ReadingIn]], now: datetime, trusted: bool, outcome: Outcome
+    meter: Meter, items: list[tuple[int, Checked]], now: datetime, trusted: bool, outcome: Outcome
 ) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
     """Split readings by time, before any arithmetic on it: (billable candidates sorted, (old, code) to hold).
 
