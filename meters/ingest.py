@@ -204,6 +204,19 @@ def _judge(meter: Meter, before: list[Point], candidates: list[Candidate], outco
     points = list(before)
     values = dict(before)
     for timestamp, index, kwh in candidates:
+        last = points[-1] if points else None
+        if last and timestamp > last[0] and kwh >= last[1] and (len(points) < 2 or last[1] >= points[-2][1]):
+            # Most of a batch: after the last point, the register not down, the last point no dip. The
+            # one interval it creates is from the last point (what _implausible checks in this case).
+            new = (timestamp, kwh)
+            too_much = _over_max_power(meter, last, new, new)
+            if too_much:
+                outcome.reject(index, "reading.max_power", **too_much)
+                continue
+            points.append(new)
+            values[timestamp] = kwh
+            outcome.accepted += 1
+            continue
         if timestamp in values:
             outcome.resent(index, kwh, values[timestamp])
             continue
