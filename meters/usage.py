@@ -76,9 +76,7 @@ def record_energy(
     if created:
         if not delta:
             bump_usage_version([household.pk])
-        # Two meters of one household may accrue the same standing hour at once: the unique
-        # constraint keeps one, the other insert is skipped.
-        HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)
+        _insert_lines(created)
 
 
 def bump_usage_version(household_ids: Iterable[int]) -> None:
@@ -100,6 +98,41 @@ def _raising_version(lines: QuerySet[HourlyUsage], household_id: int) -> Iterabl
     household_table = Household._meta.db_table
     bump = f"WITH bump AS (UPDATE {household_table} SET usage_version = usage_version + 1 WHERE id = %s) "  # noqa: S608
     return HourlyUsage.objects.raw(bump + sql, [household_id, *params])
+
+
+def _insert_lines(lines: list[HourlyUsage]) -> None:
+    """Insert new lines; one another writer inserted meanwhile is skipped.
+
+    Two meters of one household may accrue the same standing hour at once: the unique constraint keeps
+    one, the other insert is skipped (ignore_conflicts, ON CONFLICT DO NOTHING). On PostgreSQL one
+    INSERT of a column array each, as text: bulk_create() prepares every field of every line through
+    its model field, which cost more than the rest of a 1,000-reading batch's ledger work.
+    """
+    if connection.vendor != "postgresql":
+        HourlyUsage.objects.bulk_create(lines, ignore_conflicts=True)
+        return
+    now = timezone.now()
+    for line in lines:
+        line.updated_at = now  # what auto_now sets
+    fields = [field for field in HourlyUsage._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {HourlyUsage._meta.db_table} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+            "ON CONFLICT DO NOTHING",
+            [[_as_text(getattr(line, field.attname)) for line in lines] for field in fields],
+        )
+
+
+def _as_text(value: object) -> object:
+    """A line's value as PostgreSQL reads it for its column: Decimals and times as text (psycopg quotes
+    text faster than it formats either), everything else as it is."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def _update_lines(lines: list[HourlyUsage]) -> None:
