@@ -138,17 +138,32 @@ def _as_text(value: object) -> object:
 def _update_lines(lines: list[HourlyUsage]) -> None:
     # One plain UPDATE per line, sent together: the ORM's bulk_update builds a CASE expression per
     # column, which costs more than the rest of a single-reading ingest. Only open lines get here.
+    # The hour with the id: where lines are partitioned by time, it picks the partition.
     table = HourlyUsage._meta.db_table
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
-            "updated_at = %s WHERE id = %s AND settled_at IS NULL",
-            [
-                (line.kwh, line.tariff_version_id, line.rate, line.cost_eur, line.tax_eur, now, line.pk)
-                for line in lines
-            ],
+    sql = (
+        f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
+        "updated_at = %s WHERE id = %s AND hour_start = %s AND settled_at IS NULL"
+    )
+    hour_start = HourlyUsage._meta.get_field("hour_start")  # compared, so in the database's own format
+    rows = [
+        (
+            line.kwh,
+            line.tariff_version_id,
+            line.rate,
+            line.cost_eur,
+            line.tax_eur,
+            now,
+            line.pk,
+            hour_start.get_db_prep_value(line.hour_start, connection),
         )
+        for line in lines
+    ]
+    with connection.cursor() as cursor:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])  # the usual case; executemany would enter psycopg's pipeline mode
+        else:
+            cursor.executemany(sql, rows)
         if cursor.rowcount != len(lines):
             # Lock order makes this impossible; if it ever happens, roll back rather than lose energy.
             raise DatabaseError(f"{len(lines) - cursor.rowcount} usage lines were settled while being updated")
