@@ -94,6 +94,8 @@ MIDDLEWARE = [
     # First: an /api/ request whose headers are over the documented size gets JSON 431 before any work.
     "energypay.middleware.api_header_limits",
     "django.middleware.security.SecurityMiddleware",
+    # The routes in LEAN_API_ROUTES are answered here, past everything below (they need none of it).
+    "energypay.middleware.lean_api",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -259,6 +261,9 @@ CONTENT_SECURITY_POLICY = {
 # are set a little higher, so the application sees an oversized request and answers JSON 431.
 API_MAX_PAYMENT_HEADER_BYTES = 32 * 1024
 API_MAX_HEADER_BYTES = 48 * 1024
+# URL names served past the session, CSRF, auth, messages and page-policy middleware (energypay/middleware.py
+# lean_api): JSON endpoints for machines that use none of it, where it would cost more than the view.
+LEAN_API_ROUTES = ["api-readings"]
 
 # --- Meter ingest (docs/architecture.md, "Meter ingest") ---
 INGEST_MAX_READINGS = 1000
@@ -267,6 +272,9 @@ INGEST_FUTURE_TOLERANCE = timedelta(minutes=5)
 INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 # How far back a meter token may bill: older readings are held for staff review (docs/ingest.md).
 INGEST_BACKFILL_DAYS = env_int("INGEST_BACKFILL_DAYS", 7, minimum=1)
+# The in-order single reading in one SQL statement on PostgreSQL (meters/fastpath.py); off, every request takes
+# the Python path, which judges every case (and is what SQLite always runs).
+INGEST_FAST_PATH = env_bool("INGEST_FAST_PATH", True)
 # Rejected readings are counted by reason for the staff status page (meters never imports the project package).
 INGEST_REJECTED_HOOK = "energypay.ops.rejections.record"
 
