@@ -28,7 +28,8 @@ from bsv.hd.bip32 import master_xprv_from_seed
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = ROOT / "var" / "bench"
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "energypay_bench"
+# Its own name per checkout when several people bench on one server (a run drops the database it made).
+DB_NAME = os.environ.get("BENCH_DB_NAME", "energypay_bench")
 DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
 
 # What both the benchmark process and gunicorn run with.
