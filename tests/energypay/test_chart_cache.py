@@ -82,8 +82,8 @@ def test_a_second_fetch_without_a_write_is_a_cache_hit_costing_only_the_househol
     with CaptureQueriesContext(connection) as captured:
         second = chart(client)
     assert second["html"] == first["html"]
-    # Session, user, and the household with its tariff: nothing of the chart's own.
-    assert len(captured) == 3, [query["sql"] for query in captured.captured_queries]
+    # The session with its user, household and tariff, in one query: nothing of the chart's own.
+    assert len(captured) == 1, [query["sql"] for query in captured.captured_queries]
     assert not any("meters_hourlyusage" in query["sql"] for query in captured.captured_queries)
 
 
