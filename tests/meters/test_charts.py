@@ -354,3 +354,43 @@ def test_every_bar_of_every_range_is_the_sum_of_its_lines_recomputed_from_the_ho
         zero = (Decimal(0), Decimal(0), Decimal(0))
         got = [(bar.kwh, bar.eur, bar.pending_kwh) for bar in result.bars]
         assert got == [expected.get(key, zero) for key in keys], (range_, day)
+
+
+# --- The table's rows ---------------------------------------------------------------------------------------
+
+# The loop the chart partial had before its rows were written in Python (Chart.table_rows).
+ROWS_AS_A_TEMPLATE = """
+{% for bar in chart.bars %}
+<tr{% if bar.future %} class="muted"{% endif %}><th scope="row">{{ bar.label }}</th>
+{% if bar.future %}<td class="num">\N{EN DASH}</td><td class="num">\N{EN DASH}</td><td class="num">not yet</td>
+{% else %}<td class="num">{{ bar.kwh_text }}</td><td class="num">{{ bar.rate_text }}</td>
+<td class="num">{{ bar.eur_text }}{% if bar.pending_kwh %} <span class="badge">price pending</span>{% endif %}</td>
+{% endif %}
+{% if chart.price_label %}<td class="num">{{ bar.price_text }}</td>{% endif %}</tr>
+{% endfor %}
+"""
+
+
+def without_line_breaks(html: str) -> str:
+    return "".join(line.strip() for line in html.splitlines())
+
+
+@pytest.mark.parametrize("range_", ["day", "week", "month", "year"])
+def test_the_table_rows_are_what_the_template_loop_wrote(make_household, tou_tariff, range_):
+    from django.template import engines
+
+    household = make_household(tariff=tou_tariff)
+    add_line(household, utc(2026, 11, 22, 9), "1.5")
+    add_line(household, utc(2026, 11, 22, 10), "2", None)  # price pending
+    add_standing(household, utc(2026, 11, 22, 10), "0.010000")
+    result = chart(household, range_, now=utc(2026, 11, 22, 12, 30))  # later hours and days: not yet
+    expected = engines["django"].from_string(ROWS_AS_A_TEMPLATE).render({"chart": result})
+    assert without_line_breaks(result.table_rows()) == without_line_breaks(expected)
+    assert "price pending" in expected
+    assert ("not yet" in expected) == (range_ in ("day", "month", "year"))
+
+
+def test_the_table_rows_escape_every_text(household):
+    result = chart(household)
+    result.bars[0].label = '<script>alert("x")</script>'
+    assert "<script>" not in result.table_rows() and "&lt;script&gt;" in result.table_rows()
