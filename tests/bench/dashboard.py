@@ -8,8 +8,8 @@
 2. In this process, with ``django.test.Client`` logged in (the session engine, cache, middleware
    and cached templates of production; no network and no gunicorn, so the figures are the code's):
    the bare view ``/bench/bare``, the full dashboard page and its htmx chart partial (the default
-   view: today by hour, in EUR) for each household. The URLs take turns request by request, in
-   ``--rounds`` rounds, so background load weighs on all alike; median and p95 of each. The
+   view: today by hour, in EUR) for each household. The URLs take turns request by request, in a
+   new random order each turn, so background load weighs on all alike; median and p95 of each. The
    partial is cached (meters/charts.py): a repeated request is a cache hit; the cache miss is
    measured right after the household's usage version is raised, as a reading does (untimed).
 3. Goals (issue 12): the chart partial within 5x the bare view (median), its cache miss within
@@ -25,6 +25,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ MISS_GOAL = 1 / 15  # its cache miss (right after a reading) within 15x
 HISTORY_GOAL = 0.9  # a year of history serves at least 90% of a week's pages a second
 BATCH = 5_000
 RANGE_SAMPLES = 40  # requests per chart range for the per-range notes
+ORDER_SEED = 12  # the order the URLs take their turns in: random, the same in every run
 HOST = "127.0.0.1"  # the bench settings' ALLOWED_HOSTS
 FLOOR_PATH = "/bench/household-floor"
 BANDS = [  # Spain's 2.0TD periods on weekdays, off-peak weekends (as the demo tariff)
@@ -84,8 +86,8 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     _check_answers(urls)
     per_round = max(1, options.dashboard_requests // options.rounds)
     say(
-        f"latency: {len(urls)} URLs, {options.rounds} rounds of {per_round} requests each, "
-        f"alternated, after {max(10, per_round // 4)} warm-up requests each"
+        f"latency: {len(urls)} URLs, {options.rounds * per_round} requests each, taking turns in random order, "
+        f"after {max(10, per_round // 4)} warm-up requests each"
     )
     timings = _measure(urls, options.rounds, per_round)
     summary = {name: _summary(samples) for name, samples in timings.items()}
@@ -332,12 +334,12 @@ def _check_answers(urls: dict[str, Get]) -> None:
 
 
 def _measure(urls: dict[str, Get], rounds: int, per_round: int) -> dict[str, list[float]]:
-    """Seconds per request of each URL: warm-up, then ``rounds`` rounds of ``per_round`` requests each.
+    """Seconds per request of each URL: warm-up, then ``rounds`` x ``per_round`` requests each.
 
-    The URLs take turns request by request (in reverse order every other round), so a burst of load
-    from other processes weighs on all of them alike rather than on whichever block it fell in: the
-    ratios compare the same moments. A URL given as (step, request) runs its step, untimed, before
-    each request.
+    The URLs take turns request by request, in a new (seeded) order each turn, so neither a burst of
+    load from other processes nor the work one request leaves behind for the next (the garbage
+    collector's) weighs on one URL more than on another: the ratios compare the same moments. A URL
+    given as (step, request) runs its step, untimed, before each request.
     """
     steps = {name: get if isinstance(get, tuple) else (lambda: None, get) for name, get in urls.items()}
     for before, get in steps.values():
@@ -345,15 +347,15 @@ def _measure(urls: dict[str, Get], rounds: int, per_round: int) -> dict[str, lis
             before()
             get()
     samples: dict[str, list[float]] = {name: [] for name in urls}
-    names = list(urls)
-    for number in range(rounds):
-        order = [(*steps[name], samples[name]) for name in (names if number % 2 == 0 else reversed(names))]
-        for _ in range(per_round):
-            for before, get, timed in order:
-                before()
-                began = time.perf_counter()
-                get()
-                timed.append(time.perf_counter() - began)
+    turns = [(*steps[name], samples[name]) for name in urls]
+    order = random.Random(ORDER_SEED)
+    for _ in range(rounds * per_round):
+        order.shuffle(turns)
+        for before, get, timed in turns:
+            before()
+            began = time.perf_counter()
+            get()
+            timed.append(time.perf_counter() - began)
     return samples
 
 
