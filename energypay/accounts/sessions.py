@@ -30,6 +30,7 @@ from django.db.models import Model
 from django.db.models.expressions import Col
 from django.utils import timezone
 
+from energypay.accounts.models import Session
 from meters.models import Household, Tariff
 
 PREPARED = "energypay_session"
@@ -44,8 +45,6 @@ class SessionStore(DBStore):
 
     @classmethod
     def get_model_class(cls):
-        from energypay.accounts.models import Session
-
         return Session
 
     def create_model_instance(self, data: dict):

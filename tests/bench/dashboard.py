@@ -147,7 +147,8 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     notes = [
         "Dashboard (in-process Django test client, PostgreSQL, DEBUG off), median / p95 ms: "
         f"bare view {s['bare']['median_ms']:.2f} / {s['bare']['p95_ms']:.2f}; "
-        f"an empty household view (session, user, household: the floor of any household page) "
+        f"an empty household view (the session read with its user, household and tariff: the floor of any "
+        f"household page) "
         f"{s['household_floor']['median_ms']:.2f} / {s['household_floor']['p95_ms']:.2f}; "
         f"page {s['page_year']['median_ms']:.2f} / {s['page_year']['p95_ms']:.2f} (year of history), "
         f"{s['page_week']['median_ms']:.2f} / {s['page_week']['p95_ms']:.2f} (week); "
@@ -157,7 +158,8 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
         f"Dashboard SQL statements: page {queries['page_year']} (year of history) and {queries['page_week']} (week), "
         f"chart partial {queries['partial_year']} and {queries['partial_week']} (cache hits), "
         f"{queries['partial_year_miss']} (cache miss) "
-        "(session, user and household included; +1 SELECT 1 health check per request, outside the count).",
+        "(the session's, with its user, household and tariff, included; under gunicorn Django's connection "
+        "health check adds a SELECT 1 per request, not counted and not sent in process).",
         "Dashboard chart partial by range, cache misses, median ms: "
         + "; ".join(f"{name} {figures['median_ms']:.2f}" for name, figures in ranges.items())
         + ". A year range aggregates a year of lines; it grows with the range shown, not with the history.",
