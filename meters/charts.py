@@ -33,6 +33,7 @@ from django.utils import dateformat
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 
+from lib import prepared
 from lib.dateranges import FIRST_DATE, LAST_DATE, DateParamError, parse_day
 from lib.money import EUR_PLACES, format_kwh, format_money, format_rate
 from lib.periods import add_months, ceil_hour, first_of_month, floor_hour, hours_between, local_midnight, zone
@@ -377,9 +378,9 @@ def _sums(household_id: int, period: Period, tz_name: str) -> list[tuple]:
         bucket, bucket_params = ops.datetime_cast_date_sql("hour_start", (), tz_name)
     sql = _SUMS.format(bucket=bucket, table=ops.quote_name(HourlyUsage._meta.db_table))
     bounds = (ops.adapt_datetimefield_value(period.start), ops.adapt_datetimefield_value(period.end))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*bucket_params, *_KINDS, household_id, *bounds))
-        rows = cursor.fetchall()
+    params = (*bucket_params, *_KINDS, household_id, *bounds)
+    # Planned once per connection on PostgreSQL (lib/prepared.py): planning it costs more than running it.
+    rows = prepared.fetch(connection, "energypay_chart", sql, params)
     return [(_bucket(row[0], period.range), *row[1:]) for row in rows]
 
 

@@ -18,24 +18,20 @@ as well as the user's query, and a copy can outlive its logout.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from functools import cache
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore as DBStore
-from django.db import ProgrammingError, connections, router
+from django.db import connections, router
 from django.db.models import Model
 from django.db.models.expressions import Col
 from django.utils import timezone
 
 from energypay.accounts.models import Session
+from lib import prepared
 from meters.models import Household, Tariff
-
-PREPARED = "energypay_session"
-INVALID_STATEMENT_NAME = "26000"  # the prepared statement does not exist (any more) on this connection
-_prepared_on: weakref.WeakSet = weakref.WeakSet()  # the connections (psycopg's) where it is prepared
 
 
 class SessionStore(DBStore):
@@ -70,13 +66,14 @@ class SessionStore(DBStore):
 
 def _load(session_key: str) -> tuple[str, Model | None] | None:
     """The session's data and its user, with the household and tariff cached on it, in one query."""
-    model = SessionStore.get_model_class()
-    alias = router.db_for_read(model)
+    alias = router.db_for_read(Session)
     connection = connections[alias]
     sql, parts = _session_query(alias)
-    row = _fetch(connection, sql, [session_key, connection.ops.adapt_datetimefield_value(timezone.now())])
-    if row is None:
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    rows = prepared.fetch(connection, "energypay_session", sql, [session_key, now])  # planned once (lib/prepared.py)
+    if not rows:
         return None
+    row = rows[0]
     objects = []
     for part in parts:
         values = list(row[part.start : part.start + len(part.attnames)])
@@ -96,36 +93,6 @@ def _load(session_key: str) -> tuple[str, Model | None] | None:
     return row[0], user
 
 
-def _fetch(connection, sql: str, params: list) -> tuple | None:
-    """The row of ``_load``: a prepared statement on PostgreSQL outside a transaction, the query elsewhere.
-
-    PostgreSQL takes longer to plan the four-table join (~0.1 ms) than to run it; prepared once per
-    connection, it is planned once. Inside a transaction the plain query is sent: a prepared statement
-    gone missing (a pooler's DISCARD ALL; docs/operations.md asks for session pooling) would abort it,
-    while outside one the error costs only a PREPARE again.
-    """
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql" or connection.in_atomic_block:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
-        raw = connection.connection
-        try:
-            return _execute_prepared(cursor, raw, sql, params)
-        except ProgrammingError as error:
-            if getattr(error.__cause__, "sqlstate", None) != INVALID_STATEMENT_NAME:
-                raise
-            _prepared_on.discard(raw)
-            return _execute_prepared(cursor, raw, sql, params)
-
-
-def _execute_prepared(cursor, raw, sql: str, params: list) -> tuple | None:
-    if raw not in _prepared_on:
-        cursor.execute(f"PREPARE {PREPARED} AS {sql % ('$1', '$2')}")
-        _prepared_on.add(raw)
-    cursor.execute(f"EXECUTE {PREPARED}(%s, %s)", params)
-    return cursor.fetchone()
-
-
 @dataclass(frozen=True)
 class _Part:
     """One model's columns in ``_load``'s row: where they start, its pk's place, the converters they need."""
@@ -142,7 +109,7 @@ def _session_query(alias: str) -> tuple[str, list[_Part]]:
     """The SQL of ``_load`` and how to read its row, written once per process and database from the models."""
     connection = connections[alias]
     quote = connection.ops.quote_name
-    session_model, user_model = SessionStore.get_model_class(), get_user_model()
+    session_model, user_model = Session, get_user_model()
     columns, parts = ["s.session_data"], []
     for model, table in ((user_model, "u"), (Household, "h"), (Tariff, "t")):
         fields = list(model._meta.concrete_fields)
