@@ -204,7 +204,7 @@ class Chart:
     next_query: str | None = None  # None when the next period has not begun
     today_query: str | None = None  # None when the period shown contains today
 
-    @property
+    @cached_property  # three places in the partial; the day and month names are translated each time
     def title(self) -> str:
         return self.period.title()
 
@@ -212,15 +212,15 @@ class Chart:
     def bar_heading(self) -> str:
         return {DAY: "Hour", WEEK: "Day", MONTH: "Day", YEAR: "Month"}[self.period.range]
 
-    @property
+    @cached_property
     def total_kwh(self) -> Decimal:
         return sum((bar.kwh for bar in self.bars), ZERO)
 
-    @property
+    @cached_property
     def total_eur(self) -> Decimal:
         return sum((bar.eur for bar in self.bars), ZERO)
 
-    @property
+    @cached_property
     def pending_kwh(self) -> Decimal:
         return sum((bar.pending_kwh for bar in self.bars), ZERO)
 
