@@ -114,6 +114,17 @@ def test_a_reading_in_the_open_hour_shows_in_the_next_fetch(client, meter):
     assert bar(chart(client), "11:00") == "0.750000"
 
 
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as requests run: statements prepared on PostgreSQL
+def test_each_request_reads_the_version_afresh_with_its_session(client, meter, settings):
+    """The household (and its usage version) comes with the session's own query, prepared or not: never kept."""
+    settings.ALARM_USAGE_WINDOW_SECONDS = 0  # alarm evaluation queued at each commit: no timer outlives the test
+    post(meter, at(utc(2026, 11, 22, 10), "100"), at(utc(2026, 11, 22, 10, 15), "101"))
+    for minute, register, eur in ((30, "103", "0.750000"), (40, "104", "1.000000"), (50, "105", "1.250000")):
+        assert bar(chart(client), "11:00") != eur  # cached now
+        post(meter, at(utc(2026, 11, 22, 10, minute), register))
+        assert bar(chart(client), "11:00") == eur
+
+
 def test_a_reading_that_opens_a_new_hour_shows_in_the_next_fetch(client, meter):
     post(meter, at(utc(2026, 11, 22, 9), "100"), at(utc(2026, 11, 22, 10), "104"))
     assert chart(client)["total"].startswith("EUR 1.00")
