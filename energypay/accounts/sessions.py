@@ -45,10 +45,12 @@ class SessionStore(DBStore):
 
     def create_model_instance(self, data: dict):
         session = super().create_model_instance(data)
-        try:
-            session.user_id = int(data[SESSION_KEY])
-        except (KeyError, TypeError, ValueError):
-            session.user_id = None
+        session.user_id = _user_id(data)
+        return session
+
+    async def acreate_model_instance(self, data: dict):
+        session = await super().acreate_model_instance(data)
+        session.user_id = _user_id(data)
         return session
 
     def load(self) -> dict:
@@ -62,6 +64,14 @@ class SessionStore(DBStore):
     # No view here is async; should one be, its session is read the same way.
     async def aload(self) -> dict:
         return await sync_to_async(self.load)()
+
+
+def _user_id(data: dict) -> int | None:
+    """The logged-in user's id in the session's data (django.contrib.auth's key), for the column."""
+    try:
+        return int(data[SESSION_KEY])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _load(session_key: str) -> tuple[str, Model | None] | None:
