@@ -100,7 +100,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's, handing the backend the user the session's query loaded (energypay/accounts/middleware.py).
+    "energypay.accounts.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): which session passed the second factor
     # After authentication, so it sees request.user: a logged-in answer is never stored by any cache.
     "energypay.middleware.private_no_store",
@@ -148,11 +149,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHE_URL = env_str("CACHE_URL")
 if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    # Django's Redis cache, building its redis-py client once (energypay/cache.py).
+    CACHES = {"default": {"BACKEND": "energypay.cache.RedisCache", "LOCATION": CACHE_URL}}
 elif CACHE_URL:
     raise ImproperlyConfigured("CACHE_URL must be a redis:// URL (or unset for an in-process cache).")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Sessions in the database, read with their user, household and tariff in one query (energypay/accounts/sessions.py).
+SESSION_ENGINE = "energypay.accounts.sessions"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -164,7 +168,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # Axes first: a locked-out account or address is refused before its password is even checked.
 AUTHENTICATION_BACKENDS = [
     "energypay.accounts.backends.LoginThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend's passwords; each request's user comes from its session's query (energypay/accounts/sessions.py).
+    "energypay.accounts.backends.HouseholdLoginBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
