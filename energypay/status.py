@@ -6,7 +6,8 @@ runs under a statement timeout on PostgreSQL and shows "unavailable" instead of 
 - rejected readings by reason: the hourly counters ingest keeps (energypay/ops/rejections.py);
 - silent meters: active meters not heard from for an hour, a day (or never);
 - settlements by state: created in the last hour and day, and how many wait in each pending state;
-- households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts first.
+- households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts first;
+- webhooks: endpoints disabled after days of failures (a staff notice) or failing now, and the outbox's backlog.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from django.utils import timezone
 from energypay.health import all_ok, run_checks, time_limited
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS
+from energypay.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Meter, Reading
 from payments import figures
@@ -134,6 +136,30 @@ def arrears(now: datetime) -> dict[str, Any]:
     }
 
 
+def webhooks(now: datetime) -> dict[str, Any]:
+    """Endpoints that need staff (disabled, failing), the deliveries waiting, and the last hour's attempts."""
+    endpoints = list(
+        WebhookEndpoint.objects.filter(active=True)
+        .filter(Q(disabled_at__isnull=False) | Q(failing_since__isnull=False))
+        .order_by("disabled_at", "failing_since", "pk")
+    )
+    waiting = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING).aggregate(
+        count=Count("pk"), oldest=Min("created_at")
+    )
+    attempts = DeliveryAttempt.objects.filter(at__gte=now - HOUR).aggregate(
+        total=Count("pk"), ok=Count("pk", filter=Q(status_code__gte=200, status_code__lt=300))
+    )
+    return {
+        "active": WebhookEndpoint.objects.filter(active=True).count(),
+        "disabled": [endpoint for endpoint in endpoints if endpoint.disabled_at],
+        "failing": [endpoint for endpoint in endpoints if not endpoint.disabled_at],
+        "waiting": waiting["count"],
+        "oldest": waiting["oldest"],
+        "attempts_hour": attempts["total"],
+        "failed_hour": attempts["total"] - attempts["ok"],
+    }
+
+
 def _section(name: str, compute: Callable[[], T]) -> T | None:
     """A section's figures, or None (shown as unavailable) when its query fails or times out."""
     try:
@@ -163,5 +189,6 @@ def status_page(request: HttpRequest) -> HttpResponse:
         "silent": _section("silent", lambda: silent_meters(now)),
         "settlements": _section("settlements", lambda: settlements_by_state(now)),
         "arrears": _section("arrears", lambda: arrears(now)),
+        "webhooks": _section("webhooks", lambda: webhooks(now)),
     }
     return TemplateResponse(request, "admin/status.html", context)

@@ -17,6 +17,7 @@ from django.utils.html import format_html
 
 from lib.periods import HOUR
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
+from meters.audit import AuditHistory, record_action
 from meters.formfields import FiniteDecimalField
 from meters.ingest import accept_held, discard_held
 from meters.models import (
@@ -88,7 +89,7 @@ class TariffVersionInline(admin.TabularInline):
 
 
 @admin.register(Tariff)
-class TariffAdmin(admin.ModelAdmin):
+class TariffAdmin(AuditHistory, admin.ModelAdmin):
     list_display = ["name", "households"]
     search_fields = ["name"]
     inlines = [TariffVersionInline]
@@ -114,7 +115,7 @@ class PriceImportForm(forms.Form):
 
 
 @admin.register(TariffVersion)
-class TariffVersionAdmin(admin.ModelAdmin):
+class TariffVersionAdmin(AuditHistory, admin.ModelAdmin):
     form = TariffVersionForm
     list_display = ["tariff", "valid_from", "kind", "flat_rate", "standing_charge_per_day", "price_count"]
     list_filter = ["kind", "tariff"]
@@ -182,6 +183,8 @@ class TariffVersionAdmin(admin.ModelAdmin):
                 result = import_prices(version, text)
                 errors = result.errors
                 if not errors:
+                    summary = f"Imported {result.created} hourly prices ({result.unchanged} already stored)"
+                    record_action(version, "tariff.import_prices", summary, actor=request.user, created=result.created)
                     self.message_user(
                         request,
                         f"Imported {result.created} prices ({result.unchanged} already stored); "
@@ -222,7 +225,7 @@ class MeterInline(admin.TabularInline):
     show_change_link = True
 
 
-class HouseholdAdmin(admin.ModelAdmin):
+class HouseholdAdmin(AuditHistory, admin.ModelAdmin):
     """A household and its meters. Registered by energypay/admin.py, which adds the columns of higher apps."""
 
     list_display = ["name", "user", "timezone", "tariff", "created_at"]
@@ -242,7 +245,7 @@ class MeterEventInline(ReadOnlyInline):
 
 
 @admin.register(Meter)
-class MeterAdmin(admin.ModelAdmin):
+class MeterAdmin(AuditHistory, admin.ModelAdmin):
     formfield_overrides = FINITE_DECIMALS
     list_display = [
         "serial",
@@ -302,6 +305,9 @@ class MeterAdmin(admin.ModelAdmin):
         # The tokens go straight into this response: never into messages, logs or the database.
         with transaction.atomic():
             issued = [(meter, meter.issue_token()) for meter in meters]
+            for meter in meters:  # the token itself goes nowhere but the response
+                summary = "Issued a new token; the old one stopped working"
+                record_action(meter, "meter.issue_token", summary, actor=request.user)
         context = {
             **self.admin_site.each_context(request),
             "title": "New meter tokens",
@@ -388,6 +394,8 @@ class HeldReadingAdmin(ReadOnlyAdmin):
             result = decide(row.pk, acting_user=request.user, now=timezone.now())
             row.refresh_from_db()
             self.log_change(request, row, row.outcome)
+            if row.state != HeldReading.State.HELD:
+                record_action(row, f"reading.{verb}", row.outcome, actor=request.user, meter_id=row.meter_id)
             self.message_user(
                 request, result, messages.SUCCESS if row.state != HeldReading.State.HELD else messages.WARNING
             )
