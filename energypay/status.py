@@ -7,7 +7,7 @@ runs under a statement timeout on PostgreSQL and shows "unavailable" instead of 
 - silent meters: active meters not heard from for an hour, a day (or never);
 - settlements by state: created in the last hour and day, and how many wait in each pending state;
 - households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts first;
-- webhooks: endpoints disabled after days of failures (a staff notice) or failing now, and the outbox's backlog.
+- webhooks: each active endpoint's state (disabled after days of failures: the staff notice; failing) and backlog.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from django.contrib import admin
 from django.db import DatabaseError
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, F, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -27,7 +28,7 @@ from django.utils import timezone
 from energypay.health import all_ok, run_checks, time_limited
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS
-from energypay.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from energypay.webhooks.models import WebhookDelivery, WebhookEndpoint
 from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Meter, Reading
 from payments import figures
@@ -136,28 +137,17 @@ def arrears(now: datetime) -> dict[str, Any]:
     }
 
 
-def webhooks(now: datetime) -> dict[str, Any]:
-    """Endpoints that need staff (disabled, failing), the deliveries waiting, and the last hour's attempts."""
-    endpoints = list(
+def webhooks(now: datetime) -> list[WebhookEndpoint]:
+    """Active endpoints, those that need staff (disabled, failing) first, each with its deliveries waiting."""
+    waiting = WebhookDelivery.objects.filter(endpoint=OuterRef("pk"), state=WebhookDelivery.State.PENDING).order_by()
+    return list(
         WebhookEndpoint.objects.filter(active=True)
-        .filter(Q(disabled_at__isnull=False) | Q(failing_since__isnull=False))
-        .order_by("disabled_at", "failing_since", "pk")
+        .annotate(
+            n_waiting=Coalesce(Subquery(waiting.values("endpoint").annotate(n=Count("pk")).values("n")), 0),
+            oldest_waiting=Subquery(waiting.order_by("created_at").values("created_at")[:1]),
+        )
+        .order_by(F("disabled_at").asc(nulls_last=True), F("failing_since").asc(nulls_last=True), "pk")
     )
-    waiting = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING).aggregate(
-        count=Count("pk"), oldest=Min("created_at")
-    )
-    attempts = DeliveryAttempt.objects.filter(at__gte=now - HOUR).aggregate(
-        total=Count("pk"), ok=Count("pk", filter=Q(status_code__gte=200, status_code__lt=300))
-    )
-    return {
-        "active": WebhookEndpoint.objects.filter(active=True).count(),
-        "disabled": [endpoint for endpoint in endpoints if endpoint.disabled_at],
-        "failing": [endpoint for endpoint in endpoints if not endpoint.disabled_at],
-        "waiting": waiting["count"],
-        "oldest": waiting["oldest"],
-        "attempts_hour": attempts["total"],
-        "failed_hour": attempts["total"] - attempts["ok"],
-    }
 
 
 def _section(name: str, compute: Callable[[], T]) -> T | None:

@@ -15,6 +15,7 @@ from typing import Any
 from auditlog.mixins import AuditlogHistoryAdminMixin
 from auditlog.models import LogEntry
 from auditlog.registry import auditlog
+from django.contrib.admin.utils import unquote
 from django.db.models import Model
 from django.http import HttpRequest
 from django.urls import reverse
@@ -68,6 +69,13 @@ class AuditHistory(AuditlogHistoryAdminMixin):
     """
 
     auditlog_history_per_page = 25
+
+    def auditlog_history_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        # django-auditlog renders a page about nothing (and fails on its links) for an id that is no object;
+        # Django's own history sends such a request back to the list with a message.
+        if self.get_object(request, unquote(object_id)) is None:
+            return self._get_obj_does_not_exist_redirect(request, self.model._meta, object_id)
+        return super().auditlog_history_view(request, object_id, extra_context)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         opts = self.model._meta

@@ -188,6 +188,10 @@ class WebhookDelivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["next_attempt_at"], condition=Q(state="pending"), name="webhook_delivery_due"),
+            # The status page: each endpoint's deliveries waiting, and the oldest of them.
+            models.Index(
+                fields=["endpoint", "created_at"], condition=Q(state="pending"), name="webhook_delivery_waiting"
+            ),
             models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint"),
         ]
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from energypay.accounts.models import User
 from energypay.accounts.otp import APP_DEVICE_NAME, new_recovery_codes, secret_text
+from energypay.webhooks import demo
 from lib.money import eur_to_satoshis
 from lib.periods import HOUR, floor_hour
 from meters.demo import DemoHome, SeedMeters
@@ -26,13 +27,22 @@ SETTLED_HOURS = 48
 class Command(SeedMeters):
     help = "Create or top up demo data: tariffs, logins, households, meters, readings, funded wallets, settlements."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--webhook-port", type=int, default=demo.DEMO_PORT, help="The demo webhook receiver's port (8001)."
+        )
+
+    def handle(self, *args, webhook_port: int = demo.DEMO_PORT, **options) -> None:
         """Steps, each safe to repeat: the meters' demo data, then
-        5. a wallet per household, funded from the local faucet (all but the last: it shows arrears);
-        6. the last SETTLED_HOURS hours settled hour by hour, as beat would have, with blocks mined.
+        5. the demo's webhook endpoint (a receiver on 127.0.0.1 that `make demo` starts), subscribed to every event;
+        6. a wallet per household, funded from the local faucet (all but the last: it shows arrears);
+        7. the last SETTLED_HOURS hours settled hour by hour, as beat would have, with blocks mined
+           (each settlement confirmed is an event for the receiver, sent once a worker runs).
         """
         super().handle(*args, **options)
         homes = self.homes
+        self.create_webhook_endpoint(webhook_port)
         if settings.BSV_NETWORK != "local":
             self.stdout.write(f"BSV_NETWORK={settings.BSV_NETWORK}: wallets opened; fund them and run settle.")
             for home in homes:
@@ -64,6 +74,13 @@ class Command(SeedMeters):
         self.staff_app = device or TOTPDevice.objects.create(user=staff, name=APP_DEVICE_NAME, confirmed=True)
         self.staff_codes = new_recovery_codes(staff)
         return staff
+
+    def create_webhook_endpoint(self, port: int) -> None:
+        endpoint, created = demo.ensure_endpoint(port)
+        self.stdout.write(
+            f"Webhooks: {'added' if created else 'kept'} the endpoint {endpoint.url}; its delivery log is at "
+            "/admin/webhooks/webhookdelivery/ (the receiver prints what it gets)."
+        )
 
     def print_staff_second_factor(self) -> None:
         self.stdout.write(
