@@ -193,6 +193,7 @@ class WebhookDelivery(models.Model):
                 fields=["endpoint", "created_at"], condition=Q(state="pending"), name="webhook_delivery_waiting"
             ),
             models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint"),
+            models.Index(fields=["-created_at"], name="webhook_delivery_created"),  # the delivery log, newest first
         ]
 
     def __str__(self) -> str:

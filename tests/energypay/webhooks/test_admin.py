@@ -9,6 +9,8 @@ import re
 import pytest
 from auditlog.models import LogEntry
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -171,3 +173,23 @@ def test_households_and_anonymous_visitors_cannot_reach_the_webhook_admin(client
     for browser in (client, household_client):
         response = browser.get(reverse(CHANGELIST))
         assert response.status_code == 302 and reverse("admin:login") in response["Location"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "admin:webhooks_webhookendpoint_changelist",
+        "admin:webhooks_webhookdelivery_changelist",
+        "admin:webhooks_webhookevent_changelist",
+    ],
+)
+def test_list_pages_take_the_same_queries_however_many_rows(staff_client, name):
+    def queries_with(endpoints: int) -> int:
+        for number in range(endpoints):
+            make_endpoint(f"https://crm{number}.example/hooks")
+        outbox.record([(events.METER_SILENT, 1, {"meter_id": n}) for n in range(endpoints)])
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(reverse(name)).status_code == 200
+        return len(queries)
+
+    assert queries_with(1) == queries_with(6)
