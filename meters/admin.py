@@ -393,9 +393,7 @@ class HeldReadingAdmin(ReadOnlyAdmin):
         for row in held:
             result = decide(row.pk, acting_user=request.user, now=timezone.now())
             row.refresh_from_db()
-            self.log_change(request, row, row.outcome)
-            if row.state != HeldReading.State.HELD:
-                record_action(row, f"reading.{verb}", row.outcome, actor=request.user, meter_id=row.meter_id)
+            self.log_change(request, row, row.outcome)  # the audit trail's entry is accept_held's/discard_held's
             self.message_user(
                 request, result, messages.SUCCESS if row.state != HeldReading.State.HELD else messages.WARNING
             )
