@@ -71,17 +71,18 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
     lines = HourlyUsage.objects.filter(household=household).filter(
         Q(hour_start__gte=min(month_start, recent_start), hour_start__lt=month_end) | owed
     )
+    amount = figures.line_amount()  # cost and taxes: what the household pays
     sums = lines.aggregate(
-        today_eur=Sum("cost_eur", filter=today),
+        today_eur=Sum(amount, filter=today),
         today_kwh=Sum("kwh", filter=today & energy),
         today_pending=Sum("kwh", filter=today & unpriced),
-        month_eur=Sum("cost_eur", filter=month),
+        month_eur=Sum(amount, filter=month),
         month_kwh=Sum("kwh", filter=month & energy),
         month_pending=Sum("kwh", filter=month & unpriced),
-        recent_eur=Sum("cost_eur", filter=recent),
+        recent_eur=Sum(amount, filter=recent),
         recent_first=Min("hour_start", filter=recent),
-        owed_eur=Sum("cost_eur", filter=owed),
-        arrears_eur=Sum("cost_eur", filter=arrears),
+        owed_eur=Sum(amount, filter=owed),
+        arrears_eur=Sum(amount, filter=arrears),
         arrears_since=Min("hour_start", filter=arrears),
     )
     per_day = figures.daily_rate(sums["recent_eur"], sums["recent_first"], window)

@@ -273,6 +273,12 @@ INGEST_BACKFILL_DAYS = env_int("INGEST_BACKFILL_DAYS", 7, minimum=1)
 # Rejected readings are counted by reason for the staff status page (meters never imports the project package).
 INGEST_REJECTED_HOOK = "energypay.ops.rejections.record"
 
+# --- Partitions of readings and the hourly ledger, on PostgreSQL (meters/partitions.py, docs/operations.md) ---
+# One partition per UTC month (week, day), and this many periods made ahead by beat's ensure-partitions.
+# At a million meters, readings grow ~12 GB a day: week or day partitions keep each one's indexes in RAM.
+PARTITION_INTERVAL = env_choice("PARTITION_INTERVAL", "month", ("month", "week", "day"))
+PARTITIONS_AHEAD = env_int("PARTITIONS_AHEAD", 3, minimum=1)
+
 # --- Payments (docs/architecture.md, "The money path", "BSV facts the code relies on") ---
 BSV_NETWORK = env_choice("BSV_NETWORK", "local", ("local", "regtest", "testnet", "mainnet"))
 # An extended private key (tprv... for local/regtest/testnet, xprv... for mainnet). Every household
@@ -366,6 +372,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "energypay.tasks.heartbeat", "schedule": 60.0},
     "refresh-price": {"task": "payments.tasks.refresh_price", "schedule": 120.0},
+    # Every contract's standing charge, silent meters included, for the hours that ended: before
+    # the settlement run, so that it pays them in the same hour.
+    "accrue-standing-charges": {
+        "task": "meters.tasks.accrue_standing",
+        "schedule": crontab(minute=max(SETTLEMENT_GRACE_MINUTES % 60 - 3, 0)),
+    },
     # HH:05 by default: the grace for late readings.
     "settle-closed-hour": {
         "task": "payments.tasks.settle_closed_hour",
@@ -379,6 +391,8 @@ CELERY_BEAT_SCHEDULE = {
     # Webhooks: send what the outbox holds; watch arrears and silent meters for their events.
     "deliver-webhooks": {"task": "energypay.webhooks.tasks.deliver_due", "schedule": 10.0},
     "detect-webhook-events": {"task": "energypay.webhooks.tasks.detect_events", "schedule": 300.0},
+    # Hourly, away from HH:05: partitions ahead, and rows the default partition caught moved out. Never drops any.
+    "ensure-partitions": {"task": "meters.tasks.ensure_partitions", "schedule": crontab(minute=35)},
     "prune-login-records": {
         "task": "energypay.accounts.tasks.prune_login_records",
         "schedule": crontab(hour=3, minute=17),

@@ -26,6 +26,7 @@ from decimal import (
 
 EUR_PLACES = Decimal("0.000001")  # the micro-euro: every stored EUR amount and sum; settlement rounds further
 KWH_PLACES = Decimal("0.000001")  # usage lines' kWh
+CENT = Decimal("0.01")  # statement lines; see docs/billing.md
 
 SATS_PER_BSV = 100_000_000
 
@@ -42,12 +43,24 @@ def cost_of(kwh: Decimal, rate: Decimal) -> Decimal:
     return round_eur(kwh * rate)
 
 
+def round_cent(amount: Decimal) -> Decimal:
+    """To the cent, half up: a statement line (docs/billing.md)."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
 def tax_of(cost: Decimal, tax_rate: Decimal) -> Decimal:
-    """The taxes on ``cost`` at a combined ``tax_rate``, rounded like a cost (PostgreSQL's round() agrees)."""
-    return round_eur(cost * tax_rate)
+    """The taxes on ``cost`` at a combined ``tax_rate``, rounded like a cost (PostgreSQL's round() agrees).
+
+    The product is taken exactly first: a 20-decimal factor times a cost has more digits than the
+    default context keeps, and rounding twice could move a half-micro-euro.
+    """
+    with exact():
+        product = cost * tax_rate
+    return round_eur(product)
 
 
-def _exact() -> AbstractContextManager[Context]:
+def exact() -> AbstractContextManager[Context]:
+    """A decimal context in which any rounding raises ``Inexact``: sums and products that must be exact."""
     return localcontext(
         Context(prec=_PRECISION, rounding=ROUND_HALF_UP, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
     )
@@ -78,7 +91,7 @@ def eur_to_satoshis(eur: Decimal | int, bsv_eur: Decimal | int) -> int:
     eur = _checked_decimal("eur", eur, positive=False)
     bsv_eur = _checked_decimal("bsv_eur", bsv_eur, positive=True)
     try:
-        with _exact():
+        with exact():
             # An integer division with its remainder is exact, where eur * 1e8 / price is not
             # (1/3 has no end): half up means "remainder at least half the divisor".
             whole, remainder = divmod(eur * SATS_PER_BSV, bsv_eur)
@@ -92,7 +105,7 @@ def satoshis_to_eur(sats: int, bsv_eur: Decimal | int) -> Decimal:
     _check_sats(sats)
     bsv_eur = _checked_decimal("bsv_eur", bsv_eur, positive=True)
     try:
-        with _exact():
+        with exact():
             eur = sats * bsv_eur / SATS_PER_BSV  # dividing by 10^8 always terminates: exact
         with localcontext(Context(prec=_PRECISION, traps=[InvalidOperation])):
             return eur.quantize(EUR_PLACES, rounding=ROUND_HALF_UP)

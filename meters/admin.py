@@ -15,9 +15,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from lib.periods import HOUR
+from lib.periods import HOUR, local_date
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.audit import AuditHistory, record_action
+from meters.contracts import assign_tariff, contract_start, earliest_change, first_hour_of, local_hour, start_contract
 from meters.formfields import FiniteDecimalField
 from meters.ingest import accept_held, discard_held
 from meters.models import (
@@ -29,9 +30,13 @@ from meters.models import (
     MeterEvent,
     Reading,
     Tariff,
+    TariffAssignment,
     TariffVersion,
+    TaxRule,
+    tax_rules_changed,
 )
 from meters.price_import import import_prices
+from meters.taxes import overlapping, refusal
 from meters.usage import price_unpriced_lines
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -61,10 +66,9 @@ class TariffVersionForm(forms.ModelForm):
         if valid_from and tariff_id:
             # "The version in force at an hour prices that hour, forever": a version slipped in
             # before priced hours would price their late readings differently from the rest.
+            # Priced by any of its versions, whichever household was on it then (tariffs change).
             priced = HourlyUsage.objects.filter(
-                household__in=Household.objects.filter(tariff_id=tariff_id),
-                hour_start__gte=valid_from,
-                tariff_version__isnull=False,
+                tariff_version__in=TariffVersion.objects.filter(tariff_id=tariff_id), hour_start__gte=valid_from
             )
             last = priced.order_by("-hour_start").values_list("hour_start", flat=True).first()
             if last is not None:
@@ -108,6 +112,95 @@ class TariffAdmin(AuditHistory, admin.ModelAdmin):
             # Hours that had no version in force may be priceable now.
             start = min(version.valid_from for version in added)
             price_unpriced_lines(HourlyUsage.objects.filter(household__tariff=form.instance, hour_start__gte=start))
+
+
+class TaxRuleForm(forms.ModelForm):
+    """A tax rule: refused if it overlaps another of its tax, or if it would re-price days that have begun."""
+
+    rate = FiniteDecimalField(
+        min_value=0,
+        max_value=1,
+        decimal_places=10,
+        help_text=TaxRule._meta.get_field("rate").help_text,
+        error_messages={
+            "min_value": "A rate is a fraction between 0 and 1 (0.21 for 21%%).",
+            "max_value": "A rate is a fraction between 0 and 1 (0.21 for 21%%).",
+        },
+    )
+    kinds = forms.MultipleChoiceField(
+        label="applies to",
+        choices=HourlyUsage.Kind.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The kinds of ledger line it taxes.",
+    )
+
+    class Meta:
+        model = TaxRule
+        fields = ["tax", "name", "rate", "kinds", "compound", "region", "tariffs", "valid_from", "valid_to"]
+        widgets = {"tariffs": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = timezone.now()
+        # As stored, before the form changes the instance: what the change is measured against.
+        self.stored = TaxRule.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
+        self.stored_tariffs = {t.pk for t in self.stored.tariffs.all()} if self.stored else set()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        candidate = TaxRule(
+            pk=self.instance.pk, **{name: cleaned.get(name) for name in self.Meta.fields if name != "tariffs"}
+        )
+        tariffs = {tariff.pk for tariff in cleaned.get("tariffs") or []}
+        if why := refusal(self.stored, candidate, self.stored_tariffs, tariffs, self.now):
+            raise forms.ValidationError(why)
+        if clashes := overlapping(candidate, tariffs):
+            names = "; ".join(str(rule) for rule in clashes)
+            raise forms.ValidationError(
+                f"Another rule of the tax {candidate.tax!r} already applies to some of these lines on some of "
+                f"these days: {names}. End one the day before the other starts, or narrow its region, tariffs "
+                "or kinds of line."
+            )
+        return cleaned
+
+
+@admin.register(TaxRule)
+class TaxRuleAdmin(AuditHistory, admin.ModelAdmin):
+    """Tax rules price hours forever: a change may only reach days that have begun in no household's zone."""
+
+    form = TaxRuleForm
+    list_display = ["name", "tax", "rate", "applies_to", "compound", "region", "tariff_list", "valid_from", "valid_to"]
+    list_filter = ["tax", "region", "compound"]
+    search_fields = ["name", "tax"]
+    date_hierarchy = "valid_from"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tariffs")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one by one, each checked against the days it prices
+        return actions
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and refusal(obj, None, set(), set(), timezone.now()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @admin.display(description="applies to")
+    def applies_to(self, rule: TaxRule) -> str:
+        labels = dict(HourlyUsage.Kind.choices)
+        return ", ".join(str(labels.get(kind, kind)) for kind in rule.kinds)
+
+    @admin.display(description="tariffs")
+    def tariff_list(self, rule: TaxRule) -> str:
+        return ", ".join(tariff.name for tariff in rule.tariffs.all()) or "every tariff"
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        tax_rules_changed()  # its tariffs were saved after the rule itself
 
 
 class PriceImportForm(forms.Form):
@@ -225,16 +318,143 @@ class MeterInline(admin.TabularInline):
     show_change_link = True
 
 
-class HouseholdAdmin(AuditHistory, admin.ModelAdmin):
-    """A household and its meters. Registered by energypay/admin.py, which adds the columns of higher apps."""
+class TariffAssignmentInline(ReadOnlyInline):
+    model = TariffAssignment
+    fields = ["tariff", "valid_from", "created_by", "created_at"]
+    readonly_fields = fields
+    verbose_name_plural = "tariffs (the first starts the contract; a change is added on its own page)"
 
-    list_display = ["name", "user", "timezone", "tariff", "created_at"]
-    list_filter = ["tariff", "timezone"]
+
+class HouseholdAddForm(forms.ModelForm):
+    """A new household starts its contract on the tariff chosen, from a local day (today by default)."""
+
+    contract_starts = forms.DateField(
+        required=False,
+        help_text="Local day in the household's time zone; the standing charge accrues from its first hour. "
+        "Blank: today.",
+    )
+
+    class Meta:
+        model = Household
+        fields = ["user", "name", "address", "timezone", "region", "tariff"]
+
+
+class HouseholdAdmin(AuditHistory, admin.ModelAdmin):
+    """A household and its meters. Registered by energypay/admin.py, which adds the columns of higher apps.
+
+    Its tariff changes only through a tariff assignment (its own page): the form never re-prices hours.
+    """
+
+    list_display = ["name", "user", "timezone", "region", "tariff", "created_at"]
+    list_filter = ["tariff", "timezone", "region"]
     search_fields = ["name", "user__email", "address"]
     list_select_related = ["user", "tariff"]
     show_full_result_count = False  # a second COUNT(*) over every household
     autocomplete_fields = ["user"]
-    inlines = [MeterInline]
+    inlines = [TariffAssignmentInline, MeterInline]
+    readonly_fields = ["tariff_change", "contract_start"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = HouseholdAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return fields if obj is None else ["tariff", *fields]
+
+    def get_inlines(self, request, obj=None):
+        return self.inlines if obj is not None else [MeterInline]  # a new household has no tariff history yet
+
+    @admin.display(description="tariff change")
+    def tariff_change(self, household: Household) -> str:
+        if household.pk is None:
+            return "-"
+        url = reverse("admin:meters_tariffassignment_add") + f"?household={household.pk}"
+        planned = (
+            f"a change is planned from {household.tariff_until:%Y-%m-%d %H:%M} UTC; " if household.tariff_until else ""
+        )
+        return format_html('{}<a href="{}">change the tariff from a day</a>', planned, url)
+
+    @admin.display(description="contract start")
+    def contract_start(self, household: Household) -> str:
+        start = contract_start(household) if household.pk else None
+        return f"{start:%Y-%m-%d %H:%M} UTC" if start else "-"
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            day = form.cleaned_data.get("contract_starts") or local_date(timezone.now(), obj.timezone)
+            start_contract(obj.pk, first_hour_of(day, obj.timezone), acting_user=request.user)
+
+
+class TariffAssignmentForm(forms.ModelForm):
+    """A tariff change from a local day (and hour) of the household: never before the hours that may be priced."""
+
+    starts_on = forms.DateField(help_text="Local day in the household's time zone.")
+    at_hour = forms.IntegerField(
+        min_value=0, max_value=23, required=False, help_text="Local clock hour (0-23); blank: midnight."
+    )
+
+    class Meta:
+        model = TariffAssignment
+        fields = ["household", "tariff"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = timezone.now()  # the same instant checks and saves: a clock crossing the hour changes nothing
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        household, day = cleaned.get("household"), cleaned.get("starts_on")
+        if household is None or day is None:
+            return cleaned
+        self.valid_from = local_hour(day, cleaned.get("at_hour") or 0, household.timezone)
+        earliest = earliest_change(self.now)
+        if self.valid_from < earliest:
+            self.add_error(
+                "starts_on",
+                f"A tariff change cannot start before {earliest:%Y-%m-%d %H:%M} UTC: earlier hours may already be "
+                "priced or paid, and keep their tariff.",
+            )
+        return cleaned
+
+
+@admin.register(TariffAssignment)
+class TariffAssignmentAdmin(AuditHistory, admin.ModelAdmin):
+    """Tariff changes: added, never edited or deleted (a planned change is replaced by assigning again)."""
+
+    form = TariffAssignmentForm
+    list_display = ["household", "tariff", "valid_from", "created_by", "created_at"]
+    list_filter = ["tariff"]
+    search_fields = ["household__name", "household__user__email"]
+    list_select_related = ["household", "tariff", "created_by"]
+    date_hierarchy = "valid_from"
+    autocomplete_fields = ["household"]
+    show_full_result_count = False
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["household", "tariff", "starts_on", "at_hour"]
+        return ["household", "tariff", "valid_from", "created_by", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["household", "tariff", "valid_from", "created_by", "created_at"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        saved = assign_tariff(obj.household_id, obj.tariff, form.valid_from, now=form.now, acting_user=request.user)
+        obj.pk, obj.valid_from, obj.created_at, obj.created_by = (
+            saved.pk,
+            saved.valid_from,
+            saved.created_at,
+            request.user,
+        )
 
 
 class MeterEventInline(ReadOnlyInline):

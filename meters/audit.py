@@ -1,4 +1,4 @@
-"""The audit trail (django-auditlog): who changed what in households, meters and tariffs, and when.
+"""The audit trail (django-auditlog): who changed what in households, meters, tariffs and tax rules, and when.
 
 Each app registers its own models, in its AppConfig.ready(); the admin's middleware
 (energypay.middleware.StaffAuditMiddleware) names the staff member behind each change. Fields that
@@ -20,7 +20,7 @@ from django.db.models import Model
 from django.http import HttpRequest
 from django.urls import reverse
 
-from meters.models import Household, Meter, Tariff, TariffVersion
+from meters.models import Household, Meter, Tariff, TariffAssignment, TariffVersion, TaxRule
 
 ACTION_FIELD = "staff action"
 
@@ -42,6 +42,8 @@ def register() -> None:
     )
     auditlog.register(Tariff, exclude_fields=["revision"])
     auditlog.register(TariffVersion)
+    auditlog.register(TariffAssignment)
+    auditlog.register(TaxRule)
 
 
 def record_action(instance: Model, action: str, summary: str, *, actor: Any, **details: Any) -> LogEntry:

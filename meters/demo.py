@@ -19,10 +19,13 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from lib.periods import floor_hour
+from meters.contracts import start_contract
 from meters.ingest import ingest_readings
 from meters.load_profile import LoadProfile, floor_slot
-from meters.models import Household, Meter, Tariff, TariffVersion
+from meters.models import HourlyUsage, Household, Meter, Region, Tariff, TariffVersion, TaxRule
 from meters.schema import parse_items
+from meters.taxes import first_open_day
 
 DEMO_PASSWORD = "demo"  # noqa: S105 (the documented demo login)
 STAFF_EMAIL = "staff@example.com"
@@ -81,9 +84,9 @@ class SeedMeters(BaseCommand):
 
     def handle(self, *args, households: int, days: int, **options) -> None:
         """Steps, each safe to repeat (a rerun tops up, never duplicates):
-        1. the flat and time-of-use demo tariffs;
+        1. the flat and time-of-use demo tariffs, and the peninsula's electricity tax and VAT;
         2. the staff user;
-        3. household users, households and their meters;
+        3. household users, households (their contracts start with the history) and their meters;
         4. 15-minute readings through the ingest pipeline, from each meter's last reading up to now.
         """
         if households < 1 or days < 1:
@@ -92,8 +95,12 @@ class SeedMeters(BaseCommand):
         now = timezone.now()
         history_start = floor_slot(now) - timedelta(days=days)
         tariffs = self.create_tariffs(valid_from=history_start)
+        self.create_taxes(valid_from=history_start)
         self.create_staff()
         homes = self.create_households(households, tariffs)
+        for home in homes:
+            if home.household.tariff_since is None:
+                start_contract(home.household.pk, floor_hour(history_start))
         added = sum(self.add_readings(home, now, history_start) for home in homes)
         self.print_summary(homes, added, time.monotonic() - started)
 
@@ -127,6 +134,33 @@ class SeedMeters(BaseCommand):
             ),
         )
         return [flat, tou]
+
+    def create_taxes(self, valid_from: datetime) -> None:
+        """The electricity tax and VAT of the peninsula (docs/billing.md), from before the history on.
+
+        Demo figures: the standard rates, without the temporary cuts a year may have had. A ledger
+        priced before taxes existed keeps its hours untaxed: the rules then start on the first day
+        that has not begun.
+        """
+        start = min(datetime(2020, 1, 1, tzinfo=UTC), valid_from).date()
+        if HourlyUsage.objects.exists():
+            start = first_open_day(timezone.now()) or start
+        for tax, name, rate, compound in [
+            ("iee", "Impuesto especial sobre la electricidad", Decimal("0.0511269632"), False),
+            ("iva", "IVA 21%", Decimal("0.21"), True),
+        ]:
+            if not TaxRule.objects.filter(tax=tax, region=Region.PENINSULA).exists():
+                rule = TaxRule(
+                    tax=tax,
+                    name=name,
+                    rate=rate,
+                    kinds=["energy", "standing"],
+                    compound=compound,
+                    region=Region.PENINSULA,
+                    valid_from=start,
+                )
+                rule.full_clean()
+                rule.save()
 
     def _tariff(self, name: str, description: str, version: TariffVersion) -> Tariff:
         tariff, _ = Tariff.objects.get_or_create(name=name, defaults={"description": description})

@@ -17,7 +17,8 @@ from lib.dateranges import DateRange
 from lib.periods import zone
 from meters.models import HourlyUsage, Household
 
-HEADER = ["hour", "kind", "meter", "kwh", "rate_eur_per_kwh", "eur", "satoshis", "txid", "state"]
+# "eur" is the line's cost, "tax_eur" its taxes: the satoshis paid both (docs/billing.md).
+HEADER = ["hour", "kind", "meter", "kwh", "rate_eur_per_kwh", "eur", "tax_eur", "satoshis", "txid", "state"]
 UNSETTLED, PRICE_PENDING = "unsettled", "price pending"
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -69,6 +70,7 @@ def usage_rows(household: Household, days: DateRange) -> Iterator[list[str]]:
             "kwh",
             "rate",
             "cost_eur",
+            "tax_eur",
             "settled_at",
             "live__eur",
             "paid_through",
@@ -106,6 +108,7 @@ def _row(row, tz) -> list[str]:
         _number(row.kwh),
         _number(row.rate),
         _number(row.cost_eur),
+        _number(row.tax_eur),
         satoshis,
         txid,
         state,

@@ -1,7 +1,8 @@
-"""Households, meters, tariffs, readings and the hourly usage ledger.
+"""Households, meters, tariffs and tax rules, readings and the hourly usage ledger.
 
-Lock order, for every writer: the Meter row first (``select_for_update``), then the Household row
-(a ledger writer raising ``usage_version``), then its usage rows.
+Lock order, for every writer: the standing-charge mark (``StandingMark``, only the accrual job and
+a contract's start take it), the Meter row (``select_for_update``), then the Household row (a
+ledger writer raising ``usage_version``, a tariff change), then its usage rows.
 Ingest holds the meter lock while it adds readings and recomputes usage; settlement takes the
 meter locks of a household before it marks usage as settled, so neither sees half of the other.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -147,34 +148,221 @@ class DynamicPrice(models.Model):
         return f"{self.hour_start:%Y-%m-%d %H:%M} UTC: {self.rate} EUR/kWh"
 
 
+class Region(models.TextChoices):
+    """Where a supply is, for its taxes: the Canary Islands levy IGIC and Ceuta and Melilla IPSI, not VAT."""
+
+    PENINSULA = "peninsula", "Peninsula and Balearic Islands"
+    CANARIAS = "canarias", "Canary Islands"
+    CEUTA_MELILLA = "ceuta_melilla", "Ceuta and Melilla"
+
+
 class Household(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="household")
     name = models.CharField(max_length=150)
     address = models.TextField(blank=True)
-    timezone = models.CharField(max_length=64, default="Europe/Madrid", validators=[validate_timezone])
+    timezone = models.CharField(
+        max_length=64,
+        default="Europe/Madrid",
+        validators=[validate_timezone],
+        help_text="Decides the household's days (standing charge, tax dates); fixed once it has been billed.",
+    )
+    region = models.CharField(
+        "tax region",
+        max_length=20,
+        choices=Region.choices,
+        default=Region.PENINSULA,
+        help_text="Decides which tax rules apply; fixed once the household has been billed.",
+    )
+    # The tariff in force now. Under contract (tariff_since set), it is kept in step with the
+    # household's TariffAssignments by meters/contracts.py, the only writer: it prices every hour in
+    # [tariff_since, tariff_until), so ingest prices the usual hour with no query for assignments,
+    # and save() never writes these three (a form loaded before a tariff change must not undo it).
+    # A household without a contract (made in code) is on this tariff for every hour.
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="households")
+    tariff_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Start of the current tariff; none: no contract recorded."
+    )
+    tariff_until = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Start of the next planned tariff change, if any."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Goes up in the transaction of every write to the household's hourly ledger (meters/usage.py):
     # the usage chart's cache key, so a cached chart never outlives the money it shows.
     usage_version = models.PositiveBigIntegerField(default=0, editable=False)
 
+    # Written only by their own functions, never by a form's save() (see save()).
+    OWN_WRITERS = frozenset({"usage_version"})
+    CONTRACT_FIELDS = frozenset({"tariff", "tariff_since", "tariff_until"})
+
     class Meta:
         ordering = ["name"]
+        indexes = [
+            # The hourly job that moves households onto a planned tariff finds them through this.
+            models.Index(fields=["tariff_until"], condition=Q(tariff_until__isnull=False), name="household_tariff_due"),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
     def save(self, *args, **kwargs) -> None:
-        # Only meters/usage.py's UPDATE raises the version. A household loaded before a ledger write
-        # and saved after it (the admin's form) must not put the older number back: the chart cached
-        # under it would be served again, without that write's money.
+        # Only meters/usage.py's UPDATE raises the version, and only meters/contracts.py changes the
+        # tariff. A household loaded before such a write and saved after it (the admin's form) must
+        # not put the older values back: the chart cached under the older version would be served
+        # again, and a planned tariff change would be forgotten.
         if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            skipped = self.OWN_WRITERS | (self.CONTRACT_FIELDS if self.tariff_since is not None else frozenset())
             kwargs["update_fields"] = [
                 field.name
                 for field in self._meta.concrete_fields
-                if not field.primary_key and field.name != "usage_version"
+                if not field.primary_key and field.name not in skipped
             ]
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if self.pk is None:
+            return
+        stored = Household.objects.filter(pk=self.pk).values("timezone", "region").first()
+        changed = [name for name in ("timezone", "region") if stored and stored[name] != getattr(self, name)]
+        if changed and HourlyUsage.objects.filter(household_id=self.pk).exists():
+            # Its billed hours keep the days and the taxes they were priced with: statements and
+            # the tax breakdown read them again later (meters/taxes.py).
+            raise ValidationError(
+                {
+                    name: "The household has been billed: its hours keep the time zone and tax region they were "
+                    "priced in. Open a new household for a supply that moves."
+                    for name in changed
+                }
+            )
+
+
+class TariffAssignment(models.Model):
+    """The tariff a household is on from ``valid_from`` (on the hour, UTC) until its next assignment.
+
+    The household's first assignment starts its contract: the standing charge accrues from then on,
+    every hour, with or without readings. An assignment prices its hours forever, so it is never
+    edited; a change that has not begun yet is replaced by assigning again (meters/contracts.py).
+    """
+
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="tariff_assignments")
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="assignments")
+    valid_from = models.DateTimeField(help_text="On the hour (UTC). Prices every hour from here to the next change.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["household", "valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["household", "valid_from"], name="tariff_assignment_unique_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.household}: {self.tariff} from {self.valid_from:%Y-%m-%d %H:%M} UTC"
+
+
+class StandingMark(models.Model):
+    """How far the hourly job has accrued every contract's standing charge: all hours before ``accrued_until``.
+
+    One row. The job claims each hour with a conditional UPDATE of it (meters/standing.py), so
+    overlapping runs accrue an hour once; a contract starting earlier accrues its past hours itself.
+    """
+
+    accrued_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"standing charges accrued until {self.accrued_until:%Y-%m-%d %H:%M} UTC"
+
+
+class TaxRule(models.Model):
+    """A tax at one rate, on some kinds of ledger line, for some households, over some local days.
+
+    ``tax`` names the tax whatever its rate ("iva", "iee"): rules of one tax that could apply to the
+    same line on the same day are refused (meters/taxes.py ``overlapping``). A compound rule's base
+    is the line's cost plus the simple (non-compound) taxes on the same line: VAT on the
+    electricity tax. Dates are local calendar days of the household, ``valid_to`` included. A rule
+    prices its days forever: the admin refuses any change reaching a day that has begun.
+    """
+
+    tax = models.SlugField(
+        max_length=40, help_text='The tax this is a rate of, whatever the rate: "iva", "iee", "igic".'
+    )
+    name = models.CharField(
+        max_length=120, help_text='As the statement shows it: "IVA 21%", "Impuesto especial sobre la electricidad".'
+    )
+    rate = models.DecimalField(
+        max_digits=11,
+        decimal_places=10,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="A fraction, not a percentage: 0.21 for 21%, 0.0511269632 for 5.11269632%.",
+    )
+    kinds = models.JSONField(
+        "applies to", default=list, help_text="The kinds of ledger line it taxes (energy, standing charge, ...)."
+    )
+    compound = models.BooleanField(
+        "base includes other taxes",
+        default=False,
+        help_text="Its base is the line's cost plus the line's simple taxes, as VAT's base has the electricity tax.",
+    )
+    region = models.CharField(
+        max_length=20,
+        choices=Region.choices,
+        blank=True,
+        help_text="Households of this tax region; blank: every region.",
+    )
+    tariffs = models.ManyToManyField(
+        Tariff, blank=True, related_name="tax_rules", help_text="Households on these tariffs; none: every tariff."
+    )
+    valid_from = models.DateField(help_text="First local day it applies to.")
+    valid_to = models.DateField(null=True, blank=True, help_text="Last local day it applies to; blank: until changed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tax", "region", "valid_from"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(valid_to__isnull=True) | Q(valid_to__gte=models.F("valid_from")),
+                name="tax_rule_dates_in_order",
+            ),
+            models.CheckConstraint(condition=Q(rate__gte=0) & Q(rate__lte=1), name="tax_rule_rate_fraction"),
+        ]
+
+    def __str__(self) -> str:
+        until = f" to {self.valid_to:%Y-%m-%d}" if self.valid_to else ""
+        return f"{self.name} from {self.valid_from:%Y-%m-%d}{until}"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        tax_rules_changed()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        tax_rules_changed()
+        return result
+
+    def clean(self) -> None:
+        errors = {}
+        if self.rate is not None and not (Decimal("0") <= self.rate <= Decimal("1")):
+            errors["rate"] = "A rate is a fraction between 0 and 1 (0.21 for 21%)."
+        kinds = self.kinds if isinstance(self.kinds, list) else None
+        if not kinds or not set(kinds) <= set(HourlyUsage.Kind.values) or len(set(kinds)) != len(kinds):
+            errors["kinds"] = f"Choose the kinds of line it taxes among: {', '.join(HourlyUsage.Kind.values)}."
+        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
+            errors["valid_to"] = "The last day cannot come before the first."
+        if errors:
+            raise ValidationError(errors)
+
+    def covers(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+
+def tax_rules_changed() -> None:
+    """Say every tariff's prices changed: tax rules price hours like tariffs do.
+
+    Pricing caches rules per process under a tariff's ``revision`` (meters/pricing.py), read in the
+    same query that loads the household's tariff, so a new revision is seen by the next write.
+    """
+    Tariff.objects.update(revision=uuid.uuid4())
 
 
 class Meter(models.Model):
@@ -316,7 +504,8 @@ class HourlyUsage(models.Model):
     # The taxes in force for this line's kind at its hour, as one factor on cost_eur (compound taxes
     # multiplied out: VAT on the electricity tax), and what they add: the hour's tax rounded to the
     # micro-euro like its cost, the same way for every line of the hour (docs/billing.md).
-    tax_rate = models.DecimalField(max_digits=16, decimal_places=12, default=Decimal("0"))
+    # Rules' rates have 10 decimals, so a compound factor has up to 20: stored exactly.
+    tax_rate = models.DecimalField(max_digits=24, decimal_places=20, default=Decimal("0"))
     tax_eur = models.DecimalField(max_digits=15, decimal_places=6, null=True, blank=True)
     settled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,16 +1,24 @@
-"""Which tariff version and rate price a UTC hour, in the household's local time."""
+"""What prices a UTC hour of a household: the tariff assigned at that hour, its version in force,
+and the taxes in force on the hour's local day.
+
+``HouseholdSchedule`` is what the ledger writers use; it composes a ``TariffSchedule`` per tariff
+(versions, bands in local time, dynamic prices) and a ``TaxSchedule`` per tariff and tax region.
+"""
 
 from __future__ import annotations
 
 import bisect
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from lib.money import round_eur
-from lib.periods import HOUR, local_day_bounds, zone
+from lib.money import exact, round_eur
+from lib.periods import HOUR, local_date, local_day_bounds, zone
 from meters.bands import Band, parse_bands
-from meters.models import DynamicPrice, Tariff, TariffVersion
+from meters.models import DynamicPrice, Household, Tariff, TariffAssignment, TariffVersion, TaxRule
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 # Versions per tariff, valid while the tariff's revision is unchanged. Per process, small (one
 # entry per tariff), and exact: the revision is read in the same query that locks the meter.
@@ -80,3 +88,118 @@ class TariffSchedule:
         per_day = version.standing_charge_per_day
         share = round_eur(per_day * (index + 1) / count) - round_eur(per_day * index / count)
         return version, share
+
+
+# --- Taxes ----------------------------------------------------------------------------------------
+
+# Tax rules per (tariff, its revision, tax region): every rule change gives every tariff a new
+# revision (meters.models.tax_rules_changed), read in the query that loads the tariff, so the cache
+# is exact. Small: one entry per tariff and region, each a handful of rules.
+_tax_rules: dict[tuple[int | None, uuid.UUID | None, str], tuple[list[TaxRule], dict]] = {}
+
+
+def _rules_for(tariff: Tariff, region: str) -> tuple[list[TaxRule], dict]:
+    key = (tariff.pk, tariff.revision, region)
+    if key not in _tax_rules:
+        rules = [
+            rule
+            for rule in TaxRule.objects.prefetch_related("tariffs").order_by("compound", "tax", "valid_from", "pk")
+            if rule.region in ("", region)
+            and (not rule.tariffs.all() or tariff.pk in {t.pk for t in rule.tariffs.all()})
+        ]
+        if len(_tax_rules) > 1000:
+            _tax_rules.clear()
+        _tax_rules[key] = (rules, {})
+    return _tax_rules[key]
+
+
+def combined_rate(rules: Sequence[TaxRule]) -> Decimal:
+    """One factor on a line's cost for all ``rules``: the simple rates, plus each compound rate on the
+    cost and the simple taxes (VAT 21% on the electricity tax 5.11269632%: 0.0511269632 + 0.21 *
+    1.0511269632). Exact: rates have 10 decimals, so the factor has at most 20."""
+    with exact():
+        simple = sum((rule.rate for rule in rules if not rule.compound), Decimal(0))
+        return simple + sum((rule.rate * (1 + simple) for rule in rules if rule.compound), Decimal(0))
+
+
+class TaxSchedule:
+    """The tax rules of a tariff's households in one tax region, by kind of line and local day (cached)."""
+
+    def __init__(self, tariff: Tariff, region: str) -> None:
+        self._rules, self._memo = _rules_for(tariff, region)
+
+    def rules(self, kind: str, day: date) -> tuple[TaxRule, ...]:
+        """The rules taxing a line of ``kind`` on local ``day``: the simple ones first, then the compound."""
+        key = (kind, day)
+        if key not in self._memo:
+            in_force = tuple(rule for rule in self._rules if kind in rule.kinds and rule.covers(day))
+            self._memo[key] = (in_force, combined_rate(in_force))
+        return self._memo[key][0]
+
+    def rate(self, kind: str, day: date) -> Decimal:
+        self.rules(kind, day)
+        return self._memo[kind, day][1]
+
+
+# --- A household's hours --------------------------------------------------------------------------
+
+
+class HouseholdSchedule:
+    """What prices a household's hours in [start, end): the tariff assigned at each hour, its
+    versions (a ``TariffSchedule`` each) and the taxes in force (a ``TaxSchedule``).
+
+    The usual case costs no query: every hour falls inside [tariff_since, tariff_until), where the
+    household's current tariff applies (ingest loads it with the meter). Otherwise the household's
+    assignments are read once. Hours before the contract's first assignment are priced by that
+    first tariff but accrue no standing charge; a household without any assignment (made in code,
+    not through the admin) is on its tariff for every hour.
+    """
+
+    def __init__(self, household: Household, start: datetime, end: datetime) -> None:
+        self.household = household
+        self.tz_name = household.timezone
+        self._start, self._end = start, end
+        since, until = household.tariff_since, household.tariff_until
+        # Hours before it accrue no standing charge; None: no such hour here (or no contract recorded).
+        self.contract_start: datetime | None = None
+        if since is None or (since <= start and (until is None or end <= until)):
+            self._starts, self._tariffs = [_EARLIEST], [household.tariff]
+        else:
+            assignments = list(
+                TariffAssignment.objects.filter(household_id=household.pk)
+                .select_related("tariff")
+                .order_by("valid_from")
+            )
+            self.contract_start = assignments[0].valid_from if assignments else None
+            self._starts = [_EARLIEST] + [a.valid_from for a in assignments[1:]]
+            self._tariffs = [a.tariff for a in assignments] or [household.tariff]
+        self._tariff_schedules: dict[int, TariffSchedule] = {}
+        # Looked up now, not on first use: a process then caches a tariff's rules the first time it
+        # prices any hour of it, as it caches its versions, rather than on the first taxed one.
+        self._tax_schedules = {tariff.pk: TaxSchedule(tariff, household.region) for tariff in self._tariffs}
+
+    def tariff_at(self, hour: datetime) -> Tariff:
+        return self._tariffs[bisect.bisect_right(self._starts, hour) - 1]
+
+    def _tariff_schedule(self, hour: datetime) -> TariffSchedule:
+        tariff = self.tariff_at(hour)
+        if tariff.pk not in self._tariff_schedules:
+            # Built on first use: the tax breakdown needs no versions and no dynamic prices.
+            self._tariff_schedules[tariff.pk] = TariffSchedule(tariff, self.tz_name, self._start, self._end)
+        return self._tariff_schedules[tariff.pk]
+
+    def energy_rate(self, hour: datetime) -> tuple[TariffVersion | None, Decimal | None]:
+        return self._tariff_schedule(hour).energy_rate(hour)
+
+    def standing_charge(self, hour: datetime) -> tuple[TariffVersion | None, Decimal]:
+        """This hour's share of its local day's standing charge; nothing before the contract starts."""
+        if self.contract_start is not None and hour < self.contract_start:
+            return None, Decimal("0")
+        return self._tariff_schedule(hour).standing_charge(hour)
+
+    def tax_rules(self, kind: str, hour: datetime) -> tuple[TaxRule, ...]:
+        return self._tax_schedules[self.tariff_at(hour).pk].rules(kind, local_date(hour, self.tz_name))
+
+    def tax_rate(self, kind: str, hour: datetime) -> Decimal:
+        """The combined factor of the taxes on a line of ``kind`` at ``hour`` (HourlyUsage.tax_rate)."""
+        return self._tax_schedules[self.tariff_at(hour).pk].rate(kind, local_date(hour, self.tz_name))

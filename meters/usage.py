@@ -22,7 +22,7 @@ from django.utils import timezone
 from lib.money import cost_of, tax_of
 from lib.periods import HOUR, hours_between
 from meters.models import HourlyUsage, Household, Meter
-from meters.pricing import TariffSchedule
+from meters.pricing import HouseholdSchedule
 
 ZERO = Decimal("0")
 
@@ -39,7 +39,7 @@ def record_energy(
         start, end = min(start, min(delta)), max(end, max(delta) + HOUR)
     if start >= end:
         return
-    schedule = TariffSchedule(household.tariff, household.timezone, start, end)
+    schedule = HouseholdSchedule(household, start, end)
     lines = HourlyUsage.objects.filter(household=household, hour_start__gte=start, hour_start__lt=end).filter(
         Q(meter=meter) | Q(kind=HourlyUsage.Kind.STANDING)
     )
@@ -57,20 +57,9 @@ def record_energy(
     for hour, kwh in delta.items():
         line, is_new = _apply(meter, household, schedule, hour, kwh, energy_lines.get(hour, []))
         (created if is_new else changed).append(line)
-    for hour in hours_between(start, end):
-        if hour not in standing_hours:
-            version, share = schedule.standing_charge(hour)
-            if share:
-                created.append(
-                    HourlyUsage(
-                        household=household,
-                        kind=HourlyUsage.Kind.STANDING,
-                        hour_start=hour,
-                        tariff_version=version,
-                        cost_eur=share,
-                        tax_eur=ZERO,
-                    )
-                )
+    created += standing_lines(
+        household, schedule, [hour for hour in hours_between(start, end) if hour not in standing_hours]
+    )
     if changed:
         _update_lines(changed)
     if created:
@@ -79,6 +68,49 @@ def record_energy(
         # Two meters of one household may accrue the same standing hour at once: the unique
         # constraint keeps one, the other insert is skipped.
         HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)
+
+
+def standing_lines(household: Household, schedule: HouseholdSchedule, hours: Iterable[datetime]) -> list[HourlyUsage]:
+    """New standing-charge lines for ``hours``, taxed: the hour's share of its local day's charge."""
+    lines = []
+    for hour in hours:
+        version, share = schedule.standing_charge(hour)
+        if share:
+            tax_rate = schedule.tax_rate(HourlyUsage.Kind.STANDING, hour)
+            lines.append(
+                HourlyUsage(
+                    household=household,
+                    kind=HourlyUsage.Kind.STANDING,
+                    hour_start=hour,
+                    tariff_version=version,
+                    cost_eur=share,
+                    tax_rate=tax_rate,
+                    tax_eur=tax_of(share, tax_rate),
+                )
+            )
+    return lines
+
+
+def accrue_standing(household: Household, start: datetime, end: datetime) -> int:
+    """Write the household's missing standing-charge lines of [start, end); how many were written.
+
+    For a contract starting before the hourly job's mark (meters/standing.py). The caller holds the
+    mark's lock; the unique constraint keeps a line that ingest wrote meanwhile.
+    """
+    if start >= end:
+        return 0
+    existing = set(
+        HourlyUsage.objects.filter(
+            household=household, kind=HourlyUsage.Kind.STANDING, hour_start__gte=start, hour_start__lt=end
+        ).values_list("hour_start", flat=True)
+    )
+    lines = standing_lines(
+        household, HouseholdSchedule(household, start, end), (h for h in hours_between(start, end) if h not in existing)
+    )
+    if lines:
+        bump_usage_version([household.pk])
+        HourlyUsage.objects.bulk_create(lines, ignore_conflicts=True)
+    return len(lines)
 
 
 def bump_usage_version(household_ids: Iterable[int]) -> None:
@@ -105,14 +137,26 @@ def _raising_version(lines: QuerySet[HourlyUsage], household_id: int) -> Iterabl
 def _update_lines(lines: list[HourlyUsage]) -> None:
     # One plain UPDATE per line, sent together: the ORM's bulk_update builds a CASE expression per
     # column, which costs more than the rest of a single-reading ingest. Only open lines get here.
+    # The hour lets PostgreSQL touch only that hour's partition (meters/partitions.py); the household
+    # routes it to one shard of a database distributed by household.
     table = HourlyUsage._meta.db_table
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.executemany(
             f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
-            "updated_at = %s WHERE id = %s AND settled_at IS NULL",
+            "updated_at = %s WHERE id = %s AND hour_start = %s AND household_id = %s AND settled_at IS NULL",
             [
-                (line.kwh, line.tariff_version_id, line.rate, line.cost_eur, line.tax_eur, now, line.pk)
+                (
+                    line.kwh,
+                    line.tariff_version_id,
+                    line.rate,
+                    line.cost_eur,
+                    line.tax_eur,
+                    now,
+                    line.pk,
+                    line.hour_start,
+                    line.household_id,
+                )
                 for line in lines
             ],
         )
@@ -134,8 +178,11 @@ def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage
             # Still waiting for a price: one may have been imported since the line was made.
             line.tariff_version, line.rate = schedule.energy_rate(hour)
     else:
-        # An adjustment keeps the price its hour was settled at; a new hour takes the schedule's.
-        version, rate = (settled[0].tariff_version, settled[0].rate) if settled else schedule.energy_rate(hour)
+        # An adjustment keeps the price and the taxes its hour was settled at; a new hour takes the schedule's.
+        if settled:
+            version, rate, tax_rate = settled[0].tariff_version, settled[0].rate, settled[0].tax_rate
+        else:
+            (version, rate), tax_rate = schedule.energy_rate(hour), schedule.tax_rate(HourlyUsage.Kind.ENERGY, hour)
         line = HourlyUsage(
             household=household,
             meter=meter,
@@ -143,6 +190,7 @@ def _apply(meter, household, schedule, hour, kwh, existing) -> tuple[HourlyUsage
             kwh=kwh,
             tariff_version=version,
             rate=rate,
+            tax_rate=tax_rate,
             seq=max((line.seq for line in settled), default=-1) + 1,
         )
         is_new = True
@@ -167,12 +215,13 @@ def price_unpriced_lines(lines: QuerySet[HourlyUsage]) -> int:
         list(meters.values_list("pk", flat=True))
         by_household: defaultdict[int, list[HourlyUsage]] = defaultdict(list)
         for line in waiting.select_related("household__tariff"):
+            # Its tax_rate was set when the line was written: the taxes of its hour, like every line's.
             by_household[line.household_id].append(line)
         priced = []
         for household_lines in by_household.values():
             household = household_lines[0].household
             hours = [line.hour_start for line in household_lines]
-            schedule = TariffSchedule(household.tariff, household.timezone, min(hours), max(hours) + HOUR)
+            schedule = HouseholdSchedule(household, min(hours), max(hours) + HOUR)
             for line in household_lines:
                 version, rate = schedule.energy_rate(line.hour_start)
                 if rate is not None:

@@ -2,6 +2,8 @@
 
 - **closed**: the last hour the hourly run settles, ``closed_period_end(now)`` (HH:05 by default
   for the hour before; the grace leaves time for late readings).
+- **a line's amount**: its cost plus its taxes (``line_amount()``), what settlement pays for it and
+  what every figure of money owed, paid or spent below adds up (docs/billing.md).
 - **owed**: priced usage lines not settled yet (``owed()``; ``owed(before=...)`` for the hours
   before an instant). What a wallet's balance pays first. A line waiting for its price is not owed
   yet: nobody can pay an amount that is not known.
@@ -41,7 +43,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import Min, Q, Sum
+from django.db.models import DecimalField, ExpressionWrapper, F, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce
 
 from lib.money import EUR_PLACES, satoshis_to_eur
 from lib.periods import HOUR, floor_hour
@@ -66,6 +69,15 @@ def eur(amount: Decimal | None) -> Decimal:
 
 
 # --- Owed and arrears -----------------------------------------------------------------------------
+
+
+def line_amount() -> ExpressionWrapper:
+    """What a usage line costs the household: its cost plus its taxes (none recorded: none).
+
+    The one expression settlement sums and pays, and every owed, arrears and spent figure sums.
+    """
+    amount = F("cost_eur") + Coalesce("tax_eur", Value(ZERO))
+    return ExpressionWrapper(amount, output_field=DecimalField(max_digits=16, decimal_places=6))
 
 
 def closed_period_end(now: datetime) -> datetime:
@@ -100,7 +112,7 @@ def owed_costs(household_ids: Iterable[int]) -> dict[int, Decimal]:
     rows = (
         HourlyUsage.objects.filter(owed(), household_id__in=household_ids)
         .values("household_id")
-        .annotate(total=Sum("cost_eur"))
+        .annotate(total=Sum(line_amount()))
         .order_by()
     )
     return {row["household_id"]: eur(row["total"]) for row in rows}
@@ -224,7 +236,7 @@ def recent_daily_costs(household_ids: Iterable[int], now: datetime) -> dict[int,
     rows = (
         HourlyUsage.objects.filter(household_id__in=household_ids, hour_start__gte=window[0], hour_start__lt=window[1])
         .values("household_id")
-        .annotate(total=Sum("cost_eur"), first=Min("hour_start"))
+        .annotate(total=Sum(line_amount()), first=Min("hour_start"))
         .order_by()
     )
     return {row["household_id"]: daily_rate(row["total"], row["first"], window) for row in rows}

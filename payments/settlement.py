@@ -25,7 +25,7 @@ from lib.money import eur_to_satoshis
 from meters.models import HourlyUsage, Meter
 from payments import keys
 from payments.checks import native_signing_available
-from payments.figures import owed, usable_quote
+from payments.figures import line_amount, owed, usable_quote
 from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class _Payment:
     """
 
     wallet: Wallet
-    lines: list  # named rows of pk, household_id, hour_start, kwh, cost_eur; oldest first
+    lines: list  # named rows of pk, household_id, hour_start, kwh, amount (cost and taxes); oldest first
     eur: Decimal
     satoshis: int
     coins: list[Utxo]
@@ -101,8 +101,10 @@ def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetim
         list(Meter.objects.select_for_update().filter(household_id__in=households).order_by("pk").values_list("pk"))
         lines = defaultdict(list)
         open_lines = HourlyUsage.objects.filter(owed(before=period_end), household_id__in=households)
-        for line in open_lines.order_by("household_id", "hour_start", "pk").values_list(
-            "pk", "household_id", "hour_start", "kwh", "cost_eur", named=True
+        for line in (
+            open_lines.order_by("household_id", "hour_start", "pk")
+            .annotate(amount=line_amount())
+            .values_list("pk", "household_id", "hour_start", "kwh", "amount", named=True)
         ):
             lines[line.household_id].append(line)
         coins = _spendable_coins(wallets)
@@ -132,7 +134,7 @@ def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetim
 
 def _sign(wallet: Wallet, lines: list, quote: PriceQuote, coins: list[Utxo]) -> _Payment | Result:
     """Steps 4 and 5 for one household, on rows already loaded."""
-    eur = sum((line.cost_eur for line in lines), start=0)
+    eur = sum((line.amount for line in lines), start=0)
     satoshis = eur_to_satoshis(eur, quote.bsv_eur) if eur > 0 else 0
     if satoshis <= 0:
         return Result("nothing")
@@ -192,13 +194,19 @@ def _record(payments: list[_Payment], quote: PriceQuote, period_end: datetime, n
     for payment, settlement in zip(payments, settlements, strict=True):
         payment.settlement = settlement
     SettlementLine.objects.bulk_create(
-        SettlementLine(settlement_id=payment.settlement.pk, usage_id=line.pk, eur=line.cost_eur)
+        SettlementLine(
+            settlement_id=payment.settlement.pk, usage_id=line.pk, household_id=line.household_id, eur=line.amount
+        )
         for payment in payments
         for line in payment.lines
     )
     # Conditional updates: anything claimed meanwhile rolls the chunk back rather than pay twice.
     line_ids = [line.pk for payment in payments for line in payment.lines]
-    claimed = HourlyUsage.objects.filter(pk__in=line_ids, settled_at__isnull=True).update(settled_at=now)
+    # The lines' hours bound the UPDATE, so PostgreSQL reads only those partitions of the ledger.
+    first_hour = min((line.hour_start for payment in payments for line in payment.lines), default=period_end)
+    claimed = HourlyUsage.objects.filter(
+        pk__in=line_ids, hour_start__gte=first_hour, hour_start__lt=period_end, settled_at__isnull=True
+    ).update(settled_at=now)
     coin_ids = [coin.pk for payment in payments for coin in payment.coins]
     # Each coin goes to its own household's one new settlement (a CASE with a branch per settlement
     # costs Django a filter to build per branch; this subquery is one).

@@ -51,7 +51,7 @@ def detect_arrears(now: datetime) -> int:
             row["household_id"]: row
             for row in HourlyUsage.objects.filter(figures.in_arrears(now))
             .values("household_id")
-            .annotate(eur=Sum("cost_eur"), since=Min("hour_start"))
+            .annotate(eur=Sum(figures.line_amount()), since=Min("hour_start"))
             .order_by()
         }
         known = dict(ArrearsState.objects.values_list("household_id", "started_at"))

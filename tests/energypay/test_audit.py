@@ -32,17 +32,18 @@ def entries(instance) -> list[LogEntry]:
 
 
 def household_form(household: Household, **changes) -> dict:
+    """The household's change form as the admin shows it (no meters, no tariff assignment yet), with ``changes``."""
     data = {
         "user": household.user_id,
         "name": household.name,
         "address": household.address,
         "timezone": household.timezone,
+        "region": household.region,
         "tariff": household.tariff_id,
-        "meters-TOTAL_FORMS": "0",
-        "meters-INITIAL_FORMS": "0",
-        "meters-MIN_NUM_FORMS": "0",
-        "meters-MAX_NUM_FORMS": "1000",
     }
+    for inline in ("meters", "tariff_assignments"):
+        data |= {f"{inline}-TOTAL_FORMS": "0", f"{inline}-INITIAL_FORMS": "0", f"{inline}-MIN_NUM_FORMS": "0"}
+        data[f"{inline}-MAX_NUM_FORMS"] = "1000"
     return data | changes
 
 
@@ -94,11 +95,15 @@ def test_the_history_is_shown_per_object_and_in_one_searchable_list(staff_client
         "admin:payments_wallet_auditlog",
         "admin:accounts_user_auditlog",
         "admin:webhooks_webhookendpoint_auditlog",
+        "admin:meters_taxrule_auditlog",
+        "admin:meters_tariffassignment_auditlog",
     ],
 )
 def test_every_audited_model_has_its_history_page(staff_client, meter_and_token, name):
     meter, _ = meter_and_token
     from energypay.webhooks.models import WebhookEndpoint
+    from meters.contracts import start_contract
+    from tests.meters.taxkit import rule
 
     endpoint = WebhookEndpoint(url="https://crm.example/hooks", events=["meter.silent"])
     endpoint.issue_secret()
@@ -110,6 +115,8 @@ def test_every_audited_model_has_its_history_page(staff_client, meter_and_token,
         "wallet": open_wallet(meter.household),
         "user": meter.household.user,
         "webhookendpoint": endpoint,
+        "taxrule": rule("iva", "0.21"),
+        "tariffassignment": start_contract(meter.household_id, NOW.replace(minute=0)),
     }
     target = objects[name.split("_")[-2]]
 
@@ -291,3 +298,15 @@ def test_the_history_of_an_object_that_does_not_exist_sends_staff_back_to_the_li
     response = staff_client.get(reverse("admin:meters_household_auditlog", args=[999999]))
 
     assert response.status_code == 302 and response["Location"] == reverse("admin:index")
+
+
+def test_tax_rules_and_tariff_changes_are_in_the_trail_with_who_made_them(staff_client, household):
+    from meters.contracts import start_contract
+    from tests.meters.taxkit import rule
+
+    tax = rule("iva", "0.21")
+    assignment = start_contract(household.pk, NOW.replace(minute=0), acting_user=None)
+
+    assert [e.action for e in entries(tax)] == [LogEntry.Action.CREATE]
+    assert entries(tax)[0].changes_dict["rate"][1].startswith("0.21")
+    assert [e.action for e in entries(assignment)] == [LogEntry.Action.CREATE]

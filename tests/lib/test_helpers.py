@@ -56,3 +56,13 @@ def test_money_formatting_is_plain_python_and_matches_the_filter():
     for amount in (Decimal("1234567.5"), Decimal("-2.145"), Decimal("0.000004"), None):
         assert format_money(amount, "EUR") == money(amount, "EUR")
     assert format_money(Decimal("-1234.5"), "EUR") == "EUR -1,234.50"
+
+
+def test_taxes_are_rounded_half_up_to_the_micro_euro_and_statement_lines_to_the_cent():
+    from lib.money import round_cent, tax_of
+
+    assert tax_of(Decimal("0.000010"), Decimal("0.05")) == Decimal("0.000001")  # 0.0000005, half up
+    # A 20-decimal factor on a large cost: 35 digits, multiplied exactly before the one rounding.
+    assert tax_of(Decimal("999999999.999999"), Decimal("0.27186362547200000001")) == Decimal("271863625.472000")
+    assert tax_of(Decimal("1.500000"), Decimal("0.271863625472")) == Decimal("0.407795")
+    assert round_cent(Decimal("0.005")) == Decimal("0.01") and round_cent(Decimal("174.892811")) == Decimal("174.89")

@@ -44,6 +44,7 @@ def add_line(meter, hour, kwh: str, rate: str | None = "0.25") -> HourlyUsage:
         kwh=kwh_d,
         rate=None if rate is None else Decimal(rate),
         cost_eur=None if rate is None else kwh_d * Decimal(rate),
+        tax_eur=None if rate is None else Decimal("0"),  # as the ledger writes a line no tax rule taxes
     )
 
 
@@ -63,7 +64,9 @@ def settle(lines: list[HourlyUsage], satoshis: int, state=Settlement.State.SEEN)
         raw_tx="00",
         state=state,
     )
-    SettlementLine.objects.bulk_create(SettlementLine(settlement=settlement, usage=u, eur=u.cost_eur) for u in lines)
+    SettlementLine.objects.bulk_create(
+        SettlementLine(settlement=settlement, usage=u, household_id=u.household_id, eur=u.cost_eur) for u in lines
+    )
     HourlyUsage.objects.filter(pk__in=[line.pk for line in lines]).update(settled_at=NOW)
     return settlement
 
@@ -89,6 +92,7 @@ def test_a_line_in_local_time_with_its_money_and_payment(household_client, meter
             "kwh": "1.500000",
             "rate_eur_per_kwh": "0.250000",
             "eur": "0.375000",
+            "tax_eur": "0.000000",
             "satoshis": "1250000",
             "txid": settlement.txid,
             "state": "seen",

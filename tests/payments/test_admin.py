@@ -243,6 +243,7 @@ def test_creating_a_household_in_the_admin_opens_its_wallet(staff_client, flat_t
         "name": "New home",
         "address": "Calle Mayor 1",
         "timezone": "Europe/Madrid",
+        "region": "peninsula",
         "tariff": flat_tariff.pk,
         "meters-TOTAL_FORMS": 0,
         "meters-INITIAL_FORMS": 0,

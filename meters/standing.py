@@ -1,0 +1,114 @@
+"""The standing charge of every contract, hour by hour, whether its meters report or not.
+
+Ingest writes the standing lines of the hours its readings span; a silent meter writes none. This
+hourly job (beat, a few minutes before settlement) writes the missing ones for every household
+under contract (meters/contracts.py), up to the last hour that has ended, so the run that pays
+the hour pays its standing charge too.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Case, Exists, F, OuterRef, QuerySet, Subquery, When
+from django.utils import timezone
+
+from lib.money import tax_of
+from lib.periods import HOUR, floor_hour, local_date
+from meters.models import HourlyUsage, Household, StandingMark, Tariff, TariffAssignment
+from meters.pricing import TariffSchedule, TaxSchedule
+
+log = logging.getLogger(__name__)
+
+
+def accrue_standing_charges(now: datetime) -> int:
+    """Write every contract's missing standing lines up to ``floor_hour(now)``; how many were written.
+
+    Steps, per hour after the mark (``StandingMark``), each in its own transaction:
+    1. claim the hour: a conditional UPDATE moves the mark past it (a run that lost the race waits
+       for the winner's commit, finds the mark moved and goes on from there: nothing twice);
+    2. group the households under contract at that hour by what prices its standing line: the
+       tariff assigned then, the time zone (the local day's 23, 24 or 25 hours) and the tax region;
+    3. per group, price the line once (meters/pricing.py), raise the usage version of the
+       households that lack it (their rows first: the lock order), and insert their lines in one
+       INSERT ... SELECT; the unique constraint skips any that ingest wrote meanwhile.
+    """
+    until = floor_hour(now)
+    mark = StandingMark.objects.filter(pk=1).first()
+    if mark is None:
+        # The migration that introduced contracts sets it; without it, start now rather than bill the past.
+        mark, _ = StandingMark.objects.get_or_create(pk=1, defaults={"accrued_until": until})
+        log.warning("standing_mark_missing started_at=%s", mark.accrued_until.isoformat())
+    written = 0
+    hour = mark.accrued_until
+    while hour < until:
+        with transaction.atomic():
+            if StandingMark.objects.filter(pk=1, accrued_until=hour).update(accrued_until=hour + HOUR):
+                written += _accrue_hour(hour)
+                hour += HOUR
+                continue
+        hour = StandingMark.objects.get(pk=1).accrued_until  # another run got there first
+    if written:
+        log.info("standing_accrued lines=%d until=%s", written, until.isoformat())
+    return written
+
+
+def under_contract(hour: datetime) -> QuerySet[Household]:
+    """Households under contract at ``hour``, annotated with the tariff assigned to it (``tariff_at``)."""
+    assigned = TariffAssignment.objects.filter(household=OuterRef("pk"), valid_from__lte=hour).order_by("-valid_from")
+    tariff_at = Case(
+        # The usual case needs no subquery: the current tariff covers the hour.
+        When(tariff_since__lte=hour, tariff_until__isnull=True, then=F("tariff_id")),
+        When(tariff_since__lte=hour, tariff_until__gt=hour, then=F("tariff_id")),
+        default=Subquery(assigned.values("tariff_id")[:1]),
+        output_field=BigIntegerField(),
+    )
+    households = Household.objects.filter(tariff_since__isnull=False).order_by()
+    return households.annotate(tariff_at=tariff_at).filter(tariff_at__isnull=False)
+
+
+def _accrue_hour(hour: datetime) -> int:
+    households = under_contract(hour)
+    groups = list(households.values_list("tariff_at", "timezone", "region").distinct().order_by())
+    tariffs = Tariff.objects.in_bulk({tariff_id for tariff_id, _, _ in groups})
+    written = 0
+    for tariff_id, tz_name, region in groups:
+        tariff = tariffs[tariff_id]
+        version, share = TariffSchedule(tariff, tz_name, hour, hour + HOUR).standing_charge(hour)
+        if not share:
+            continue
+        tax_rate = TaxSchedule(tariff, region).rate(HourlyUsage.Kind.STANDING, local_date(hour, tz_name))
+        already = HourlyUsage.objects.filter(household=OuterRef("pk"), kind=HourlyUsage.Kind.STANDING, hour_start=hour)
+        missing = households.filter(tariff_at=tariff_id, timezone=tz_name, region=region).exclude(Exists(already))
+        if not Household.objects.filter(pk__in=missing.values("pk")).update(usage_version=F("usage_version") + 1):
+            continue
+        written += _insert_lines(missing, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
+    return written
+
+
+def _insert_lines(missing: QuerySet[Household], hour, version_id, share, tax_rate, tax_eur) -> int:
+    """One INSERT ... SELECT of a standing line per household of ``missing``; skipped where one exists."""
+    select, params = missing.values("id").query.sql_with_params()
+    ops = connection.ops
+    table = HourlyUsage._meta.db_table
+    columns = "household_id, kind, hour_start, seq, kwh, tariff_version_id, cost_eur, tax_rate, tax_eur, updated_at"
+    # "WHERE true": SQLite would read ON CONFLICT as the join's ON otherwise.
+    sql = (
+        f"INSERT INTO {table} ({columns}) "  # noqa: S608 (table and column names are ours)
+        f"SELECT due.id, %s, %s, 0, 0, %s, %s, %s, %s, %s FROM ({select}) AS due WHERE true ON CONFLICT DO NOTHING"
+    )
+    decimal = HourlyUsage._meta.get_field
+    values = [
+        HourlyUsage.Kind.STANDING.value,
+        ops.adapt_datetimefield_value(hour),
+        version_id,
+        ops.adapt_decimalfield_value(share, decimal("cost_eur").max_digits, decimal("cost_eur").decimal_places),
+        ops.adapt_decimalfield_value(tax_rate, decimal("tax_rate").max_digits, decimal("tax_rate").decimal_places),
+        ops.adapt_decimalfield_value(tax_eur, decimal("tax_eur").max_digits, decimal("tax_eur").decimal_places),
+        ops.adapt_datetimefield_value(timezone.now()),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values + list(params))
+        return cursor.rowcount
