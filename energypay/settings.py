@@ -84,6 +84,8 @@ INSTALLED_APPS = [
     # The top floor: the admin pages that compose several apps (energypay/admin.py). No models.
     "energypay",
     "energypay.ops",
+    "energypay.webhooks",
+    "auditlog",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -106,6 +108,8 @@ MIDDLEWARE = [
     # After authentication, so it sees request.user: a logged-in answer is never stored by any cache.
     "energypay.middleware.private_no_store",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After authentication: django-auditlog's middleware, on /admin/ only, names the staff member behind each change.
+    "energypay.middleware.StaffAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as axes asks: it turns a refused (locked-out) login into the login page that says why.
@@ -348,6 +352,21 @@ SETTLEMENT_DONE_HOOK = "alarms.hooks.settled"
 # Each web process sends at most one evaluation task per window for all households whose usage changed.
 ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0)
 
+# --- Webhooks out (docs/webhooks.md) ---
+# payments, alarms and meters tell what happened through this function, in the transaction of the change:
+# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py).
+EVENT_HOOK = "energypay.webhooks.outbox.record"
+# Receivers on private, loopback or link-local addresses (SSRF), and plain http://, only where allowed: off in
+# production (DEBUG off), on for a local demo whose receiver listens on 127.0.0.1.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", DEBUG)
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", DEBUG)
+WEBHOOK_CONNECT_TIMEOUT = env_int("WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)  # seconds: DNS, TCP and TLS each
+WEBHOOK_READ_TIMEOUT = env_int("WEBHOOK_READ_TIMEOUT", 10, minimum=1)  # seconds more for sending and the answer
+WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 48, minimum=24)  # a delivery is retried this long, then given up
+WEBHOOK_DISABLE_AFTER_DAYS = env_int("WEBHOOK_DISABLE_AFTER_DAYS", 5, minimum=1)  # of nothing but failures
+WEBHOOK_ROTATION_GRACE_HOURS = env_int("WEBHOOK_ROTATION_GRACE_HOURS", 24, minimum=1)  # the old secret signs too
+WEBHOOK_METER_SILENT_HOURS = env_int("WEBHOOK_METER_SILENT_HOURS", 6, minimum=1)  # meter.silent after this long
+
 # --- Operations: /healthz and the staff status page (energypay/health.py, energypay/status.py) ---
 HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 180, minimum=60)  # seconds since beat's last heartbeat tick
 HEALTH_SIGNED_MAX_AGE = env_int("HEALTH_SIGNED_MAX_AGE", 300, minimum=60)  # seconds a settlement may stay signed
@@ -397,6 +416,9 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-alarms": {"task": "alarms.tasks.evaluate_periodic", "schedule": 300.0},
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
+    # Webhooks: send what the outbox holds; watch arrears and silent meters for their events.
+    "deliver-webhooks": {"task": "energypay.webhooks.tasks.deliver_due", "schedule": 10.0},
+    "detect-webhook-events": {"task": "energypay.webhooks.tasks.detect_events", "schedule": 300.0},
     # Hourly, away from HH:05: partitions ahead, and rows the default partition caught moved out. Never drops any.
     "ensure-partitions": {"task": "meters.tasks.ensure_partitions", "schedule": crontab(minute=35)},
     # Statements: every hour, the months that closed (by each household's clock); daily, the corrective
@@ -422,12 +444,14 @@ RETENTION_QUOTES_DAYS = env_int("RETENTION_QUOTES_DAYS", 30, minimum=1)
 RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
 RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
 RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
+RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 30, minimum=1)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 CELERY_BEAT_SCHEDULE |= {
     "prune-quotes": {"task": "payments.tasks.prune_quotes", "schedule": crontab(hour=3, minute=10)},
     "prune-ledger": {"task": "payments.tasks.prune_ledger", "schedule": crontab(hour=3, minute=20)},
     "prune-alarm-events": {"task": "alarms.tasks.prune_alarm_events", "schedule": crontab(hour=3, minute=30)},
     "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
+    "prune-webhooks": {"task": "energypay.webhooks.tasks.prune_webhooks", "schedule": crontab(hour=3, minute=50)},
 }
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 
 from lib.interpolation import Point, billing_points, dips, energy_delta
 from lib.periods import ceil_hour, floor_hour
+from meters.audit import record_action
 from meters.hooks import usage_changed
 from meters.models import HeldReading, Meter, MeterEvent, Reading
 from meters.reasons import rejection
@@ -360,5 +361,7 @@ def discard_held(held_id: int, *, acting_user, now: datetime) -> str:
 
 
 def _decide(held: HeldReading, state: str, acting_user, now: datetime) -> None:
+    """Record the decision on the row, and in the audit trail in the same transaction."""
     held.state, held.decided_by, held.decided_at = state, acting_user, now
     held.save(update_fields=["state", "decided_by", "decided_at", "outcome"])
+    record_action(held, f"reading.{state}", held.outcome, actor=acting_user, meter_id=held.meter_id)

@@ -16,6 +16,7 @@ from django.db import models, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from meters.hooks import emit, emit_many
 from meters.models import HourlyUsage, Household, Meter, hash_token
 from meters.usage import reopen_lines
 from payments import bulk
@@ -230,6 +231,10 @@ class OutgoingPayment(models.Model):
     def on_failed(self) -> None:
         """Undo what the payment did in our books, in the transaction that marks it failed."""
 
+    @classmethod
+    def on_accepted(cls, ids: list[int], state: str, now: datetime) -> None:
+        """In the transaction that moved ``ids`` to accepted ``state`` at ``now`` (accept_locked): tell who listens."""
+
     # --- The lifecycle -----------------------------------------------------------------------------
 
     def record_reply(self, reply: Reply, network: BsvNetwork) -> str:
@@ -297,6 +302,7 @@ class OutgoingPayment(models.Model):
         Utxo.objects.filter(bulk.among(f"{cls.COIN_LINK}_id", ids)).update(state=Utxo.State.SPENT)
         if state == PaymentState.CONFIRMED:
             Utxo.objects.filter(txid__in=payments.values("txid")).update(confirmed=True)
+        cls.on_accepted(ids, state, now)
         return moved
 
     def fail(self, state: str, detail: str, network: BsvNetwork) -> str:
@@ -403,12 +409,39 @@ class Settlement(OutgoingPayment):
         return wallet
 
     def on_failed(self) -> None:
-        """Its usage lines are released and owed again; its coins and change are forgotten."""
+        """Its usage lines are released and owed again; its coins and change are forgotten; settlement.failed."""
         live = self.lines.filter(released=False)
         usage_ids = list(live.values_list("usage_id", flat=True))
         live.update(released=True)
         reopen_lines(usage_ids)
         self.forget_coins()
+        row = {field: getattr(self, field) for field in WEBHOOK_FIELDS}
+        emit("settlement.failed", self.household_id, settlement_event(row) | {"detail": self.detail[:200]})
+
+    @classmethod
+    def on_accepted(cls, ids: list[int], state: str, now: datetime) -> None:
+        """settlement.confirmed for those this call confirmed (confirmed_at ``now``), not those confirmed before."""
+        if state == PaymentState.CONFIRMED:
+            rows = cls.objects.filter(pk__in=ids, state=state, confirmed_at=now).order_by("pk").values(*WEBHOOK_FIELDS)
+            emit_many([("settlement.confirmed", row["household_id"], settlement_event(row)) for row in rows])
+
+
+WEBHOOK_FIELDS = ("pk", "household_id", "state", "txid", "eur", "kwh", "satoshis", "period_start", "period_end")
+
+
+def settlement_event(row: dict) -> dict:
+    """A settlement as webhooks tell it (docs/webhooks.md): ids, state, amounts as decimal strings, instants in UTC."""
+    return {
+        "settlement_id": row["pk"],
+        "household_id": row["household_id"],
+        "state": row["state"],
+        "txid": row["txid"],
+        "eur": str(row["eur"]),
+        "kwh": str(row["kwh"]),
+        "satoshis": row["satoshis"],
+        "period_start": row["period_start"],
+        "period_end": row["period_end"],
+    }
 
 
 class SettlementLine(models.Model):

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from lib.money import satoshis_to_eur
 from lib.periods import add_months, first_of_month, local_date, local_month_bounds
-from meters.hooks import load_hook
+from meters.hooks import emit_many, load_hook
 from meters.models import Household
 from payments.statements import lines as ledger
 from payments.statements.mail import queue_deliveries
@@ -209,13 +209,34 @@ def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_
 def issued(statements: list[Statement], *, acting_user=None) -> None:
     """What goes with every issued statement or corrective note, in the transaction that inserts them.
 
-    Their mails are queued (the outbox, payments.statements.mail), and ``STATEMENT_ISSUED_HOOK`` is
+    Their mails are queued (the outbox, payments.statements.mail), a ``statement.issued`` event goes to
+    settings.EVENT_HOOK (webhooks, docs/webhooks.md), and ``STATEMENT_ISSUED_HOOK`` is
     called with them, when set: a record that must exist exactly when a statement does (a tax
     authority's chained invoice record) is written there, in this transaction and under the series
     counter's lock, so numbers and records follow one order and a crash leaves both or neither. What
     it raises rolls the statements back.
     """
     queue_deliveries(statements, requested_by=acting_user)
+    emit_many(
+        [
+            (
+                "statement.issued",
+                statement.household_id,
+                {
+                    "statement_id": statement.pk,
+                    "household_id": statement.household_id,
+                    "number": statement.code,
+                    "kind": statement.kind,
+                    "corrects": statement.corrects.code if statement.corrects_id else None,
+                    "period_start": statement.period_start.isoformat(),
+                    "period_end": statement.period_end.isoformat(),
+                    "total_eur": str(statement.total_eur),
+                    "issued_at": statement.issued_at.isoformat(),
+                },
+            )
+            for statement in statements
+        ]
+    )
     if path := settings.STATEMENT_ISSUED_HOOK:
         load_hook(path)(statements)
 

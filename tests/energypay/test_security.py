@@ -46,6 +46,9 @@ from django.utils.http import urlsafe_base64_encode
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alarms.models import AlarmRule
+from energypay.webhooks.delivery import deliver_due
+from energypay.webhooks.events import EVENT_TYPES
+from energypay.webhooks.models import WebhookEndpoint
 from meters.ingest import ingest_readings
 from meters.models import Household, Meter, TariffVersion
 from meters.schema import ReadingIn
@@ -697,8 +700,13 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
         outputs[where] = content_of(response) + " " + headers
         return response
 
+    # A webhook endpoint subscribed to everything: its secret is stored to sign with, and shown nowhere.
+    endpoint = WebhookEndpoint(url="https://crm.invalid/hooks", events=sorted(EVENT_TYPES))
+    webhook_secret = endpoint.issue_secret()
+    endpoint.save()
     with raw_logs(monkeypatch) as logs, queries:
         world = build_world(make_household, make_meter, staff_user)  # ingest, settlement, a wallet pass
+        assert deliver_due()  # the alarm that fired, to a receiver that does not resolve: logged, retried
         owner, staff = persona_client(world, "owner"), persona_client(world, "staff")
 
         # A new meter token, shown once to staff by the admin action; used right away by the meter.
@@ -747,6 +755,7 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
     private = private_keys(secret_settings["WALLET_MASTER_KEY"])
     forbidden = {**secret_settings, **private}
     forbidden |= {"new meter token": token, "first meter token": world.token, "community access token": access_token}
+    forbidden["webhook secret"] = webhook_secret
     places = {
         **outputs,
         "logs": "\n".join(logs.lines),

@@ -89,3 +89,18 @@ def test_seeding_again_issues_no_statement_twice(seeded):
     with time_machine.travel(NOW, tick=False):
         call_command("seed_demo", "--households", "3", "--days", "3", stdout=io.StringIO())
     assert list(Statement.objects.values_list("code", flat=True)) == before
+
+
+def test_the_demo_has_a_webhook_endpoint_with_the_confirmed_settlements_waiting_for_its_receiver(seeded):
+    from energypay.webhooks import demo
+    from energypay.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.url == demo.demo_url() and endpoint.secret == demo.read_secret()
+    confirmed = Settlement.objects.filter(state="confirmed").count()
+    assert confirmed and WebhookDelivery.objects.filter(
+        endpoint=endpoint, event__type="settlement.confirmed"
+    ).count() == (confirmed)
+    with time_machine.travel(NOW, tick=False):
+        call_command("seed_demo", "--households", "3", "--days", "3", stdout=io.StringIO())
+    assert WebhookEndpoint.objects.get().secret == endpoint.secret  # kept: the receiver's copy still verifies

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from energypay.accounts.models import User
 from energypay.accounts.otp import APP_DEVICE_NAME, new_recovery_codes, secret_text
+from energypay.webhooks import demo
 from lib.money import eur_to_satoshis, format_money
 from lib.periods import HOUR, add_months, first_of_month, floor_hour, local_date, local_midnight
 from meters.demo import TIMEZONE, DemoHome, SeedMeters
@@ -43,11 +44,19 @@ class Command(SeedMeters):
     # Enough history that last month's end is always in it: 31 days and the demo meter's hours offline.
     default_days = 32
 
-    def handle(self, *args, days: int, **options) -> None:
+    def add_arguments(self, parser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--webhook-port", type=int, default=demo.DEMO_PORT, help="The demo webhook receiver's port (8001)."
+        )
+
+    def handle(self, *args, days: int, webhook_port: int = demo.DEMO_PORT, **options) -> None:
         """Steps, each safe to repeat: the meters' demo data, then
-        5. a wallet per household, funded from the local faucet (all but the last: it shows arrears);
-        6. the last SETTLED_HOURS hours settled hour by hour, as beat would have, with blocks mined;
-        7. last month's statements, as beat would have issued them; the demo login's meter then uploads the
+        5. the demo's webhook endpoint (a receiver on 127.0.0.1 that `make demo` starts), subscribed to every event;
+        6. a wallet per household, funded from the local faucet (all but the last: it shows arrears);
+        7. the last SETTLED_HOURS hours settled hour by hour, as beat would have, with blocks mined
+           (each settlement confirmed is an event for the receiver, sent once a worker runs);
+        8. last month's statements, as beat would have issued them; the demo login's meter then uploads the
            readings it buffered while offline over that month's end (when the history reaches back that
            far, as the default does), which brings a corrective note (the energy moved between the two
            months, so what the household owes in all hardly changes).
@@ -58,6 +67,7 @@ class Command(SeedMeters):
         self.history_start = floor_slot(now) - timedelta(days=days)  # as SeedMeters.handle computes it
         super().handle(*args, days=days, **options)
         homes = self.homes
+        self.create_webhook_endpoint(webhook_port)
         if settings.BSV_NETWORK != "local":
             self.stdout.write(f"BSV_NETWORK={settings.BSV_NETWORK}: wallets opened; fund them and run settle.")
             for home in homes:
@@ -90,6 +100,13 @@ class Command(SeedMeters):
         self.staff_app = device or TOTPDevice.objects.create(user=staff, name=APP_DEVICE_NAME, confirmed=True)
         self.staff_codes = new_recovery_codes(staff)
         return staff
+
+    def create_webhook_endpoint(self, port: int) -> None:
+        endpoint, created = demo.ensure_endpoint(port)
+        self.stdout.write(
+            f"Webhooks: {'added' if created else 'kept'} the endpoint {endpoint.url}; its delivery log is at "
+            "/admin/webhooks/webhookdelivery/ (the receiver prints what it gets)."
+        )
 
     def print_staff_second_factor(self) -> None:
         self.stdout.write(
