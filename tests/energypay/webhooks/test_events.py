@@ -241,3 +241,33 @@ def test_the_outbox_nudges_a_worker_once_a_burst(subscribed, monkeypatch, settin
         outbox.nudge()
 
     assert sent == [outbox.DELIVER_TASK]
+
+
+def test_an_issued_statement_is_one_statement_issued_event_in_its_own_transaction(
+    subscribed, make_household, make_meter
+):
+    from payments.statements.issuing import issue_households
+    from payments.statements.models import Statement
+    from tests.payments.statements import kit
+
+    household = make_household("casa@example.com", tariff=kit.tou_tariff())
+    meter, _ = make_meter(household)
+    kit.contracted_long_ago(household)
+    kit.feed(meter, kit.OCTOBER_START, kit.OCTOBER_END)
+
+    issue_households([household.pk], kit.OCTOBER, now=kit.AFTER_OCTOBER)
+
+    statement = Statement.objects.get(household=household)
+    [event] = stored(events.STATEMENT_ISSUED)
+    assert event["household"] == household.pk
+    data = event["data"]
+    assert (data["statement_id"], data["number"], data["kind"], data["corrects"]) == (
+        statement.pk,
+        statement.code,
+        "statement",
+        None,
+    )
+    assert data["total_eur"] == str(statement.total_eur)
+    # Issuing again issues nothing, and says nothing.
+    issue_households([household.pk], kit.OCTOBER, now=kit.AFTER_OCTOBER)
+    assert len(stored(events.STATEMENT_ISSUED)) == 1
