@@ -81,9 +81,9 @@ def readings(request: HttpRequest) -> JsonResponse:
     parsed = _parse(request)
     now = timezone.now()  # after the body: a slow client must not make the clock checks stale
     token = _token(request)
-    if not isinstance(parsed, JsonResponse) and (answer := fastpath.ingest(token, *parsed, now)) is not None:
-        return answer
     try:
+        if not isinstance(parsed, JsonResponse) and (answer := fastpath.ingest(token, *parsed, now)) is not None:
+            return answer
         with transaction.atomic():
             return _receive(token, parsed, now)
     except DatabaseError:

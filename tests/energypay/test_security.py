@@ -723,8 +723,12 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
         show("ingest bad", meter.post(readings, "{not json", "application/json"), 400)
         show("ingest old token", persona_client(world, "meter token").post(readings, "{}", "application/json"), 401)
         with monkeypatch.context() as patch:
+            patch.setattr("meters.api.fastpath.ingest", lambda *args: None)  # the Python path's turn
             patch.setattr("meters.api.ingest_locked", _database_gone)
             show("ingest 503", meter.post(readings, reading, "application/json"), 503)
+        with monkeypatch.context() as patch:  # the PostgreSQL fast path fails the same way
+            patch.setattr("meters.api.fastpath.ingest", _database_gone)
+            show("ingest fast path 503", meter.post(readings, reading, "application/json"), 503)
 
         # The household's own flows: unlock (already open), a paid x402 request, a password reset mail.
         show("unlock", owner.post(reverse("community-unlock")), 302)
