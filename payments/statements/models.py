@@ -97,14 +97,13 @@ class Series(models.Model):
         default one the first migration creates; series that exist but are all inactive are a
         configuration error staff must see, never guessed around.
         """
-        try:
-            return cls.objects.get(purpose=purpose, active=True)
-        except cls.DoesNotExist:
-            if cls.objects.filter(purpose=purpose).exists():
-                raise
-        code, name = DEFAULT_SERIES[purpose]
-        series, _ = cls.objects.get_or_create(code=code, defaults={"purpose": purpose, "name": name})
-        return series
+        if series := cls.objects.filter(purpose=purpose, active=True).first():
+            return series
+        if not cls.objects.filter(purpose=purpose).exists():
+            # Two issuers may both get here: get_or_create's unique code lets one insert and the other read it.
+            code, name = DEFAULT_SERIES[purpose]
+            cls.objects.get_or_create(code=code, defaults={"purpose": purpose, "name": name})
+        return cls.objects.get(purpose=purpose, active=True)
 
     def number_text(self, year: int, number: int) -> str:
         return f"{self.code}-{year}-{number:06d}"
