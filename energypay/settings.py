@@ -269,6 +269,12 @@ INGEST_BACKFILL_DAYS = env_int("INGEST_BACKFILL_DAYS", 7, minimum=1)
 # Rejected readings are counted by reason for the staff status page (meters never imports the project package).
 INGEST_REJECTED_HOOK = "energypay.ops.rejections.record"
 
+# --- Partitions of readings and the hourly ledger, on PostgreSQL (meters/partitions.py, docs/operations.md) ---
+# One partition per UTC month (week, day), and this many periods made ahead by beat's ensure-partitions.
+# At a million meters, readings grow ~12 GB a day: week or day partitions keep each one's indexes in RAM.
+PARTITION_INTERVAL = env_choice("PARTITION_INTERVAL", "month", ("month", "week", "day"))
+PARTITIONS_AHEAD = env_int("PARTITIONS_AHEAD", 3, minimum=1)
+
 # --- Payments (docs/architecture.md, "The money path", "BSV facts the code relies on") ---
 BSV_NETWORK = env_choice("BSV_NETWORK", "local", ("local", "regtest", "testnet", "mainnet"))
 # An extended private key (tprv... for local/regtest/testnet, xprv... for mainnet). Every household
@@ -363,6 +369,8 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-alarms": {"task": "alarms.tasks.evaluate_periodic", "schedule": 300.0},
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
+    # Hourly, away from HH:05: partitions ahead, and rows the default partition caught moved out. Never drops any.
+    "ensure-partitions": {"task": "meters.tasks.ensure_partitions", "schedule": crontab(minute=35)},
     "prune-login-records": {
         "task": "energypay.accounts.tasks.prune_login_records",
         "schedule": crontab(hour=3, minute=17),

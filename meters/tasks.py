@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
+from meters import partitions
 from meters.contracts import advance_tariffs
 from meters.standing import accrue_standing_charges
 
@@ -15,3 +16,9 @@ def accrue_standing() -> int:
     now = timezone.now()
     advance_tariffs(now)
     return accrue_standing_charges(now)
+
+
+@shared_task
+def ensure_partitions() -> dict:
+    """Make partitions ahead and move rows the default partition caught (meters/partitions.py)."""
+    return partitions.ensure_partitions(timezone.now()).as_json()

@@ -137,14 +137,26 @@ def _raising_version(lines: QuerySet[HourlyUsage], household_id: int) -> Iterabl
 def _update_lines(lines: list[HourlyUsage]) -> None:
     # One plain UPDATE per line, sent together: the ORM's bulk_update builds a CASE expression per
     # column, which costs more than the rest of a single-reading ingest. Only open lines get here.
+    # The hour lets PostgreSQL touch only that hour's partition (meters/partitions.py); the household
+    # routes it to one shard of a database distributed by household.
     table = HourlyUsage._meta.db_table
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.executemany(
             f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
-            "updated_at = %s WHERE id = %s AND settled_at IS NULL",
+            "updated_at = %s WHERE id = %s AND hour_start = %s AND household_id = %s AND settled_at IS NULL",
             [
-                (line.kwh, line.tariff_version_id, line.rate, line.cost_eur, line.tax_eur, now, line.pk)
+                (
+                    line.kwh,
+                    line.tariff_version_id,
+                    line.rate,
+                    line.cost_eur,
+                    line.tax_eur,
+                    now,
+                    line.pk,
+                    line.hour_start,
+                    line.household_id,
+                )
                 for line in lines
             ],
         )

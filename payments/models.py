@@ -401,7 +401,15 @@ class SettlementLine(models.Model):
     """A usage line a settlement pays. A line is in at most one live settlement, ever."""
 
     settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="lines")
-    usage = models.ForeignKey(HourlyUsage, on_delete=models.PROTECT, related_name="settlement_lines")
+    # No database constraint: the ledger is partitioned by hour on PostgreSQL (meters/0006), so its
+    # primary key there is (id, hour_start) and a foreign key cannot point at id alone. The ORM keeps
+    # PROTECT, and lines are only ever made from usage rows just read.
+    usage = models.ForeignKey(
+        HourlyUsage, on_delete=models.PROTECT, related_name="settlement_lines", db_constraint=False
+    )
+    # The usage line's household, copied when the line is made: the distribution key of a sharded
+    # database (Citus), as on readings and usage lines. Not indexed: lines are read by settlement or usage.
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="+", db_index=False)
     eur = models.DecimalField(max_digits=15, decimal_places=6)
     released = models.BooleanField(default=False, help_text="The settlement failed; the line was paid later.")
 

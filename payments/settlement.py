@@ -194,13 +194,19 @@ def _record(payments: list[_Payment], quote: PriceQuote, period_end: datetime, n
     for payment, settlement in zip(payments, settlements, strict=True):
         payment.settlement = settlement
     SettlementLine.objects.bulk_create(
-        SettlementLine(settlement_id=payment.settlement.pk, usage_id=line.pk, eur=line.amount)
+        SettlementLine(
+            settlement_id=payment.settlement.pk, usage_id=line.pk, household_id=line.household_id, eur=line.amount
+        )
         for payment in payments
         for line in payment.lines
     )
     # Conditional updates: anything claimed meanwhile rolls the chunk back rather than pay twice.
     line_ids = [line.pk for payment in payments for line in payment.lines]
-    claimed = HourlyUsage.objects.filter(pk__in=line_ids, settled_at__isnull=True).update(settled_at=now)
+    # The lines' hours bound the UPDATE, so PostgreSQL reads only those partitions of the ledger.
+    first_hour = min((line.hour_start for payment in payments for line in payment.lines), default=period_end)
+    claimed = HourlyUsage.objects.filter(
+        pk__in=line_ids, hour_start__gte=first_hour, hour_start__lt=period_end, settled_at__isnull=True
+    ).update(settled_at=now)
     coin_ids = [coin.pk for payment in payments for coin in payment.coins]
     # Each coin goes to its own household's one new settlement (a CASE with a branch per settlement
     # costs Django a filter to build per branch; this subquery is one).

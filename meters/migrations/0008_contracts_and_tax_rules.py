@@ -55,7 +55,7 @@ def forget_contracts(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("meters", "0005_reading_household_usage_tax"),
+        ("meters", "0006_partitioned_storage"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

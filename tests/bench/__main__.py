@@ -14,10 +14,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.bench import dashboard, harness, ingest, settlement, web_memory
+from tests.bench import dashboard, harness, ingest, scale, settlement, web_memory
 from tests.bench.report import print_table, write_json, write_markdown
 
 BENCHMARKS = {"ingest": ingest, "settlement": settlement, "dashboard": dashboard, "memory": web_memory}
+# Run only when named or with --scale: 10 million readings take minutes to generate.
+EXTRA = {"scale": scale}
 DOCS = harness.ROOT / "docs" / "benchmarks.md"
 BUSY = 0.1  # share of the CPU other processes may use before the figures deserve a warning
 
@@ -25,7 +27,10 @@ BUSY = 0.1  # share of the CPU other processes may use before the figures deserv
 def parse_options(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "names", nargs="*", metavar="name", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default all)"
+        "names",
+        nargs="*",
+        metavar="name",
+        help=f"benchmarks to run: {', '.join(BENCHMARKS | EXTRA)} (default all but {', '.join(EXTRA)})",
     )
     parser.add_argument(
         "--seconds", type=float, default=12, help="measured seconds per figure, over all rounds (default 12)"
@@ -39,18 +44,20 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-docs", action="store_true", help="do not write docs/benchmarks.md (a partial run never does)"
     )
-    for module in BENCHMARKS.values():
+    for module in (BENCHMARKS | EXTRA).values():
         module.add_arguments(parser)
     options = parser.parse_args(argv)
-    unknown = set(options.names) - set(BENCHMARKS)
+    unknown = set(options.names) - set(BENCHMARKS | EXTRA)
     if unknown:
-        parser.error(f"unknown benchmark {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
+        parser.error(f"unknown benchmark {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS | EXTRA)}")
     return options
 
 
 def main(argv: list[str]) -> int:
     options = parse_options(argv)
     names = options.names or list(BENCHMARKS)
+    if options.scale and "scale" not in names:
+        names.append("scale")
     began = time.monotonic()
     harness.ensure_wrk()
     load_average = os.getloadavg()
@@ -66,7 +73,7 @@ def main(argv: list[str]) -> int:
         for name in names:
             print(f"Benchmark {name}:", flush=True)
             started_at = datetime.now(UTC)
-            module_rows, data = BENCHMARKS[name].run(options)
+            module_rows, data = (BENCHMARKS | EXTRA)[name].run(options)
             rows += module_rows
             notes += data.get("notes", [])
             write_json(
@@ -89,7 +96,7 @@ def main(argv: list[str]) -> int:
     print_table(rows, machine, notes, load)
     seconds = time.monotonic() - began
     where = f"{harness.OUTPUT_DIR.relative_to(harness.ROOT)}/"
-    if names == list(BENCHMARKS) and not options.no_docs:
+    if set(BENCHMARKS) <= set(names) and not options.no_docs:
         command = "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else "")
         notes.append(f"The whole run took {seconds / 60:.1f} minutes; raw figures in {where}*.json.")
         write_markdown(DOCS, rows, machine, notes, load, when=datetime.now(UTC), command=command)

@@ -28,7 +28,9 @@ from bsv.hd.bip32 import master_xprv_from_seed
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = ROOT / "var" / "bench"
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "energypay_bench"
+# Two people benchmarking on one server each name their own database (BENCH_DB_NAME); the scale
+# benchmark adds two beside it (<name>_empty, <name>_10m).
+DB_NAME = os.environ.get("BENCH_DB_NAME", "energypay_bench")
 DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
 
 # What both the benchmark process and gunicorn run with.
@@ -66,18 +68,42 @@ def setup_django() -> None:
     cache.clear()  # the bench's own Redis database: stale rate counters of an earlier run
 
 
-def drop_database() -> None:
+def drop_database(name: str = DB_NAME) -> None:
     from django.db import connections
 
     connections.close_all()
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _recreate_database() -> None:
+def _recreate_database(name: str = DB_NAME, template: str | None = None) -> None:
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{DB_NAME}"')
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+
+
+def copy_database(name: str, template: str) -> None:
+    """``name``, a fresh copy of ``template`` (nobody may be connected to it meanwhile)."""
+    from django.db import connections
+
+    connections.close_all()
+    _recreate_database(name, template)
+
+
+def use_database(name: str) -> None:
+    """Point this process's Django connection (and its cache keys) at another database of the server.
+
+    Both databases hold the same ids, so each gets its own cache key prefix: a chart cached for one
+    is never served for the other.
+    """
+    from django.core.cache import cache
+    from django.db import connection
+
+    if connection.settings_dict["NAME"] != name:
+        connection.close()
+        connection.settings_dict["NAME"] = name
+        cache.key_prefix = f"bench-{name}"
+    connection.ensure_connection()
 
 
 def machine() -> dict:
@@ -130,18 +156,20 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int, worker_class: str = "sync") -> Iterator[str]:
-    """Serve the project (with the bench URLs) under gunicorn; yield its base URL."""
-    with gunicorn_server(workers, worker_class) as (base_url, _):
+def gunicorn(workers: int, worker_class: str = "sync", *, database: str = DB_NAME) -> Iterator[str]:
+    """Serve the project (with the bench URLs) under gunicorn on ``database``; yield its base URL."""
+    with gunicorn_server(workers, worker_class, database=database) as (base_url, _):
         yield base_url
 
 
 @contextlib.contextmanager
-def gunicorn_server(workers: int, worker_class: str = "sync") -> Iterator[tuple[str, subprocess.Popen]]:
+def gunicorn_server(
+    workers: int, worker_class: str = "sync", *, database: str = DB_NAME
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve the project (with the bench URLs) under gunicorn; yield its base URL and the master process."""
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    log_path = OUTPUT_DIR / "gunicorn.log"
+    log_path = OUTPUT_DIR / ("gunicorn.log" if database == DB_NAME else f"gunicorn-{database}.log")
     command = [
         sys.executable,
         "-m",
@@ -158,7 +186,11 @@ def gunicorn_server(workers: int, worker_class: str = "sync") -> Iterator[tuple[
     quiet = {"GUNICORN_ACCESS_LOG": "", "GUNICORN_MAX_REQUESTS": "0"}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **ENVIRONMENT, **quiet}, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env={**os.environ, **ENVIRONMENT, **quiet, "DATABASE_URL": f"{PG_SERVER}/{database}"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:

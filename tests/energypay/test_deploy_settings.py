@@ -188,7 +188,7 @@ def household_objects(household, make_meter):
         raw_tx="00",
         state=Settlement.State.CONFIRMED,
     )
-    SettlementLine.objects.create(settlement=settlement, usage=line, eur=line.cost_eur)
+    SettlementLine.objects.create(settlement=settlement, usage=line, household_id=line.household_id, eur=line.cost_eur)
     rule = AlarmRule.objects.create(household=household, kind=AlarmRule.Kind.choices[0][0], threshold=Decimal("1"))
     return {"settlement": settlement, "alarm": rule, "meter": meter}
 

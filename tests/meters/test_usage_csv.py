@@ -64,7 +64,9 @@ def settle(lines: list[HourlyUsage], satoshis: int, state=Settlement.State.SEEN)
         raw_tx="00",
         state=state,
     )
-    SettlementLine.objects.bulk_create(SettlementLine(settlement=settlement, usage=u, eur=u.cost_eur) for u in lines)
+    SettlementLine.objects.bulk_create(
+        SettlementLine(settlement=settlement, usage=u, household_id=u.household_id, eur=u.cost_eur) for u in lines
+    )
     HourlyUsage.objects.filter(pk__in=[line.pk for line in lines]).update(settled_at=NOW)
     return settlement
 

@@ -64,7 +64,10 @@ def make_settlement(household, quote, *, meter=None, state="confirmed", created_
         detail="in block 812" if state == "confirmed" else "",
     )
     SettlementLine.objects.bulk_create(
-        SettlementLine(settlement=settlement, usage=line, eur=line.cost_eur, released=released) for line in usage
+        SettlementLine(
+            settlement=settlement, usage=line, household_id=line.household_id, eur=line.cost_eur, released=released
+        )
+        for line in usage
     )
     if created_at:
         Settlement.objects.filter(pk=settlement.pk).update(created_at=created_at)
@@ -306,7 +309,7 @@ def test_a_refused_payment_says_its_hours_were_paid_later_by_another(household_c
         state="seen",
     )
     usage = HourlyUsage.objects.get(hour_start=hour)
-    SettlementLine.objects.create(settlement=later, usage=usage, eur=usage.cost_eur)
+    SettlementLine.objects.create(settlement=later, usage=usage, household_id=usage.household_id, eur=usage.cost_eur)
 
     html = household_client.get(reverse("settlement-detail", args=[failed.pk])).text
     assert "Refused, not paid" in html
@@ -348,7 +351,9 @@ def test_the_detail_shows_a_standing_charge_line_without_meter_or_rate(household
     usage = HourlyUsage.objects.create(
         household=household, kind="standing", hour_start=hour, kwh=0, cost_eur=Decimal("0.012500"), settled_at=NOW
     )
-    SettlementLine.objects.create(settlement=settlement, usage=usage, eur=usage.cost_eur)
+    SettlementLine.objects.create(
+        settlement=settlement, usage=usage, household_id=usage.household_id, eur=usage.cost_eur
+    )
     html = household_client.get(reverse("settlement-detail", args=[settlement.pk])).text
     assert "Standing charge" in html
     assert "EUR 0.012500" in html
