@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from lib import periods
 from lib.periods import HOUR, floor_hour, local_day_bounds
 from meters.models import HourlyUsage, Household, Meter
-from payments.figures import ZERO, Bounds, arrears_cutoff, eur, in_arrears, owed_amount
+from payments.figures import ZERO, Bounds, arrears_cutoff, eur, in_arrears, line_amount
 from payments.models import Settlement
 
 FAILURE_WINDOW = timedelta(hours=24)
@@ -40,7 +40,7 @@ def period_costs(households: Iterable[Household], bounds: Callable[[str], Bounds
     ranges = Q()
     for (start, end), ids in by_bounds.items():
         ranges |= Q(household_id__in=ids, hour_start__gte=start, hour_start__lt=end)
-    rows = HourlyUsage.objects.filter(ranges).values("household_id").annotate(total=Sum(owed_amount()))
+    rows = HourlyUsage.objects.filter(ranges).values("household_id").annotate(total=Sum(line_amount()))
     return {row["household_id"]: eur(row["total"]) for row in rows.order_by()}
 
 
@@ -64,7 +64,7 @@ def hour_peaks(household_ids: Iterable[int], now: datetime) -> dict[int, tuple[D
             household_id__in=household_ids, hour_start__gte=current - HOUR, hour_start__lte=current
         )
         .values("household_id", "hour_start")
-        .annotate(cost=Sum(owed_amount()), kwh=Sum("kwh"))
+        .annotate(cost=Sum(line_amount()), kwh=Sum("kwh"))
         .order_by()
     )
     peaks: dict[int, tuple[Decimal, Decimal]] = {}
@@ -111,7 +111,7 @@ def payment_trouble(household_ids: Iterable[int], now: datetime) -> dict[int, tu
     overdue = (
         HourlyUsage.objects.filter(in_arrears(now), household_id__in=ids)
         .values("household_id")
-        .annotate(total=Sum(owed_amount()))
+        .annotate(total=Sum(line_amount()))
         .order_by()
     )
     trouble: dict[int, tuple[int, Decimal, datetime]] = {}

@@ -71,7 +71,7 @@ def dashboard_cards(household: Household, now: datetime) -> Cards:
     lines = HourlyUsage.objects.filter(household=household).filter(
         Q(hour_start__gte=min(month_start, recent_start), hour_start__lt=month_end) | owed
     )
-    amount = figures.owed_amount()  # cost and taxes: what the household pays
+    amount = figures.line_amount()  # cost and taxes: what the household pays
     sums = lines.aggregate(
         today_eur=Sum(amount, filter=today),
         today_kwh=Sum("kwh", filter=today & energy),

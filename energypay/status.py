@@ -121,10 +121,10 @@ def settlements_by_state(now: datetime) -> list[dict[str, Any]]:
 def arrears(now: datetime) -> dict[str, Any]:
     """Households in arrears (payments/figures.py), the largest debts first."""
     owing = HourlyUsage.objects.filter(figures.in_arrears(now)).order_by()
-    totals = owing.aggregate(households=Count("household", distinct=True), eur=Sum(figures.owed_amount()))
+    totals = owing.aggregate(households=Count("household", distinct=True), eur=Sum(figures.line_amount()))
     largest = (
         owing.values("household", "household__name")
-        .annotate(owed=Sum(figures.owed_amount()), since=Min("hour_start"))
+        .annotate(owed=Sum(figures.line_amount()), since=Min("hour_start"))
         .order_by("-owed", "household")[:ARREARS_SHOWN]
     )
     return {

@@ -2,7 +2,7 @@
 
 - **closed**: the last hour the hourly run settles, ``closed_period_end(now)`` (HH:05 by default
   for the hour before; the grace leaves time for late readings).
-- **a line's amount**: its cost plus its taxes (``owed_amount()``), what settlement pays for it and
+- **a line's amount**: its cost plus its taxes (``line_amount()``), what settlement pays for it and
   what every figure of money owed, paid or spent below adds up (docs/billing.md).
 - **owed**: priced usage lines not settled yet (``owed()``; ``owed(before=...)`` for the hours
   before an instant). What a wallet's balance pays first. A line waiting for its price is not owed
@@ -71,11 +71,10 @@ def eur(amount: Decimal | None) -> Decimal:
 # --- Owed and arrears -----------------------------------------------------------------------------
 
 
-def owed_amount() -> ExpressionWrapper:
-    """What a usage line owes, in EUR: its cost plus its taxes (a line with none recorded: none).
+def line_amount() -> ExpressionWrapper:
+    """What a usage line costs the household: its cost plus its taxes (none recorded: none).
 
-    The one expression settlement pays (``SettlementLine.eur``) and every owed, arrears and spent
-    figure sums, so what is paid on-chain is what a statement totals (docs/billing.md).
+    The one expression settlement sums and pays, and every owed, arrears and spent figure sums.
     """
     amount = F("cost_eur") + Coalesce("tax_eur", Value(ZERO))
     return ExpressionWrapper(amount, output_field=DecimalField(max_digits=16, decimal_places=6))
@@ -113,7 +112,7 @@ def owed_costs(household_ids: Iterable[int]) -> dict[int, Decimal]:
     rows = (
         HourlyUsage.objects.filter(owed(), household_id__in=household_ids)
         .values("household_id")
-        .annotate(total=Sum(owed_amount()))
+        .annotate(total=Sum(line_amount()))
         .order_by()
     )
     return {row["household_id"]: eur(row["total"]) for row in rows}
@@ -237,7 +236,7 @@ def recent_daily_costs(household_ids: Iterable[int], now: datetime) -> dict[int,
     rows = (
         HourlyUsage.objects.filter(household_id__in=household_ids, hour_start__gte=window[0], hour_start__lt=window[1])
         .values("household_id")
-        .annotate(total=Sum(owed_amount()), first=Min("hour_start"))
+        .annotate(total=Sum(line_amount()), first=Min("hour_start"))
         .order_by()
     )
     return {row["household_id"]: daily_rate(row["total"], row["first"], window) for row in rows}

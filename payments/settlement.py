@@ -25,7 +25,7 @@ from lib.money import eur_to_satoshis
 from meters.models import HourlyUsage, Meter
 from payments import keys
 from payments.checks import native_signing_available
-from payments.figures import owed, owed_amount, usable_quote
+from payments.figures import line_amount, owed, usable_quote
 from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def settle_many(household_ids: Iterable[int], period_end: datetime, now: datetim
         open_lines = HourlyUsage.objects.filter(owed(before=period_end), household_id__in=households)
         for line in (
             open_lines.order_by("household_id", "hour_start", "pk")
-            .annotate(amount=owed_amount())
+            .annotate(amount=line_amount())
             .values_list("pk", "household_id", "hour_start", "kwh", "amount", named=True)
         ):
             lines[line.household_id].append(line)

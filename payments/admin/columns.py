@@ -61,7 +61,7 @@ def arrears_eur(household: str, now: datetime) -> Coalesce:
     leaves it out and only the rows of the page shown compute it.
     """
     lines = HourlyUsage.objects.filter(figures.in_arrears(now), household=OuterRef(household))
-    total = lines.order_by().values("household").annotate(total=Sum(figures.owed_amount())).values("total")
+    total = lines.order_by().values("household").annotate(total=Sum(figures.line_amount())).values("total")
     return Coalesce(Subquery(total), Decimal("0"), output_field=DecimalField(max_digits=15, decimal_places=6))
 
 

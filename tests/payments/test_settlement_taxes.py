@@ -12,7 +12,7 @@ from django.utils import timezone
 from energypay.dashboard import dashboard_cards
 from meters.models import HourlyUsage
 from payments.broadcast import send_one
-from payments.figures import owed_amount, owed_costs
+from payments.figures import line_amount, owed_costs
 from payments.models import PriceQuote, Settlement, SettlementLine
 from payments.settlement import settle_household
 from payments.wallets import open_wallet
@@ -55,7 +55,7 @@ def test_the_money_words_count_taxes_and_reconcile_with_what_was_paid(taxed_home
     settle_household(taxed_home.pk, PERIOD_END, timezone.now())
 
     lines = HourlyUsage.objects.filter(household=taxed_home)
-    everything = lines.aggregate(total=Sum(owed_amount()))["total"]
+    everything = lines.aggregate(total=Sum(line_amount()))["total"]
     settled = Settlement.objects.aggregate(total=Sum("eur"))["total"]
     owed = owed_costs([taxed_home.pk])[taxed_home.pk]
     assert owed == Decimal("0.317966")  # the hour of 12:00, not closed at the run

@@ -16,7 +16,7 @@ from lib.periods import HOUR, floor_hour
 from meters.demo import DemoHome, SeedMeters
 from payments import runs
 from payments.broadcast import refresh_pending
-from payments.figures import owed_amount
+from payments.figures import line_amount
 from payments.models import PriceQuote, Settlement, Utxo
 from payments.wallets import open_wallet
 
@@ -85,7 +85,7 @@ class Command(SeedMeters):
         for home in homes[:-1] if len(homes) > 1 else homes:
             wallet = open_wallet(home.household)
             if not Utxo.objects.filter(wallet=wallet).exists():
-                owed = home.household.usage.aggregate(eur=Sum(owed_amount()))["eur"] or Decimal("0")
+                owed = home.household.usage.aggregate(eur=Sum(line_amount()))["eur"] or Decimal("0")
                 ledger.fund(wallet.address, eur_to_satoshis(owed + DAYS_AHEAD_EUR, settings.BSV_EUR_PRICE))
                 funded.append(wallet)
         ledger.mine()  # settlement spends deposits once they are confirmed
