@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+WEBHOOK_PORT ?= 8001
 export DJANGO_SETTINGS_MODULE ?= energypay.settings
 
 .PHONY: demo test bench lint check venv clean e2e-assets
@@ -16,13 +17,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 demo: venv
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --webhook-port $(WEBHOOK_PORT)
 	@echo ""
 	@echo "  EnergyPay is running at http://127.0.0.1:$(PORT)/  (staff: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "  Demo login: demo@example.com / demo    Staff login: staff@example.com / demo, then a code printed above"
-	@echo "  Ctrl-C stops web, worker and beat."
+	@echo "  Webhooks go to the demo receiver on 127.0.0.1:$(WEBHOOK_PORT), which prints each one below."
+	@echo "  Ctrl-C stops web, worker, beat and the webhook receiver."
 	@echo ""
 	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/python manage.py webhook_receiver --port $(WEBHOOK_PORT) & \
 	$(BIN)/celery -A energypay worker --pool=solo --loglevel=warning & \
 	$(BIN)/celery -A energypay beat --loglevel=warning & \
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload & \

@@ -18,6 +18,7 @@ from django.db import models, transaction
 from django.db.models import Q
 
 from alarms.rules import Kind, describe, format_amount, render_facts
+from meters.hooks import emit
 from meters.models import Household
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class AlarmRule(models.Model):
         The event stores codes and numbers (the rule's kind and threshold, the value, ``facts`` such as
         ``rules.refused_fact(2)``), never a sentence: its text is rendered where it is shown.
 
+        Webhooks hear of it (alarm.triggered, alarm.cleared) through meters.hooks.emit, in the same transaction.
+
         The flip is ``UPDATE ... WHERE firing = <old> AND paused = false``: on PostgreSQL a second
         writer waits for the first's row lock, re-reads the row, no longer matches and updates
         nothing, so it writes no event. The event is created in the same transaction, so a crash
@@ -127,6 +130,7 @@ class AlarmRule(models.Model):
                 next_attempt_at=None if muted else now,
                 skip_reason=f"muted until {self.muted_until:%Y-%m-%d %H:%M} UTC" if muted else "",
             )
+            emit("alarm.triggered" if holds else "alarm.cleared", self.household_id, event.webhook_data())
         log.info("alarm_%s rule=%s household=%s value=%s", event.kind, self.pk, self.household_id, value)
         return event
 
@@ -235,6 +239,21 @@ class AlarmEvent(models.Model):
     @property
     def threshold_text(self) -> str:
         return format_amount(self.rule_kind, self.threshold)
+
+    def webhook_data(self) -> dict:
+        """The event as webhooks tell it (docs/webhooks.md): codes and numbers, never a sentence."""
+        return {
+            "alarm_event_id": self.pk,
+            "household_id": self.household_id,
+            "rule_id": self.rule_id,
+            "code": self.code,
+            "rule_kind": self.rule_kind,
+            # In the places the columns keep, whether this instance was just created or loaded.
+            "threshold": None if self.threshold is None else f"{Decimal(self.threshold):.3f}",
+            "value": None if self.value is None else f"{Decimal(self.value):.6f}",
+            "facts": self.facts,
+            "at": self.at,
+        }
 
     @property
     def notification_state(self) -> str:

@@ -7,7 +7,8 @@ wire these into LOGGING:
   also those propagated from other loggers, which a logger's filter would not): the configured
   secrets (SECRET_KEY and its fallbacks, WALLET_MASTER_KEY, ARC/WOC/CoinGecko keys, e-mail and
   database passwords, passwords in the broker, cache and node URLs the environment sets), meter
-  tokens (``mtr_...``), community access tokens (``cpa_...``), extended private keys,
+  tokens (``mtr_...``), community access tokens (``cpa_...``), webhook signing secrets (``whsec_...``),
+  extended private keys,
   ``Authorization`` headers and bearer tokens, the password of any ``scheme://user:pass@`` URL and
   the token of a password-reset link are replaced by ``[REDACTED]`` in the message, its arguments,
   the traceback and string ``extra`` fields. Belt and braces: the code already avoids logging secrets.
@@ -35,6 +36,7 @@ _EVENT = re.compile(r"[a-z][a-z0-9_.]*")
 _PATTERNS = [
     re.compile(r"mtr_[A-Za-z0-9_\-]+"),  # meter tokens (meters.models.TOKEN_PREFIX)
     re.compile(r"cpa_[A-Za-z0-9_\-]+"),  # community access tokens (payments.models.ACCESS_TOKEN_PREFIX)
+    re.compile(r"whsec_[A-Za-z0-9+/=]+"),  # webhook signing secrets (energypay.webhooks.signing.SECRET_PREFIX)
     re.compile(r"\b[xt]prv[1-9A-HJ-NP-Za-km-z]{100,}"),  # BIP32 extended private keys
     re.compile(r"(?i)(?<=authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+(?:[ \t]+[^\s'\",}]+)?"),
     re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/=\-]+"),

@@ -1,17 +1,25 @@
-"""Project-wide response rules: oversized /api/ headers answered in JSON, no caching of logged-in answers.
+"""Project-wide request and response rules: oversized /api/ headers answered in JSON, a lean lane for the
+API routes meters hit, no caching of logged-in answers, and the audit trail's actor on the admin.
 
-Both are plain function middlewares (settings.MIDDLEWARE says where each sits and why).
+The first three are plain function middlewares (settings.MIDDLEWARE says where each sits and why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import get_script_prefix, resolve, reverse
 from django.utils.cache import patch_cache_control
 
+from energypay.accounts.lockout import client_ip
+
 API_PREFIX = "/api/"
+# What a JSON answer needs from a page policy: nothing may load or frame it (OWASP's REST advice).
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+ADMIN_PREFIX = "/admin/"
 # WSGI keeps these two headers without the HTTP_ prefix; they are headers all the same.
 _UNPREFIXED_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH")
 
@@ -52,6 +60,45 @@ def api_header_limits(get_response: Callable[[HttpRequest], HttpResponse]) -> Ca
     return middleware
 
 
+def lean_api(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """Serve the routes named in settings.LEAN_API_ROUTES straight from their view, past the middleware below.
+
+    Every meter posts to the ingest endpoint every 15 minutes: it is the site's busiest URL by far, and
+    the middleware below this one (sessions, CommonMiddleware, CSRF, authentication, OTP, messages,
+    the page policy, htmx, axes) costs it more than its own work while doing nothing for it: no
+    cookie, no user, no form, no page. What an API answer needs from them is set here: its length, a
+    policy that lets nothing load or frame it, and X-Frame-Options. What sits above (the JSON 431
+    header limit, SecurityMiddleware's HTTPS redirect, HSTS, nosniff, referrer and opener policies)
+    still applies. Those views get a plain request: no ``user``, ``session`` or ``htmx``.
+    """
+    views: dict[str, Callable[[HttpRequest], HttpResponse]] = {}
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        if not views and settings.LEAN_API_ROUTES:
+            views.update(_lean_views())
+        view = views.get(request.path_info)
+        if view is None:
+            return get_response(request)
+        response = view(request)
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        response.headers.setdefault("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    return middleware
+
+
+def _lean_views() -> dict[str, Callable[[HttpRequest], HttpResponse]]:
+    """path_info -> view for the named routes, looked up once (during the first request, whose script
+    prefix reverse() adds and path_info lacks)."""
+    views = {}
+    for name in settings.LEAN_API_ROUTES:
+        path = "/" + reverse(name).removeprefix(get_script_prefix())
+        views[path] = resolve(path).func
+    return views
+
+
 def private_no_store(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
     """``Cache-Control: private, no-store`` on every answer to a logged-in user.
 
@@ -77,3 +124,26 @@ def may_be_logged_in(request: HttpRequest) -> bool:
     """
     session = getattr(request, "session", None)
     return session is not None and (session.accessed or settings.SESSION_COOKIE_NAME in request.COOKIES)
+
+
+class StaffAuditMiddleware(AuditlogMiddleware):
+    """django-auditlog's middleware, which names the actor (and address) of every audited change, on /admin/ only.
+
+    Staff change audited rows in the admin; nothing else a browser or a meter sends does. Elsewhere it
+    would only cost every request (the ingest API's thousands a second) a user lookup and a signal
+    connected and disconnected. The address is the one the login throttle trusts (TRUSTED_PROXY_COUNT),
+    never the first entry of an X-Forwarded-For header any client can write.
+    """
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path_info.startswith(ADMIN_PREFIX):
+            return self.get_response(request)
+        return super().__call__(request)
+
+    @staticmethod
+    def _get_remote_addr(request: HttpRequest) -> str | None:
+        return client_ip(request)
+
+    @staticmethod
+    def _get_remote_port(request: HttpRequest) -> int | None:
+        return None  # auditlog reads a client-written X-Forwarded-Port header; the port says nothing anyway

@@ -79,10 +79,13 @@ INSTALLED_APPS = [
     "energypay.accounts",
     "meters",
     "payments",
+    "payments.statements",
     "alarms",
     # The top floor: the admin pages that compose several apps (energypay/admin.py). No models.
     "energypay",
     "energypay.ops",
+    "energypay.webhooks",
+    "auditlog",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -93,15 +96,20 @@ MIDDLEWARE = [
     # First: an /api/ request whose headers are over the documented size gets JSON 431 before any work.
     "energypay.middleware.api_header_limits",
     "django.middleware.security.SecurityMiddleware",
+    # The routes in LEAN_API_ROUTES are answered here, past everything below (they need none of it).
+    "energypay.middleware.lean_api",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's, handing the backend the user the session's query loaded (energypay/accounts/middleware.py).
+    "energypay.accounts.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): which session passed the second factor
     # After authentication, so it sees request.user: a logged-in answer is never stored by any cache.
     "energypay.middleware.private_no_store",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After authentication: django-auditlog's middleware, on /admin/ only, names the staff member behind each change.
+    "energypay.middleware.StaffAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as axes asks: it turns a refused (locked-out) login into the login page that says why.
@@ -145,11 +153,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHE_URL = env_str("CACHE_URL")
 if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    # Django's Redis cache, building its redis-py client once (energypay/cache.py).
+    CACHES = {"default": {"BACKEND": "energypay.cache.RedisCache", "LOCATION": CACHE_URL}}
 elif CACHE_URL:
     raise ImproperlyConfigured("CACHE_URL must be a redis:// URL (or unset for an in-process cache).")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Sessions in the database, read with their user, household and tariff in one query (energypay/accounts/sessions.py).
+SESSION_ENGINE = "energypay.accounts.sessions"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -161,7 +172,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # Axes first: a locked-out account or address is refused before its password is even checked.
 AUTHENTICATION_BACKENDS = [
     "energypay.accounts.backends.LoginThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend's passwords; each request's user comes from its session's query (energypay/accounts/sessions.py).
+    "energypay.accounts.backends.HouseholdLoginBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
@@ -258,6 +270,9 @@ CONTENT_SECURITY_POLICY = {
 # are set a little higher, so the application sees an oversized request and answers JSON 431.
 API_MAX_PAYMENT_HEADER_BYTES = 32 * 1024
 API_MAX_HEADER_BYTES = 48 * 1024
+# URL names served past the session, CSRF, auth, messages and page-policy middleware (energypay/middleware.py
+# lean_api): JSON endpoints for machines that use none of it, where it would cost more than the view.
+LEAN_API_ROUTES = ["api-readings"]
 
 # --- Meter ingest (docs/architecture.md, "Meter ingest") ---
 INGEST_MAX_READINGS = 1000
@@ -266,6 +281,9 @@ INGEST_FUTURE_TOLERANCE = timedelta(minutes=5)
 INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 # How far back a meter token may bill: older readings are held for staff review (docs/ingest.md).
 INGEST_BACKFILL_DAYS = env_int("INGEST_BACKFILL_DAYS", 7, minimum=1)
+# The in-order single reading in one SQL statement on PostgreSQL (meters/fastpath.py); off, every request takes
+# the Python path, which judges every case (and is what SQLite always runs).
+INGEST_FAST_PATH = env_bool("INGEST_FAST_PATH", True)
 # Rejected readings are counted by reason for the staff status page (meters never imports the project package).
 INGEST_REJECTED_HOOK = "energypay.ops.rejections.record"
 
@@ -313,12 +331,41 @@ COMMUNITY_PRICE_SATS = env_int("COMMUNITY_PRICE_SATS", 1000, minimum=1)
 COMMUNITY_ACCESS_DAYS = env_int("COMMUNITY_ACCESS_DAYS", 30, minimum=1)
 COMMUNITY_MIN_HOUSEHOLDS = 5
 
+# --- Statements (docs/billing.md, "Statements") ---
+# Who issues them: printed on every statement and snapshotted on it when issued.
+STATEMENT_ISSUER_NAME = env_str("STATEMENT_ISSUER_NAME", "EnergyPay Demo Utility")
+STATEMENT_ISSUER_TAX_ID = env_str("STATEMENT_ISSUER_TAX_ID", "ESX0000000X")
+STATEMENT_ISSUER_ADDRESS = env_str("STATEMENT_ISSUER_ADDRESS", "Calle de Ejemplo 1, 28001 Madrid, Spain")
+# The issuer's clock: issue dates and the numbering year (EP-2026-...) are its local dates.
+STATEMENT_TIME_ZONE = env_timezone("STATEMENT_TIME_ZONE", "Europe/Madrid")
+# A household's month is issued this many hours after it ends in its time zone (late readings, the last settlement).
+STATEMENT_ISSUE_DELAY_HOURS = env_int("STATEMENT_ISSUE_DELAY_HOURS", 6, minimum=0)
+# How many closed months the jobs look back on: a statement still missing is issued, a changed one corrected.
+STATEMENT_RECENT_MONTHS = env_int("STATEMENT_RECENT_MONTHS", 3, minimum=1)
+# Called inside the issuing transaction with the statements it inserted (dotted path; none by default).
+STATEMENT_ISSUED_HOOK = env_str("STATEMENT_ISSUED_HOOK")
+
 # --- Alarms (README.md, "Alarms") ---
 # meters and payments call these after usage changes and after a settlement chunk (they never import alarms).
 USAGE_CHANGED_HOOK = "alarms.hooks.usage_changed"
 SETTLEMENT_DONE_HOOK = "alarms.hooks.settled"
 # Each web process sends at most one evaluation task per window for all households whose usage changed.
 ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0)
+
+# --- Webhooks out (docs/webhooks.md) ---
+# payments, alarms and meters tell what happened through this function, in the transaction of the change:
+# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py).
+EVENT_HOOK = "energypay.webhooks.outbox.record"
+# Receivers on private, loopback or link-local addresses (SSRF), and plain http://, only where allowed: off in
+# production (DEBUG off), on for a local demo whose receiver listens on 127.0.0.1.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", DEBUG)
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", DEBUG)
+WEBHOOK_CONNECT_TIMEOUT = env_int("WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)  # seconds: DNS, TCP and TLS each
+WEBHOOK_READ_TIMEOUT = env_int("WEBHOOK_READ_TIMEOUT", 10, minimum=1)  # seconds more for sending and the answer
+WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 48, minimum=24)  # a delivery is retried this long, then given up
+WEBHOOK_DISABLE_AFTER_DAYS = env_int("WEBHOOK_DISABLE_AFTER_DAYS", 5, minimum=1)  # of nothing but failures
+WEBHOOK_ROTATION_GRACE_HOURS = env_int("WEBHOOK_ROTATION_GRACE_HOURS", 24, minimum=1)  # the old secret signs too
+WEBHOOK_METER_SILENT_HOURS = env_int("WEBHOOK_METER_SILENT_HOURS", 6, minimum=1)  # meter.silent after this long
 
 # --- Operations: /healthz and the staff status page (energypay/health.py, energypay/status.py) ---
 HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 180, minimum=60)  # seconds since beat's last heartbeat tick
@@ -369,8 +416,19 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-alarms": {"task": "alarms.tasks.evaluate_periodic", "schedule": 300.0},
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
+    # Webhooks: send what the outbox holds; watch arrears and silent meters for their events.
+    "deliver-webhooks": {"task": "energypay.webhooks.tasks.deliver_due", "schedule": 10.0},
+    "detect-webhook-events": {"task": "energypay.webhooks.tasks.detect_events", "schedule": 300.0},
     # Hourly, away from HH:05: partitions ahead, and rows the default partition caught moved out. Never drops any.
     "ensure-partitions": {"task": "meters.tasks.ensure_partitions", "schedule": crontab(minute=35)},
+    # Statements: every hour, the months that closed (by each household's clock); daily, the corrective
+    # notes for late readings in recent months; every minute, the mail outbox.
+    "issue-statements": {"task": "payments.statements.tasks.issue_due_statements", "schedule": crontab(minute=25)},
+    "correct-statements": {
+        "task": "payments.statements.tasks.correct_statements",
+        "schedule": crontab(hour=4, minute=45),
+    },
+    "send-statement-mail": {"task": "payments.statements.tasks.send_statement_mail", "schedule": 60.0},
     "prune-login-records": {
         "task": "energypay.accounts.tasks.prune_login_records",
         "schedule": crontab(hour=3, minute=17),
@@ -386,12 +444,14 @@ RETENTION_QUOTES_DAYS = env_int("RETENTION_QUOTES_DAYS", 30, minimum=1)
 RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
 RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
 RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
+RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 30, minimum=1)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 CELERY_BEAT_SCHEDULE |= {
     "prune-quotes": {"task": "payments.tasks.prune_quotes", "schedule": crontab(hour=3, minute=10)},
     "prune-ledger": {"task": "payments.tasks.prune_ledger", "schedule": crontab(hour=3, minute=20)},
     "prune-alarm-events": {"task": "alarms.tasks.prune_alarm_events", "schedule": crontab(hour=3, minute=30)},
     "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
+    "prune-webhooks": {"task": "energypay.webhooks.tasks.prune_webhooks", "schedule": crontab(hour=3, minute=50)},
 }
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.
@@ -424,5 +484,8 @@ LOGGING = {
         "django.template": {"level": "INFO"},
         # axes says INFO for every successful login and clean-up; failures and lockouts stay (WARNING).
         "axes": {"level": "WARNING"},
+        # WeasyPrint narrates every step of every statement PDF at INFO; its warnings (a missing font) stay.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }

@@ -6,7 +6,8 @@ runs under a statement timeout on PostgreSQL and shows "unavailable" instead of 
 - rejected readings by reason: the hourly counters ingest keeps (energypay/ops/rejections.py);
 - silent meters: active meters not heard from for an hour, a day (or never);
 - settlements by state: created in the last hour and day, and how many wait in each pending state;
-- households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts first.
+- households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts first;
+- webhooks: each active endpoint's state (disabled after days of failures: the staff notice; failing) and backlog.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, TypeVar
 
 from django.contrib import admin
 from django.db import DatabaseError
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, F, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -26,6 +28,7 @@ from django.utils import timezone
 from energypay.health import all_ok, run_checks, time_limited
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS
+from energypay.webhooks.models import WebhookDelivery, WebhookEndpoint
 from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Meter, Reading
 from payments import figures
@@ -134,6 +137,19 @@ def arrears(now: datetime) -> dict[str, Any]:
     }
 
 
+def webhooks(now: datetime) -> list[WebhookEndpoint]:
+    """Active endpoints, those that need staff (disabled, failing) first, each with its deliveries waiting."""
+    waiting = WebhookDelivery.objects.filter(endpoint=OuterRef("pk"), state=WebhookDelivery.State.PENDING).order_by()
+    return list(
+        WebhookEndpoint.objects.filter(active=True)
+        .annotate(
+            n_waiting=Coalesce(Subquery(waiting.values("endpoint").annotate(n=Count("pk")).values("n")), 0),
+            oldest_waiting=Subquery(waiting.order_by("created_at").values("created_at")[:1]),
+        )
+        .order_by(F("disabled_at").asc(nulls_last=True), F("failing_since").asc(nulls_last=True), "pk")
+    )
+
+
 def _section(name: str, compute: Callable[[], T]) -> T | None:
     """A section's figures, or None (shown as unavailable) when its query fails or times out."""
     try:
@@ -163,5 +179,6 @@ def status_page(request: HttpRequest) -> HttpResponse:
         "silent": _section("silent", lambda: silent_meters(now)),
         "settlements": _section("settlements", lambda: settlements_by_state(now)),
         "arrears": _section("arrears", lambda: arrears(now)),
+        "webhooks": _section("webhooks", lambda: webhooks(now)),
     }
     return TemplateResponse(request, "admin/status.html", context)

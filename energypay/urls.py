@@ -34,6 +34,7 @@ urlpatterns = [
     *auth_patterns,
     path("", include("meters.urls")),
     path("", include("payments.urls")),
+    path("", include("payments.statements.urls")),
     path("", include("alarms.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("admin/status/", admin.site.admin_view(status.status_page), name="admin-status"),

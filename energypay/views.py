@@ -48,10 +48,11 @@ def dashboard(request: HouseholdRequest) -> HttpResponse:
     return render(request, "dashboard.html", context)
 
 
-def _chart_html(request: HouseholdRequest, view: ChartView, now: datetime) -> str:
+def _chart_html(request: HouseholdRequest, view: ChartView, now: datetime) -> bytes:
     """The chart partial, from the cache when this household's chart is there (meters/charts.py, ``cache_key``).
 
-    The cache is an accelerator: when it cannot answer, the chart is computed as without it.
+    Cached as the response's bytes: a hit unpickles bytes and sends them, with nothing to render or
+    encode. The cache is an accelerator: when it cannot answer, the chart is computed as without it.
     """
     key = cache_key(request.household, view, now)
     html = None
@@ -63,7 +64,7 @@ def _chart_html(request: HouseholdRequest, view: ChartView, now: datetime) -> st
             key = None
     if html is None:
         context = {"chart": usage_chart(request.household, view, now)}
-        html = render_to_string("dashboard.html#chart", context, request)
+        html = render_to_string("dashboard.html#chart", context, request).encode()
         if key is not None:
             try:
                 cache.set(key, html, CACHE_SECONDS)

@@ -17,7 +17,6 @@ predecessor), so the rule is local: inserting a reading changes the status of it
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -27,6 +26,7 @@ from lib.periods import HOUR, floor_hour
 
 Point = tuple[datetime, Decimal]  # (timestamp UTC, register kWh)
 _MICROSECOND = timedelta(microseconds=1)
+_ZERO = Decimal("0")
 
 
 def interval_by_hour(start: Point, end: Point) -> Iterable[tuple[datetime, Decimal]]:
@@ -64,8 +64,14 @@ def is_glitch(points: Sequence[Point], k: int) -> bool:
 
 
 def billing_points(points: Sequence[Point]) -> list[Point]:
-    """The readings that bill, in order: every reading but the glitches."""
-    return [point for k, point in enumerate(points) if not is_glitch(points, k)]
+    """The readings that bill, in order: every reading but the glitches (``is_glitch``, inlined: a
+    batch of 1,000 readings asks it 1,000 times)."""
+    last = len(points) - 1
+    return [
+        point
+        for k, point in enumerate(points)
+        if not (0 < k < last and points[k][1] < points[k - 1][1] <= points[k + 1][1])
+    ]
 
 
 def dips(points: Sequence[Point]) -> dict[datetime, tuple[str, Decimal, Decimal]]:
@@ -78,12 +84,32 @@ def dips(points: Sequence[Point]) -> dict[datetime, tuple[str, Decimal, Decimal]
 
 
 def hourly_energy(points: Sequence[Point]) -> dict[datetime, Decimal]:
-    """kWh per hour from readings sorted by time with unique timestamps."""
-    hours: defaultdict[datetime, Decimal] = defaultdict(Decimal)
-    for start, end in itertools.pairwise(billing_points(points)):
-        for hour, kwh in interval_by_hour(start, end):
-            hours[hour] += kwh
-    return dict(hours)
+    """kWh per hour from readings sorted by time with unique timestamps.
+
+    What summing ``interval_by_hour`` over every interval gives, in fewer steps: most intervals lie
+    inside one hour, where that is the register's rise, so consecutive ones are summed while they stay
+    in their hour and only an interval over an hour boundary is interpolated. (Decimal sums of these
+    few digits are exact, so the order of the additions changes nothing.)
+    """
+    hours: dict[datetime, Decimal] = {}
+    hour = hour_end = None  # the hour being summed while the intervals stay inside it
+    total = _ZERO
+    for (t0, r0), (t1, r1) in itertools.pairwise(billing_points(points)):
+        if hour is None or t0 < hour or t1 > hour_end:
+            if total:
+                hours[hour] = hours.get(hour, _ZERO) + total
+            hour, total = floor_hour(t0), _ZERO
+            hour_end = hour + HOUR
+            if t1 > hour_end:
+                for spread_hour, kwh in interval_by_hour((t0, r0), (t1, r1)):
+                    hours[spread_hour] = hours.get(spread_hour, _ZERO) + kwh
+                hour = None
+                continue
+        if r1 > r0:  # else no consumption, or a reset
+            total += r1 - r0
+    if total:
+        hours[hour] = hours.get(hour, _ZERO) + total
+    return hours
 
 
 def energy_delta(before: Sequence[Point], after: Sequence[Point]) -> dict[datetime, Decimal]:
@@ -94,5 +120,5 @@ def energy_delta(before: Sequence[Point], after: Sequence[Point]) -> dict[dateti
     """
     delta = hourly_energy(after)
     for hour, kwh in hourly_energy(before).items():
-        delta[hour] = delta.get(hour, Decimal("0")) - kwh
+        delta[hour] = delta.get(hour, _ZERO) - kwh
     return {hour: kwh for hour, kwh in delta.items() if kwh}

@@ -32,11 +32,21 @@ class HouseholdRequest(HttpRequest):
 
 
 def household_of(request: HttpRequest) -> Household | None:
-    """The login's household, with its tariff in the same query (the usage chart's cache key needs its revision)."""
-    if not request.user.is_authenticated:
+    """The login's household with its tariff (the usage chart's cache key needs its revision).
+
+    The session engine reads them with the session and its user (energypay/accounts/sessions.py), so
+    this costs no query; a user loaded another way costs one, the household joined with its tariff.
+    """
+    user = request.user
+    if not user.is_authenticated:
         return None
+    related = Household.user.field.remote_field  # the user's side: user.household
+    if related.is_cached(user):  # loaded with the user (settings.AUTHENTICATION_BACKENDS): no query
+        household = related.get_cached_value(user)
+        if household is None or Household.tariff.is_cached(household):
+            return household
     try:
-        return Household.objects.select_related("tariff").get(user_id=request.user.pk)
+        return Household.objects.select_related("tariff").get(user_id=user.pk)
     except ObjectDoesNotExist:
         return None
 

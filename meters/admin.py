@@ -17,6 +17,7 @@ from django.utils.html import format_html
 
 from lib.periods import HOUR, local_date
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
+from meters.audit import AuditHistory, record_action
 from meters.contracts import assign_tariff, contract_start, earliest_change, first_hour_of, local_hour, start_contract
 from meters.formfields import FiniteDecimalField
 from meters.ingest import accept_held, discard_held
@@ -92,7 +93,7 @@ class TariffVersionInline(admin.TabularInline):
 
 
 @admin.register(Tariff)
-class TariffAdmin(admin.ModelAdmin):
+class TariffAdmin(AuditHistory, admin.ModelAdmin):
     list_display = ["name", "households"]
     search_fields = ["name"]
     inlines = [TariffVersionInline]
@@ -166,7 +167,7 @@ class TaxRuleForm(forms.ModelForm):
 
 
 @admin.register(TaxRule)
-class TaxRuleAdmin(admin.ModelAdmin):
+class TaxRuleAdmin(AuditHistory, admin.ModelAdmin):
     """Tax rules price hours forever: a change may only reach days that have begun in no household's zone."""
 
     form = TaxRuleForm
@@ -207,7 +208,7 @@ class PriceImportForm(forms.Form):
 
 
 @admin.register(TariffVersion)
-class TariffVersionAdmin(admin.ModelAdmin):
+class TariffVersionAdmin(AuditHistory, admin.ModelAdmin):
     form = TariffVersionForm
     list_display = ["tariff", "valid_from", "kind", "flat_rate", "standing_charge_per_day", "price_count"]
     list_filter = ["kind", "tariff"]
@@ -275,6 +276,8 @@ class TariffVersionAdmin(admin.ModelAdmin):
                 result = import_prices(version, text)
                 errors = result.errors
                 if not errors:
+                    summary = f"Imported {result.created} hourly prices ({result.unchanged} already stored)"
+                    record_action(version, "tariff.import_prices", summary, actor=request.user, created=result.created)
                     self.message_user(
                         request,
                         f"Imported {result.created} prices ({result.unchanged} already stored); "
@@ -336,7 +339,7 @@ class HouseholdAddForm(forms.ModelForm):
         fields = ["user", "name", "address", "timezone", "region", "tariff"]
 
 
-class HouseholdAdmin(admin.ModelAdmin):
+class HouseholdAdmin(AuditHistory, admin.ModelAdmin):
     """A household and its meters. Registered by energypay/admin.py, which adds the columns of higher apps.
 
     Its tariff changes only through a tariff assignment (its own page): the form never re-prices hours.
@@ -418,7 +421,7 @@ class TariffAssignmentForm(forms.ModelForm):
 
 
 @admin.register(TariffAssignment)
-class TariffAssignmentAdmin(admin.ModelAdmin):
+class TariffAssignmentAdmin(AuditHistory, admin.ModelAdmin):
     """Tariff changes: added, never edited or deleted (a planned change is replaced by assigning again)."""
 
     form = TariffAssignmentForm
@@ -462,7 +465,7 @@ class MeterEventInline(ReadOnlyInline):
 
 
 @admin.register(Meter)
-class MeterAdmin(admin.ModelAdmin):
+class MeterAdmin(AuditHistory, admin.ModelAdmin):
     formfield_overrides = FINITE_DECIMALS
     list_display = [
         "serial",
@@ -522,6 +525,9 @@ class MeterAdmin(admin.ModelAdmin):
         # The tokens go straight into this response: never into messages, logs or the database.
         with transaction.atomic():
             issued = [(meter, meter.issue_token()) for meter in meters]
+            for meter in meters:  # the token itself goes nowhere but the response
+                summary = "Issued a new token; the old one stopped working"
+                record_action(meter, "meter.issue_token", summary, actor=request.user)
         context = {
             **self.admin_site.each_context(request),
             "title": "New meter tokens",
@@ -607,7 +613,7 @@ class HeldReadingAdmin(ReadOnlyAdmin):
         for row in held:
             result = decide(row.pk, acting_user=request.user, now=timezone.now())
             row.refresh_from_db()
-            self.log_change(request, row, row.outcome)
+            self.log_change(request, row, row.outcome)  # the audit trail's entry is accept_held's/discard_held's
             self.message_user(
                 request, result, messages.SUCCESS if row.state != HeldReading.State.HELD else messages.WARNING
             )

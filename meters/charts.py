@@ -20,24 +20,25 @@ v, so no key ever holds money older than its version.
 from __future__ import annotations
 
 import calendar
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Context, Decimal
 from functools import cached_property
+from html import escape
 from urllib.parse import urlencode
 
-from django.db.models import DateField, F, Q, Sum
-from django.db.models.functions import TruncDate, TruncMonth
+from django.db import connections, router
 from django.utils import dateformat
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 
+from lib import prepared
 from lib.dateranges import FIRST_DATE, LAST_DATE, DateParamError, parse_day
 from lib.money import EUR_PLACES, format_kwh, format_money, format_rate
 from lib.periods import add_months, ceil_hour, first_of_month, floor_hour, hours_between, local_midnight, zone
 from meters.models import HourlyUsage, Household, Tariff, TariffVersion
-from meters.pricing import TariffSchedule
+from meters.pricing import TariffSchedule, versions_in_force
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
 RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
@@ -47,6 +48,7 @@ DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
 ZERO = Decimal("0")
 SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places lib.money keeps all three to
 PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
+_NOT_YET_CELLS = '<td class="num">\N{EN DASH}</td><td class="num">\N{EN DASH}</td><td class="num">not yet</td>'
 # A cached chart is exact for as long as it is found (the key changes with every write, hour and
 # day): the timeout only bounds how long versions nobody asks for any more keep their memory.
 CACHE_SECONDS = 3600
@@ -202,7 +204,7 @@ class Chart:
     next_query: str | None = None  # None when the next period has not begun
     today_query: str | None = None  # None when the period shown contains today
 
-    @property
+    @cached_property  # three places in the partial; the day and month names are translated each time
     def title(self) -> str:
         return self.period.title()
 
@@ -210,17 +212,41 @@ class Chart:
     def bar_heading(self) -> str:
         return {DAY: "Hour", WEEK: "Day", MONTH: "Day", YEAR: "Month"}[self.period.range]
 
-    @property
+    @cached_property
     def total_kwh(self) -> Decimal:
         return sum((bar.kwh for bar in self.bars), ZERO)
 
-    @property
+    @cached_property
     def total_eur(self) -> Decimal:
         return sum((bar.eur for bar in self.bars), ZERO)
 
-    @property
+    @cached_property
     def pending_kwh(self) -> Decimal:
         return sum((bar.pending_kwh for bar in self.bars), ZERO)
+
+    def table_rows(self) -> SafeString:
+        """The rows of the chart's table (templates/dashboard.html), one per bar, as HTML.
+
+        Written here rather than as a loop in the template: a month's 31 rows of five cells cost the
+        template engine about half a millisecond of lookups, a third of a cache miss (the chart right
+        after a reading), and these f-strings a twentieth of that. Every text is escaped.
+        """
+        rows = []
+        for bar in self.bars:
+            if bar.future:
+                muted, cells = ' class="muted"', _NOT_YET_CELLS
+            else:
+                badge = ' <span class="badge">price pending</span>' if bar.pending_kwh else ""
+                muted, cells = (
+                    "",
+                    (
+                        f'<td class="num">{escape(bar.kwh_text)}</td><td class="num">{escape(bar.rate_text)}</td>'
+                        f'<td class="num">{escape(bar.eur_text)}{badge}</td>'
+                    ),
+                )
+            price = "" if self.price_label is None else f'<td class="num">{escape(bar.price_text)}</td>'
+            rows.append(f'<tr{muted}><th scope="row">{escape(bar.label)}</th>{cells}{price}</tr>')
+        return mark_safe("\n".join(rows))  # noqa: S308 (built above, every text escaped)
 
     def data(self) -> dict:
         """What chart-init.js draws, for ``json_script``. Numbers are exact decimal strings."""
@@ -245,19 +271,17 @@ class Chart:
 
 
 def usage_chart(household: Household, view: ChartView, now: datetime) -> Chart:
-    """The chart of ``view`` for ``household``: two queries (the aggregate, the tariff's kinds), three
-    for a time-of-use or dynamic tariff's day (plus the tariff and its hour prices)."""
+    """The chart of ``view`` for ``household``: one query (the sums), two for a dynamic tariff's day (its
+    hour prices). The tariff's versions come from meters.pricing's cache, keyed on the tariff's revision:
+    ``household`` needs its tariff loaded (meters.access.household_of has it), or that costs a query."""
     tz_name = household.timezone
     period = Period.containing(view.range, view.day, tz_name)
     bars = _bars(household, period)
     for key, bar in bars.items():
         bar.future = key > now if isinstance(key, datetime) else key > view.today
     price_label = None
-    kinds, revision = _versions_in_force(household.tariff_id, period)
-    if kinds & PRICED_KINDS:
-        # TariffSchedule needs the tariff's pk and revision only (its cache key): no query for the tariff.
-        tariff = Tariff(pk=household.tariff_id, revision=revision)
-        price_label = _add_price_curve(household, tariff, period, bars)
+    if any(version.kind in PRICED_KINDS for version in versions_in_force(household.tariff, period.start, period.end)):
+        price_label = _add_price_curve(household, household.tariff, period, bars)
     chart = Chart(view, period, list(bars.values()), price_label)
     _add_links(chart)
     return chart
@@ -291,53 +315,93 @@ def cache_key(household: Household, view: ChartView, now: datetime) -> str | Non
 
 def _bars(household: Household, period: Period) -> dict[date | datetime, Bar]:
     tz_name = household.timezone
-    tz = zone(tz_name)
     if period.range == DAY:
         # Hours of the day are the UTC hours starting inside it, as for the standing charge.
         hours = hours_between(ceil_hour(period.start), period.end)
-        bars: dict[date | datetime, Bar] = dict(zip(hours, _hour_labels(hours, tz_name), strict=True))
-        bucket = F("hour_start")
+        labels: dict[date | datetime, str] = dict(zip(hours, _hour_labels(hours, tz_name), strict=True))
     elif period.range == YEAR:
-        bars = {date(period.first.year, month, 1): calendar.month_abbr[month] for month in range(1, 13)}
-        bucket = TruncMonth("hour_start", tzinfo=tz, output_field=DateField())
+        labels = {date(period.first.year, month, 1): calendar.month_abbr[month] for month in range(1, 13)}
     else:
         days = [period.first + timedelta(days=n) for n in range((period.stop - period.first).days)]
         label = "D j" if period.range == WEEK else "j"
-        bars = {day: dateformat.format(day, label) for day in days}
-        bucket = TruncDate("hour_start", tzinfo=tz)
-    bars = {key: Bar(label) for key, label in bars.items()}
+        labels = {day: dateformat.format(day, label) for day in days}
+    bars = {key: Bar(label) for key, label in labels.items()}
 
-    energy, priced = Q(kind=HourlyUsage.Kind.ENERGY), Q(cost_eur__isnull=False)
-    rows = (
-        HourlyUsage.objects.filter(household=household, hour_start__gte=period.start, hour_start__lt=period.end)
-        .annotate(bucket=bucket)
-        .values("bucket")
-        .annotate(
-            energy_kwh=Sum("kwh", filter=energy),
-            energy_eur=Sum("cost_eur", filter=energy),
-            priced_kwh=Sum("kwh", filter=energy & priced),
-            standing_eur=Sum("cost_eur", filter=Q(kind=HourlyUsage.Kind.STANDING)),
-            pending_kwh=Sum("kwh", filter=~priced),
-        )
-        .order_by("bucket")
-    )
-    for row in rows:
-        bar = bars.get(row["bucket"])
+    for bucket, energy_kwh, energy_eur, priced_kwh, standing_eur, pending_kwh in _sums(household.pk, period, tz_name):
+        bar = bars.get(bucket)
         if bar is None:  # an hour a half-hour zone's day shares with its neighbour: not this period's
             continue
         # Six places whatever the database returns (SQLite drops trailing zeros), as the lines carry.
-        energy_eur, standing_eur = _six(row["energy_eur"]), _six(row["standing_eur"])
-        bar.kwh = _six(row["energy_kwh"])
+        energy_eur, standing_eur, priced_kwh = _six(energy_eur), _six(standing_eur), _six(priced_kwh)
+        bar.kwh = _six(energy_kwh)
         bar.eur = energy_eur + standing_eur
         bar.standing_eur = standing_eur
-        bar.pending_kwh = _six(row["pending_kwh"])
-        if row["priced_kwh"]:
-            bar.rate = (energy_eur / row["priced_kwh"]).quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
+        bar.pending_kwh = _six(pending_kwh)
+        if priced_kwh:
+            bar.rate = (energy_eur / priced_kwh).quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
     return bars
 
 
-def _six(value: Decimal | None) -> Decimal:
-    return (value or ZERO).quantize(SIX_PLACES)
+# The usage lines of a period summed by bar, in one statement written here rather than built by the
+# ORM: building, compiling and reading back the same statement through the ORM costs ~1.4 ms of CPU,
+# several times what the database spends on it, and every cache miss (the chart right after a
+# reading) pays it. Unpriced lines (cost NULL) count in kWh, never in money.
+_SUMS = """
+SELECT {bucket},
+    SUM(CASE WHEN kind = %s THEN kwh END),
+    SUM(CASE WHEN kind = %s THEN cost_eur END),
+    SUM(CASE WHEN kind = %s AND cost_eur IS NOT NULL THEN kwh END),
+    SUM(CASE WHEN kind = %s THEN cost_eur END),
+    SUM(CASE WHEN cost_eur IS NULL THEN kwh END)
+FROM {table}
+WHERE household_id = %s AND hour_start >= %s AND hour_start < %s
+GROUP BY 1
+"""
+_KINDS = (*[HourlyUsage.Kind.ENERGY.value] * 3, HourlyUsage.Kind.STANDING.value)
+_from_float = Context(prec=15).create_decimal_from_float  # SQLite sums through floats: 15 digits, as Django reads
+
+
+def _sums(household_id: int, period: Period, tz_name: str) -> list[tuple]:
+    """(bar key, energy kWh, energy EUR, priced kWh, standing EUR, pending kWh) per bar with usage.
+
+    The bar of a line is its UTC hour (a day), or its local day or month: the SQL of Django's own
+    ``TruncDate``/``TruncMonth`` in the household's zone (``connection.ops``), so both databases
+    place each line exactly where the ORM would.
+    """
+    connection = connections[router.db_for_read(HourlyUsage)]
+    ops = connection.ops
+    if period.range == DAY:
+        bucket, bucket_params = "hour_start", ()
+    elif period.range == YEAR:
+        bucket, bucket_params = ops.datetime_trunc_sql("month", "hour_start", (), tz_name)
+    else:
+        bucket, bucket_params = ops.datetime_cast_date_sql("hour_start", (), tz_name)
+    sql = _SUMS.format(bucket=bucket, table=ops.quote_name(HourlyUsage._meta.db_table))
+    bounds = (ops.adapt_datetimefield_value(period.start), ops.adapt_datetimefield_value(period.end))
+    params = (*bucket_params, *_KINDS, household_id, *bounds)
+    # Planned once per connection on PostgreSQL (lib/prepared.py): planning it costs more than running it.
+    rows = prepared.fetch(connection, "energypay_chart", sql, params)
+    return [(_bucket(row[0], period.range), *row[1:]) for row in rows]
+
+
+def _bucket(value: str | datetime | date, range_: str) -> date | datetime:
+    """A bar's key from the database's value: PostgreSQL answers in dates and datetimes, SQLite in naive
+    UTC datetimes for the column and text for its functions."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value) if range_ == DAY else date.fromisoformat(value[:10])
+    if range_ == DAY:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, datetime):  # PostgreSQL's DATE_TRUNC: the local month's first midnight
+        return value.date()
+    return value
+
+
+def _six(value: Decimal | float | int | None) -> Decimal:
+    if value is None:
+        return ZERO.quantize(SIX_PLACES)
+    if isinstance(value, float):
+        value = _from_float(value)
+    return Decimal(value).quantize(SIX_PLACES)
 
 
 def _hour_labels(hours: list[datetime], tz_name: str) -> list[str]:
@@ -348,21 +412,6 @@ def _hour_labels(hours: list[datetime], tz_name: str) -> list[str]:
         f"{text} {moment.tzname()}" if plain.count(text) > 1 else text
         for text, moment in zip(plain, local, strict=True)
     ]
-
-
-def _versions_in_force(tariff_id: int, period: Period) -> tuple[set[str], uuid.UUID | None]:
-    """Kinds of the tariff's versions pricing any hour of the period, and the tariff's revision."""
-    kinds, revision = set(), None
-    for valid_from, kind, tariff_revision in (
-        TariffVersion.objects.filter(tariff_id=tariff_id, valid_from__lt=period.end)
-        .order_by("-valid_from")
-        .values_list("valid_from", "kind", "tariff__revision")
-    ):
-        kinds.add(kind)
-        revision = tariff_revision
-        if valid_from <= period.start:  # the version in force when the period starts: older ones are not
-            break
-    return kinds, revision
 
 
 def _add_price_curve(household: Household, tariff: Tariff, period: Period, bars: dict[date | datetime, Bar]) -> str:

@@ -77,10 +77,16 @@ def _count(number: int, noun: str) -> str:
 
 class SeedMeters(BaseCommand):
     help = "Create or top up demo tariffs, users, households, meters and their reading history."
+    default_days = 30
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--households", type=int, default=5, help="How many demo households (default 5).")
-        parser.add_argument("--days", type=int, default=30, help="Days of reading history for new meters (30).")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=self.default_days,
+            help=f"Days of reading history for new meters ({self.default_days}).",
+        )
 
     def handle(self, *args, households: int, days: int, **options) -> None:
         """Steps, each safe to repeat (a rerun tops up, never duplicates):

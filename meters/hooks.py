@@ -1,5 +1,5 @@
-"""Functions that settings name for apps above this one (alarms, ops): meters and payments call them
-without importing those apps (dependencies point one way, docs/architecture.md)."""
+"""Functions that settings name for apps above this one (alarms, ops, webhooks): meters, payments and
+alarms call them without importing those apps (dependencies point one way, docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,24 @@ def usage_changed(household_id: int) -> None:
             load_hook(path)([household_id])
         except Exception:
             log.exception("usage_changed_hook_failed household=%s", household_id)
+
+
+Event = tuple[str, int | None, dict]  # (type such as "settlement.confirmed", household id or None, data)
+
+
+def emit(event_type: str, household_id: int | None, data: dict) -> None:
+    """Tell settings.EVENT_HOOK (webhooks, on the top floor) that something happened; see ``emit_many``."""
+    emit_many([(event_type, household_id, data)])
+
+
+def emit_many(events: list[Event]) -> None:
+    """Tell settings.EVENT_HOOK what happened, inside the transaction that made it happen.
+
+    The hook writes its outbox rows in the caller's transaction: they commit with the change or roll
+    back with it, so an event is never lost and never sent for a change that did not happen. Unlike
+    the hooks above, whatever it raises is passed on: a failed outbox write fails the change (a
+    database in trouble fails both alike; the caller's own retry makes the change, and the event,
+    again). ``data`` holds codes, ids, amounts as decimal strings and instants in ISO 8601 UTC.
+    """
+    if events and (path := getattr(settings, "EVENT_HOOK", "")):
+        load_hook(path)(events)

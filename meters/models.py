@@ -407,12 +407,20 @@ class Meter(models.Model):
         self.save(update_fields=["token_hash"])
         return token
 
+    @staticmethod
+    def token_hash_of(token: str) -> str | None:
+        """The hash a meter's token is stored under, or None for text that cannot be a meter token."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return hash_token(token)
+
     @classmethod
     def for_token(cls, token: str, *, lock: bool = False) -> Meter | None:
         """The active meter with this token, with its household and tariff; locked if asked (in a transaction)."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        token_hash = cls.token_hash_of(token)
+        if token_hash is None:
             return None
-        meters = cls.objects.filter(token_hash=hash_token(token), is_active=True)
+        meters = cls.objects.filter(token_hash=token_hash, is_active=True)
         if lock:
             # OF self: lock the meter only, never the household or the tariff every meter shares.
             meters = meters.select_for_update(of=("self",))

@@ -36,6 +36,14 @@ def _tariff_versions(tariff: Tariff) -> tuple[list[TariffVersion], dict[int, lis
     return _versions[key]
 
 
+def versions_in_force(tariff: Tariff, start: datetime, end: datetime) -> list[TariffVersion]:
+    """The versions of ``tariff`` pricing some hour of [start, end), oldest first; no query while its revision holds."""
+    versions, _ = _tariff_versions(tariff)
+    starts = [version.valid_from for version in versions]
+    first = max(0, bisect.bisect_right(starts, start) - 1)
+    return versions[first : bisect.bisect_left(starts, end)]
+
+
 class TariffSchedule:
     """The versions of one tariff in force over [start, end): cached, plus one query for dynamic prices."""
 

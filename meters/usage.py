@@ -65,9 +65,7 @@ def record_energy(
     if created:
         if not delta:
             bump_usage_version([household.pk])
-        # Two meters of one household may accrue the same standing hour at once: the unique
-        # constraint keeps one, the other insert is skipped.
-        HourlyUsage.objects.bulk_create(created, ignore_conflicts=True)
+        _insert_lines(created)
 
 
 def standing_lines(household: Household, schedule: HouseholdSchedule, hours: Iterable[datetime]) -> list[HourlyUsage]:
@@ -134,32 +132,72 @@ def _raising_version(lines: QuerySet[HourlyUsage], household_id: int) -> Iterabl
     return HourlyUsage.objects.raw(bump + sql, [household_id, *params])
 
 
+def _insert_lines(lines: list[HourlyUsage]) -> None:
+    """Insert new lines; one another writer inserted meanwhile is skipped.
+
+    Two meters of one household may accrue the same standing hour at once: the unique constraint keeps
+    one, the other insert is skipped (ignore_conflicts, ON CONFLICT DO NOTHING). On PostgreSQL one
+    INSERT of a column array each, as text: bulk_create() prepares every field of every line through
+    its model field, which cost more than the rest of a 1,000-reading batch's ledger work.
+    """
+    if connection.vendor != "postgresql":
+        HourlyUsage.objects.bulk_create(lines, ignore_conflicts=True)
+        return
+    now = timezone.now()
+    for line in lines:
+        line.updated_at = now  # what auto_now sets
+    fields = [field for field in HourlyUsage._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {HourlyUsage._meta.db_table} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+            "ON CONFLICT DO NOTHING",
+            [[_as_text(getattr(line, field.attname)) for line in lines] for field in fields],
+        )
+
+
+def _as_text(value: object) -> object:
+    """A line's value as PostgreSQL reads it for its column: Decimals and times as text (psycopg quotes
+    text faster than it formats either), everything else as it is."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
 def _update_lines(lines: list[HourlyUsage]) -> None:
     # One plain UPDATE per line, sent together: the ORM's bulk_update builds a CASE expression per
     # column, which costs more than the rest of a single-reading ingest. Only open lines get here.
-    # The hour lets PostgreSQL touch only that hour's partition (meters/partitions.py); the household
+    # The hour with the id: where lines are partitioned by time, it picks the partition; the household
     # routes it to one shard of a database distributed by household.
     table = HourlyUsage._meta.db_table
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
-            "updated_at = %s WHERE id = %s AND hour_start = %s AND household_id = %s AND settled_at IS NULL",
-            [
-                (
-                    line.kwh,
-                    line.tariff_version_id,
-                    line.rate,
-                    line.cost_eur,
-                    line.tax_eur,
-                    now,
-                    line.pk,
-                    line.hour_start,
-                    line.household_id,
-                )
-                for line in lines
-            ],
+    sql = (
+        f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
+        "updated_at = %s WHERE id = %s AND hour_start = %s AND household_id = %s AND settled_at IS NULL"
+    )
+    hour_start = HourlyUsage._meta.get_field("hour_start")  # compared, so in the database's own format
+    rows = [
+        (
+            line.kwh,
+            line.tariff_version_id,
+            line.rate,
+            line.cost_eur,
+            line.tax_eur,
+            now,
+            line.pk,
+            hour_start.get_db_prep_value(line.hour_start, connection),
+            line.household_id,
         )
+        for line in lines
+    ]
+    with connection.cursor() as cursor:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])  # the usual case; executemany would enter psycopg's pipeline mode
+        else:
+            cursor.executemany(sql, rows)
         if cursor.rowcount != len(lines):
             # Lock order makes this impossible; if it ever happens, roll back rather than lose energy.
             raise DatabaseError(f"{len(lines) - cursor.rowcount} usage lines were settled while being updated")

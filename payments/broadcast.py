@@ -18,6 +18,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from lib.backoff import schedule
+from payments import bulk
 from payments.models import REFUSALS, OutgoingPayment, PaymentState, Settlement
 from payments.networks import BsvNetwork, NetworkUnavailable, Outcome, Reply
 
@@ -64,30 +65,30 @@ def send_many(kind: Kind, payment_ids: list[int], network: BsvNetwork) -> dict[i
     """Broadcast signed payments and record what the network said; returns each one's state.
 
     send_one for many:
-    1. load the payments (one query); one no longer signed is not sent again, its state is returned;
+    1. load the payments (one query, rows rather than instances); one no longer signed is not sent
+       again, its state is returned;
     2. ``network.broadcast_many`` where the network has it (the local ledger), else one by one;
     3. accepted: one transaction per reply text that moves those still signed to seen and spends
        their coins (``accept_locked``); refused, confirmed already, no answer: ``record_reply``, one by
        one (the rare paths; no answer leaves it signed for the sweeper).
     """
-    payments = kind.objects.filter(pk__in=payment_ids).only("state", "txid", "raw_tx")
+    rows = kind.objects.filter(bulk.among("pk", payment_ids)).order_by().values_list("pk", "state", "raw_tx")
     states, pending = {}, []
-    for payment in payments:
-        if payment.state == PaymentState.SIGNED:
-            pending.append(payment)
+    for pk, state, raw_tx in rows:
+        if state == PaymentState.SIGNED:
+            pending.append((pk, raw_tx))
         else:
-            states[payment.pk] = payment.state
+            states[pk] = state
     if not pending:
         return states
-    replies = _broadcast([payment.raw_tx for payment in pending], network)
+    replies = _broadcast([raw_tx for _, raw_tx in pending], network)
     accepted = defaultdict(list)
-    for payment, reply in zip(pending, replies, strict=True):
+    for (pk, _), reply in zip(pending, replies, strict=True):
         if reply.outcome == Outcome.ACCEPTED:
-            accepted[reply.detail[:1000]].append(payment)
+            accepted[reply.detail[:1000]].append(pk)
         else:
-            states[payment.pk] = payment.record_reply(reply, network)
-    for detail, group in accepted.items():
-        ids = [payment.pk for payment in group]
+            states[pk] = _record_one(kind, pk, reply, network)
+    for detail, ids in accepted.items():
         try:
             with transaction.atomic():
                 moved = kind.accept_locked(ids, PaymentState.SEEN, detail, was=[PaymentState.SIGNED], counted_try=True)
@@ -95,11 +96,17 @@ def send_many(kind: Kind, payment_ids: list[int], network: BsvNetwork) -> dict[i
                     raise _Moved
         except _Moved:
             # Another process moved some of them meanwhile (the sweeper): record_reply sorts each out.
-            for payment in group:
-                states[payment.pk] = payment.record_reply(Reply(Outcome.ACCEPTED, detail), network)
+            for pk in ids:
+                states[pk] = _record_one(kind, pk, Reply(Outcome.ACCEPTED, detail), network)
         else:
             states.update(dict.fromkeys(ids, PaymentState.SEEN))
     return states
+
+
+def _record_one(kind: Kind, payment_id: int, reply: Reply, network: BsvNetwork) -> str:
+    """``record_reply`` for one payment of a batch (the rare paths: refused, confirmed, no answer, raced)."""
+    payment = kind.objects.filter(pk=payment_id).only("state", "txid", "raw_tx").first()
+    return payment.record_reply(reply, network) if payment is not None else ""
 
 
 def _broadcast(raw_txs: list[str], network: BsvNetwork) -> list[Reply]:

@@ -19,6 +19,7 @@
 - **balance**: a wallet's available coins (in-flight change included, coins reserved by a payment
   in flight not), in EUR at the newest quote; ``wallet_balance`` for one home, ``balances_eur``
   for many at once (the same figure, tests/alarms/test_figures.py holds them equal).
+  ``balances_at`` is the balance at a past instant (a statement's month end), from the coins' history.
 - **the recent rate** (EUR a day), **days left** and **the month projected**: pure arithmetic
   over ``recent_window``, fed by the dashboard's one aggregate or by ``recent_daily_costs`` for
   many households; so a card and an alarm evaluated at the same moment agree.
@@ -181,6 +182,24 @@ def balances_eur(household_ids: Iterable[int], now: datetime) -> dict[int, Decim
     )
     satoshis = {row["wallet__household_id"]: row["total"] or 0 for row in coins}
     return {pk: satoshis_to_eur(int(satoshis.get(pk, 0)), quote.bsv_eur) for pk in ids}
+
+
+def balances_at(household_ids: Iterable[int], moment: datetime) -> dict[int, int]:
+    """Satoshis each household's wallet held at ``moment``, as our books recorded it (a statement's month end).
+
+    The coins we knew of by then (``created_at``) that no payment made before it had reserved or
+    spent: a settlement or a pass reserves its coins when it is signed, and its change comes in with
+    it. A household without a coin then is absent. One query.
+    """
+    coins = (
+        Utxo.objects.filter(wallet__household_id__in=list(household_ids), created_at__lt=moment)
+        .exclude(reserved_by__created_at__lt=moment)
+        .exclude(reserved_by_pass__created_at__lt=moment)
+        .values("wallet__household_id")
+        .annotate(total=Sum("satoshis"))
+        .order_by()
+    )
+    return {row["wallet__household_id"]: int(row["total"] or 0) for row in coins}
 
 
 # --- The recent rate, days left, the month projected (pure arithmetic, no queries) ----------------

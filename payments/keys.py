@@ -7,11 +7,14 @@ regtest only) at m/44'/236'/1'/0/0.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from functools import cache
+from hashlib import sha512
 
 from bsv import PrivateKey
 from bsv.constants import Network
+from bsv.curve import curve
 from bsv.hd.bip32 import Xprv, Xpub, ckd, master_xprv_from_seed
 from bsv.utils import validate_address
 from django.conf import settings
@@ -65,8 +68,31 @@ def household_address(index: int) -> str:
     return ckd(_household_chain_public(), f"./{index}").address()
 
 
+def household_public(index: int) -> tuple[str, str]:
+    """The address and the compressed public key (hex) at m/44'/236'/0'/0/<index>, from the account xpub alone."""
+    child = ckd(_household_chain_public(), f"./{index}")
+    return child.address(), child.public_key().serialize().hex()
+
+
+@cache
+def _household_chain_parts() -> tuple[bytes, bytes, int]:
+    """What every household key's derivation reads from the chain key: chain code, public key, secret."""
+    chain = _household_chain()
+    return chain.chain_code, chain.public_key().serialize(), chain.private_key().int()
+
+
 def household_key(index: int) -> PrivateKey:
-    return ckd(_household_chain(), f"./{index}").private_key()
+    """The key at m/44'/236'/0'/0/<index>: BIP32's non-hardened child step, as bsv-sdk's ``ckd`` takes it.
+
+    Written out because ``ckd`` recomputes the parent's public key twice per child (an elliptic-curve
+    multiplication each) and builds an extended key the caller throws away; the settlement worker
+    derives one key per household and hour. tests/payments/test_keys.py holds both equal.
+    """
+    if not 0 <= index < 0x80000000:
+        raise ValueError(f"{index} is not a non-hardened child index")
+    chain_code, public, secret = _household_chain_parts()
+    digest = hmac.new(chain_code, public + index.to_bytes(4, "big"), sha512).digest()
+    return PrivateKey((secret + int.from_bytes(digest[:32], "big")) % curve.n, network=address_network())
 
 
 @cache

@@ -16,8 +16,10 @@ from django.db import models, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from meters.hooks import emit, emit_many
 from meters.models import HourlyUsage, Household, Meter, hash_token
 from meters.usage import reopen_lines
+from payments import bulk
 from payments.networks.base import BsvNetwork, NetworkUnavailable, Outcome, Reply
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,9 @@ class Wallet(models.Model):
     household = models.OneToOneField(Household, on_delete=models.PROTECT, related_name="wallet")
     derivation_index = models.PositiveIntegerField(unique=True, help_text="m/44'/236'/0'/0/<index>")
     address = models.CharField(max_length=64, unique=True)
+    # Public, like the address it hashes to: stored so that signing need not derive it again from the
+    # private key (an elliptic-curve multiplication per payment, as costly as the signature itself).
+    public_key = models.CharField(max_length=66, blank=True, help_text="Compressed public key, hex.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -94,20 +99,22 @@ class Utxo(models.Model):
         RESERVED = "reserved", "Reserved by a payment"
         SPENT = "spent", "Spent"
 
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="utxos")
+    # No index of its own: utxo_wallet_state and utxo_wallet_created begin with it.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="utxos", db_index=False)
     txid = models.CharField(max_length=64)
     vout = models.PositiveIntegerField()
     satoshis = models.PositiveBigIntegerField()
     raw_parent = models.TextField(help_text="Hex of the transaction that created this output.")
     state = models.CharField(max_length=10, choices=State.choices, default=State.AVAILABLE)
     confirmed = models.BooleanField(default=False)
+    # Indexed only where set (utxo_reserved_by below): most coins are reserved by nothing.
     reserved_by = models.ForeignKey(
-        "Settlement", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs"
+        "Settlement", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs", db_index=False
     )
     # A community pass bought from the wallet reserves its coins here; a coin is reserved by at most
     # one payment, and both kinds of payment pick only available coins under the wallet's lock.
     reserved_by_pass = models.ForeignKey(
-        "CommunityPass", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs"
+        "CommunityPass", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs", db_index=False
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -129,9 +136,15 @@ class Utxo(models.Model):
                 name="utxo_reserved_by_one_payment",
             ),
         ]
+        # Every index is written again by each change of state (reserved, spent): the settlement
+        # worker writes three versions of a coin an hour, so only indexes something reads are kept.
         indexes = [
             models.Index(fields=["wallet", "state"], name="utxo_wallet_state"),
             models.Index(fields=["wallet", "created_at"], name="utxo_wallet_created"),
+            models.Index(fields=["reserved_by"], condition=Q(reserved_by__isnull=False), name="utxo_reserved_by"),
+            models.Index(
+                fields=["reserved_by_pass"], condition=Q(reserved_by_pass__isnull=False), name="utxo_reserved_by_pass"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -218,6 +231,10 @@ class OutgoingPayment(models.Model):
     def on_failed(self) -> None:
         """Undo what the payment did in our books, in the transaction that marks it failed."""
 
+    @classmethod
+    def on_accepted(cls, ids: list[int], state: str, now: datetime) -> None:
+        """In the transaction that moved ``ids`` to accepted ``state`` at ``now`` (accept_locked): tell who listens."""
+
     # --- The lifecycle -----------------------------------------------------------------------------
 
     def record_reply(self, reply: Reply, network: BsvNetwork) -> str:
@@ -278,12 +295,14 @@ class OutgoingPayment(models.Model):
         changes = cls.accepted_changes(state, now)
         if counted_try:
             changes.update(broadcast_attempts=F("broadcast_attempts") + 1, updated_at=now)
-        moved = cls.objects.filter(pk__in=ids, state__in=cls.PENDING if was is None else was).update(
+        payments = cls.objects.filter(bulk.among("pk", ids))
+        moved = payments.filter(state__in=cls.PENDING if was is None else was).update(
             state=state, detail=detail[:1000], **changes
         )
-        Utxo.objects.filter(**{f"{cls.COIN_LINK}_id__in": ids}).update(state=Utxo.State.SPENT)
+        Utxo.objects.filter(bulk.among(f"{cls.COIN_LINK}_id", ids)).update(state=Utxo.State.SPENT)
         if state == PaymentState.CONFIRMED:
-            Utxo.objects.filter(txid__in=cls.objects.filter(pk__in=ids).values("txid")).update(confirmed=True)
+            Utxo.objects.filter(txid__in=payments.values("txid")).update(confirmed=True)
+        cls.on_accepted(ids, state, now)
         return moved
 
     def fail(self, state: str, detail: str, network: BsvNetwork) -> str:
@@ -349,7 +368,8 @@ class Settlement(OutgoingPayment):
     COIN_LINK = "reserved_by"
     LOG_NAME = "settlement"
 
-    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="settlements")
+    # No index of its own: settlement_household begins with it.
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="settlements", db_index=False)
     period_start = models.DateTimeField(help_text="First hour paid (UTC).")
     period_end = models.DateTimeField(help_text="End of the last closed hour this run settled (UTC).")
     kwh = models.DecimalField("kWh", max_digits=15, decimal_places=6)
@@ -389,12 +409,39 @@ class Settlement(OutgoingPayment):
         return wallet
 
     def on_failed(self) -> None:
-        """Its usage lines are released and owed again; its coins and change are forgotten."""
+        """Its usage lines are released and owed again; its coins and change are forgotten; settlement.failed."""
         live = self.lines.filter(released=False)
         usage_ids = list(live.values_list("usage_id", flat=True))
         live.update(released=True)
         reopen_lines(usage_ids)
         self.forget_coins()
+        row = {field: getattr(self, field) for field in WEBHOOK_FIELDS}
+        emit("settlement.failed", self.household_id, settlement_event(row) | {"detail": self.detail[:200]})
+
+    @classmethod
+    def on_accepted(cls, ids: list[int], state: str, now: datetime) -> None:
+        """settlement.confirmed for those this call confirmed (confirmed_at ``now``), not those confirmed before."""
+        if state == PaymentState.CONFIRMED:
+            rows = cls.objects.filter(pk__in=ids, state=state, confirmed_at=now).order_by("pk").values(*WEBHOOK_FIELDS)
+            emit_many([("settlement.confirmed", row["household_id"], settlement_event(row)) for row in rows])
+
+
+WEBHOOK_FIELDS = ("pk", "household_id", "state", "txid", "eur", "kwh", "satoshis", "period_start", "period_end")
+
+
+def settlement_event(row: dict) -> dict:
+    """A settlement as webhooks tell it (docs/webhooks.md): ids, state, amounts as decimal strings, instants in UTC."""
+    return {
+        "settlement_id": row["pk"],
+        "household_id": row["household_id"],
+        "state": row["state"],
+        "txid": row["txid"],
+        "eur": str(row["eur"]),
+        "kwh": str(row["kwh"]),
+        "satoshis": row["satoshis"],
+        "period_start": row["period_start"],
+        "period_end": row["period_end"],
+    }
 
 
 class SettlementLine(models.Model):
@@ -437,7 +484,7 @@ class LedgerBlock(models.Model):
 
 
 class LedgerTransaction(models.Model):
-    txid = models.CharField(max_length=64, unique=True)
+    txid = models.CharField(max_length=64)
     raw = models.TextField()
     fee = models.BigIntegerField(default=0)
     is_faucet = models.BooleanField(default=False)
@@ -446,23 +493,29 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-accepted_at"]
+        # A constraint rather than unique=True: the field option adds a second (LIKE) index on
+        # PostgreSQL that no query uses, and every transaction the ledger accepts would write it.
+        constraints = [models.UniqueConstraint(fields=["txid"], name="ledger_tx_unique_txid")]
 
     def __str__(self) -> str:
         return self.txid
 
 
 class LedgerOutput(models.Model):
-    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="outputs")
+    # No index of its own: ledger_output_unique begins with it.
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="outputs", db_index=False)
     vout = models.PositiveIntegerField()
     satoshis = models.PositiveBigIntegerField()
     locking_script = models.TextField(help_text="Hex.")
-    address = models.CharField(max_length=64, blank=True, db_index=True)
+    address = models.CharField(max_length=64, blank=True)
     spent_by = models.ForeignKey(
         LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="spends"
     )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["transaction", "vout"], name="ledger_output_unique")]
+        # An index rather than db_index=True, which adds a LIKE index on PostgreSQL nobody uses.
+        indexes = [models.Index(fields=["address"], name="ledger_output_address")]
 
     def __str__(self) -> str:
         return f"{self.transaction_id}:{self.vout} {self.satoshis} sat"

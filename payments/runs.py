@@ -5,9 +5,11 @@ Each chunk is signed and recorded by payments/settlement.py, then sent by paymen
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from django.conf import settings
@@ -25,7 +27,10 @@ from payments.wallets import open_missing_wallets
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200
+# Households per chunk (one settle_chunk task, one signing transaction). Measured on 2 cores: 500
+# costs less per household than 200 (a chunk's twenty statements and three commits are shared by
+# more), and 1,000 no less than 500; a chunk of 500 holds its wallets' locks for a fraction of a second.
+CHUNK = 500
 
 
 def households_owing(period_end: datetime) -> list[int]:
@@ -70,13 +75,34 @@ def _settled(household_ids: list[int]) -> None:
             log.exception("settlement_done_hook_failed households=%d", len(household_ids))
 
 
-def _settle_chunk(household_ids: list[int], period_end: datetime, now: datetime | None, network: BsvNetwork) -> Counter:
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector off while a chunk is signed and sent.
+
+    Signing and checking a payment allocates a few hundred short-lived objects (transactions,
+    scripts, rows), which reference counting frees; but every 700 allocations the collector walks
+    the young objects anyway, a tenth of a settlement's Python time (measured: 0.04-0.07 ms a
+    household). Whatever cycles a chunk leaves are collected as soon as it ends; the memory a chunk
+    holds is bounded by CHUNK (tests/bench/settlement.py watches the worker's peak).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
     try:
-        results = settle_many(household_ids, period_end, now or timezone.now())
-    except DatabaseError:
-        log.warning("settlement_chunk_one_by_one households=%d", len(household_ids), exc_info=True)
-        results = {}
-    sent = _send([result.settlement_id for result in results.values() if result.settlement_id], network)
+        yield
+    finally:
+        gc.enable()
+
+
+def _settle_chunk(household_ids: list[int], period_end: datetime, now: datetime | None, network: BsvNetwork) -> Counter:
+    with _collector_paused():
+        try:
+            results = settle_many(household_ids, period_end, now or timezone.now())
+        except DatabaseError:
+            log.warning("settlement_chunk_one_by_one households=%d", len(household_ids), exc_info=True)
+            results = {}
+        sent = _send([result.settlement_id for result in results.values() if result.settlement_id], network)
     tally: Counter = Counter()
     for household_id in household_ids:
         try:

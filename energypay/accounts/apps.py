@@ -9,7 +9,14 @@ class AccountsConfig(AppConfig):
     default = True  # "energypay.accounts" in INSTALLED_APPS; SecureAdminConfig is named in full
 
     def ready(self) -> None:
+        from auditlog.registry import auditlog
+
         from energypay.accounts import checks  # noqa: F401 (registers the system checks)
+        from energypay.accounts.models import User
+
+        # The audit trail (meters/audit.py): who gave whom staff rights. Never the password hash; logins are
+        # axes' access log, not changes.
+        auditlog.register(User, exclude_fields=["password", "last_login"], m2m_fields={"groups", "user_permissions"})
 
 
 class SecureAdminConfig(admin_apps.AdminConfig):

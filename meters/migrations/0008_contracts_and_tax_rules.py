@@ -55,7 +55,7 @@ def forget_contracts(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("meters", "0006_partitioned_storage"),
+        ("meters", "0007_ingest_fast_path"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -12,7 +12,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from meters.adminkit import NoEditing, Operate, plural
-from meters.models import HourlyUsage
+from meters.audit import record_action
+from meters.models import HourlyUsage, Household
 from payments import figures
 from payments.broadcast import send_one
 from payments.models import Settlement
@@ -45,6 +46,11 @@ class ReadOnlyWithActions(Operate, NoEditing):
             return None
         return rows
 
+    def audit_retry(self, request, household: Household, outcome: str, settlement_id: int | None) -> None:
+        """The audit trail's entry for one household retried by hand: who, when, and how it ended."""
+        summary = f"Retried payment now: {outcome}"
+        record_action(household, "settlement.retry", summary, actor=request.user, settlement_id=settlement_id)
+
     def retry_households(self, request, household_ids: set[int]) -> None:
         """Settle the households that owe something now and broadcast what was signed; report the outcomes."""
         now = timezone.now()
@@ -55,18 +61,20 @@ class ReadOnlyWithActions(Operate, NoEditing):
             return
         network = self.network()
         tally: Counter[str] = Counter()
+        households = Household.objects.in_bulk(owing)
         for household_id in owing:
+            settlement_id = None
             try:
                 result = settle_household(household_id, period_end, now)
             except DatabaseError:
                 # A concurrent run claimed the same lines or coins; it rolled back and paid nothing.
                 log.warning("admin_retry_conflict household=%s", household_id, exc_info=True)
-                tally["busy"] += 1
-                continue
-            if result.settlement_id is None:
-                tally[result.status] += 1
-                continue
-            tally[send_one(Settlement, result.settlement_id, network)] += 1
+                outcome = "busy"
+            else:
+                settlement_id = result.settlement_id
+                outcome = result.status if settlement_id is None else send_one(Settlement, settlement_id, network)
+            tally[outcome] += 1
+            self.audit_retry(request, households[household_id], outcome, settlement_id)
         paid = sum(tally[state] for state in PAID)
         parts = [
             f"{paid} paid",

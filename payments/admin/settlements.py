@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.contrib import admin, messages
 
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, plural
+from meters.audit import record_action
 from payments.admin.actions import ReadOnlyWithActions
 from payments.admin.columns import OutgoingPaymentColumns
 from payments.broadcast import send_one
@@ -96,7 +97,12 @@ class SettlementAdmin(OutgoingPaymentColumns, ReadOnlyWithActions, admin.ModelAd
         signed = [s.pk for s in settlements if s.state == Settlement.State.SIGNED]
         network = self.network()
         # Sending the same raw transaction twice is harmless; send_one re-checks the state.
-        outcomes = Counter(Settlement.State(send_one(Settlement, pk, network)).label.lower() for pk in signed)
+        outcomes: Counter[str] = Counter()
+        for settlement in settlements:
+            if settlement.state == Settlement.State.SIGNED:
+                state = Settlement.State(send_one(Settlement, settlement.pk, network)).label.lower()
+                outcomes[state] += 1
+                record_action(settlement, "settlement.rebroadcast", f"Rebroadcast: {state}", actor=request.user)
         skipped = len(settlements) - len(signed)
         told = ", ".join(f"{count} {state}" for state, count in sorted(outcomes.items()))
         text = f"Broadcast {plural(len(signed), 'settlement')}" + (f": {told}." if told else ".")

@@ -19,6 +19,7 @@ from django.utils.html import format_html
 
 from lib.money import SATS_PER_BSV, satoshis_to_eur
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, plural
+from meters.audit import AuditHistory, record_action
 from payments import figures, keys
 from payments.admin.actions import ReadOnlyWithActions
 from payments.admin.columns import ArrearsColumn, ArrearsFilter, eur_text
@@ -73,7 +74,7 @@ class FaucetForm(forms.Form):
 
 
 @admin.register(Wallet)
-class WalletAdmin(ArrearsColumn, ReadOnlyWithActions, admin.ModelAdmin):
+class WalletAdmin(AuditHistory, ArrearsColumn, ReadOnlyWithActions, admin.ModelAdmin):
     list_display = ["household", "address", "balance", "balance_eur", "coins", "arrears"]
     list_filter = [ArrearsFilter]
     search_fields = ["household__name", "household__user__email", "address"]
@@ -171,10 +172,13 @@ class WalletAdmin(ArrearsColumn, ReadOnlyWithActions, admin.ModelAdmin):
         found, failed = 0, 0
         for wallet in wallets:
             try:
-                found += wallet.sync_coins(network)
+                new = wallet.sync_coins(network)
             except Exception:  # an explorer or node error: report it, go on with the other wallets
                 log.exception("admin_sync_failed wallet=%s", wallet.pk)
                 failed += 1
+                continue
+            found += new
+            record_action(wallet, "wallet.sync_coins", f"Synced coins: {plural(new, 'new coin')}", actor=request.user)
         level = messages.WARNING if failed else messages.SUCCESS
         note = f" {plural(failed, 'wallet')} could not be synced (see the logs)." if failed else ""
         self.message_user(
@@ -201,6 +205,8 @@ class WalletAdmin(ArrearsColumn, ReadOnlyWithActions, admin.ModelAdmin):
             ledger = LocalLedger()
             for wallet in wallets:
                 ledger.fund(wallet.address, satoshis)
+                summary = f"Funded from the local faucet: {satoshis:,} satoshis"
+                record_action(wallet, "wallet.faucet", summary, actor=request.user, satoshis=satoshis)
             ledger.mine()  # confirmed at once: settlement spends only confirmed deposits
             for wallet in wallets:
                 wallet.sync_coins(ledger)

@@ -14,10 +14,16 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.bench import dashboard, harness, ingest, scale, settlement, web_memory
+from tests.bench import dashboard, harness, ingest, scale, settlement, statements, web_memory
 from tests.bench.report import print_table, write_json, write_markdown
 
-BENCHMARKS = {"ingest": ingest, "settlement": settlement, "dashboard": dashboard, "memory": web_memory}
+BENCHMARKS = {
+    "ingest": ingest,
+    "settlement": settlement,
+    "statements": statements,
+    "dashboard": dashboard,
+    "memory": web_memory,
+}
 # Run only when named or with --scale: 10 million readings take minutes to generate.
 EXTRA = {"scale": scale}
 DOCS = harness.ROOT / "docs" / "benchmarks.md"

@@ -21,6 +21,7 @@ class Row:
     goal: float  # the least acceptable figure / ceiling
     min_figure: float | None = None  # the least acceptable figure itself, where the goal is absolute
     max_ratio: float | None = None  # for costs such as memory: the most acceptable figure / baseline
+    times: bool = False  # show the ratio and its goal as "1.85x" (a speed-up), not as a share
 
     @property
     def ratio(self) -> float:
@@ -35,8 +36,13 @@ class Row:
         )
 
     @property
+    def ratio_text(self) -> str:
+        return f"{self.ratio:.2f}x" if self.times else f"{self.ratio:.1%}"
+
+    @property
     def goal_text(self) -> str:
-        goals = [f">= {self.goal:.0%}"] if self.goal or (self.min_figure is None and self.max_ratio is None) else []
+        at_least = f"{self.goal:.1f}x" if self.times else f"{self.goal:.0%}"
+        goals = [f">= {at_least}"] if self.goal or (self.min_figure is None and self.max_ratio is None) else []
         if self.min_figure is not None:
             goals.append(f">= {self.min_figure:,.0f} {self.unit}")
         if self.max_ratio is not None:
@@ -57,7 +63,7 @@ def cells(row: Row) -> tuple[str, ...]:
         row.name,
         f"{row.figure:,.0f} {row.unit}",
         f"{row.ceiling:,.0f} {row.ceiling_unit} ({row.ceiling_name})",
-        f"{row.ratio:.1%}",
+        row.ratio_text,
         row.goal_text,
         "met" if row.met else "MISSED",
     )

@@ -1,12 +1,21 @@
-"""The settlement figure's worker: a fresh process that settles the households it is given and reports its memory.
+"""A settlement worker for the benchmark: a process that settles the chunks it is given, as a Celery worker would.
 
-``tests/bench/settlement.py`` starts it as ``python -m tests.bench.settle_worker`` with the bench
-environment and a JSON job on stdin: ``{"warmup_ids": [...], "ids": [...], "period_end": ISO}``.
-It does what a Celery worker does before and during ``payments.tasks.settle_chunk``: sets Django up,
-imports the tasks and everything they use, connects to PostgreSQL; then it settles ``warmup_ids``
-(first-use costs: prepared caches, the ledger's first block) and, timed, ``ids`` in one
-``runs.settle_households`` call. Its memory is read at each step (RSS, PSS, USS), the peak from VmHWM.
-The last line of stdout is ``RESULT {json}``.
+``tests/bench/settlement.py`` starts one or two of these (``python -m tests.bench.settle_worker``)
+with the bench environment. Each does what a Celery worker does before its first
+``payments.tasks.settle_chunk``: sets Django up, imports the tasks and everything they use, connects
+to PostgreSQL. Then it reads jobs, one JSON line each, from stdin:
+
+- ``{"job": "warmup", "chunks": [[ids], ...], "period_end": ISO}``: settle them untimed (first-use
+  costs: prepared caches, the ledger's first block);
+- ``{"job": "settle", "chunks": ..., "period_end": ...}``: answer ``ARMED``, wait for a ``go`` line
+  (so that two workers start together), then settle the chunks timed, one
+  ``runs.settle_households(chunk)`` per chunk, as ``settle_chunk`` does per task;
+- ``{"job": "quit"}``.
+
+Each job is answered with one line ``RESULT {json}``: the tally, the time (wall, this process's
+CPU, its PostgreSQL backend's CPU), ``time.monotonic()`` at start and end (one clock for every
+process of the machine, so the parent can tell when the last of two workers finished), and the
+process's memory at that point (RSS, PSS, USS; the peak from VmHWM).
 """
 
 from __future__ import annotations
@@ -14,15 +23,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from datetime import datetime
 
 from tests.bench import procmem
 
 MARKER = "RESULT "
+ARMED = "ARMED"
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.read())
     memory = {"started": procmem.snapshot()}
 
     import django
@@ -35,30 +45,40 @@ def main() -> int:
 
     connection.ensure_connection()
     memory["idle"] = procmem.snapshot()
-    period_end = datetime.fromisoformat(job["period_end"])
-    with _log_to_file():
-        warmup = _settle(job["warmup_ids"], period_end)
-    memory["after_warmup"] = procmem.snapshot()
-
-    ids = job["ids"]
-    with _log_to_file(), _Clock() as clock:
-        began = time.monotonic()  # the same clock as the parent's sampler
-        tally = _settle(ids, period_end)
-        ended = time.monotonic()
-    memory["after_run"] = procmem.snapshot()
-    result = {
-        "warmup_tally": dict(warmup),
-        "tally": dict(tally),
-        "seconds": clock.wall,
-        "cpu_seconds": clock.cpu,
-        "backend_cpu_seconds": clock.backend_cpu,
-        "per_household_ms": clock.per_household(len(ids)),
-        "describe": clock.describe(len(ids)),
-        "monotonic": [began, ended],
-        "memory": memory,
-    }
-    print(MARKER + json.dumps(result), flush=True)
+    _answer({"memory": memory})
+    for line in sys.stdin:
+        job = json.loads(line)
+        if job["job"] == "quit":
+            break
+        period_end = datetime.fromisoformat(job["period_end"])
+        if job["job"] == "settle":
+            print(ARMED, flush=True)
+            if sys.stdin.readline().strip() != "go":
+                return 1
+        tally: Counter = Counter()
+        with _log_to_file(), _Clock() as clock:
+            began = time.monotonic()
+            for chunk in job["chunks"]:
+                tally.update(_settle(chunk, period_end))
+            ended = time.monotonic()
+        households = sum(len(chunk) for chunk in job["chunks"])
+        _answer(
+            {
+                "tally": dict(tally),
+                "households": households,
+                "seconds": clock.wall,
+                "cpu_seconds": clock.cpu,
+                "backend_cpu_seconds": clock.backend_cpu,
+                "per_household_ms": clock.per_household(households),
+                "monotonic": [began, ended],
+                "memory": procmem.snapshot(),
+            }
+        )
     return 0
+
+
+def _answer(result: dict) -> None:
+    print(MARKER + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

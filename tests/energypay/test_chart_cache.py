@@ -82,8 +82,8 @@ def test_a_second_fetch_without_a_write_is_a_cache_hit_costing_only_the_househol
     with CaptureQueriesContext(connection) as captured:
         second = chart(client)
     assert second["html"] == first["html"]
-    # Session, user, and the household with its tariff: nothing of the chart's own.
-    assert len(captured) == 3, [query["sql"] for query in captured.captured_queries]
+    # The session with its user, household and tariff, in one query: nothing of the chart's own.
+    assert len(captured) == 1, [query["sql"] for query in captured.captured_queries]
     assert not any("meters_hourlyusage" in query["sql"] for query in captured.captured_queries)
 
 
@@ -112,6 +112,17 @@ def test_a_reading_in_the_open_hour_shows_in_the_next_fetch(client, meter):
     post(meter, at(utc(2026, 11, 22, 10, 30), "103"))  # the common case: one in-order reading, one line updated
     assert version(meter.household) > before
     assert bar(chart(client), "11:00") == "0.750000"
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as requests run: statements prepared on PostgreSQL
+def test_each_request_reads_the_version_afresh_with_its_session(client, meter, settings):
+    """The household (and its usage version) comes with the session's own query, prepared or not: never kept."""
+    settings.ALARM_USAGE_WINDOW_SECONDS = 0  # alarm evaluation queued at each commit: no timer outlives the test
+    post(meter, at(utc(2026, 11, 22, 10), "100"), at(utc(2026, 11, 22, 10, 15), "101"))
+    for minute, register, eur in ((30, "103", "0.750000"), (40, "104", "1.000000"), (50, "105", "1.250000")):
+        assert bar(chart(client), "11:00") != eur  # cached now
+        post(meter, at(utc(2026, 11, 22, 10, minute), register))
+        assert bar(chart(client), "11:00") == eur
 
 
 def test_a_reading_that_opens_a_new_hour_shows_in_the_next_fetch(client, meter):

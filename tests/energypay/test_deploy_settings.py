@@ -21,8 +21,11 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from alarms.models import AlarmRule
-from meters.models import HourlyUsage, Meter
+from lib.periods import add_months, first_of_month, local_date
+from meters.models import HourlyUsage, Household, Meter
 from payments.models import PriceQuote, Settlement, SettlementLine
+from payments.statements.issuing import issue_households
+from payments.statements.models import Statement
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,11 +193,16 @@ def household_objects(household, make_meter):
     )
     SettlementLine.objects.create(settlement=settlement, usage=line, household_id=line.household_id, eur=line.cost_eur)
     rule = AlarmRule.objects.create(household=household, kind=AlarmRule.Kind.choices[0][0], threshold=Decimal("1"))
-    return {"settlement": settlement, "alarm": rule, "meter": meter}
+    # Last month's statement: the household's contract began before it.
+    Household.objects.filter(pk=household.pk).update(created_at=now - timedelta(days=400))
+    last_month = add_months(first_of_month(local_date(now, household.timezone)), -1)
+    issue_households([household.pk], last_month, now=now)
+    statement = Statement.objects.get(household=household)
+    return {"settlement": settlement, "alarm": rule, "meter": meter, "statement": statement}
 
 
 def test_every_household_page_form_carries_the_csrf_token(household_client, household_objects):
-    ids = {"settlement": household_objects["settlement"].pk, "alarm": household_objects["alarm"].pk}
+    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement")}
     checked, forms = [], 0
     for route, pattern in household_urls():
         kwargs = {}

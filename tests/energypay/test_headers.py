@@ -100,7 +100,7 @@ def test_htmx_is_told_not_to_add_inline_styles_or_evaluate_attributes(household_
 
 
 def test_no_household_page_has_inline_script_or_style(household_client, household_objects):  # noqa: F811
-    ids = {"settlement": household_objects["settlement"].pk, "alarm": household_objects["alarm"].pk}
+    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement")}
     checked = []
     for route, pattern in household_urls():
         if "<" in route.replace("<int:pk>", ""):
@@ -247,6 +247,57 @@ def test_headers_over_the_documented_total_are_a_json_431(client, db):
 def test_pages_outside_the_api_are_not_refused_for_their_headers(client, db):
     response = client.get("/login/", headers={"X-PAYMENT": "A" * (settings.API_MAX_PAYMENT_HEADER_BYTES + 4)})
     assert response.status_code == 200
+
+
+# --- The lean lane: /api/ routes served past the middleware they do not use ------------------------
+
+
+def test_the_ingest_answer_carries_the_api_headers_and_no_page_policy(client, db):
+    response = client.post(reverse("api-readings"), "{}", content_type="application/json")
+    assert response.status_code == 401  # no token: answered by the view itself, past sessions and CSRF
+    assert response["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Content-Length"] == str(len(response.content))
+    # SecurityMiddleware sits above the lane: its headers stay.
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert "Set-Cookie" not in response and "Vary" not in response
+
+
+def test_over_https_the_ingest_answer_carries_hsts(client, db, settings):
+    settings.SECURE_HSTS_SECONDS = 31_536_000
+    response = client.post(reverse("api-readings"), "{}", content_type="application/json", secure=True)
+    assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_plain_http_to_the_ingest_route_is_still_redirected_when_https_is_required(client, db, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    response = client.post(reverse("api-readings"), "{}", content_type="application/json")
+    assert response.status_code == 301 and response["Location"].startswith("https://")
+
+
+def test_the_lane_skips_the_session_and_user_middleware_for_its_routes_only(client, db, monkeypatch):
+    """Sessions, CSRF, authentication, messages and the page policy never run for ingest; they still do elsewhere."""
+    from django.contrib.sessions import middleware as sessions
+
+    seen = []
+    real = sessions.SessionMiddleware.process_request
+
+    def spying(self, request):
+        seen.append(request.path)
+        return real(self, request)
+
+    monkeypatch.setattr(sessions.SessionMiddleware, "process_request", spying)
+    client.post(reverse("api-readings"), "{}", content_type="application/json")
+    community = client.get(COMMUNITY)
+    assert seen == [COMMUNITY]
+    assert "script-src" in community["Content-Security-Policy"]  # the site's policy, from the full stack
+
+
+def test_every_lean_route_names_a_url(settings):
+    from energypay.middleware import _lean_views
+
+    assert list(_lean_views()) == [reverse(name) for name in settings.LEAN_API_ROUTES]
 
 
 # --- gunicorn.conf.py ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from energypay.accounts.lockout import account_key, client_ip
-from energypay.accounts.models import User
+from energypay.accounts.models import Session, User
 from energypay.accounts.tasks import prune_login_records
 from tests.energypay.test_deploy_settings import manage
 
@@ -264,3 +264,6 @@ def test_beat_drops_login_records_past_their_retention_and_keeps_the_rest(member
     kept = NOW + timedelta(days=settings.LOGIN_LOG_DAYS, seconds=1)
     assert list(AccessLog.objects.values_list("attempt_time", flat=True)) == [kept]
     assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == [CAFE]
+    # The first login's session expired long ago (SESSION_COOKIE_AGE); the second's is still live.
+    live = kept + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    assert list(Session.objects.values_list("expire_date", flat=True)) == [live]

@@ -24,6 +24,7 @@ PRUNE_COMMANDS = {
     "prune_ledger": "payments",
     "prune_alarm_events": "alarms",
     "prune_rejections": "energypay.ops",
+    "prune_webhooks": "energypay.webhooks",
 }
 
 
@@ -68,6 +69,7 @@ def test_each_prune_command_lives_with_its_table_and_its_help_says_what_it_keeps
         "payments.tasks.prune_ledger",
         "alarms.tasks.prune_alarm_events",
         "energypay.tasks.prune_rejections",
+        "energypay.webhooks.tasks.prune_webhooks",
     ],
 )
 def test_beat_runs_every_retention_job_once_a_day(task):
@@ -77,7 +79,7 @@ def test_beat_runs_every_retention_job_once_a_day(task):
     assert len(schedule.hour) == 1 and len(schedule.minute) == 1 and len(schedule.day_of_month) == 31
 
 
-@pytest.mark.parametrize("command", ["prune_quotes", "prune_ledger", "prune_alarm_events", "prune_rejections"])
+@pytest.mark.parametrize("command", [*PRUNE_COMMANDS])
 def test_a_retention_of_zero_days_is_refused(db, command):
     with pytest.raises(CommandError, match="at least 1"):
         call_command(command, "--days", "0")

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +46,9 @@ from django.utils.http import urlsafe_base64_encode
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alarms.models import AlarmRule
+from energypay.webhooks.delivery import deliver_due
+from energypay.webhooks.events import EVENT_TYPES
+from energypay.webhooks.models import WebhookEndpoint
 from meters.ingest import ingest_readings
 from meters.models import Household, Meter, TariffVersion
 from meters.schema import ReadingIn
@@ -54,6 +57,8 @@ from payments.broadcast import send_one
 from payments.models import CommunityPass, LedgerTransaction, PriceQuote, Settlement, Wallet
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household
+from payments.statements.issuing import issue_households
+from payments.statements.models import Statement
 from payments.wallets import open_wallet
 from tests.energypay.test_openapi import assert_conforms, funded_coin, pay, payment_header
 from tests.logins import login_with_second_factor
@@ -82,6 +87,11 @@ HOUSEHOLD_PAGES: dict[str, tuple[str, ...]] = {
     "alarm-resume": ("POST",),
     "alarm-mute": ("POST",),
     "alarm-delete": ("POST",),
+    "statement-list": ("GET",),
+    "statement-detail": ("GET",),
+    "statement-pdf": ("GET",),
+    "statement-csv": ("GET",),
+    "statement-json": ("GET",),
 }
 # Pages anyone may open: sign-in, password reset, the load balancer's health check.
 PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
@@ -180,6 +190,7 @@ class World:
     settlement: Settlement
     community_pass: CommunityPass
     rule: AlarmRule
+    statement: Statement
     ledger: LocalLedger
     tariff_version: TariffVersion
     clients: dict[str, Client] = field(default_factory=dict)
@@ -216,6 +227,8 @@ class World:
             return str(self.settlement.pk)
         if parameter == "pk" and name.startswith("alarm-"):
             return str(self.rule.pk)
+        if parameter == "pk" and (name.startswith("statement-") or name == "admin:statements_statement_pdf"):
+            return str(self.statement.pk)
         if parameter == "pk" and name == "admin:meters_tariffversion_import_prices":
             return str(self.tariff_version.pk)
         if name == "admin:view_on_site":
@@ -284,6 +297,9 @@ def build_world(make_household, make_meter, staff_user) -> World:
     rule = AlarmRule.objects.create(household=household, kind="hourly_cost", threshold=Decimal("0.100"))
     rule.record(True, Decimal("0.25"), timezone.now())
     AlarmRule.objects.create(household=other, kind="daily_cost", threshold=Decimal("5"))
+    # October's statement (the household's contract began before it), with its page, PDF, CSV and JSON.
+    Household.objects.filter(pk=household.pk).update(created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    issue_households([household.pk], date(2026, 10, 1), now=timezone.now())
     world = World(
         household=household,
         other=other,
@@ -294,6 +310,7 @@ def build_world(make_household, make_meter, staff_user) -> World:
         settlement=Settlement.objects.get(pk=result.settlement_id),
         community_pass=CommunityPass.objects.get(pk=purchase.community_pass.pk),
         rule=rule,
+        statement=Statement.objects.get(household=household),
         ledger=ledger,
         tariff_version=TariffVersion.objects.filter(tariff=household.tariff).first(),
     )
@@ -683,8 +700,13 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
         outputs[where] = content_of(response) + " " + headers
         return response
 
+    # A webhook endpoint subscribed to everything: its secret is stored to sign with, and shown nowhere.
+    endpoint = WebhookEndpoint(url="https://crm.invalid/hooks", events=sorted(EVENT_TYPES))
+    webhook_secret = endpoint.issue_secret()
+    endpoint.save()
     with raw_logs(monkeypatch) as logs, queries:
         world = build_world(make_household, make_meter, staff_user)  # ingest, settlement, a wallet pass
+        assert deliver_due()  # the alarm that fired, to a receiver that does not resolve: logged, retried
         owner, staff = persona_client(world, "owner"), persona_client(world, "staff")
 
         # A new meter token, shown once to staff by the admin action; used right away by the meter.
@@ -733,6 +755,7 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
     private = private_keys(secret_settings["WALLET_MASTER_KEY"])
     forbidden = {**secret_settings, **private}
     forbidden |= {"new meter token": token, "first meter token": world.token, "community access token": access_token}
+    forbidden["webhook secret"] = webhook_secret
     places = {
         **outputs,
         "logs": "\n".join(logs.lines),

@@ -12,12 +12,11 @@ import time_machine
 from django.apps import apps
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
-from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from energypay.accounts.models import User
+from energypay.accounts.models import Session, User
 from meters import admin as meters_admin
 from meters.ingest import ingest_readings
 from meters.models import (

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from lib.periods import HOUR, local_date
+from lib.periods import HOUR, ceil_hour, hours_between, local_date
 from meters.charts import ChartView, Period, usage_chart
 from meters.models import DynamicPrice, HourlyUsage, Meter, Tariff, TariffVersion
 
@@ -294,3 +295,102 @@ def test_hours_and_days_that_have_not_begun_have_no_bar(household):
     assert data["values"][11] is None and data["tips"][11] == ["not yet"]
     week = chart(household, "week", date(2026, 11, 23), now=utc(2026, 11, 23, 9)).data()
     assert week["values"][0] == "0" and week["values"][1:] == [None] * 6
+
+
+# --- Every bar is the sum of its lines, recomputed from the hourly rows -------------------------------------
+
+
+def recomputed(household, period: Period) -> dict[date | datetime, tuple[Decimal, Decimal, Decimal]]:
+    """(kWh, EUR, kWh waiting for a price) per bar key, from the household's lines, in Python."""
+    tz = ZoneInfo(household.timezone)
+    sums: dict = {}
+    lines = HourlyUsage.objects.filter(household=household, hour_start__gte=period.start, hour_start__lt=period.end)
+    for line in lines:
+        local = line.hour_start.astimezone(tz).date()
+        key = {"day": line.hour_start, "year": local.replace(day=1)}.get(period.range, local)
+        kwh, eur, pending = sums.get(key, (Decimal(0), Decimal(0), Decimal(0)))
+        energy = line.kind == HourlyUsage.Kind.ENERGY
+        sums[key] = (
+            kwh + (line.kwh if energy else 0),
+            eur + (line.cost_eur or 0),
+            pending + (line.kwh if line.cost_eur is None else 0),
+        )
+    return sums
+
+
+def bar_keys(period: Period) -> list[date | datetime]:
+    if period.range == "day":
+        return hours_between(ceil_hour(period.start), period.end)
+    if period.range == "year":
+        return [date(period.first.year, month, 1) for month in range(1, 13)]
+    return [period.first + timedelta(days=n) for n in range((period.stop - period.first).days)]
+
+
+@pytest.mark.parametrize("zone", ["Europe/Madrid", "Australia/Adelaide", "Asia/Kolkata", "America/St_Johns"])
+def test_every_bar_of_every_range_is_the_sum_of_its_lines_recomputed_from_the_hourly_rows(make_household, zone):
+    """Lines over 14 months, DST changes included, in zones a whole, half an hour or 9.5 hours off UTC."""
+    household = make_household(timezone=zone)
+    other = make_household(timezone=zone)
+    hour = utc(2025, 10, 1)
+    for n in range(0, 24 * 430, 7):  # every 7th hour: every local hour of the day, every weekday
+        moment = hour + n * HOUR
+        kwh = f"{(n * 37) % 1000 / 1000 + 0.001:.6f}"
+        add_line(household, moment, kwh, None if n % 11 == 0 else f"0.{100000 + n % 300000:06d}")
+        if n % 3 == 0:
+            add_standing(household, moment, "0.004167")
+        if n % 5 == 0:
+            add_line(other, moment, "50")  # another household's lines never count
+    days = [date(2026, 3, 29), date(2026, 4, 5), date(2026, 10, 4), date(2026, 10, 25), date(2026, 11, 1), TODAY]
+    views = [("day", day) for day in days] + [("week", day) for day in days]
+    views += [("month", date(2026, month, 15)) for month in (2, 3, 4, 10, 11)] + [
+        ("year", TODAY),
+        ("year", date(2025, 12, 1)),
+    ]
+    for range_, day in views:
+        result = chart(household, range_, day)
+        expected = recomputed(household, result.period)
+        keys = bar_keys(result.period)
+        assert set(expected) <= set(keys), (range_, day)  # no line falls outside the bars
+        zero = (Decimal(0), Decimal(0), Decimal(0))
+        got = [(bar.kwh, bar.eur, bar.pending_kwh) for bar in result.bars]
+        assert got == [expected.get(key, zero) for key in keys], (range_, day)
+
+
+# --- The table's rows ---------------------------------------------------------------------------------------
+
+# The loop the chart partial had before its rows were written in Python (Chart.table_rows).
+ROWS_AS_A_TEMPLATE = """
+{% for bar in chart.bars %}
+<tr{% if bar.future %} class="muted"{% endif %}><th scope="row">{{ bar.label }}</th>
+{% if bar.future %}<td class="num">\N{EN DASH}</td><td class="num">\N{EN DASH}</td><td class="num">not yet</td>
+{% else %}<td class="num">{{ bar.kwh_text }}</td><td class="num">{{ bar.rate_text }}</td>
+<td class="num">{{ bar.eur_text }}{% if bar.pending_kwh %} <span class="badge">price pending</span>{% endif %}</td>
+{% endif %}
+{% if chart.price_label %}<td class="num">{{ bar.price_text }}</td>{% endif %}</tr>
+{% endfor %}
+"""
+
+
+def without_line_breaks(html: str) -> str:
+    return "".join(line.strip() for line in html.splitlines())
+
+
+@pytest.mark.parametrize("range_", ["day", "week", "month", "year"])
+def test_the_table_rows_are_what_the_template_loop_wrote(make_household, tou_tariff, range_):
+    from django.template import engines
+
+    household = make_household(tariff=tou_tariff)
+    add_line(household, utc(2026, 11, 22, 9), "1.5")
+    add_line(household, utc(2026, 11, 22, 10), "2", None)  # price pending
+    add_standing(household, utc(2026, 11, 22, 10), "0.010000")
+    result = chart(household, range_, now=utc(2026, 11, 22, 12, 30))  # later hours and days: not yet
+    expected = engines["django"].from_string(ROWS_AS_A_TEMPLATE).render({"chart": result})
+    assert without_line_breaks(result.table_rows()) == without_line_breaks(expected)
+    assert "price pending" in expected
+    assert ("not yet" in expected) == (range_ in ("day", "month", "year"))
+
+
+def test_the_table_rows_escape_every_text(household):
+    result = chart(household)
+    result.bars[0].label = '<script>alert("x")</script>'
+    assert "<script>" not in result.table_rows() and "&lt;script&gt;" in result.table_rows()

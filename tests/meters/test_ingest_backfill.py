@@ -17,7 +17,7 @@ from tests.meters.ingestkit import accepted
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
-pytestmark = pytest.mark.time_machine(NOW, tick=False)
+pytestmark = [pytest.mark.time_machine(NOW, tick=False), pytest.mark.usefixtures("ingest_path")]
 
 
 @pytest.fixture

@@ -52,7 +52,9 @@ def post(client, make_meter):
     return send
 
 
-pytestmark_api = pytest.mark.time_machine(NOW, tick=False)
+def pytestmark_api(test):
+    """Through the API, frozen at NOW, on both ingest paths (tests/meters/conftest.py)."""
+    return pytest.mark.time_machine(NOW, tick=False)(pytest.mark.usefixtures("ingest_path")(test))
 
 
 @pytestmark_api

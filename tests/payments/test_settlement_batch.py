@@ -202,6 +202,20 @@ def test_two_workers_on_overlapping_chunks_pay_each_household_once(make_home):
     assert utility_received() == Settlement.objects.aggregate(s=Sum("satoshis"))["s"]
 
 
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_given_the_same_chunk_at_once_pay_each_household_once(make_home):
+    # Beat enqueued an hour twice (a retry, a second beat): both workers sign the same households.
+    homes = [make_home(FUNDS).pk for _ in range(8)]
+    tallies, errors = at_once(*(partial(runs.settle_households, homes, PERIOD_END) for _ in range(2)))
+    assert errors == []
+    assert sum(tallies, Counter()) == {"seen": 8, "nothing": 8}
+    assert sorted(Settlement.objects.values_list("household_id", flat=True)) == homes
+    assert SettlementLine.objects.count() == HourlyUsage.objects.filter(settled_at__isnull=False).count() == 16
+    assert utility_received() == Settlement.objects.aggregate(s=Sum("satoshis"))["s"]
+    assert not Utxo.objects.filter(state=Utxo.State.RESERVED).exists()
+
+
 def _claim_a_line(household) -> None:
     HourlyUsage.objects.filter(household=household).update(settled_at=NOW)
 

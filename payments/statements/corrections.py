@@ -1,0 +1,219 @@
+"""Corrective notes: a closed month that changed after its statement was issued gets a new document with the difference.
+
+A late reading (a true-up line for a settled hour), a price imported for an hour that had none, a
+standing charge accrued late: the ledger of a closed month can still change, and an issued
+statement never does. Beat's ``correct_statements`` (daily) compares, for the recent closed months
+(STATEMENT_RECENT_MONTHS), the ledger's exact sums of each household's month against the sums its
+documents covered (one grouped query each, per chunk of households); where they differ it composes
+the month as the ledger has it now and subtracts, line by line, what the documents issued so far
+said (payments.statements.lines.difference). Lines that changed become a corrective note in the
+corrective series (``EPR-2026-000001``): a debit note when it adds money, a credit note when it
+gives some back, referring to the month's statement. A change smaller than what the documents show
+(a few micro-euros that round to the same cents) needs no note.
+
+Exactly once: the note is inserted under the corrective series' counter lock after re-reading the
+month's documents; a concurrent corrector that got there first leaves nothing to correct, and the
+unique (household, month, revision) constraint is the backstop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from lib.money import KWH_PLACES
+from lib.periods import add_months, first_of_month, local_date
+from meters.models import HourlyUsage, Household
+from payments.figures import eur
+from payments.statements import lines as ledger
+from payments.statements.issuing import (
+    count_payments,
+    customer_snapshot,
+    issued,
+    issuer_snapshot,
+    statement_language,
+    store_lines,
+    store_payments,
+)
+from payments.statements.models import Series, Statement, StatementLine, StatementPayment
+from payments.statements.numbering import Counter as NumberCounter
+from payments.statements.paid import month_payments
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  # households whose sums are compared in one query
+
+
+def check(
+    now: datetime | None = None, *, household_ids: Iterable[int] | None = None, month: date | None = None
+) -> Counter:
+    """Issue the corrective notes the ledger calls for: of ``month`` if given, else of the recent closed months.
+
+    Returns counts: months compared, changed in the ledger, corrected (a note issued).
+    """
+    now = now or timezone.now()
+    originals = Statement.objects.filter(revision=0)
+    if month is not None:
+        originals = originals.filter(month=first_of_month(month))
+    else:
+        # Generous by a month: each household's recent months are decided by its own clock below.
+        oldest = add_months(first_of_month(now.date()), -(settings.STATEMENT_RECENT_MONTHS + 1))
+        originals = originals.filter(month__gte=oldest)
+    if household_ids is not None:
+        originals = originals.filter(household_id__in=list(household_ids))
+    periods: defaultdict[tuple, list[int]] = defaultdict(list)
+    for household_id, month_first, start, end in originals.order_by("household_id").values_list(
+        "household_id", "month", "period_start", "period_end"
+    ):
+        if end <= now:
+            periods[(month_first, start, end)].append(household_id)
+    tally: Counter = Counter()
+    for (month_first, start, end), ids in sorted(periods.items()):
+        for first in range(0, len(ids), CHUNK):
+            chunk = ids[first : first + CHUNK]
+            tally["compared"] += len(chunk)
+            for household_id in changed(chunk, month_first, start, end):
+                tally["changed"] += 1
+                try:
+                    note = correct(household_id, month_first, now=now)
+                except IntegrityError:
+                    # A concurrent corrector inserted this revision first: its note stands; the next check re-compares.
+                    log.warning("statement_correction_lost_race household=%s month=%s", household_id, month_first)
+                    note = None
+                if note is not None:
+                    tally["corrected"] += 1
+    return tally
+
+
+def changed(household_ids: list[int], month: date, start: datetime, end: datetime) -> list[int]:
+    """The households whose ledger for the month lost the exact sums their documents covered (two queries)."""
+    now_sums = {
+        row["household_id"]: (eur(row["cost"]), eur(row["tax"]), (row["kwh"] or ledger.ZERO))
+        for row in HourlyUsage.objects.filter(
+            household_id__in=household_ids, hour_start__gte=start, hour_start__lt=end, cost_eur__isnull=False
+        )
+        .values("household_id")
+        .annotate(cost=Sum("cost_eur"), tax=Sum("tax_eur"), kwh=Sum("kwh"))
+        .order_by()
+    }
+    covered = {
+        row["household_id"]: (eur(row["cost"]), eur(row["tax"]), (row["kwh"] or ledger.ZERO))
+        for row in Statement.objects.filter(household_id__in=household_ids, month=month)
+        .values("household_id")
+        .annotate(cost=Sum("ledger_cost_eur"), tax=Sum("ledger_tax_eur"), kwh=Sum("ledger_kwh"))
+        .order_by()
+    }
+    nothing = (ledger.ZERO, ledger.ZERO, ledger.ZERO)
+    return [h for h in household_ids if _rounded(now_sums.get(h, nothing)) != _rounded(covered.get(h, nothing))]
+
+
+def _rounded(sums: tuple) -> tuple:
+    cost, tax, kwh = sums
+    return cost, tax, kwh.quantize(KWH_PLACES)
+
+
+def correct(household_id: int, month: date, *, now: datetime | None = None, acting_user=None) -> Statement | None:
+    """Issue the corrective note the household's month needs now, if any; None when nothing shown has changed.
+
+    1. read the month's documents (the statement first) and compose the month from the ledger now;
+    2. subtract what the documents said; nothing visible changed: no note;
+    3. in one transaction under the corrective series' counter lock: re-read the month's last revision
+       (another corrector may have issued meanwhile: then stop, the next check re-compares), take the
+       next number, insert the note, its lines and the payments not listed before, queue its mail.
+    """
+    now = now or timezone.now()
+    month = first_of_month(month)
+    documents = list(Statement.objects.filter(household_id=household_id, month=month).order_by("revision"))
+    if not documents:
+        return None  # the statement comes first; issuing it covers everything so far
+    original, last = documents[0], documents[-1]
+    start, end = original.period_start, original.period_end
+    groups = ledger.usage_groups([household_id], start, end).get(household_id, [])
+    current = ledger.compose(groups, ledger.tariff_versions(groups))
+    before = [_draft(line) for line in StatementLine.objects.filter(statement__in=documents).order_by("pk")]
+    note = ledger.difference(current, before)
+    if not note.lines:
+        return None
+    listed = set(StatementPayment.objects.filter(statement__in=documents).values_list("settlement_id", flat=True))
+    paid = [
+        p for p in month_payments([household_id], start, end).get(household_id, []) if p.settlement_id not in listed
+    ]
+    household = Household.objects.select_related("user").get(pk=household_id)
+    series = Series.active_for(Series.Purpose.CORRECTIVE)
+    issue_date = local_date(now, settings.STATEMENT_TIME_ZONE)
+    previous_total = sum((document.total_eur for document in documents), ledger.ZERO)
+
+    with transaction.atomic(durable=True):
+        counter = NumberCounter(series, issue_date.year)
+        latest = Statement.objects.filter(household_id=household_id, month=month).aggregate(r=Max("revision"))["r"]
+        if latest != last.revision:
+            log.info(
+                "statement_correction_skipped household=%s month=%s reason=corrected_meanwhile", household_id, month
+            )
+            return None
+        (number,) = counter.take(1)
+        statement = Statement(
+            series=series,
+            year=counter.year,
+            number=number,
+            code=series.number_text(counter.year, number),
+            kind=Statement.Kind.CORRECTIVE,
+            revision=last.revision + 1,
+            corrects=original,
+            household=household,
+            month=month,
+            period_start=start,
+            period_end=end,
+            timezone=original.timezone,
+            language=statement_language(household),
+            issued_at=now,
+            issue_date=issue_date,
+            issued_by=acting_user,
+            issuer=issuer_snapshot(),
+            customer=customer_snapshot(household),
+            energy_kwh=note.energy_kwh,
+            net_eur=note.net_eur,
+            tax_eur=note.tax_eur,
+            total_eur=note.total_eur,
+            ledger_cost_eur=current.ledger_cost - sum((d.ledger_cost_eur for d in documents), ledger.ZERO),
+            ledger_tax_eur=current.ledger_tax - sum((d.ledger_tax_eur for d in documents), ledger.ZERO),
+            ledger_kwh=current.ledger_kwh - sum((d.ledger_kwh for d in documents), ledger.ZERO),
+            settled_eur=ledger.to_cent(current.settled_exact),
+        )
+        statement.unsettled_eur = previous_total + note.total_eur - statement.settled_eur
+        count_payments(statement, paid)
+        statement.save()
+        store_lines([statement], {household_id: note})
+        store_payments([statement], {household_id: paid})
+        issued([statement], acting_user=acting_user)
+    log.info(
+        "statement_corrected household=%s month=%s note=%s corrects=%s total=%s",
+        household_id,
+        f"{month:%Y-%m}",
+        statement.code,
+        original.code,
+        statement.total_eur,
+    )
+    return statement
+
+
+def _draft(line: StatementLine) -> ledger.Draft:
+    """A stored line as a draft, for the subtraction (a stored tax base is in cents, which subtracts exactly)."""
+    return ledger.Draft(
+        key=line.key,
+        kind=line.kind,
+        exact_eur=line.exact_eur,
+        amount_eur=line.amount_eur,
+        name=line.name,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        tax_rate=line.tax_rate,
+        base_exact=line.base_eur,
+    )

@@ -1,0 +1,364 @@
+"""Statements: numbered monthly documents of a household's bill, never edited or deleted.
+
+- ``Series``: a numbering series as data (``EP`` for statements, ``EPR`` for corrective notes); one
+  active series per purpose. ``SeriesCounter`` is the last number used in a series and year: the
+  issuing transaction locks it and raises it with the statements it inserts, so a rollback takes
+  its numbers back with it (a database sequence would skip them).
+- ``Statement``: one per household, local calendar month and revision: revision 0 is the month's
+  statement, 1, 2, ... its corrective notes, each carrying only the difference to what the earlier
+  ones said. The issuer and the customer are snapshotted on it; ``ledger_*`` are the exact sums of
+  the hourly ledger it covers, which the corrections job compares against the ledger later.
+- ``StatementLine``: energy per rate, standing charge, each tax, and a rounding line when the lines
+  rounded to the cent do not add up to the ledger's total rounded once.
+- ``StatementPayment``: the settlements that paid the month's hours, as they stood at issue.
+- ``StatementDelivery``: the outbox of mails (one per issue, one per staff re-send), retried until sent.
+
+Statements, lines and payments are final: ``save()`` of a stored row, ``delete()`` and a queryset's
+``update()``/``delete()`` raise ``DocumentIsFinal``, and on PostgreSQL a trigger refuses UPDATE and
+DELETE as well (migration 0002). Lock order: the series counter is the only row issuing locks.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from lib.money import fixed, format_kwh, format_rate
+from meters.models import Household
+
+
+class DocumentIsFinal(Exception):
+    """An issued statement, its lines or its payments were about to change: a correction is a new statement."""
+
+
+class FinalQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise DocumentIsFinal(f"{self.model.__name__} rows are never updated; issue a corrective note instead.")
+
+    def delete(self):
+        raise DocumentIsFinal(f"{self.model.__name__} rows are never deleted; issue a corrective note instead.")
+
+
+class Final(models.Model):
+    """Rows written once, at issue, in bulk; never changed after (pretix's invoices, STYLE 24)."""
+
+    objects = FinalQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise DocumentIsFinal(f"{type(self).__name__} {self.pk} is issued and final.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise DocumentIsFinal(f"{type(self).__name__} {self.pk} is issued and final.")
+
+
+class Series(models.Model):
+    """A numbering series: its code starts every number (``EP-2026-000123``), counted per year."""
+
+    class Purpose(models.TextChoices):
+        STATEMENT = "statement", _("Monthly statements")
+        CORRECTIVE = "corrective", _("Corrective notes")
+
+    code = models.CharField(
+        max_length=10,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Z][A-Z0-9]{0,9}$", "Capital letters and digits, starting with a letter.")],
+    )
+    purpose = models.CharField(max_length=12, choices=Purpose.choices)
+    name = models.CharField(max_length=100)
+    active = models.BooleanField(default=True, help_text="The series new documents of its purpose are numbered in.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name_plural = "series"
+        constraints = [
+            models.UniqueConstraint(fields=["purpose"], condition=Q(active=True), name="series_one_active_per_purpose")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.get_purpose_display()})"
+
+    @classmethod
+    def active_for(cls, purpose: str) -> Series:
+        """The series new documents of ``purpose`` are numbered in.
+
+        A database without any series of the purpose (one emptied by hand or by a test) gets the
+        default one the first migration creates; series that exist but are all inactive are a
+        configuration error staff must see, never guessed around.
+        """
+        try:
+            return cls.objects.get(purpose=purpose, active=True)
+        except cls.DoesNotExist:
+            if cls.objects.filter(purpose=purpose).exists():
+                raise
+        code, name = DEFAULT_SERIES[purpose]
+        series, _ = cls.objects.get_or_create(code=code, defaults={"purpose": purpose, "name": name})
+        return series
+
+    def number_text(self, year: int, number: int) -> str:
+        return f"{self.code}-{year}-{number:06d}"
+
+
+DEFAULT_SERIES = {
+    Series.Purpose.STATEMENT: ("EP", "Monthly statements"),
+    Series.Purpose.CORRECTIVE: ("EPR", "Corrective notes"),
+}
+
+
+class SeriesCounter(models.Model):
+    """The last number used in a series and year; locked and raised in the transaction that inserts statements."""
+
+    series = models.ForeignKey(Series, on_delete=models.PROTECT, related_name="counters")
+    year = models.PositiveSmallIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["series", "-year"]
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="series_counter_unique_year")]
+
+    def __str__(self) -> str:
+        return f"{self.series.code} {self.year}: {self.last_number}"
+
+
+class Statement(Final):
+    """A household's bill for one local calendar month (revision 0), or a corrective note to it (1, 2, ...)."""
+
+    class Kind(models.TextChoices):
+        STATEMENT = "statement", _("Statement")
+        CORRECTIVE = "corrective", _("Corrective note")
+
+    series = models.ForeignKey(Series, on_delete=models.PROTECT, related_name="statements")
+    year = models.PositiveSmallIntegerField(help_text="The numbering year: the issue date's.")
+    number = models.PositiveIntegerField()
+    code = models.CharField("number", max_length=32, unique=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    revision = models.PositiveSmallIntegerField(default=0, help_text="0: the statement; 1, 2, ...: corrective notes.")
+    corrects = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="corrections", help_text="The statement."
+    )
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="statements")
+    month = models.DateField(help_text="First day of the household's local calendar month.")
+    period_start = models.DateTimeField(help_text="The local month's first instant (UTC).")
+    period_end = models.DateTimeField(help_text="The next local month's first instant (UTC).")
+    timezone = models.CharField(max_length=64)
+    language = models.CharField(max_length=10)
+    currency = models.CharField(max_length=3, default="EUR")
+    issued_at = models.DateTimeField()
+    issue_date = models.DateField(help_text="In the issuer's time zone (STATEMENT_TIME_ZONE).")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    issuer = models.JSONField(help_text="Who issued it (name, tax id, address), as it was at issue.")
+    customer = models.JSONField(help_text="The household (name, address, email), as it was at issue.")
+    # What it bills (rounded to the cent; a corrective note's are differences).
+    energy_kwh = models.DecimalField(max_digits=15, decimal_places=6)
+    net_eur = models.DecimalField(max_digits=12, decimal_places=2)
+    tax_eur = models.DecimalField(max_digits=12, decimal_places=2)
+    total_eur = models.DecimalField(max_digits=12, decimal_places=2)
+    # The exact ledger sums it covers (a corrective note: the change since the documents before it).
+    ledger_cost_eur = models.DecimalField(max_digits=15, decimal_places=6)
+    ledger_tax_eur = models.DecimalField(max_digits=15, decimal_places=6)
+    ledger_kwh = models.DecimalField(max_digits=15, decimal_places=6)
+    # The month's position when it was issued: paid and unpaid add up to every document of the month so far.
+    settled_eur = models.DecimalField(max_digits=12, decimal_places=2)
+    unsettled_eur = models.DecimalField(max_digits=12, decimal_places=2)
+    settlement_count = models.PositiveIntegerField(default=0)
+    settled_satoshis = models.PositiveBigIntegerField(default=0)
+    # The wallet at the end of the month (statements only).
+    balance_at = models.DateTimeField(null=True, blank=True)
+    balance_satoshis = models.BigIntegerField(null=True, blank=True)
+    balance_eur = models.DecimalField(max_digits=15, decimal_places=2, null=True, blank=True)
+    balance_bsv_eur = models.DecimalField(
+        "BSV/EUR of the balance", max_digits=18, decimal_places=8, null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["-issued_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["series", "year", "number"], name="statement_unique_number"),
+            # Exactly once per household, month and revision: the claim every issuer's insert relies on.
+            models.UniqueConstraint(fields=["household", "month", "revision"], name="statement_once_per_month"),
+            models.CheckConstraint(
+                condition=Q(kind="statement", revision=0, corrects__isnull=True)
+                | Q(kind="corrective", revision__gt=0, corrects__isnull=False),
+                name="statement_kind_matches_revision",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["month", "kind"], name="statement_month_kind"),
+            models.Index(fields=["household", "-month", "-revision"], name="statement_household"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def is_credit(self) -> bool:
+        """A corrective note that gives money back (its total is negative)."""
+        return self.kind == self.Kind.CORRECTIVE and self.total_eur < 0
+
+    @property
+    def title(self) -> str:
+        if self.kind == self.Kind.STATEMENT:
+            return str(_("Statement"))
+        return str(_("Credit note")) if self.is_credit else str(_("Debit note"))
+
+    @property
+    def file_stem(self) -> str:
+        return f"statement-{self.code}"
+
+
+class StatementLine(Final):
+    """One line of a statement: energy at a rate, the standing charge, a tax, or the rounding."""
+
+    class Kind(models.TextChoices):
+        ENERGY = "energy", _("Energy")
+        STANDING = "standing", _("Standing charge")
+        TAX = "tax", _("Tax")
+        ROUNDING = "rounding", _("Rounding")
+
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    # What the line is about, stable across a month's documents, so a corrective note differs by key:
+    # energy:<tariff version>:<rate>, standing:<tariff version>, tax:<rate or rule>, rounding.
+    key = models.CharField(max_length=64)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(max_length=100, blank=True, help_text="A tax's name; other lines render from their kind.")
+    quantity = models.DecimalField(max_digits=15, decimal_places=6, null=True, blank=True, help_text="kWh or days.")
+    unit_price = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="EUR/kWh or EUR/day; none for hourly prices."
+    )
+    tax_rate = models.DecimalField(max_digits=16, decimal_places=12, null=True, blank=True)
+    base_eur = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    exact_eur = models.DecimalField(max_digits=15, decimal_places=6, help_text="The ledger's sum, unrounded.")
+    amount_eur = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["statement", "position"]
+        constraints = [models.UniqueConstraint(fields=["statement", "position"], name="statement_line_position")]
+
+    def __str__(self) -> str:
+        return f"{self.statement_id} #{self.position} {self.key}: {self.amount_eur}"
+
+    @property
+    def label(self) -> str:
+        """What the line is, in the reader's language (rendered where shown, from the kind and the figures)."""
+        if self.kind == self.Kind.ENERGY:
+            if self.unit_price is None:
+                return str(_("Energy at hourly prices"))
+            return str(_("Energy at %(rate)s") % {"rate": format_rate(self.unit_price)})
+        if self.kind == self.Kind.STANDING:
+            return str(_("Standing charge"))
+        if self.kind == self.Kind.TAX:
+            return self.name or str(_("Tax at %(percent)s%%") % {"percent": f"{self.tax_percent:f}"})
+        return str(_("Rounding to the cent"))
+
+    @property
+    def unit(self) -> str:
+        return {self.Kind.ENERGY: "kWh", self.Kind.STANDING: "days"}.get(self.kind, "")
+
+    @property
+    def quantity_text(self) -> str:
+        """ "123.456 kWh", "30 days"; nothing for taxes and rounding (rendered where shown)."""
+        if self.quantity is None or self.kind not in (self.Kind.ENERGY, self.Kind.STANDING):
+            return ""
+        if self.kind == self.Kind.ENERGY:
+            return format_kwh(self.quantity, 3)
+        days = self.quantity.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP).normalize()
+        return ngettext("%(days)s day", "%(days)s days", 1 if days == 1 else 2) % {"days": f"{days:f}"}
+
+    @property
+    def price_text(self) -> str:
+        """ "EUR 0.2400/kWh", "EUR 0.3500/day", "21%" (rendered where shown)."""
+        if self.kind == self.Kind.ENERGY:
+            return format_rate(self.unit_price) if self.unit_price is not None else str(_("hourly prices"))
+        if self.kind == self.Kind.STANDING and self.unit_price is not None:
+            return str(_("EUR %(price)s/day") % {"price": fixed(self.unit_price, 4)})
+        if self.kind == self.Kind.TAX and self.tax_rate is not None:
+            return f"{self.tax_percent:f}%"
+        return ""
+
+    @property
+    def tax_percent(self) -> Decimal | None:
+        return None if self.tax_rate is None else (self.tax_rate * 100).normalize()
+
+
+class StatementPayment(Final):
+    """A settlement that paid hours of the statement's month: its share of them, as at issue."""
+
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="payments")
+    settlement = models.ForeignKey("payments.Settlement", on_delete=models.PROTECT, related_name="+")
+    txid = models.CharField(max_length=64)
+    paid_at = models.DateTimeField()
+    eur = models.DecimalField(max_digits=15, decimal_places=6, help_text="What it paid for the month's hours.")
+    satoshis = models.PositiveBigIntegerField(help_text="Its satoshis for those hours.")
+
+    class Meta:
+        ordering = ["statement", "paid_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["statement", "settlement"], name="statement_payment_once")]
+
+    def __str__(self) -> str:
+        return f"{self.statement_id}: {self.txid} {self.eur} EUR"
+
+
+class StatementDeliveryQuerySet(models.QuerySet):
+    def due(self, now) -> StatementDeliveryQuerySet:
+        """Deliveries waiting to be mailed whose next attempt is now or past (the partial index serves this)."""
+        return self.filter(sent_at__isnull=True, next_attempt_at__isnull=False, next_attempt_at__lte=now)
+
+
+class StatementDelivery(models.Model):
+    """A statement mailed to its household: one when issued, one more each time staff re-send it (an outbox)."""
+
+    class Reason(models.TextChoices):
+        ISSUED = "issued", "Issued"
+        RESENT = "resent", "Re-sent by staff"
+
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="deliveries")
+    to = models.CharField(max_length=254, blank=True, help_text="The household's address when it was queued.")
+    reason = models.CharField(max_length=10, choices=Reason.choices, default=Reason.ISSUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The outbox: due while sent_at is null and next_attempt_at is set and past.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    skip_reason = models.CharField(max_length=100, blank=True, help_text="Why it is not mailed (no address).")
+
+    objects = StatementDeliveryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "statement deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(sent_at__isnull=True, next_attempt_at__isnull=False),
+                name="statement_delivery_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.statement_id} to {self.to or '(no address)'}: {self.state}"
+
+    @property
+    def state(self) -> str:
+        if self.sent_at:
+            return "sent"
+        if self.skip_reason:
+            return "not sent"
+        return "retrying" if self.attempts else "pending"
