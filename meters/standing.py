@@ -12,13 +12,14 @@ import logging
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, Exists, F, OuterRef, QuerySet, Subquery, When
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from lib.money import tax_of
 from lib.periods import HOUR, floor_hour, local_date
 from meters.models import HourlyUsage, Household, StandingMark, Tariff, TariffAssignment
 from meters.pricing import TariffSchedule, TaxSchedule
+from meters.usage import accrue_standing
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ def accrue_standing_charges(now: datetime) -> int:
     Steps, per hour after the mark (``StandingMark``), each in its own transaction:
     1. claim the hour: a conditional UPDATE moves the mark past it (a run that lost the race waits
        for the winner's commit, finds the mark moved and goes on from there: nothing twice);
-    2. group the households under contract at that hour by what prices its standing line: the
-       tariff assigned then, the time zone (the local day's 23, 24 or 25 hours) and the tax region;
+    2. group the households whose current tariff covers the hour by what prices its standing line:
+       the tariff, the time zone (the local day's 23, 24 or 25 hours) and the tax region (the few
+       whose tariff changed since that hour are priced one by one from their assignments);
     3. per group, price the line once (meters/pricing.py), raise the usage version of the
        households that lack it (their rows first: the lock order), and insert their lines in one
        INSERT ... SELECT; the unique constraint skips any that ingest wrote meanwhile.
@@ -55,36 +57,38 @@ def accrue_standing_charges(now: datetime) -> int:
     return written
 
 
-def under_contract(hour: datetime) -> QuerySet[Household]:
-    """Households under contract at ``hour``, annotated with the tariff assigned to it (``tariff_at``)."""
-    assigned = TariffAssignment.objects.filter(household=OuterRef("pk"), valid_from__lte=hour).order_by("-valid_from")
-    tariff_at = Case(
-        # The usual case needs no subquery: the current tariff covers the hour.
-        When(tariff_since__lte=hour, tariff_until__isnull=True, then=F("tariff_id")),
-        When(tariff_since__lte=hour, tariff_until__gt=hour, then=F("tariff_id")),
-        default=Subquery(assigned.values("tariff_id")[:1]),
-        output_field=BigIntegerField(),
-    )
-    households = Household.objects.filter(tariff_since__isnull=False).order_by()
-    return households.annotate(tariff_at=tariff_at).filter(tariff_at__isnull=False)
+def on_current_tariff(hour: datetime) -> QuerySet[Household]:
+    """Households whose current tariff covers ``hour``: all of them under contract, in the usual hour.
+
+    Plain column conditions, so the planner estimates them well (an expression over assignments
+    made it expect fifty households where there were ten thousand, and pick a nested loop).
+    """
+    covers = Q(tariff_since__lte=hour) & (Q(tariff_until__isnull=True) | Q(tariff_until__gt=hour))
+    return Household.objects.filter(covers).order_by()
 
 
 def _accrue_hour(hour: datetime) -> int:
-    households = under_contract(hour)
-    groups = list(households.values_list("tariff_at", "timezone", "region").distinct().order_by())
+    households = on_current_tariff(hour)
+    groups = list(households.values_list("tariff_id", "timezone", "region").distinct())
     tariffs = Tariff.objects.in_bulk({tariff_id for tariff_id, _, _ in groups})
     written = 0
+    already = HourlyUsage.objects.filter(household=OuterRef("pk"), kind=HourlyUsage.Kind.STANDING, hour_start=hour)
     for tariff_id, tz_name, region in groups:
         tariff = tariffs[tariff_id]
         version, share = TariffSchedule(tariff, tz_name, hour, hour + HOUR).standing_charge(hour)
         if not share:
             continue
         tax_rate = TaxSchedule(tariff, region).rate(HourlyUsage.Kind.STANDING, local_date(hour, tz_name))
-        already = HourlyUsage.objects.filter(household=OuterRef("pk"), kind=HourlyUsage.Kind.STANDING, hour_start=hour)
-        missing = households.filter(tariff_at=tariff_id, timezone=tz_name, region=region).exclude(Exists(already))
+        missing = households.filter(tariff_id=tariff_id, timezone=tz_name, region=region).exclude(Exists(already))
         if not Household.objects.filter(pk__in=missing.values("pk")).update(usage_version=F("usage_version") + 1):
             continue
         written += _insert_lines(missing, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
+    # Households under contract whose current tariff does not cover the hour (a run catching up on
+    # hours before a tariff change): few, and priced one by one from their assignments.
+    started = TariffAssignment.objects.filter(household=OuterRef("pk"), valid_from__lte=hour)
+    others = Household.objects.filter(Q(tariff_since__gt=hour) | Q(tariff_until__lte=hour)).order_by("pk")
+    for household in others.filter(Exists(started)).exclude(Exists(already)).select_related("tariff"):
+        written += accrue_standing(household, hour, hour + HOUR)
     return written
 
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from lib.periods import local_date
-from meters.contracts import first_hour_of, start_contract
+from meters.contracts import advance_tariffs, assign_tariff, first_hour_of, start_contract
 from meters.models import HourlyUsage, Household
 from meters.standing import accrue_standing_charges
 from meters.tasks import accrue_standing
@@ -105,6 +105,26 @@ def test_a_contract_starting_in_the_past_accrues_its_hours_up_to_the_job_at_once
 
     assert total(standing(household)) == Decimal("3.36")
     assert accrue_standing_charges(WEEK_END + timedelta(minutes=3)) == 0
+
+
+def test_a_run_catching_up_across_a_tariff_change_prices_each_hour_by_the_tariff_assigned_then(silent):
+    """The job was down over midnight, when the household moved to a dearer standing charge."""
+    dearer = flat("Flat 0.72 a day", "0.20", standing="0.72")
+    switch = first_hour_of(date(2026, 11, 10), MADRID)
+    assign_tariff(silent.pk, dearer, switch, now=switch - timedelta(days=1))
+    mark(switch - timedelta(hours=2))
+    run_at = switch + timedelta(hours=2, minutes=2)
+    advance_tariffs(run_at)  # as the task does first: the household's current tariff is now the dearer one
+
+    accrue_standing_charges(run_at)
+
+    lines = [line for line in standing(silent) if line.hour_start >= switch - timedelta(hours=2)]
+    assert [(line.hour_start - switch, line.cost_eur) for line in lines] == [
+        (timedelta(hours=-2), Decimal("0.020000")),
+        (timedelta(hours=-1), Decimal("0.020000")),
+        (timedelta(0), Decimal("0.030000")),
+        (timedelta(hours=1), Decimal("0.030000")),
+    ]
 
 
 def test_only_households_that_got_a_line_see_their_usage_version_raised(silent, make_meter, make_household):
