@@ -206,6 +206,7 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
         + f". PostgreSQL round trip {floor['select_1_ms']:.3f} ms, a one-row write transaction "
         f"(BEGIN, UPDATE, COMMIT) {floor['write_transaction_ms']:.3f} ms; BIP32 key derivation alone "
         f"{len(jobs) / derivation_seconds:,.0f} keys/s.",
+        _on_paper(one),
         f"Settlement worker memory (a fresh process: Django set up, payments.tasks imported, connected; "
         f"then {warmup} households to warm up, then the rounds): {memory['text']}.",
         *problems,
@@ -545,6 +546,27 @@ def _settle(household_ids: list[int], period_end) -> Counter:
     from payments import runs
 
     return runs.settle_households(household_ids, period_end)
+
+
+def _on_paper(one: dict) -> str:
+    """N workers, from the one-worker rounds' CPU per household: what more workers and cores would do."""
+    per = one["per_household_ms"]
+    worker, database = per["python_cpu"], per["postgres_cpu"]
+    if database is None:
+        return "Settlement on paper: PostgreSQL's CPU was not readable, so N workers are not projected."
+    both = worker + database
+    return (
+        f"Settlement on paper, N workers: a household costs a worker {worker:.3f} ms of CPU (the local "
+        f"ledger's checks included, which on testnet or mainnet the network does) and PostgreSQL "
+        f"{database:.3f} ms (one-worker rounds above). A worker takes turns with its PostgreSQL backend, "
+        f"so it keeps about one core busy; chunks share nothing but the tables (each locks only its own "
+        f"wallets and meters), so N workers add up until the cores run out: on C cores that also run "
+        f"PostgreSQL, about C / {both:.3f} ms = {1000 / both:,.0f} x C households/s ({2000 / both:,.0f} on "
+        f"this machine's 2); with PostgreSQL on a host of its own, {1000 / worker:,.0f} households/s per "
+        f"worker core and {1000 / database:,.0f} per database core, so 10 million households in an hour "
+        f"(2,778/s) take {2778 * worker / 1000:.1f} worker cores and {2778 * database / 1000:.1f} database "
+        f"cores (fsync, WAL and vacuum not counted)."
+    )
 
 
 class _Worker:
