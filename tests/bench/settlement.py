@@ -10,8 +10,9 @@
    ``settle_chunk`` task does. ``--households`` households for each figure, in ``ROUNDS`` rounds that
    alternate (one worker, two workers, one, two...) so that load from other processes weighs on both:
    - one worker: every chunk of the round in one process;
-   - two workers: the round's chunks dealt out in turn to two processes that start together (what a
-     broker's queue does with equal chunks); the round lasts until the second one finishes.
+   - two workers: two processes that start together, each taking the round's next chunk when it is
+     free (what a broker's queue does for workers that take one task at a time); the round lasts
+     until the second one finishes.
    Each household signs a payment, and the local ledger verifies and records it.
    Memory of the first worker, beside the same process idle: peak RSS (VmHWM), RSS sampled every
    50 ms from here during its first round alone, PSS and USS after it.
@@ -691,24 +692,42 @@ def _measure(warmup_ids: list[list[int]], one_ids: list[int], two_ids: list[int]
 
 
 def _round(crew: list[_Worker], ids: list[int], period_end) -> dict:
-    """Settle ``ids`` with the workers of ``crew``, chunks dealt out in turn; they start together."""
+    """Settle ``ids`` with the workers of ``crew``, started together; each takes the next chunk when it is free."""
+    import select
+
     from payments import runs
+    from tests.bench.settle_worker import DONE, NEXT
 
     chunks = list(runs.chunks(ids))
-    for n, worker in enumerate(crew):
-        worker.send({"job": "settle", "chunks": chunks[n :: len(crew)], "period_end": period_end.isoformat()})
+    for worker in crew:
+        worker.send({"job": "settle", "period_end": period_end.isoformat()})
     for worker in crew:
         worker.answer(expect="ARMED")
     for worker in crew:
         worker.send("go")
-    answers = [worker.answer() for worker in crew]
-    began = min(answer["monotonic"][0] for answer in answers)
-    ended = max(answer["monotonic"][1] for answer in answers)
+    answers, waiting = {}, {worker.process.stdout: worker for worker in crew}
+    while waiting:
+        ready, _, _ = select.select(list(waiting), [], [], WORKER_TIMEOUT)
+        if not ready:
+            raise RuntimeError(f"settlement workers {[w.name for w in waiting.values()]} stopped answering")
+        for stream in ready:
+            worker = waiting[stream]
+            line = stream.readline()
+            if line.strip() == NEXT:
+                worker.send(json.dumps(chunks.pop(0)) if chunks else DONE)
+            elif line.startswith(worker.marker):
+                answers[worker.name] = json.loads(line.removeprefix(worker.marker))
+                del waiting[stream]
+            elif not line:
+                raise RuntimeError(f"settlement worker {worker.name} exited during a round")
+    results = [answers[worker.name] for worker in crew]
+    began = min(answer["monotonic"][0] for answer in results)
+    ended = max(answer["monotonic"][1] for answer in results)
     return {
         "households": len(ids),
         "seconds": ended - began,
         "per_second": len(ids) / (ended - began),
-        "workers": answers,
+        "workers": results,
     }
 
 
