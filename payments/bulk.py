@@ -16,6 +16,7 @@ and foreign keys are checked by the database as for any INSERT.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from functools import cache
 
@@ -25,6 +26,7 @@ from django.db.models import F, Lookup
 from django.utils import timezone
 
 _NOW = object()  # stands for timezone.now(), taken once per insert
+_PLAIN = re.compile(r"[0-9A-Za-z_]+")  # texts an array literal takes as they are
 
 
 def insert(
@@ -162,4 +164,6 @@ class _Among(Lookup):
             return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*params, *values]
         if all(type(value) is int for value in values):
             return f"{lhs} = ANY(%s::bigint[])", [*params, "{" + ",".join(map(str, values)) + "}"]
+        if all(_PLAIN.fullmatch(value) for value in values):  # txids: nothing to quote in an array literal
+            return f"{lhs} = ANY(%s::text[])", [*params, "{" + ",".join(values) + "}"]
         return f"{lhs} = ANY(%s)", [*params, [str(value) for value in values]]

@@ -75,9 +75,13 @@ def household_public(index: int) -> tuple[str, str]:
 
 
 @cache
-def _household_chain_parts() -> tuple[bytes, bytes, int]:
-    """What every household key's derivation reads from the chain key: chain code, public key, secret."""
-    chain = _household_chain()
+def _chain_parts(payload: bytes) -> tuple[bytes, bytes, int]:
+    """What every child derivation reads from an extended key: chain code, public key, secret.
+
+    Keyed by the extended key's bytes, so a new WALLET_MASTER_KEY (whose chain is derived anew once
+    the caches above are cleared) is never answered with the old key's parts.
+    """
+    chain = Xprv(payload)
     return chain.chain_code, chain.public_key().serialize(), chain.private_key().int()
 
 
@@ -90,7 +94,7 @@ def household_key(index: int) -> PrivateKey:
     """
     if not 0 <= index < 0x80000000:
         raise ValueError(f"{index} is not a non-hardened child index")
-    chain_code, public, secret = _household_chain_parts()
+    chain_code, public, secret = _chain_parts(_household_chain().payload)
     digest = hmac.new(chain_code, public + index.to_bytes(4, "big"), sha512).digest()
     return PrivateKey((secret + int.from_bytes(digest[:32], "big")) % curve.n, network=address_network())
 

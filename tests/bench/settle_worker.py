@@ -7,9 +7,11 @@ to PostgreSQL. Then it reads jobs, one JSON line each, from stdin:
 
 - ``{"job": "warmup", "chunks": [[ids], ...], "period_end": ISO}``: settle them untimed (first-use
   costs: prepared caches, the ledger's first block);
-- ``{"job": "settle", "chunks": ..., "period_end": ...}``: answer ``ARMED``, wait for a ``go`` line
-  (so that two workers start together), then settle the chunks timed, one
-  ``runs.settle_households(chunk)`` per chunk, as ``settle_chunk`` does per task;
+- ``{"job": "settle", "period_end": ...}``: answer ``ARMED``, wait for a ``go`` line (so that two
+  workers start together), then, timed, ask for a chunk (``NEXT``), settle it with
+  ``runs.settle_households(chunk)`` as ``settle_chunk`` does per task, and ask again until the answer
+  is ``done``: the parent deals the chunks out as a broker's queue does to workers that take one
+  task at a time (``CELERY_WORKER_PREFETCH_MULTIPLIER = 1``);
 - ``{"job": "quit"}``.
 
 Each job is answered with one line ``RESULT {json}``: the tally, the time (wall, this process's
@@ -30,6 +32,8 @@ from tests.bench import procmem
 
 MARKER = "RESULT "
 ARMED = "ARMED"
+NEXT = "NEXT"
+DONE = "done"
 
 
 def main() -> int:
@@ -56,12 +60,13 @@ def main() -> int:
             if sys.stdin.readline().strip() != "go":
                 return 1
         tally: Counter = Counter()
+        households = 0
         with _log_to_file(), _Clock() as clock:
             began = time.monotonic()
-            for chunk in job["chunks"]:
+            for chunk in _chunks(job):
                 tally.update(_settle(chunk, period_end))
+                households += len(chunk)
             ended = time.monotonic()
-        households = sum(len(chunk) for chunk in job["chunks"])
         _answer(
             {
                 "tally": dict(tally),
@@ -75,6 +80,19 @@ def main() -> int:
             }
         )
     return 0
+
+
+def _chunks(job: dict):
+    """A warm-up's chunks, or the parent's answers to NEXT until it says done."""
+    if job["job"] == "warmup":
+        yield from job["chunks"]
+        return
+    while True:
+        print(NEXT, flush=True)
+        line = sys.stdin.readline().strip()
+        if line in (DONE, ""):
+            return
+        yield json.loads(line)
 
 
 def _answer(result: dict) -> None:

@@ -123,6 +123,13 @@ def test_among_selects_what_in_selects(db):
         LedgerTransaction.objects.filter(bulk.among("txid", {"t4", "t1", "nope"})).values_list("txid", flat=True)
     ) == ["t1", "t4"]
     assert not LedgerTransaction.objects.filter(bulk.among("pk", [])).exists()
+    # Texts an array literal would have to quote are sent as an array parameter instead.
+    odd = bulk.insert(LedgerTransaction, FIELDS, transactions('a "quoted", {braced} one'), ids=True)
+    assert list(
+        LedgerTransaction.objects.filter(bulk.among("txid", ['a "quoted", {braced} one', "t2"]))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    ) == [ids[1], *odd]
     assert LedgerTransaction.objects.filter(bulk.among("pk", ids[:2])).update(fee=7) == 2
 
 
