@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from datetime import datetime
 
 import psycopg
@@ -91,15 +92,28 @@ def ingest(token: str, valid: list[tuple[int, Checked]], rejected: list[dict], n
 def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     """A Django cursor over a psycopg cursor that binds parameters on the server, without a health check.
 
-    Server-side binding lets psycopg prepare the statement after its first runs (no parsing or
-    planning per request), where Django's default cursor sends it as text each time. The statement
+    Server-side binding lets psycopg prepare the statement once per connection (no parsing or planning
+    per request), where Django's default cursor sends it as text each time. The statement
     is its own health check: CONN_HEALTH_CHECKS's ``SELECT 1`` before it would be a second round trip
     per request, so it is skipped, and asked for again (``health_check_done``) when the statement fails.
     """
     db.ensure_connection()
     db.validate_thread_sharing()
     with db.wrap_database_errors:
-        raw = psycopg.Cursor(db.connection)
+        if db.connection.prepare_threshold is None:
+            # Django creates its connections with psycopg's preparing off. A threshold no count reaches
+            # turns it on only for statements run with prepare=True, as this cursor runs them; Django's
+            # own cursors bind on the client and never prepare either way.
+            db.connection.prepare_threshold = sys.maxsize
+        raw = _PreparedCursor(db.connection)
     cursor = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
     db.health_check_done = True
     return cursor
+
+
+class _PreparedCursor(psycopg.Cursor):
+    """A cursor that prepares what it runs, once per connection (Django's cursor wrapper passes no
+    ``prepare`` to ``execute``)."""
+
+    def execute(self, query, params=None, *, prepare=True, binary=None):
+        return super().execute(query, params, prepare=prepare, binary=binary)

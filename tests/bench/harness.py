@@ -149,6 +149,25 @@ def busy_cpu(seconds: float = 1.0) -> float:
     return 1 - (idle_after - idle_before) / total if total else 0.0
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """pid -> user and system CPU seconds used so far (/proc/<pid>/stat), for those still running."""
+    used = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def backend_pids() -> list[int]:
+    """The PostgreSQL backends serving the bench database, but this process's own."""
+    with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (DB_NAME,)
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -8,6 +8,10 @@
    a copy of the readings table (its columns, indexes, constraints and foreign keys), in 1,000-row
    COPYs each committed, with as many processes (goal 35%).
 3. SQL statements and Redis commands per request, counted in-process with the Django test client.
+4. CPU per request or per 1,000 readings: the gunicorn workers, their PostgreSQL backends and the
+   clients (wrk, the batch and COPY processes), read from /proc around each measured round. Other
+   processes on the machine slow every figure but barely move these: on a busy machine their ratio
+   says what the throughput ratio would be on free cores (a note, not a goal).
 
 Figure and ceiling alternate in ``--rounds`` rounds, so load from other processes on the machine
 weighs on both alike; each figure is the total over its rounds.
@@ -21,6 +25,7 @@ import io
 import json
 import multiprocessing
 import pstats
+import resource
 import statistics
 import tempfile
 import time
@@ -32,7 +37,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-from tests.bench.harness import DATABASE_URL, OUTPUT_DIR, gunicorn, wrk
+from tests.bench.harness import DATABASE_URL, OUTPUT_DIR, backend_pids, cpu_seconds, gunicorn_server, wrk
+from tests.bench.procmem import children
 from tests.bench.report import Row, say
 
 SINGLE_GOAL = 0.35
@@ -75,10 +81,10 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
     with tempfile.NamedTemporaryFile("w", suffix=".tokens") as tokens_file:
         tokens_file.write("\n".join(token for _, token in single_meters) + "\n")
         tokens_file.flush()
-        with gunicorn(options.workers, options.worker_class) as base_url:
+        with gunicorn_server(options.workers, options.worker_class) as (base_url, server):
             meter_ids = [meter_id for meter_id, _ in single_meters]
-            single = _single_readings(base_url, tokens_file.name, meter_ids, start_epoch, options)
-            batch = _batches(base_url, batch_meters, start_epoch, options)
+            single = _single_readings(base_url, server.pid, tokens_file.name, meter_ids, start_epoch, options)
+            batch = _batches(base_url, server.pid, batch_meters, start_epoch, options)
     say("queries per request (in-process, Django test client)")
     queries = _count_queries(probe_token, start_epoch)
     if options.profile:
@@ -114,6 +120,7 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
         f"Ingest, latency p50: single-reading ingest {single['ingest']['latency_p50_ms']:.1f} ms beside the "
         f"bare view's {single['bare_view']['latency_p50_ms']:.1f} ms "
         f"({options.ingest_connections} connections, {options.workers} {options.worker_class} workers).",
+        _cpu_note(single, batch),
     ]
     data = {
         "notes": notes,
@@ -200,9 +207,17 @@ class _Endpoint:
     """One URL under wrk load, measured in rounds; each round carries on where the last stopped."""
 
     def __init__(
-        self, base_url: str, path: str, tokens_path: str, meter_ids: list[int], start_epoch: int, connections: int
+        self,
+        base_url: str,
+        server_pid: int,
+        path: str,
+        tokens_path: str,
+        meter_ids: list[int],
+        start_epoch: int,
+        connections: int,
     ) -> None:
         self.url, self.path, self.tokens_path, self.meter_ids = base_url + path, path, tokens_path, meter_ids
+        self.server_pid = server_pid
         self.start_epoch, self.connections = start_epoch, connections
         self.counted = path != "/bench/bare"
         self.next_step = 0
@@ -211,7 +226,11 @@ class _Endpoint:
 
     def load(self, seconds: float, *, measured: bool = True) -> None:
         args = [self.path, str(self.start_epoch), str(self.next_step), self.tokens_path]
-        result = wrk(self.url, LUA_SCRIPT, args, seconds=seconds, connections=self.connections)
+        workers, backends = children(self.server_pid), backend_pids()
+        with _Cpu(workers + backends) as cpu:
+            result = wrk(self.url, LUA_SCRIPT, args, seconds=seconds, connections=self.connections)
+        result["cpu_seconds"] = cpu.seconds
+        result["cpu_seconds_by_part"] = cpu.by_part({"gunicorn": workers, "postgres": backends})
         if self.counted:
             # Requests in flight when wrk stops may still be stored: counting rows, not answers,
             # reports readings that really were accepted.
@@ -241,16 +260,27 @@ class _Endpoint:
         if self.counted:
             summary["accepted"] = sum(r["accepted"] for r in self.rounds)
             summary["accepted_per_second"] = summary["accepted"] / seconds
+        done = summary.get("accepted", requests)
+        summary["cpu_us_per_request"] = 1e6 * sum(r["cpu_seconds"] for r in self.rounds) / done if done else None
+        summary["cpu_us_per_request_by_part"] = {
+            part: round(1e6 * sum(r["cpu_seconds_by_part"][part] for r in self.rounds) / done) if done else None
+            for part in self.rounds[0]["cpu_seconds_by_part"]
+        }
         return summary
 
 
 def _single_readings(
-    base_url: str, tokens_path: str, meter_ids: list[int], start_epoch: int, options: argparse.Namespace
+    base_url: str,
+    server_pid: int,
+    tokens_path: str,
+    meter_ids: list[int],
+    start_epoch: int,
+    options: argparse.Namespace,
 ) -> dict:
     """Bare view and ingest, alternated round by round so a change in background load hits both."""
     connections = options.ingest_connections
-    bare = _Endpoint(base_url, "/bench/bare", tokens_path, meter_ids, start_epoch, connections)
-    ingest = _Endpoint(base_url, "/api/v1/readings", tokens_path, meter_ids, start_epoch, connections)
+    bare = _Endpoint(base_url, server_pid, "/bench/bare", tokens_path, meter_ids, start_epoch, connections)
+    ingest = _Endpoint(base_url, server_pid, "/api/v1/readings", tokens_path, meter_ids, start_epoch, connections)
     per_round = options.seconds / options.rounds
     say(
         f"single readings: wrk, {options.ingest_connections} connections, {options.warmup:g} s warm-up each, "
@@ -302,7 +332,9 @@ def _check_single(result: dict) -> None:
 # --- Batches over HTTP, and the same rows by COPY -------------------------------------------------
 
 
-def _batches(base_url: str, meters: list[tuple[int, str]], start_epoch: int, options: argparse.Namespace) -> dict:
+def _batches(
+    base_url: str, server_pid: int, meters: list[tuple[int, str]], start_epoch: int, options: argparse.Namespace
+) -> dict:
     """Rounds of HTTP batches, each followed by COPY of exactly the rows it posted."""
     processes = options.ingest_processes
     cursors = [0] * processes  # next batch of each process's plan
@@ -320,7 +352,9 @@ def _batches(base_url: str, meters: list[tuple[int, str]], start_epoch: int, opt
             (url, [(meters[m][1], n) for m, n in _plan(p, processes, cursor, warmup + BATCH_MAX)], start_epoch)
             for p, cursor in enumerate(cursors)
         ]
-        http = _run_processes(_post_batches, [(*a, warmup, per_round) for a in args])
+        http = _run_processes(
+            _post_batches, [(*a, warmup, per_round) for a in args], lambda: children(server_pid) + backend_pids()
+        )
         args = [
             (
                 [(meters[m][0], n) for m, n in _plan(p, processes, cursor, warmup + report["batches"])],
@@ -329,7 +363,7 @@ def _batches(base_url: str, meters: list[tuple[int, str]], start_epoch: int, opt
             )
             for p, (cursor, report) in enumerate(zip(cursors, http, strict=True))
         ]
-        copy = _run_processes(_copy_batches, args)
+        copy = _run_processes(_copy_batches, args, list)  # each COPY process measures its own backend
         cursors = [cursor + warmup + report["batches"] for cursor, report in zip(cursors, http, strict=True)]
         http_rounds.append(_summarize(http))
         copy_rounds.append(_summarize(copy))
@@ -370,9 +404,14 @@ def _create_copy_table() -> None:
             connection.execute(f"ALTER TABLE {COPY_TABLE} ADD {definition}")
 
 
-def _run_processes(target: Callable[..., dict], args_per_process: list[tuple]) -> list[dict]:
+def _run_processes(
+    target: Callable[..., dict], args_per_process: list[tuple], serving: Callable[[], list[int]]
+) -> list[dict]:
     """``target(*args, barrier)`` in one process per args tuple, in lockstep: each builds its data, waits,
-    warms up, waits, then runs the measured phase; return their reports in the order of the args."""
+    warms up, waits, then runs the measured phase; return their reports in the order of the args.
+
+    The first report carries ``serving_cpu``: the CPU seconds the ``serving`` processes (gunicorn's
+    workers, PostgreSQL backends) used while the clients were measured."""
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(len(args_per_process) + 1)
     results = context.Queue()
@@ -388,7 +427,9 @@ def _run_processes(target: Callable[..., dict], args_per_process: list[tuple]) -
     try:
         barrier.wait(timeout=120)  # data built
         barrier.wait(timeout=120)  # warmed up: the clock starts
-        reports = sorted((results.get(timeout=300) for _ in processes), key=lambda report: report["index"])
+        with _Cpu(serving(), children=False) as cpu:
+            reports = sorted((results.get(timeout=300) for _ in processes), key=lambda report: report["index"])
+        reports[0]["serving_cpu"] = cpu.seconds
     finally:
         for process in processes:
             process.join(timeout=10)
@@ -413,6 +454,7 @@ def _reporting(index: int, target: Callable[..., dict], args: tuple, barrier, re
 def _summarize(reports: list[dict]) -> dict:
     started = min(report["started"] for report in reports)
     return {
+        "cpu_seconds": reports[0].get("serving_cpu", 0) + sum(report["cpu"] for report in reports),
         "seconds": max(report["ended"] for report in reports) - started,
         "readings": sum(report["readings"] for report in reports),
         "batches": [report["batches"] for report in reports],
@@ -425,6 +467,7 @@ def _total(rounds: list[dict]) -> dict:
     seconds = sum(r["seconds"] for r in rounds)
     readings = sum(r["readings"] for r in rounds)
     return {
+        "cpu_ms_per_1000": 1e6 * sum(r["cpu_seconds"] for r in rounds) / readings if readings else None,
         "seconds": seconds,
         "readings": readings,
         "readings_per_second": readings / seconds,
@@ -453,7 +496,7 @@ def _post_batches(
     barrier.wait()
     warmup_failures = [error for token, body in bodies[:warmup] if (error := post(token, body))]
     barrier.wait()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     deadline = started + seconds
     batches = readings = failures = 0
     sample = warmup_failures[0] if warmup_failures else None
@@ -470,6 +513,7 @@ def _post_batches(
     return {
         "started": started,
         "ended": time.monotonic(),
+        "cpu": time.process_time() - cpu,
         "batches": batches,
         "readings": readings,
         "failures": failures + len(warmup_failures),
@@ -495,13 +539,60 @@ def _copy_batches(plan: list[tuple[int, int]], start_epoch: int, warmup: int, ba
         barrier.wait()
         for text in texts[:warmup]:
             copy(text)
+        backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
         barrier.wait()
-        started = time.monotonic()
+        started, cpu, backend_cpu = time.monotonic(), time.process_time(), cpu_seconds([backend]).get(backend, 0)
         for text in texts[warmup:]:
             copy(text)
         ended = time.monotonic()
+        cpu = time.process_time() - cpu + cpu_seconds([backend]).get(backend, 0) - backend_cpu
     batches = len(texts) - warmup
-    return {"started": started, "ended": ended, "batches": batches, "readings": batches * BATCH_SIZE}
+    return {"started": started, "ended": ended, "cpu": cpu, "batches": batches, "readings": batches * BATCH_SIZE}
+
+
+class _Cpu:
+    """CPU seconds ``pids`` use while the block runs, plus (``children``) that of child processes it waits
+    for (wrk): what one round costs the machine, whichever process spends it."""
+
+    def __init__(self, pids: list[int], *, children: bool = True) -> None:
+        self.pids, self.children = pids, children
+
+    def __enter__(self) -> _Cpu:
+        self._began = cpu_seconds(self.pids), self._reaped()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        began, reaped = self._began
+        ended = cpu_seconds(self.pids)
+        # A process that ended meanwhile is left out (its last seconds are unknown): measure those from inside.
+        self.used = {pid: ended[pid] - began[pid] for pid in began.keys() & ended.keys()}
+        self.reaped = self._reaped() - reaped
+        self.seconds = sum(self.used.values()) + self.reaped
+
+    def by_part(self, parts: dict[str, list[int]]) -> dict[str, float]:
+        """The seconds split by named groups of pids, and the waited-for children (the clients)."""
+        return {name: sum(self.used.get(pid, 0) for pid in pids) for name, pids in parts.items()} | {
+            "clients": self.reaped
+        }
+
+    def _reaped(self) -> float:
+        if not self.children:
+            return 0.0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_note(single: dict, batch: dict) -> str:
+    bare, ingest = single["bare_view"]["cpu_us_per_request"], single["ingest"]["cpu_us_per_request"]
+    http, copy = batch["ingest"]["cpu_ms_per_1000"], batch["copy"]["cpu_ms_per_1000"]
+    if not (bare and ingest and http and copy):
+        return "Ingest, CPU per request: not measured (/proc unreadable)."
+    return (
+        f"Ingest, CPU of gunicorn's workers, PostgreSQL and the clients: bare view {bare:,.0f} us a request, "
+        f"single-reading ingest {ingest:,.0f} us a reading (ratio {bare / ingest:.1%}); 1,000-reading batches "
+        f"{http:.1f} ms per 1,000 readings, COPY {copy:.1f} ms (ratio {copy / http:.1%}): the throughput "
+        "ratios if the CPU were the only limit and no other process used it."
+    )
 
 
 # --- In-process: queries and profile --------------------------------------------------------------
