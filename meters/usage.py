@@ -108,7 +108,7 @@ def _update_lines(lines: list[HourlyUsage]) -> None:
     # The hour lets PostgreSQL touch only that hour's partition (meters/partitions.py); the household
     # routes it to one shard of a database distributed by household.
     table = HourlyUsage._meta.db_table
-    now = timezone.now()
+    now, hour = timezone.now(), connection.ops.adapt_datetimefield_value  # SQLite stores naive UTC text
     with connection.cursor() as cursor:
         cursor.executemany(
             f"UPDATE {table} SET kwh = %s, tariff_version_id = %s, rate = %s, cost_eur = %s, tax_eur = %s, "  # noqa: S608
@@ -122,7 +122,7 @@ def _update_lines(lines: list[HourlyUsage]) -> None:
                     line.tax_eur,
                     now,
                     line.pk,
-                    line.hour_start,
+                    hour(line.hour_start),
                     line.household_id,
                 )
                 for line in lines
