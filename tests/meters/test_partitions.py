@@ -211,6 +211,22 @@ def test_week_or_day_partitions_fill_only_what_month_partitions_leave_uncovered(
     ]
 
 
+@pytest.mark.django_db
+def test_beat_runs_the_job_hourly_and_it_reports_what_it_did(settings):
+    from meters.tasks import ensure_partitions
+
+    entry = settings.CELERY_BEAT_SCHEDULE["ensure-partitions"]
+    with time_machine.travel(NOW, tick=False):
+        report = ensure_partitions.apply().get()
+
+    assert entry["task"] == "meters.tasks.ensure_partitions"
+    assert report["failed"] == []
+    if connection.vendor == "postgresql":
+        assert "meters_reading_p20310501" in report["created"]
+    else:
+        assert report["created"] == []
+
+
 @postgres_only
 @pytest.mark.django_db
 def test_the_command_creates_ahead_and_says_what_it_did(settings):
