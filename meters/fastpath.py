@@ -97,6 +97,10 @@ def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     is its own health check: CONN_HEALTH_CHECKS's ``SELECT 1`` before it would be a second round trip
     per request, so it is skipped, and asked for again (``health_check_done``) when the statement fails.
     """
+    if db.queries_logged:
+        # Query logging (DEBUG, a test's query capture) records each statement's text, which a statement
+        # bound on the server never has: there the plain cursor runs it as text, recorded like any other.
+        return db.cursor()
     db.ensure_connection()
     db.validate_thread_sharing()
     with db.wrap_database_errors:
@@ -106,7 +110,7 @@ def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
             # own cursors bind on the client and never prepare either way.
             db.connection.prepare_threshold = sys.maxsize
         raw = _PreparedCursor(db.connection)
-    cursor = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+    cursor = db.make_cursor(raw)
     db.health_check_done = True
     return cursor
 
