@@ -372,6 +372,8 @@ HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 180, minimum=60)  # seconds
 HEALTH_SIGNED_MAX_AGE = env_int("HEALTH_SIGNED_MAX_AGE", 300, minimum=60)  # seconds a settlement may stay signed
 HEALTH_CACHE_SECONDS = env_int("HEALTH_CACHE_SECONDS", 30, minimum=0)  # how long the network's answer is reused
 HEALTH_TIMEOUT_SECONDS = env_int("HEALTH_TIMEOUT_SECONDS", 2, minimum=1)  # per check: query, broker connection
+# The status page (not /healthz) fails the settlement backlog while households owe more than this in all.
+STATUS_ARREARS_MAX_EUR = env_decimal("STATUS_ARREARS_MAX_EUR", Decimal("100"))
 
 # --- Celery ---
 # The default broker keeps messages in files under var/: web, worker and beat on one machine

@@ -2,11 +2,13 @@
 
 Every figure is one set-based query, whatever the number of meters or households; each section
 runs under a statement timeout on PostgreSQL and shows "unavailable" instead of failing the page:
-- ingest rates: readings by ``received_at`` (a BRIN index on PostgreSQL, ops migration 0002);
+- ingest rates: readings the API received, by ``received_at`` (a BRIN index on PostgreSQL, ops migration
+  0002; readings a trusted caller fed in have none);
 - rejected readings by reason: the hourly counters ingest keeps (energypay/ops/rejections.py);
 - silent meters: active meters not heard from for an hour, a day (or never);
 - settlements by state: created in the last hour and day, and how many wait in each pending state;
-- households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts first;
+- households in arrears (payments/figures.py: the admin's, dashboard's and alarms' figure), the largest debts
+  first; over ``STATUS_ARREARS_MAX_EUR`` in all, the settlement backlog check fails on this page;
 - webhooks: each active endpoint's state (disabled after days of failures: the staff notice; failing) and backlog.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.contrib import admin
 from django.db import DatabaseError
 from django.db.models import Count, F, Min, OuterRef, Q, Subquery, Sum
@@ -29,6 +32,7 @@ from energypay.health import all_ok, run_checks, time_limited
 from energypay.ops.models import RejectionCount
 from energypay.ops.rejections import REASONS
 from energypay.webhooks.models import WebhookDelivery, WebhookEndpoint
+from lib.money import format_money
 from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Meter, Reading
 from payments import figures
@@ -44,6 +48,7 @@ T = TypeVar("T")
 
 
 def ingest_rates(now: datetime) -> dict[str, Any]:
+    """Readings the ingest API received (a history fed in by seed_demo or staff has no ``received_at``)."""
     counts = Reading.objects.filter(received_at__gte=now - HOUR, received_at__lte=now).aggregate(
         hour=Count("pk"), five_minutes=Count("pk", filter=Q(received_at__gte=now - FIVE_MINUTES))
     )
@@ -164,10 +169,29 @@ def _details(check: dict[str, Any]) -> str:
     return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in check.items() if key != "ok")
 
 
+def judge_arrears(checks: dict[str, dict[str, Any]], owing: dict[str, Any] | None) -> None:
+    """The status page's verdict on the settlement backlog also weighs what households owe.
+
+    Over ``STATUS_ARREARS_MAX_EUR`` in all, the backlog is not ok here: money is not arriving. /healthz
+    counts the households but leaves them out of its verdict: it says whether the system works, and an
+    alert that fires for as long as a few households cannot pay would hide the next real failure.
+    """
+    backlog = checks.get("settlement_backlog")
+    if backlog is None or owing is None:
+        return
+    limit = settings.STATUS_ARREARS_MAX_EUR
+    backlog["households_in_arrears"] = owing["households"]
+    backlog["arrears"] = f"{format_money(owing['eur'], 'EUR')} (at most {format_money(limit, 'EUR')})"
+    if owing["eur"] > limit:
+        backlog["ok"] = False
+
+
 def status_page(request: HttpRequest) -> HttpResponse:
     """Staff only: energypay/urls.py wraps it in admin.site.admin_view."""
     now = timezone.now()
     checks = run_checks(now)
+    owing = _section("arrears", lambda: arrears(now))
+    judge_arrears(checks, owing)
     context = {
         **admin.site.each_context(request),
         "title": "System status",
@@ -178,7 +202,7 @@ def status_page(request: HttpRequest) -> HttpResponse:
         "rejections": _section("rejections", lambda: rejections(now)),
         "silent": _section("silent", lambda: silent_meters(now)),
         "settlements": _section("settlements", lambda: settlements_by_state(now)),
-        "arrears": _section("arrears", lambda: arrears(now)),
+        "arrears": owing,
         "webhooks": _section("webhooks", lambda: webhooks(now)),
     }
     return TemplateResponse(request, "admin/status.html", context)

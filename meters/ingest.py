@@ -94,7 +94,7 @@ def ingest_locked(
         before = _stored_window(meter, candidates[0][0], candidates[-1][0])
         after = _judge(meter, before, candidates, outcome)
         if len(after) > len(before):
-            _store(meter, before, after, now)
+            _store(meter, before, after, now, received_at=None if trusted else now)
             if meter.last_reading_at is None or after[-1][0] >= meter.last_reading_at:
                 # The window reaches the meter's latest reading: remember the last two.
                 previous = after[-2] if len(after) > 1 else (None, None)
@@ -269,10 +269,12 @@ def _over_max_power(meter: Meter, start: Point, end: Point, new: Point) -> dict 
     return {"power": f"{power:.3f}", "where": where, "maximum": f"{meter.max_power_kw.normalize():f}"}
 
 
-def _store(meter: Meter, before: list[Point], after: list[Point], now: datetime) -> None:
+def _store(
+    meter: Meter, before: list[Point], after: list[Point], now: datetime, *, received_at: datetime | None
+) -> None:
     stored = {timestamp for timestamp, _ in before}
     new = [(timestamp, kwh) for timestamp, kwh in after if timestamp not in stored]
-    _insert_readings(meter, new, now)
+    _insert_readings(meter, new, received_at)
     _record_dips(meter, dips(before), dips(after))
     record_energy(
         meter,
@@ -300,7 +302,8 @@ def _record_dips(meter: Meter, before: dict, after: dict) -> None:
         log.warning("meter_dips meter=%s %s", meter.pk, ",".join(sorted(event.kind for event in events)))
 
 
-def _insert_readings(meter: Meter, points: list[Point], now: datetime) -> None:
+def _insert_readings(meter: Meter, points: list[Point], received_at: datetime | None) -> None:
+    """Store judged readings; ``received_at`` is the API's clock, None for a trusted caller's (Reading)."""
     if connection.vendor == "postgresql" and len(points) >= _COPY_FROM:
         # COPY costs a quarter of what the ORM's INSERT does for a batch (building 1,000 model
         # objects and SQL text); the readings were judged under the meter lock, and the unique
@@ -308,7 +311,8 @@ def _insert_readings(meter: Meter, points: list[Point], now: datetime) -> None:
         # times and plain decimals need no escaping, and psycopg's write_row() per row cost three
         # times as much.
         columns = "meter_id, household_id, timestamp, energy_kwh, received_at"
-        prefix, suffix = f"{meter.pk}\t{meter.household_id}\t", f"\t{now.isoformat()}\n"
+        received = received_at.isoformat() if received_at else "\\N"  # COPY's NULL
+        prefix, suffix = f"{meter.pk}\t{meter.household_id}\t", f"\t{received}\n"
         text = "".join(f"{prefix}{timestamp.isoformat()}\t{kwh:f}{suffix}" for timestamp, kwh in points)
         with (
             connection.cursor() as cursor,
@@ -317,7 +321,13 @@ def _insert_readings(meter: Meter, points: list[Point], now: datetime) -> None:
             copy.write(text)
     else:
         Reading.objects.bulk_create(
-            Reading(meter=meter, household_id=meter.household_id, timestamp=timestamp, energy_kwh=kwh, received_at=now)
+            Reading(
+                meter=meter,
+                household_id=meter.household_id,
+                timestamp=timestamp,
+                energy_kwh=kwh,
+                received_at=received_at,
+            )
             for timestamp, kwh in points
         )
 

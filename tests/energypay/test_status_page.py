@@ -13,7 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from energypay import health, status
 from energypay.ops.models import RejectionCount
+from meters.ingest import ingest_readings
 from meters.models import Meter, Reading
+from meters.schema import parse_items
 from payments.models import Settlement
 from tests.energypay.opskit import NOW, open_line, quote, settlement, tick
 
@@ -93,6 +95,26 @@ def test_ingest_rates_count_readings_by_when_they_arrived(staff_client, meter_an
     assert "Last hour 5 0.0" in shown  # 5 / 3600 s, to 2 places
 
 
+def test_ingest_rates_count_only_what_the_api_received_not_a_seeded_history(staff_client, client, meter_and_token):
+    meter, token = meter_and_token
+    history = [(NOW - timedelta(minutes=m), Decimal(100 - m) / 10) for m in (50, 40, 30, 20)]
+    items = [{"timestamp": at.isoformat(), "energy_kwh": str(kwh)} for at, kwh in history]
+    ingest_readings(meter.pk, parse_items(items)[0], NOW)  # what seed_demo and staff do: trusted, no API
+    assert Reading.objects.filter(meter=meter).count() == 4
+    assert "Last hour 0 0.0" in section(staff_client.get(URL), "ingest")
+
+    answer = client.post(
+        "/api/v1/readings",
+        {"timestamp": (NOW - timedelta(minutes=5)).isoformat(), "energy_kwh": "10"},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    shown = section(staff_client.get(URL), "ingest")
+    assert "Last 5 minutes 1 0.0" in shown
+    assert "Last hour 1 0.0" in shown
+
+
 def test_rejections_are_shown_by_reason_for_this_hour_and_the_day(staff_client, db):
     RejectionCount.add(HOUR, {"future": 4, "malformed": 1})
     RejectionCount.add(HOUR - timedelta(hours=5), {"future": 10, "conflict": 2})
@@ -151,6 +173,23 @@ def test_households_in_arrears_are_listed_largest_debt_first(staff_client, make_
     assert f"{large.name} EUR 1.50 2026-11-22 05:00 UTC {small.name} EUR 0.25 2026-11-22 07:00 UTC" in shown
     assert paying.name not in shown
     assert "Total: 2 households EUR 1.75" in shown
+
+
+@pytest.mark.parametrize(("owed", "verdict"), [("99.99", "ok"), ("115.00", "fail")])
+def test_the_settlement_backlog_fails_here_while_arrears_exceed_the_limit_but_not_healthz(
+    staff_client, client, make_household, settings, owed, verdict
+):
+    settings.STATUS_ARREARS_MAX_EUR = Decimal("100")
+    tick(NOW)
+    quote(NOW)
+    open_line(make_household(), HOUR - timedelta(hours=4), "40.00")
+    open_line(make_household(), HOUR - timedelta(hours=3), str(Decimal(owed) - 40))
+    shown = section(staff_client.get(URL), "checks")
+    assert f"settlement_backlog {verdict} " in shown
+    assert f"households in arrears: 2, arrears: EUR {owed} (at most EUR 100.00)" in shown
+    # A load balancer reading /healthz must not take the web out of service for what households owe.
+    health.memo.clear()
+    assert client.get("/healthz").json()["checks"]["settlement_backlog"]["ok"] is True
 
 
 def test_the_page_costs_the_same_few_queries_however_many_households_owe(staff_client, make_household):

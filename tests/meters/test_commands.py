@@ -25,6 +25,7 @@ from meters.bands import parse_bands
 from meters.ingest import ingest_readings
 from meters.load_profile import SLOT, LoadProfile, floor_slot
 from meters.management.commands.simulate_meters import Command as SimulateMeters
+from meters.management.commands.simulate_meters import TokenFile
 from meters.models import HourlyUsage, Household, Meter, Reading, Tariff, TariffVersion
 from meters.schema import ReadingIn
 
@@ -79,6 +80,11 @@ def forward_to_django(request) -> tuple[int, dict, str]:
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _simulator_tokens_in_tmp(settings, tmp_path):
+    settings.VAR_DIR = tmp_path  # the simulator keeps its tokens there, not in the checkout's var/
 
 
 @pytest.fixture
@@ -295,6 +301,36 @@ def test_simulate_meters_once_posts_the_backlog_since_seed_demo_to_a_live_server
 
 @pytest.mark.django_db
 @responses.activate
+def test_simulate_meters_reuses_its_kept_tokens_and_rotates_them_only_when_told(make_meter, tmp_path, waits):
+    meter, _ = make_meter()
+    responses.add_callback(responses.POST, FAKE_ENDPOINT, callback=forward_to_django)
+
+    _, err = run("simulate_meters", "--url", FAKE_URL, "--once")
+    assert f"Issued new tokens for 1 meter ({meter.serial}); their previous tokens no longer work" in err
+    kept = tmp_path / "simulator-tokens.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    meter.refresh_from_db()
+    first_hash = meter.token_hash
+
+    out, err = run("simulate_meters", "--url", FAKE_URL, "--once")
+    assert "Issued new tokens" not in err and f"Reusing the tokens kept in {kept} for 1 meter" in err
+    meter.refresh_from_db()
+    assert meter.token_hash == first_hash  # the meter's token still works: nothing rotated silently
+    assert "0 rejected" in out and "HTTP 401" not in out
+
+    run("issue_meter_token", meter.serial)  # staff gave the meter a new token: the kept one is dead
+    _, err = run("simulate_meters", "--url", FAKE_URL, "--once")
+    assert f"Issued new tokens for 1 meter ({meter.serial})" in err
+
+    meter.refresh_from_db()
+    before = meter.token_hash
+    _, err = run("simulate_meters", "--url", FAKE_URL, "--once", "--rotate-tokens")
+    meter.refresh_from_db()
+    assert meter.token_hash != before and "Issued new tokens for 1 meter" in err
+
+
+@pytest.mark.django_db
+@responses.activate
 def test_simulate_meters_waits_out_a_429_and_then_delivers_every_reading(make_meter, waits):
     meter, _ = make_meter()
     start = floor_slot(timezone.now()) - timedelta(hours=1)
@@ -316,12 +352,14 @@ def test_simulate_meters_waits_out_a_429_and_then_delivers_every_reading(make_me
 
 @pytest.mark.django_db
 @responses.activate
-def test_simulate_meters_keeps_the_backlog_while_the_server_is_down_and_sends_it_next_round(make_meter, waits):
+def test_simulate_meters_keeps_the_backlog_while_the_server_is_down_and_sends_it_next_round(
+    make_meter, waits, tmp_path
+):
     meter, _ = make_meter()
     give_reading(meter, floor_slot(timezone.now()) - timedelta(hours=1), "50.000")
     command = SimulateMeters(stdout=io.StringIO(), stderr=io.StringIO())
     command.connect(FAKE_URL)
-    fleet = command.start(command.select_meters([meter.serial]))
+    fleet = command.start(command.select_meters([meter.serial]), TokenFile(tmp_path / "tokens.json"), rotate=False)
     responses.add(responses.POST, FAKE_ENDPOINT, body=requests.ConnectionError("connection refused"))
 
     down = command.run_round(fleet, timezone.now())

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import requests
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
@@ -80,17 +84,41 @@ class Command(BaseCommand):
         parser.add_argument(
             "--serial", action="append", dest="serials", metavar="SERIAL", help="Only this meter (repeatable)."
         )
+        parser.add_argument(
+            "--token-file",
+            type=Path,
+            help="Where the simulator keeps its meters' tokens between runs (default: var/simulator-tokens.json).",
+        )
+        parser.add_argument(
+            "--rotate-tokens", action="store_true", help="Issue every meter a new token even if a kept one works."
+        )
 
-    def handle(self, *args, url: str, interval: float, once: bool, serials: list[str] | None, **options) -> None:
+    def handle(
+        self,
+        *args,
+        url: str,
+        interval: float,
+        once: bool,
+        serials: list[str] | None,
+        token_file: Path | None,
+        rotate_tokens: bool,
+        **options,
+    ) -> None:
         """Steps:
-        1. pick the active meters (all, or the --serial ones) and issue each a fresh token;
+        1. pick the active meters (all, or the --serial ones); reuse each one's token kept from an earlier
+           run while it still works, else issue a new one (saying so: the meter's old token stops working);
         2. each round, queue every meter's readings since its last one and post them in batches;
         3. keep what could not be delivered (rate limit, server down) for the next round.
         """
         if interval <= 0:
             raise CommandError("--interval must be a positive number of seconds.")
         self.connect(url)
-        fleet = self.start(self.select_meters(serials))
+        tokens = TokenFile(token_file or Path(settings.VAR_DIR) / "simulator-tokens.json")
+        fleet = self.start(self.select_meters(serials), tokens, rotate=rotate_tokens)
+        self.stdout.write(
+            f"Posting readings of {_count(len(fleet), 'meter')} to {self.endpoint} now, then every {interval:g} s"
+            + (" (once)." if once else "; Ctrl-C stops.")
+        )
         number = 0
         try:
             while True:
@@ -122,23 +150,40 @@ class Command(BaseCommand):
             raise CommandError("There are no active meters to simulate; run manage.py seed_demo first.")
         return meters
 
-    def start(self, meters: list[Meter]) -> list[SimulatedMeter]:
-        """Issue fresh tokens (only their hashes are stored, so the old ones cannot be reused)."""
-        fleet = [
-            SimulatedMeter(
-                serial=meter.serial,
-                token=meter.issue_token(),
-                profile=LoadProfile(profile_index(meter), meter.household.timezone),
-                last_at=meter.last_reading_at,
-                last_kwh=meter.last_register_kwh,
+    def start(self, meters: list[Meter], tokens: TokenFile, *, rotate: bool) -> list[SimulatedMeter]:
+        """Each meter's token: the one kept from an earlier run while its hash still matches, or a new one.
+
+        Only a token's hash is stored, so a new token is the only way to get one, and it ends the
+        meter's previous token: never done silently.
+        """
+        kept = {} if rotate else tokens.load()
+        fleet, issued = [], []
+        for meter in meters:
+            token = kept.get(meter.serial)
+            if token is None or Meter.token_hash_of(token) != meter.token_hash:
+                token = meter.issue_token()
+                issued.append(meter.serial)
+            fleet.append(
+                SimulatedMeter(
+                    serial=meter.serial,
+                    token=token,
+                    profile=LoadProfile(profile_index(meter), meter.household.timezone),
+                    last_at=meter.last_reading_at,
+                    last_kwh=meter.last_register_kwh,
+                )
             )
-            for meter in meters
-        ]
-        names = ", ".join(meter.serial for meter in fleet[:5]) + (", ..." if len(fleet) > 5 else "")
-        self.stderr.write(
-            f"Issued new tokens for {_count(len(fleet), 'meter')} ({names}); their previous tokens no longer work.",
-            style_func=self.style.WARNING,
-        )
+        tokens.save({**kept, **{meter.serial: meter.token for meter in fleet}})
+        if len(issued) < len(fleet):
+            self.stderr.write(
+                f"Reusing the tokens kept in {tokens.path} for {_count(len(fleet) - len(issued), 'meter')}."
+            )
+        if issued:
+            names = ", ".join(issued[:5]) + (", ..." if len(issued) > 5 else "")
+            self.stderr.write(
+                f"Issued new tokens for {_count(len(issued), 'meter')} ({names}); their previous tokens no longer "
+                f"work. Kept in {tokens.path} for the next run.",
+                style_func=self.style.WARNING,
+            )
         return fleet
 
     def run_round(self, fleet: list[SimulatedMeter], now: datetime) -> RoundReport:
@@ -214,6 +259,31 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(line))
         else:
             self.stdout.write(line)
+
+
+class TokenFile:
+    """The simulator's meter tokens between runs: a JSON object of serial -> token, readable by its owner only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, str]:
+        try:
+            kept = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # none yet, or unreadable: new tokens, said out loud
+        if not isinstance(kept, dict):
+            return {}
+        return {serial: token for serial, token in kept.items() if isinstance(token, str)}
+
+    def save(self, tokens: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".new")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(tokens, file, indent=1, sort_keys=True)
+        os.chmod(partial, 0o600)  # also when the file was left by an earlier run with other modes
+        partial.replace(self.path)
 
 
 def _count(number: int, noun: str) -> str:
