@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from lib.money import tax_of
@@ -67,8 +67,28 @@ def on_current_tariff(hour: datetime) -> QuerySet[Household]:
     return Household.objects.filter(covers).order_by()
 
 
-def _accrue_hour(hour: datetime) -> int:
+def accrue_new_contracts(household_ids: list[int], until: datetime) -> int:
+    """The standing lines of contracts just started before the job's mark, set-based; how many were written.
+
+    For many households at once (bulk onboarding, energypay/onboarding/importing.py), where
+    ``contracts.start_contract`` accrues one household at a time. The caller holds the mark's lock
+    (``until`` is its ``accrued_until``), so the job and this leave no hour between them; the new
+    households have one assignment each, so their current tariff prices every hour since it began.
+    """
+    among = Household.objects.filter(pk__in=household_ids)
+    first = among.aggregate(first=Min("tariff_since"))["first"]
+    written = 0
+    hour = first
+    while hour is not None and hour < until:
+        written += _accrue_hour(hour, among=household_ids)
+        hour += HOUR
+    return written
+
+
+def _accrue_hour(hour: datetime, *, among: list[int] | None = None) -> int:
     households = on_current_tariff(hour)
+    if among is not None:
+        households = households.filter(pk__in=among)
     groups = list(households.values_list("tariff_id", "timezone", "region").distinct())
     tariffs = Tariff.objects.in_bulk({tariff_id for tariff_id, _, _ in groups})
     written = 0
@@ -83,6 +103,8 @@ def _accrue_hour(hour: datetime) -> int:
         if not Household.objects.filter(pk__in=missing.values("pk")).update(usage_version=F("usage_version") + 1):
             continue
         written += _insert_lines(missing, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
+    if among is not None:
+        return written  # new contracts: their current tariff is their only one
     # Households under contract whose current tariff does not cover the hour (a run catching up on
     # hours before a tariff change): few, and priced one by one from their assignments.
     started = TariffAssignment.objects.filter(household=OuterRef("pk"), valid_from__lte=hour)
