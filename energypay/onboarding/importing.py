@@ -139,4 +139,3 @@ def _meters(plan: Plan, households: dict[str, Household]) -> list[Meter]:
             meter.installed_at = row.installed_at
         meters.append(meter)
     return Meter.objects.bulk_create(meters, batch_size=BATCH)
-
