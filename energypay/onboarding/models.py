@@ -26,6 +26,8 @@ class ImportBatch(models.Model):
         ordering = ["-created_at"]
         verbose_name = "household import"
         verbose_name_plural = "household imports"
+        # The staff settings and connections page (energypay/connections.py) has no model of its own.
+        permissions = [("view_connections", "Can see the settings and connections page and test connections")]
 
     def __str__(self) -> str:
         return f"import #{self.pk}: {self.households} households, {self.meters} meters"
