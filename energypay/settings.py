@@ -85,6 +85,8 @@ INSTALLED_APPS = [
     "energypay",
     "energypay.ops",
     "energypay.webhooks",
+    "energypay.onboarding",
+    "import_export",
     "auditlog",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -366,6 +368,12 @@ WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 48, minimum=24)  # a delive
 WEBHOOK_DISABLE_AFTER_DAYS = env_int("WEBHOOK_DISABLE_AFTER_DAYS", 5, minimum=1)  # of nothing but failures
 WEBHOOK_ROTATION_GRACE_HOURS = env_int("WEBHOOK_ROTATION_GRACE_HOURS", 24, minimum=1)  # the old secret signs too
 WEBHOOK_METER_SILENT_HOURS = env_int("WEBHOOK_METER_SILENT_HOURS", 6, minimum=1)  # meter.silent after this long
+
+# --- Bulk onboarding: households and meters imported from CSV/XLSX in the admin (energypay/onboarding/) ---
+ONBOARDING_MAX_ROWS = env_int("ONBOARDING_MAX_ROWS", 10_000, minimum=1)  # rows in one file; more: refused
+ONBOARDING_MAX_BYTES = env_int("ONBOARDING_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)  # an upload larger: refused
+# How long after an import its staff member may download the meter tokens (once); later, tokens are issued per meter.
+ONBOARDING_TOKEN_DOWNLOAD_MINUTES = env_int("ONBOARDING_TOKEN_DOWNLOAD_MINUTES", 60, minimum=1)
 
 # --- Operations: /healthz and the staff status page (energypay/health.py, energypay/status.py) ---
 HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 180, minimum=60)  # seconds since beat's last heartbeat tick

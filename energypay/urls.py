@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from energypay import health, status, views
+from energypay import connections, health, status, views
 from energypay.accounts.views import PasswordResetConfirmView
 from meters import api as meters_api
 from payments import x402
@@ -38,6 +38,12 @@ urlpatterns = [
     path("", include("alarms.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("admin/status/", admin.site.admin_view(status.status_page), name="admin-status"),
+    path("admin/settings/", admin.site.admin_view(connections.settings_page), name="admin-settings"),
+    path(
+        "admin/settings/test/<slug:name>/",
+        admin.site.admin_view(connections.test_connection),
+        name="admin-settings-test",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/readings", meters_api.readings, name="api-readings"),
     path("api/v1/community", x402.community, name="api-community"),

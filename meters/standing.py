@@ -67,6 +67,38 @@ def on_current_tariff(hour: datetime) -> QuerySet[Household]:
     return Household.objects.filter(covers).order_by()
 
 
+def accrue_new_contracts(household_ids: list[int], until: datetime) -> int:
+    """The standing lines of contracts just started before the job's mark, set-based; how many were written.
+
+    For many new households at once (bulk onboarding, energypay/onboarding/importing.py), where
+    ``contracts.start_contract`` accrues one household at a time. The caller holds the mark's lock
+    (``until`` is its ``accrued_until``), so the job and this leave no hour between them. New
+    households have one assignment each and no line yet: their usage version is raised once, and
+    each hour of each group (tariff, time zone, tax region, start) is priced once and written in
+    one INSERT ... SELECT.
+    """
+    among = Household.objects.filter(pk__in=household_ids).order_by()
+    groups = list(among.values_list("tariff_id", "timezone", "region", "tariff_since").distinct())
+    groups = [group for group in groups if group[3] is not None and group[3] < until]
+    if not groups:
+        return 0
+    Household.objects.filter(pk__in=household_ids).update(usage_version=F("usage_version") + 1)
+    tariffs = Tariff.objects.in_bulk({group[0] for group in groups})
+    written = 0
+    for tariff_id, tz_name, region, since in groups:
+        tariff = tariffs[tariff_id]
+        schedule, taxes = TariffSchedule(tariff, tz_name, since, until), TaxSchedule(tariff, region)
+        members = among.filter(tariff_id=tariff_id, timezone=tz_name, region=region, tariff_since=since)
+        hour = since
+        while hour < until:
+            version, share = schedule.standing_charge(hour)
+            if share:
+                tax_rate = taxes.rate(HourlyUsage.Kind.STANDING, local_date(hour, tz_name))
+                written += _insert_lines(members, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
+            hour += HOUR
+    return written
+
+
 def _accrue_hour(hour: datetime) -> int:
     households = on_current_tariff(hour)
     groups = list(households.values_list("tariff_id", "timezone", "region").distinct())

@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.bench import dashboard, harness, ingest, scale, settlement, statements, web_memory
+from tests.bench import dashboard, harness, ingest, onboarding, scale, settlement, statements, web_memory
 from tests.bench.report import print_table, write_json, write_markdown
 
 BENCHMARKS = {
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "statements": statements,
     "dashboard": dashboard,
     "memory": web_memory,
+    "onboarding": onboarding,
 }
 # Run only when named or with --scale: 10 million readings take minutes to generate.
 EXTRA = {"scale": scale}
