@@ -406,12 +406,16 @@ def test_undocumented_methods_are_405_with_allow(client, db, path, method, allow
 
 
 def test_the_checker_catches_an_undocumented_status_and_a_body_off_schema(client, db):
-    """The checker itself can fail: a 418 and a 402 without ``accepts`` are refused."""
+    """The checker itself can fail: a 418, a 402 without PAYMENT-REQUIRED and one without ``accepts`` are refused."""
     from django.http import JsonResponse
 
     with pytest.raises(AssertionError, match="does not document"):
         assert_conforms(JsonResponse({"error": "teapot"}, status=418), COMMUNITY, "get")
-    with pytest.raises(AssertionError, match="accepts"):
+    with pytest.raises(AssertionError, match="PAYMENT-REQUIRED"):
         assert_conforms(JsonResponse({"x402Version": 1, "error": "x"}, status=402), COMMUNITY, "get")
+    without_accepts = JsonResponse({"x402Version": 1, "error": "x"}, status=402)
+    without_accepts["PAYMENT-REQUIRED"] = client.get(COMMUNITY)["PAYMENT-REQUIRED"]
+    with pytest.raises(AssertionError, match="not valid under any"):
+        assert_conforms(without_accepts, COMMUNITY, "get")
     with pytest.raises(AssertionError, match="Retry-After"):
         assert_conforms(JsonResponse({"error": "slow down"}, status=429), READINGS, "post")
