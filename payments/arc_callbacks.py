@@ -121,8 +121,11 @@ def arc_callback(request: HttpRequest) -> JsonResponse:
             entry.save(update_fields=["outcome", "detail", "payment_kind", "payment_id"])
     except _Refused as refused:
         return _refuse(entry, refused)
-    except IntegrityError:  # the digest is taken: this message was let in before
-        return _refuse(entry, _Refused(401, Result.REPLAYED, "this callback was delivered before"))
+    except IntegrityError:
+        if entry.digest and ArcCallback.objects.filter(digest=entry.digest).exists():  # let in before
+            return _refuse(entry, _Refused(401, Result.REPLAYED, "this callback was delivered before"))
+        log.exception("arc_callback_failed txid=%s", entry.txid)
+        return jsonapi.error(503, "temporarily unable to record the callback; send it again", Retry_After="30")
     except DatabaseError:
         log.exception("arc_callback_failed txid=%s", entry.txid)
         return jsonapi.error(503, "temporarily unable to record the callback; send it again", Retry_After="30")
