@@ -5,7 +5,7 @@ wire these into LOGGING:
 
 - ``RedactSecrets``, a filter on the handlers (a handler filter sees every record that reaches it,
   also those propagated from other loggers, which a logger's filter would not): the configured
-  secrets (SECRET_KEY and its fallbacks, WALLET_MASTER_KEY, ARC/WOC/CoinGecko keys, e-mail and
+  secrets (SECRET_KEY and its fallbacks, WALLET_MASTER_KEY, ARC/WOC/CoinGecko keys, ARC's callback token, e-mail and
   database passwords, passwords in the broker, cache and node URLs the environment sets), meter
   tokens (``mtr_...``), community access tokens (``cpa_...``), webhook signing secrets (``whsec_...``),
   extended private keys,
@@ -44,7 +44,14 @@ _PATTERNS = [
     # The token of a password-reset link, as an access log would show its path (not the set-password step).
     re.compile(r"(/password-reset/[^/\s]+/)(?!set-password/)[^/\s?\"']+"),
 ]
-_SECRET_SETTINGS = ("SECRET_KEY", "WALLET_MASTER_KEY", "ARC_API_KEY", "WOC_API_KEY", "COINGECKO_API_KEY")
+_SECRET_SETTINGS = (
+    "SECRET_KEY",
+    "WALLET_MASTER_KEY",
+    "ARC_API_KEY",
+    "ARC_CALLBACK_TOKEN",
+    "WOC_API_KEY",
+    "COINGECKO_API_KEY",
+)
 _URL_SETTINGS = ("CELERY_BROKER_URL", "CACHE_URL", "BSV_NODE_RPC_URL")
 _SHORTEST_SECRET = 6  # shorter values (a dev password "x") would blank out ordinary words
 

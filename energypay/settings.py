@@ -321,6 +321,18 @@ ARC_URL = env_str(
 )
 ARC_API_KEY = env_str("ARC_API_KEY")
 WOC_API_KEY = env_str("WOC_API_KEY")
+# ARC calls back with each transaction's status (payments/arc_callbacks.py) when both SITE_URL and this
+# per-deployment secret are set: the broadcast registers SITE_URL + /api/v1/arc/callback and the token,
+# which ARC sends back as "Authorization: Bearer <token>". Without them polling alone follows payments.
+ARC_CALLBACK_TOKEN = env_str("ARC_CALLBACK_TOKEN")
+if ARC_CALLBACK_TOKEN and len(ARC_CALLBACK_TOKEN) < 32:
+    raise ImproperlyConfigured("ARC_CALLBACK_TOKEN must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+# A callback whose "timestamp" is older than this many seconds is refused (401), as a replay would be.
+ARC_CALLBACK_MAX_AGE = timedelta(seconds=env_int("ARC_CALLBACK_MAX_AGE", 600, minimum=30))
+if timedelta(days=1) < ARC_CALLBACK_MAX_AGE:
+    raise ImproperlyConfigured(
+        "ARC_CALLBACK_MAX_AGE must be at most 86400 seconds (the callback log keeps a day at least)."
+    )
 SETTLEMENT_GRACE_MINUTES = env_int("SETTLEMENT_GRACE_MINUTES", 5, minimum=0)
 FEE_SATS_PER_KB = env_int("FEE_SATS_PER_KB", 100, minimum=1)
 # Block explorer for txid links; none for local and regtest, whose transactions no explorer knows.
@@ -455,6 +467,7 @@ RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
 RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
 RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
 RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 30, minimum=1)
+RETENTION_ARC_CALLBACK_DAYS = env_int("RETENTION_ARC_CALLBACK_DAYS", 30, minimum=1)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 CELERY_BEAT_SCHEDULE |= {
     "prune-quotes": {"task": "payments.tasks.prune_quotes", "schedule": crontab(hour=3, minute=10)},
@@ -462,6 +475,7 @@ CELERY_BEAT_SCHEDULE |= {
     "prune-alarm-events": {"task": "alarms.tasks.prune_alarm_events", "schedule": crontab(hour=3, minute=30)},
     "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
     "prune-webhooks": {"task": "energypay.webhooks.tasks.prune_webhooks", "schedule": crontab(hour=3, minute=50)},
+    "prune-arc-callbacks": {"task": "payments.tasks.prune_arc_callbacks", "schedule": crontab(hour=3, minute=55)},
 }
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.

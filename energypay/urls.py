@@ -7,7 +7,7 @@ from django.urls import include, path
 from energypay import connections, health, status, views
 from energypay.accounts.views import PasswordResetConfirmView
 from meters import api as meters_api
-from payments import x402
+from payments import arc_callbacks, x402
 
 auth_patterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -47,4 +47,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/readings", meters_api.readings, name="api-readings"),
     path("api/v1/community", x402.community, name="api-community"),
+    path("api/v1/arc/callback", arc_callbacks.arc_callback, name="api-arc-callback"),
 ]

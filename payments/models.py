@@ -650,3 +650,44 @@ SWEEP_AFTER = timedelta(minutes=2)
 
 def access_period() -> timedelta:
     return timedelta(days=settings.COMMUNITY_ACCESS_DAYS)
+
+
+class ArcCallback(models.Model):
+    """One delivery to ``POST /api/v1/arc/callback`` (payments/arc_callbacks.py), whatever became of it.
+
+    Kept as the log staff read in the admin: what ARC said about which transaction, and what we did.
+    ``digest`` (SHA-256 of txid, status and ARC's timestamp) is set only on deliveries that were let in,
+    and is unique among them: the same message a second time is a replay, refused (``replayed``).
+    """
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied: the payment moved on"
+        UNCHANGED = "unchanged", "Unchanged: the payment was there already"
+        NOTED = "noted", "Noted: undecided status, polling follows it"
+        UNKNOWN_TXID = "unknown_txid", "No payment of ours has this txid"
+        UNAUTHORIZED = "unauthorized", "Refused: missing or wrong token"
+        STALE = "stale", "Refused: timestamp too old or in the future"
+        REPLAYED = "replayed", "Refused: delivered before"
+        MALFORMED = "malformed", "Refused: not a callback body"
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    txid = models.CharField(max_length=64, blank=True, db_index=True)
+    tx_status = models.CharField("ARC status", max_length=40, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="ARC's timestamp of the status.")
+    block_height = models.PositiveBigIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=15, choices=Outcome.choices)
+    detail = models.CharField(max_length=300, blank=True)
+    payment_kind = models.CharField(max_length=20, blank=True, help_text="settlement or community_pass")
+    payment_id = models.PositiveBigIntegerField(null=True, blank=True)
+    body = models.TextField(blank=True, help_text="The start of the body as received.")
+    digest = models.CharField(max_length=64, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "ARC callback"
+        constraints = [
+            models.UniqueConstraint(fields=["digest"], condition=~Q(digest=""), name="arc_callback_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.txid or 'no txid'} {self.tx_status or '-'}: {self.outcome}"

@@ -14,7 +14,15 @@ from django.db.models import Exists, OuterRef
 
 from lib.retention import delete_in_batches, older_than
 from payments.figures import newest_quote
-from payments.models import CommunityPass, LedgerBlock, LedgerOutput, LedgerTransaction, PriceQuote, Settlement
+from payments.models import (
+    ArcCallback,
+    CommunityPass,
+    LedgerBlock,
+    LedgerOutput,
+    LedgerTransaction,
+    PriceQuote,
+    Settlement,
+)
 
 
 def prunable_quotes(now: datetime, days: int):
@@ -71,3 +79,13 @@ def prune_ledger(now: datetime, days: int, batch_size: int) -> dict[str, int]:
         "transactions": delete_in_batches(transactions, batch_size),
         "blocks": delete_in_batches(blocks, batch_size),
     }
+
+
+def prune_arc_callbacks(now: datetime, days: int, batch_size: int) -> int:
+    """Delete the ARC callback log's rows older than ``days`` days.
+
+    The log is history, not money: the payments hold their own states. Rows younger than
+    ARC_CALLBACK_MAX_AGE are always kept (their digests refuse replays), whatever ``days`` says.
+    """
+    cutoff = min(older_than(now, days), now - settings.ARC_CALLBACK_MAX_AGE)
+    return delete_in_batches(ArcCallback.objects.filter(received_at__lt=cutoff), batch_size)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from payments import prices, retention, runs
 from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import closed_period_end
-from payments.models import CommunityPass, Settlement
+from payments.models import CommunityPass, Settlement, Wallet
 from payments.networks import get_network
 
 log = logging.getLogger(__name__)
@@ -77,3 +77,18 @@ def prune_ledger() -> dict:
     if settings.BSV_NETWORK != "local":
         return {}  # the tables are the local ledger's; other networks keep their own history
     return retention.prune_ledger(timezone.now(), settings.RETENTION_LEDGER_DAYS, settings.RETENTION_BATCH_SIZE)
+
+
+@shared_task
+def resync_wallet(address: str) -> None:
+    """After a refusal an ARC callback recorded: the wallet's coins as the network holds them (sync_coins)."""
+    wallet = Wallet.objects.filter(address=address).first()
+    if wallet is not None:
+        wallet.resync_quietly(get_network())
+
+
+@shared_task
+def prune_arc_callbacks() -> int:
+    return retention.prune_arc_callbacks(
+        timezone.now(), settings.RETENTION_ARC_CALLBACK_DAYS, settings.RETENTION_BATCH_SIZE
+    )

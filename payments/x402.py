@@ -1,11 +1,17 @@
 """``GET /api/v1/community``: the community comparison for machines, paid over HTTP 402.
 
-x402 version 1 in its shape (docs/architecture.md, "HTTP 402";
-docs/paywall.md). x402 has no BSV scheme; this one is ``exact`` on network
-``bsv:<BSV_NETWORK>`` with the payload ``{"transaction": "<raw transaction hex>"}``: a signed
-transaction paying at least ``maxAmountRequired`` satoshis to ``payTo`` in P2PKH outputs. The server
-checks it, broadcasts it and answers with the data and ``X-PAYMENT-RESPONSE``, which carries the
-access token (``accessToken``, also in the body). From then on the client sends
+x402 versions 1 and 2 in their shapes (docs/architecture.md, "HTTP 402"; docs/paywall.md). Version 1
+pays with ``X-PAYMENT`` and is answered ``X-PAYMENT-RESPONSE``; version 2 pays with
+``PAYMENT-SIGNATURE`` (its PaymentPayload carries the requirements it ``accepted``, which must be the
+ones offered now) and is answered ``PAYMENT-RESPONSE``. Every 402 carries version 2's
+``PAYMENT-REQUIRED`` header; its body is version 1's, or version 2's to a request that paid with it.
+The BSV scheme, the redemption and the token are the same in both.
+
+x402 has no BSV scheme; this one is ``exact`` on network ``bsv:<BSV_NETWORK>`` with the payload
+``{"transaction": "<raw transaction hex>"}``: a signed transaction paying at least the amount
+(``maxAmountRequired`` in v1, ``amount`` in v2) in satoshis to ``payTo`` in P2PKH outputs. The server
+checks it, broadcasts it and answers with the data and the payment response, which carries the access
+token (``accessToken``, also in the body). From then on the client sends
 ``Authorization: Bearer <token>`` until the pass ends. The payment itself is redeemed once: it is
 public on the chain, so offered again it is refused unless the payer proves its key
 (``X-PAYMENT-PROOF``, which replaces the token). Anything wrong with a header is a 402 with the
@@ -39,6 +45,11 @@ from payments.networks import get_network
 log = logging.getLogger(__name__)
 
 X402_VERSION = 1
+X402_V2 = 2
+PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
+PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
+PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
+MAX_TIMEOUT_SECONDS = 60
 MAX_HEADER_CHARS = 100_000  # base64 of a transaction of ~75 kB; a real payment is well under 1 kB
 RETRY_AFTER_SECONDS = "10"
 DESCRIPTION = "Average household electricity use and cost by local hour of day, last 30 days"
@@ -72,6 +83,32 @@ class ProofHeader(BaseModel):
 
     signedAt: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
     signature: str = Field(min_length=1, max_length=200)
+
+
+class _Accepted(BaseModel):
+    """x402 v2 PaymentRequirements, as the client echoes the one it pays for."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    scheme: str = Field(max_length=40)
+    network: str = Field(max_length=40)
+    asset: str = Field(max_length=40)
+    amount: str = Field(max_length=40)
+    payTo: str = Field(max_length=100)
+    maxTimeoutSeconds: int
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class SignatureHeader(BaseModel):
+    """The decoded PAYMENT-SIGNATURE header (x402 v2 PaymentPayload)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    x402Version: Literal[2]
+    payload: _Payload
+    accepted: _Accepted
+    resource: dict[str, Any] | None = None
+    extensions: dict[str, Any] | None = None
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -109,6 +146,29 @@ def decode_header(value: str) -> PaymentHeader:
     return header
 
 
+def decode_signature(value: str) -> SignatureHeader:
+    """Strictly decode PAYMENT-SIGNATURE: base64 of UTF-8 JSON, the x402 v2 shape, requirements offered now.
+
+    As x402's own servers match them: the core terms equal (scheme, network, amount, asset, payTo,
+    maxTimeoutSeconds) and the offered ``extra`` contained in the accepted one. A price changed since
+    the 402 is refused with the new requirements, never charged at the old one.
+    """
+    header = _decode_json_header(PAYMENT_SIGNATURE, value, SignatureHeader)
+    if header.accepted.network != network_name():
+        raise BadHeader(
+            f"{PAYMENT_SIGNATURE} network is {header.accepted.network!r}; this server takes {network_name()!r}"
+        )
+    offered, accepted = requirements_v2(), header.accepted.model_dump()
+    different = [name for name in offered if name != "extra" and accepted[name] != offered[name]]
+    different += [f"extra.{key}" for key, value in offered["extra"].items() if accepted["extra"].get(key) != value]
+    if different:
+        raise BadHeader(
+            f"{PAYMENT_SIGNATURE} accepted is not what this server asks for now ({', '.join(different)}); "
+            f"pay the requirements of {PAYMENT_REQUIRED}"
+        )
+    return header
+
+
 def decode_proof(value: str | None) -> passes.Proof | None:
     """Decode X-PAYMENT-PROOF, if sent; its signature is checked against the payment (passes.check_proof)."""
     if value is None:
@@ -138,6 +198,16 @@ def bearer_pass(authorization: str, now: datetime) -> tuple[CommunityPass | None
     return community_pass, ""
 
 
+def _extra() -> dict[str, Any]:
+    return {
+        "unit": "satoshi",
+        "payload": "transaction: hex of a signed raw transaction with P2PKH outputs to payTo",
+        "minFeeSatsPerKb": settings.FEE_SATS_PER_KB,
+        "accessDays": settings.COMMUNITY_ACCESS_DAYS,
+        "fresh": "the transaction must not be on the network yet; the server broadcasts it",
+    }
+
+
 def requirements(request: HttpRequest) -> dict[str, Any]:
     """What a payment must be (x402 v1 PaymentRequirements)."""
     return {
@@ -149,29 +219,54 @@ def requirements(request: HttpRequest) -> dict[str, Any]:
         "resource": request.build_absolute_uri(reverse("api-community")),
         "description": DESCRIPTION,
         "mimeType": "application/json",
-        "maxTimeoutSeconds": 60,
-        "extra": {
-            "unit": "satoshi",
-            "payload": "transaction: hex of a signed raw transaction with P2PKH outputs to payTo",
-            "minFeeSatsPerKb": settings.FEE_SATS_PER_KB,
-            "accessDays": settings.COMMUNITY_ACCESS_DAYS,
-            "fresh": "the transaction must not be on the network yet; the server broadcasts it",
-        },
+        "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
+        "extra": _extra(),
     }
 
 
-def payment_required(request: HttpRequest, reason: str) -> JsonResponse:
-    body = {"x402Version": X402_VERSION, "error": reason, "accepts": [requirements(request)]}
-    return JsonResponse(body, status=402)
+def requirements_v2() -> dict[str, Any]:
+    """The same payment as x402 v2 PaymentRequirements (the resource moved up to PaymentRequired)."""
+    return {
+        "scheme": "exact",
+        "network": network_name(),
+        "asset": "BSV",
+        "amount": str(settings.COMMUNITY_PRICE_SATS),
+        "payTo": keys.utility_address(),
+        "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
+        "extra": _extra(),
+    }
 
 
-def unavailable(reason: str) -> JsonResponse:
-    response = JsonResponse({"x402Version": X402_VERSION, "error": reason}, status=503)
+def payment_required_v2(request: HttpRequest, reason: str) -> dict[str, Any]:
+    """x402 v2 PaymentRequired: what PAYMENT-REQUIRED carries (base64 of this JSON)."""
+    resource = {
+        "url": request.build_absolute_uri(reverse("api-community")),
+        "description": DESCRIPTION,
+        "mimeType": "application/json",
+    }
+    return {"x402Version": X402_V2, "error": reason, "resource": resource, "accepts": [requirements_v2()]}
+
+
+def payment_required(request: HttpRequest, reason: str, version: int = X402_VERSION) -> JsonResponse:
+    """402: the body in the version the request paid with (v1 when it sent none), v2's header always."""
+    v2 = payment_required_v2(request, reason)
+    body = (
+        v2 if version == X402_V2 else {"x402Version": X402_VERSION, "error": reason, "accepts": [requirements(request)]}
+    )
+    response = JsonResponse(body, status=402)
+    response[PAYMENT_REQUIRED] = _b64_json(v2)
+    response["Access-Control-Expose-Headers"] = PAYMENT_REQUIRED
+    return response
+
+
+def unavailable(reason: str, version: int = X402_VERSION) -> JsonResponse:
+    response = JsonResponse({"x402Version": version, "error": reason}, status=503)
     response["Retry-After"] = RETRY_AFTER_SECONDS
     return response
 
 
 def payment_response(community_pass: CommunityPass, token: str) -> str:
+    """X-PAYMENT-RESPONSE (v1 SettlementResponse, plus ``accessToken``)."""
     settled = {
         "success": True,
         "transaction": community_pass.txid,
@@ -179,7 +274,24 @@ def payment_response(community_pass: CommunityPass, token: str) -> str:
         "payer": community_pass.payer,
         "accessToken": token,
     }
-    return base64.b64encode(json.dumps(settled, separators=(",", ":")).encode()).decode()
+    return _b64_json(settled)
+
+
+def payment_response_v2(community_pass: CommunityPass, token: str) -> str:
+    """PAYMENT-RESPONSE (v2 SettleResponse): the access token in ``extra``, where x402's clients keep it."""
+    settled = {
+        "success": True,
+        "transaction": community_pass.txid,
+        "network": network_name(),
+        "payer": community_pass.payer,
+        "amount": str(community_pass.satoshis),
+        "extra": {"accessToken": token},
+    }
+    return _b64_json(settled)
+
+
+def _b64_json(value: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
 
 
 def community_data(request: HttpRequest, community_pass: CommunityPass, now) -> dict[str, Any]:
@@ -207,27 +319,35 @@ def community_data(request: HttpRequest, community_pass: CommunityPass, now) -> 
 
 @never_cache  # a paid answer must not be served from a shared cache to whoever asks next
 def community(request: HttpRequest) -> JsonResponse:
-    """A live access token answers at once; else a payment is redeemed once, for a new token."""
+    """A live access token answers at once; else a payment (x402 v1 or v2) is redeemed once, for a new token."""
     if request.method not in ("GET", "HEAD"):
         # JSON like every other answer of the API (require_safe would send an empty HTML 405).
         return jsonapi.error(405, "use GET", Allow="GET, HEAD")
     now = timezone.now()
-    refused = "X-PAYMENT header is required"
+    refused = f"X-PAYMENT (x402 v1) or {PAYMENT_SIGNATURE} (x402 v2) header is required"
     authorization = request.headers.get("Authorization")
+    v1, v2 = request.headers.get("X-PAYMENT"), request.headers.get(PAYMENT_SIGNATURE)
+    version = X402_V2 if v2 is not None else X402_VERSION
     if authorization is not None:
         try:
             community_pass, refused = bearer_pass(authorization, now)
             if community_pass is not None:
-                # Already paid: any X-PAYMENT sent too is left untouched (nothing is charged).
+                # Already paid: any payment sent too is left untouched (nothing is charged).
                 return JsonResponse(community_data(request, community_pass, now))
         except DatabaseError:
             log.exception("x402_token_failed")
-            return unavailable("temporarily unable to check the access token; send the same request again")
-    value = request.headers.get("X-PAYMENT")
-    if value is None:
+            return unavailable("temporarily unable to check the access token; send the same request again", version)
+    if v1 is None and v2 is None:
         return payment_required(request, refused)
+    if v1 is not None and v2 is not None:
+        return payment_required(
+            request, f"send X-PAYMENT (x402 v1) or {PAYMENT_SIGNATURE} (x402 v2), not both", version
+        )
+    if v2 is not None and len(v2) > settings.API_MAX_PAYMENT_HEADER_BYTES:
+        # X-PAYMENT's limit, which the header middleware holds for v1 (docs/openapi.yaml: 431).
+        return jsonapi.error(431, f"{PAYMENT_SIGNATURE} is over {settings.API_MAX_PAYMENT_HEADER_BYTES} bytes")
     try:
-        header = decode_header(value)
+        header = decode_signature(v2) if v2 is not None else decode_header(v1)
         proof = decode_proof(request.headers.get("X-PAYMENT-PROOF"))
         payment = passes.read_payment(header.payload.transaction)
         community_pass = passes.redeem(payment, get_network(), now, proof)
@@ -235,17 +355,21 @@ def community(request: HttpRequest) -> JsonResponse:
         # Last: the token is shown once, so nothing that could fail may come after it is recorded.
         token = passes.issue_token(community_pass, now, proof)
     except BadHeader as error:
-        return payment_required(request, str(error))
+        return payment_required(request, str(error), version)
     except passes.PaymentRefused as error:
-        log.info("x402_refused detail=%s", error)
-        return payment_required(request, str(error))
+        log.info("x402_refused version=%d detail=%s", version, error)
+        return payment_required(request, str(error), version)
     except passes.NetworkBusy as error:
-        return unavailable(str(error))
+        return unavailable(str(error), version)
     except DatabaseError:
         # Nothing was recorded that a retry of the same payment would not find again (no token yet).
         log.exception("x402_failed")
-        return unavailable("temporarily unable to record the payment; send the same payment again")
+        return unavailable("temporarily unable to record the payment; send the same payment again", version)
     response = JsonResponse(data | {"accessToken": token})
-    response["X-PAYMENT-RESPONSE"] = payment_response(community_pass, token)
-    response["Access-Control-Expose-Headers"] = "X-PAYMENT-RESPONSE"
+    if version == X402_V2:
+        response[PAYMENT_RESPONSE] = payment_response_v2(community_pass, token)
+        response["Access-Control-Expose-Headers"] = PAYMENT_RESPONSE
+    else:
+        response["X-PAYMENT-RESPONSE"] = payment_response(community_pass, token)
+        response["Access-Control-Expose-Headers"] = "X-PAYMENT-RESPONSE"
     return response

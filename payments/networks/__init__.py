@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from lib.urls import absolute_reverse
 from payments.networks.base import BsvNetwork, Coin, NetworkUnavailable, Outcome, Reply
 
 __all__ = ["BsvNetwork", "Coin", "NetworkUnavailable", "Outcome", "Reply", "get_network"]
@@ -30,6 +31,8 @@ def get_network() -> BsvNetwork:
         arc_api_key=settings.ARC_API_KEY,
         woc_api_key=settings.WOC_API_KEY,
         mainnet=settings.BSV_NETWORK == "mainnet",
+        callback_url=absolute_reverse("api-arc-callback") if settings.ARC_CALLBACK_TOKEN else "",
+        callback_token=settings.ARC_CALLBACK_TOKEN,
     )
 
 

@@ -115,15 +115,27 @@ class ArcWhatsOnChain:
         arc_api_key: str | None,
         woc_api_key: str | None,
         mainnet: bool,
+        callback_url: str = "",
+        callback_token: str = "",
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = "mainnet" if mainnet else "testnet"
         self._network = Network.MAINNET if mainnet else Network.TESTNET
-        self._secrets = [key for key in (arc_api_key, woc_api_key) if key]
+        self._secrets = [key for key in (arc_api_key, woc_api_key, callback_token) if key]
+        # With a callback URL and token ARC posts each status change to us (payments/arc_callbacks.py);
+        # full status updates add SEEN_ON_NETWORK to the default MINED and refusals. Polling stays.
+        callbacks = bool(callback_url and callback_token)
         self._arc = ARC(
             arc_url.rstrip("/"),
-            ARCConfig(api_key=arc_api_key or None, sync_http_client=_SdkHttpClient(), deployment_id="energypay"),
+            ARCConfig(
+                api_key=arc_api_key or None,
+                sync_http_client=_SdkHttpClient(),
+                deployment_id="energypay",
+                callback_url=callback_url if callbacks else None,
+                callback_token=callback_token if callbacks else None,
+                headers={"X-FullStatusUpdates": "true"} if callbacks else None,
+            ),
         )
         self._woc_url = WOC_URL.format(chain="main" if mainnet else "test")
         self._woc_headers = {"Authorization": woc_api_key, "woc-api-key": woc_api_key} if woc_api_key else {}
@@ -305,6 +317,17 @@ class ArcWhatsOnChain:
 
 
 # --- Helpers without state ---
+
+
+def callback_reply(body: dict[str, Any]) -> Reply:
+    """What an ARC callback body (``{"txid", "txStatus", "blockHeight", ...}``) says, read as a status is.
+
+    The same mapping as ``status`` and ``broadcast`` (``_outcome_for``), so a callback and polling can
+    never disagree about a transaction. A mined one counts one confirmation: the callback says mined,
+    and no request waits on WhatsOnChain for the depth.
+    """
+    outcome = _outcome_for(body)
+    return Reply(outcome, _describe(body)[:MAX_DETAIL], 1 if outcome == Outcome.CONFIRMED else 0)
 
 
 def _parse(raw_hex: str) -> Transaction | None:

@@ -305,7 +305,52 @@ def _community_503(client, token, monkeypatch, ledger):
     return client.get(COMMUNITY, headers={"X-PAYMENT": payment_header(tx.hex())})
 
 
+ARC = "/api/v1/arc/callback"
+ARC_TOKEN = "arc-callback-token-for-the-openapi-tests"
+
+
+def _arc_post(client, monkeypatch, body: Any, token: str = ARC_TOKEN):
+    monkeypatch.setattr(settings, "ARC_CALLBACK_TOKEN", ARC_TOKEN)
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post(ARC, data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def _arc_status(**fields: Any) -> dict[str, Any]:
+    return {"timestamp": "2026-11-22T14:06:59.123456789Z", "txid": "ab" * 32, "txStatus": "MINED", **fields}
+
+
+def _arc_200(client, token, monkeypatch, ledger):
+    return _arc_post(client, monkeypatch, _arc_status(blockHeight=837394))
+
+
+def _arc_400(client, token, monkeypatch, ledger):
+    return _arc_post(client, monkeypatch, '{"count": 1, "callbacks": []}')
+
+
+def _arc_401(client, token, monkeypatch, ledger):
+    return _arc_post(client, monkeypatch, _arc_status(), token="not-the-callback-token")
+
+
+def _arc_413(client, token, monkeypatch, ledger):
+    return _arc_post(client, monkeypatch, _arc_status(merklePath="ab" * 40_000))
+
+
+def _arc_503(client, token, monkeypatch, ledger):
+    from payments import arc_callbacks
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(arc_callbacks, "_apply", broken)
+    return _arc_post(client, monkeypatch, _arc_status())
+
+
 SCENARIOS: dict[tuple[str, str, str], Callable] = {
+    (ARC, "post", "200"): _arc_200,
+    (ARC, "post", "400"): _arc_400,
+    (ARC, "post", "401"): _arc_401,
+    (ARC, "post", "413"): _arc_413,
+    (ARC, "post", "503"): _arc_503,
     (READINGS, "post", "200"): _readings_200,
     (READINGS, "post", "400"): _readings_400,
     (READINGS, "post", "401"): _readings_401,
@@ -349,6 +394,8 @@ def test_head_is_get_without_a_body(client, db):
         (COMMUNITY, "post", "GET, HEAD"),
         (COMMUNITY, "put", "GET, HEAD"),
         (COMMUNITY, "delete", "GET, HEAD"),
+        (ARC, "get", "POST"),
+        (ARC, "put", "POST"),
     ],
 )
 def test_undocumented_methods_are_405_with_allow(client, db, path, method, allowed):
@@ -359,12 +406,16 @@ def test_undocumented_methods_are_405_with_allow(client, db, path, method, allow
 
 
 def test_the_checker_catches_an_undocumented_status_and_a_body_off_schema(client, db):
-    """The checker itself can fail: a 418 and a 402 without ``accepts`` are refused."""
+    """The checker itself can fail: a 418, a 402 without PAYMENT-REQUIRED and one without ``accepts`` are refused."""
     from django.http import JsonResponse
 
     with pytest.raises(AssertionError, match="does not document"):
         assert_conforms(JsonResponse({"error": "teapot"}, status=418), COMMUNITY, "get")
-    with pytest.raises(AssertionError, match="accepts"):
+    with pytest.raises(AssertionError, match="PAYMENT-REQUIRED"):
         assert_conforms(JsonResponse({"x402Version": 1, "error": "x"}, status=402), COMMUNITY, "get")
+    without_accepts = JsonResponse({"x402Version": 1, "error": "x"}, status=402)
+    without_accepts["PAYMENT-REQUIRED"] = client.get(COMMUNITY)["PAYMENT-REQUIRED"]
+    with pytest.raises(AssertionError, match="not valid under any"):
+        assert_conforms(without_accepts, COMMUNITY, "get")
     with pytest.raises(AssertionError, match="Retry-After"):
         assert_conforms(JsonResponse({"error": "slow down"}, status=429), READINGS, "post")

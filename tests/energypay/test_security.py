@@ -104,9 +104,13 @@ PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
     "healthz": ("GET",),
 }
 # The machine API (docs/openapi.yaml).
-API: dict[str, tuple[str, ...]] = {"api-readings": ("POST",), "api-community": ("GET",)}
-# Views that take a POST without a CSRF token: the meter API authenticates with its bearer token.
-CSRF_EXEMPT = {"api-readings"}
+API: dict[str, tuple[str, ...]] = {
+    "api-readings": ("POST",),
+    "api-community": ("GET",),
+    "api-arc-callback": ("POST",),
+}
+# Views that take a POST without a CSRF token: the meter API and ARC's callbacks authenticate with a bearer token.
+CSRF_EXEMPT = {"api-readings", "api-arc-callback"}
 # Regex routes (Django admin's) filled as a whole, by their group names.
 REGEX_FILLS = {("app_label",): "meters/", ("url",): "no-such-admin-page/"}
 
@@ -394,6 +398,8 @@ def expectation(route: Route, persona: str, method: str) -> Callable[[HttpRespon
             return status(405)
         if route.name == "api-community":
             return status(402)  # cookies and meter tokens pay nothing
+        if route.name == "api-arc-callback":
+            return status(401)  # only ARC holds the callback token
         return status(200) if persona == "meter token" else status(401)  # sessions do not authenticate meters
     # admin
     if persona == "staff":
@@ -600,6 +606,7 @@ SECRET_SETTINGS = {
     "WOC_API_KEY": "woc-api-key-R3nY6cH5-never-shown",
     "EMAIL_HOST_PASSWORD": "smtp-password-J8dF2sA7-never-shown",
     "COINGECKO_API_KEY": "coingecko-key-B5gU9eK3-never-shown",
+    "ARC_CALLBACK_TOKEN": "arc-callback-token-W2mP7qZ4-never-shown",
 }
 EXTENDED_PRIVATE_KEY = re.compile(r"[xt]prv[1-9A-HJ-NP-Za-km-z]{100,}")
 WIF_SHAPED = re.compile(r"(?<![1-9A-HJ-NP-Za-km-z])[5KLc9][1-9A-HJ-NP-Za-km-z]{50,51}(?![1-9A-HJ-NP-Za-km-z])")
@@ -746,6 +753,13 @@ def test_secrets_never_reach_pages_admin_logs_mail_or_the_database(
             patch.setattr("payments.x402.CommunityPass.for_token", _database_gone)
             show("x402 token 503", bearer.get(COMMUNITY), 503)  # logged with its traceback
         show("reset", Client().post(reverse("password_reset"), {"email": world.household.user.email}), 302)
+
+        # ARC calling back with the token the broadcast registered, and someone trying without it.
+        arc = Client(HTTP_AUTHORIZATION=f"Bearer {secret_settings['ARC_CALLBACK_TOKEN']}")
+        status = {"txid": "ab" * 32, "txStatus": "MINED", "timestamp": timezone.now().isoformat()}
+        show("arc callback", arc.post("/api/v1/arc/callback", status, "application/json"), 200)
+        show("arc callback replayed", arc.post("/api/v1/arc/callback", status, "application/json"), 401)
+        show("arc callback no token", Client().post("/api/v1/arc/callback", status, "application/json"), 401)
 
         # Every household page as its owner, every admin page as staff, the health check as anyone.
         for route in all_routes():
