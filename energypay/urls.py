@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from energypay import health, status, views
+from energypay import health, metrics, status, views
 from energypay.accounts.views import PasswordResetConfirmView
 from meters import api as meters_api
 from payments import x402
@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("payments.statements.urls")),
     path("", include("alarms.urls")),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/status/", admin.site.admin_view(status.status_page), name="admin-status"),
     path("admin/", admin.site.urls),
     path("api/v1/readings", meters_api.readings, name="api-readings"),

@@ -166,9 +166,7 @@ def payment_required(request: HttpRequest, reason: str) -> JsonResponse:
 
 
 def unavailable(reason: str) -> JsonResponse:
-    response = JsonResponse({"x402Version": X402_VERSION, "error": reason}, status=503)
-    response["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
+    return jsonapi.error(503, reason, Retry_After=str(RETRY_AFTER_SECONDS))
 
 
 def payment_response(community_pass: CommunityPass, token: str) -> str:

@@ -363,8 +363,8 @@ def test_the_checker_catches_an_undocumented_status_and_a_body_off_schema(client
     from django.http import JsonResponse
 
     with pytest.raises(AssertionError, match="does not document"):
-        assert_conforms(JsonResponse({"error": "teapot"}, status=418), COMMUNITY, "get")
+        assert_conforms(JsonResponse({"error": {"code": "teapot", "message": "x"}}, status=418), COMMUNITY, "get")
     with pytest.raises(AssertionError, match="accepts"):
         assert_conforms(JsonResponse({"x402Version": 1, "error": "x"}, status=402), COMMUNITY, "get")
     with pytest.raises(AssertionError, match="Retry-After"):
-        assert_conforms(JsonResponse({"error": "slow down"}, status=429), READINGS, "post")
+        assert_conforms(JsonResponse({"error": {"code": "rate_limited", "message": "x"}}, status=429), READINGS, "post")

@@ -103,6 +103,8 @@ PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
     "password_reset_complete": ("GET",),
     "healthz": ("GET",),
 }
+# Outside /admin/ but for staff only (or a bearer token of their own): GET answers staff, 401 the rest.
+STAFF_PAGES: dict[str, tuple[str, ...]] = {"metrics": ("GET",)}
 # The machine API (docs/openapi.yaml).
 API: dict[str, tuple[str, ...]] = {"api-readings": ("POST",), "api-community": ("GET",)}
 # Views that take a POST without a CSRF token: the meter API authenticates with its bearer token.
@@ -137,6 +139,8 @@ class Route:
             return "public"
         if self.name in API:
             return "api"
+        if self.name in STAFF_PAGES:
+            return "staff"
         if (self.name or "").startswith("admin:") or self.route.startswith("admin/"):
             return "admin"  # anything under /admin/ is for staff only
         raise NoRule(
@@ -146,7 +150,7 @@ class Route:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return {**HOUSEHOLD_PAGES, **PUBLIC_PAGES, **API}.get(self.name, ("GET", "POST"))
+        return {**HOUSEHOLD_PAGES, **PUBLIC_PAGES, **API, **STAFF_PAGES}.get(self.name, ("GET", "POST"))
 
     @property
     def is_object_page(self) -> bool:
@@ -388,6 +392,10 @@ def expectation(route: Route, persona: str, method: str) -> Callable[[HttpRespon
         if route.name == "login" and signed_in_elsewhere and method == "GET":
             return status(302)  # already signed in: on to the dashboard
         return status(200, 302, 405)
+    if route.kind == "staff":
+        if method not in route.methods:
+            return status(405)
+        return status(200) if persona == "staff" else status(401)
     if route.kind == "api":
         path_method = route.methods[0]
         if method != path_method:
