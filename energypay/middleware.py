@@ -1,7 +1,8 @@
-"""Project-wide request and response rules: oversized /api/ headers answered in JSON, a lean lane for the
-API routes meters hit, no caching of logged-in answers, and the audit trail's actor on the admin.
+"""Project-wide request and response rules: every /api/ error in the API's JSON shape, oversized /api/
+headers answered in JSON, a lean lane for the API routes meters hit, no caching of logged-in answers, and
+the audit trail's actor on the admin.
 
-The first three are plain function middlewares (settings.MIDDLEWARE says where each sits and why).
+The first four are plain function middlewares (settings.MIDDLEWARE says where each sits and why).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from collections.abc import Callable
 
 from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import get_script_prefix, resolve, reverse
+from django.http import HttpRequest, HttpResponse
+from django.urls import ResolverMatch, get_script_prefix, resolve, reverse
 from django.utils.cache import patch_cache_control
 
 from energypay.accounts.lockout import client_ip
+from lib import jsonapi
 
 API_PREFIX = "/api/"
 # What a JSON answer needs from a page policy: nothing may load or frame it (OWASP's REST advice).
@@ -45,6 +47,38 @@ def oversized_headers(request: HttpRequest) -> str | None:
     return None
 
 
+# Headers an error from below keeps when its body is replaced: what the client must do next.
+_KEPT_ON_ERRORS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def api_json_errors(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """Every /api/ error answer is the API's JSON error (lib/jsonapi.py), whoever wrote it.
+
+    Views answer their own errors in that shape; this catches the answers no API view wrote: an unknown
+    path (Django's 404 page), a method a decorator refused (an empty 405), a CSRF refusal, and a crash
+    (Django's 500 page, or with DEBUG the traceback page, which an API client must never see). Django
+    has logged the crash by then. A JSON answer (x402's 402) passes as it is. Outermost but for the
+    metrics, so it also sees the lean lane's answers; on the ingest path it costs a prefix test.
+    """
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        response = get_response(request)
+        if (
+            response.status_code >= 400
+            and request.path_info.startswith(API_PREFIX)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            replaced = jsonapi.error(response.status_code, jsonapi.default_message(response.status_code))
+            for name in _KEPT_ON_ERRORS:
+                if name in response:
+                    replaced[name] = response[name]
+            replaced.headers.setdefault("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
+            return replaced
+        return response
+
+    return middleware
+
+
 def api_header_limits(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
     """431 with a JSON error for an /api/ request whose headers are over the documented size.
 
@@ -54,7 +88,7 @@ def api_header_limits(get_response: Callable[[HttpRequest], HttpResponse]) -> Ca
 
     def middleware(request: HttpRequest) -> HttpResponse:
         if request.path_info.startswith(API_PREFIX) and (reason := oversized_headers(request)):
-            return JsonResponse({"error": reason}, status=431)
+            return jsonapi.error(431, reason)
         return get_response(request)
 
     return middleware
@@ -71,15 +105,16 @@ def lean_api(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[H
     header limit, SecurityMiddleware's HTTPS redirect, HSTS, nosniff, referrer and opener policies)
     still applies. Those views get a plain request: no ``user``, ``session`` or ``htmx``.
     """
-    views: dict[str, Callable[[HttpRequest], HttpResponse]] = {}
+    views: dict[str, ResolverMatch] = {}
 
     def middleware(request: HttpRequest) -> HttpResponse:
         if not views and settings.LEAN_API_ROUTES:
             views.update(_lean_views())
-        view = views.get(request.path_info)
-        if view is None:
+        match = views.get(request.path_info)
+        if match is None:
             return get_response(request)
-        response = view(request)
+        request.resolver_match = match  # as Django's handler sets it: the metrics name the view by it
+        response = match.func(request)
         if not response.streaming and not response.has_header("Content-Length"):
             response.headers["Content-Length"] = str(len(response.content))
         response.headers.setdefault("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
@@ -89,13 +124,13 @@ def lean_api(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[H
     return middleware
 
 
-def _lean_views() -> dict[str, Callable[[HttpRequest], HttpResponse]]:
-    """path_info -> view for the named routes, looked up once (during the first request, whose script
-    prefix reverse() adds and path_info lacks)."""
+def _lean_views() -> dict[str, ResolverMatch]:
+    """path_info -> the route's match (its view and name) for the named routes, looked up once (during the
+    first request, whose script prefix reverse() adds and path_info lacks). The routes take no arguments."""
     views = {}
     for name in settings.LEAN_API_ROUTES:
         path = "/" + reverse(name).removeprefix(get_script_prefix())
-        views[path] = resolve(path).func
+        views[path] = resolve(path)
     return views
 
 

@@ -95,6 +95,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: request counts and latencies per view for /metrics (energypay/metrics.py), lean lane included.
+    "energypay.metrics.middleware",
+    # Every /api/ error, whoever answered it (an unknown path, a 405, a crash), in the API's JSON shape.
+    "energypay.middleware.api_json_errors",
     # First: an /api/ request whose headers are over the documented size gets JSON 431 before any work.
     "energypay.middleware.api_header_limits",
     "django.middleware.security.SecurityMiddleware",
@@ -274,7 +278,15 @@ API_MAX_PAYMENT_HEADER_BYTES = 32 * 1024
 API_MAX_HEADER_BYTES = 48 * 1024
 # URL names served past the session, CSRF, auth, messages and page-policy middleware (energypay/middleware.py
 # lean_api): JSON endpoints for machines that use none of it, where it would cost more than the view.
-LEAN_API_ROUTES = ["api-readings"]
+LEAN_API_ROUTES = ["api-readings", "api-me-usage", "api-me-balance", "api-me-settlements"]
+
+# --- Metrics (energypay/metrics.py, docs/operations.md "Metrics") ---
+# A bearer token that may read /metrics besides staff (a Prometheus job's authorization); empty: staff only.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# --- The household read API (energypay/readapi.py, docs/api.md) ---
+# Requests per minute per personal access token; over it, 429 with Retry-After.
+API_TOKEN_RATE_LIMIT_PER_MINUTE = env_int("API_TOKEN_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 
 # --- Meter ingest (docs/architecture.md, "Meter ingest") ---
 INGEST_MAX_READINGS = 1000

@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from energypay import connections, health, status, views
-from energypay.accounts.views import PasswordResetConfirmView
+from energypay import connections, health, metrics, readapi, status, views
+from energypay.accounts.views import PasswordResetConfirmView, access_tokens, revoke_access_token
 from meters import api as meters_api
 from payments import arc_callbacks, x402
 
@@ -36,7 +36,10 @@ urlpatterns = [
     path("", include("payments.urls")),
     path("", include("payments.statements.urls")),
     path("", include("alarms.urls")),
+    path("settings/tokens/", access_tokens, name="access-tokens"),
+    path("settings/tokens/<int:pk>/revoke", revoke_access_token, name="access-token-revoke"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/status/", admin.site.admin_view(status.status_page), name="admin-status"),
     path("admin/settings/", admin.site.admin_view(connections.settings_page), name="admin-settings"),
     path(
@@ -48,4 +51,9 @@ urlpatterns = [
     path("api/v1/readings", meters_api.readings, name="api-readings"),
     path("api/v1/community", x402.community, name="api-community"),
     path("api/v1/arc/callback", arc_callbacks.arc_callback, name="api-arc-callback"),
+    path("api/v1/me/usage", readapi.usage, name="api-me-usage"),
+    path("api/v1/me/balance", readapi.balance, name="api-me-balance"),
+    path("api/v1/me/settlements", readapi.settlements, name="api-me-settlements"),
+    path("api/docs/", views.api_docs, name="api-docs"),
+    path("api/docs/openapi.yaml", views.openapi_document, name="api-openapi"),
 ]

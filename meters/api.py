@@ -12,6 +12,7 @@ from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from lib import metrics
 from lib.jsonapi import error
 from lib.jsonapi import reject_constant as _reject_constant
 from meters import fastpath, ratelimit
@@ -58,17 +59,17 @@ def _parse(request: HttpRequest) -> Parsed | JsonResponse:
         # What json.loads() does with bytes: detect UTF-8, -16 or -32, then decode.
         payload = _JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, RecursionError):
-        return error(400, "body is not valid JSON")
+        return error(400, "body is not valid JSON", code="invalid_json")
     if isinstance(payload, dict) and "readings" in payload:
         if set(payload) != {"readings"} or not isinstance(payload["readings"], list):
-            return error(400, 'expected {"readings": [...]} with a list and nothing else')
+            return error(400, 'expected {"readings": [...]} with a list and nothing else', code="invalid_body")
         items = payload["readings"]
     elif isinstance(payload, dict):
         items = [payload]
     else:
-        return error(400, 'expected a JSON object: {"readings": [...]} or one reading')
+        return error(400, 'expected a JSON object: {"readings": [...]} or one reading', code="invalid_body")
     if not items:
-        return error(400, "readings is empty")
+        return error(400, "readings is empty", code="invalid_body")
     if len(items) > settings.INGEST_MAX_READINGS:
         return error(413, f"at most {settings.INGEST_MAX_READINGS} readings per request")
     return parse_items(items)
@@ -100,7 +101,9 @@ def _receive(token: str, parsed: Parsed | JsonResponse, now) -> JsonResponse:
     """
     meter = Meter.for_token(token, lock=True) if token else None
     if meter is None:
-        return error(401, "missing or invalid meter token", WWW_Authenticate='Bearer realm="meters"')
+        return error(
+            401, "missing or invalid meter token", code="invalid_token", WWW_Authenticate='Bearer realm="meters"'
+        )
     wait = ratelimit.charge(meter, now)
     if wait is not None:
         return error(429, "too many requests for this meter", Retry_After=str(wait))
@@ -112,6 +115,10 @@ def _receive(token: str, parsed: Parsed | JsonResponse, now) -> JsonResponse:
     if outcome.accepted:
         usage_changed(meter.household_id)
     outcome.rejected.extend(rejected)
+    # Counted before the commit: one that fails answers 503 and the meter resends, so a rare few count twice.
+    metrics.ACCEPTED.inc(outcome.accepted)
+    metrics.DUPLICATE.inc(outcome.duplicates)
+    metrics.REJECTED.inc(len(outcome.rejected))
     if outcome.rejected:
         _rejected(outcome.rejected, now)
         log.info(

@@ -28,6 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.http import HttpResponse
 
+from lib import metrics
 from meters import ratelimit
 from meters.hooks import usage_changed
 from meters.ingest import billing_window
@@ -82,9 +83,11 @@ def ingest(token: str, valid: list[tuple[int, Checked]], rejected: list[dict], n
         log.warning("ingest_fast_path_failed", exc_info=True)
         return None
     if outcome == "accepted":
+        metrics.ACCEPTED.inc()
         usage_changed(household_id)
         return HttpResponse(ACCEPTED, content_type="application/json")
     if outcome == "duplicate":
+        metrics.DUPLICATE.inc()
         return HttpResponse(DUPLICATE, content_type="application/json")
     return None
 

@@ -259,10 +259,9 @@ def payment_required(request: HttpRequest, reason: str, version: int = X402_VERS
     return response
 
 
-def unavailable(reason: str, version: int = X402_VERSION) -> JsonResponse:
-    response = JsonResponse({"x402Version": version, "error": reason}, status=503)
-    response["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
+def unavailable(reason: str) -> JsonResponse:
+    """503 in the one error shape of /api/ (lib/jsonapi.py), whichever x402 version the request spoke."""
+    return jsonapi.error(503, reason, Retry_After=str(RETRY_AFTER_SECONDS))
 
 
 def payment_response(community_pass: CommunityPass, token: str) -> str:
@@ -336,7 +335,7 @@ def community(request: HttpRequest) -> JsonResponse:
                 return JsonResponse(community_data(request, community_pass, now))
         except DatabaseError:
             log.exception("x402_token_failed")
-            return unavailable("temporarily unable to check the access token; send the same request again", version)
+            return unavailable("temporarily unable to check the access token; send the same request again")
     if v1 is None and v2 is None:
         return payment_required(request, refused)
     if v1 is not None and v2 is not None:
@@ -360,11 +359,11 @@ def community(request: HttpRequest) -> JsonResponse:
         log.info("x402_refused version=%d detail=%s", version, error)
         return payment_required(request, str(error), version)
     except passes.NetworkBusy as error:
-        return unavailable(str(error), version)
+        return unavailable(str(error))
     except DatabaseError:
         # Nothing was recorded that a retry of the same payment would not find again (no token yet).
         log.exception("x402_failed")
-        return unavailable("temporarily unable to record the payment; send the same payment again", version)
+        return unavailable("temporarily unable to record the payment; send the same payment again")
     response = JsonResponse(data | {"accessToken": token})
     if version == X402_V2:
         response[PAYMENT_RESPONSE] = payment_response_v2(community_pass, token)

@@ -80,3 +80,35 @@ class Session(AbstractBaseSession):
     @classmethod
     def get_session_store_class(cls):
         return import_module(settings.SESSION_ENGINE).SessionStore  # energypay.accounts.sessions
+
+
+class PersonalAccessToken(models.Model):
+    """A household's read-only key to its own data over /api/v1/me/ (energypay/readapi.py).
+
+    The token (``pat_`` + 256 random bits) is shown once, when made; only its SHA-256 is kept, like a
+    meter's. ``last_used_at`` is written at most once a minute per token (energypay/accounts/tokens.py),
+    so reading a sensor every few seconds does not write a row each time. A revoked token is kept, marked,
+    so the page can say when it stopped.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read only"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
+    name = models.CharField(max_length=60)
+    token_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=8, help_text="The token's last characters, to tell tokens apart.")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (pat_…{self.hint})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -228,7 +228,12 @@ def test_an_x_payment_over_the_documented_size_is_a_json_431(client, db):
     response = client.get(COMMUNITY, headers={"X-PAYMENT": "A" * (settings.API_MAX_PAYMENT_HEADER_BYTES + 4)})
     assert response.status_code == 431
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"error": f"X-PAYMENT is over {settings.API_MAX_PAYMENT_HEADER_BYTES} bytes"}
+    assert response.json() == {
+        "error": {
+            "code": "headers_too_large",
+            "message": f"X-PAYMENT is over {settings.API_MAX_PAYMENT_HEADER_BYTES} bytes",
+        }
+    }
 
 
 def test_an_x_payment_of_exactly_the_documented_size_reaches_the_payment_check(client, db):
@@ -241,7 +246,12 @@ def test_headers_over_the_documented_total_are_a_json_431(client, db):
     headers = {f"X-Filler-{n}": "x" * 1000 for n in range(settings.API_MAX_HEADER_BYTES // 1000 + 1)}
     response = client.post(reverse("api-readings"), "{}", content_type="application/json", headers=headers)
     assert response.status_code == 431
-    assert response.json() == {"error": f"the request headers are over {settings.API_MAX_HEADER_BYTES} bytes in all"}
+    assert response.json() == {
+        "error": {
+            "code": "headers_too_large",
+            "message": f"the request headers are over {settings.API_MAX_HEADER_BYTES} bytes in all",
+        }
+    }
 
 
 def test_pages_outside_the_api_are_not_refused_for_their_headers(client, db):
@@ -398,7 +408,12 @@ def test_behind_gunicorn_an_oversized_payment_gets_the_json_431(gunicorn):
         timeout=30,
     )
     assert response.status_code == 431
-    assert json.loads(response.text) == {"error": f"X-PAYMENT is over {settings.API_MAX_PAYMENT_HEADER_BYTES} bytes"}
+    assert json.loads(response.text) == {
+        "error": {
+            "code": "headers_too_large",
+            "message": f"X-PAYMENT is over {settings.API_MAX_PAYMENT_HEADER_BYTES} bytes",
+        }
+    }
 
 
 @pytest.mark.timeout(180)

@@ -46,6 +46,8 @@ from django.utils.http import urlsafe_base64_encode
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alarms.models import AlarmRule
+from energypay.accounts import tokens
+from energypay.accounts.models import PersonalAccessToken
 from energypay.webhooks.delivery import deliver_due
 from energypay.webhooks.events import EVENT_TYPES
 from energypay.webhooks.models import WebhookEndpoint
@@ -92,6 +94,8 @@ HOUSEHOLD_PAGES: dict[str, tuple[str, ...]] = {
     "statement-pdf": ("GET",),
     "statement-csv": ("GET",),
     "statement-json": ("GET",),
+    "access-tokens": ("GET", "POST"),
+    "access-token-revoke": ("POST",),
 }
 # Pages anyone may open: sign-in, password reset, the load balancer's health check.
 PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
@@ -102,15 +106,24 @@ PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
     "password_reset_confirm": ("GET",),
     "password_reset_complete": ("GET",),
     "healthz": ("GET",),
+    "api-docs": ("GET",),
+    "api-openapi": ("GET",),
 }
+# Outside /admin/ but for staff only (or a bearer token of their own): GET answers staff, 401 the rest.
+STAFF_PAGES: dict[str, tuple[str, ...]] = {"metrics": ("GET",)}
 # The machine API (docs/openapi.yaml).
 API: dict[str, tuple[str, ...]] = {
     "api-readings": ("POST",),
     "api-community": ("GET",),
     "api-arc-callback": ("POST",),
+    # A household's personal access token only: sessions and meter tokens are 401.
+    "api-me-usage": ("GET",),
+    "api-me-balance": ("GET",),
+    "api-me-settlements": ("GET",),
 }
-# Views that take a POST without a CSRF token: the meter API and ARC's callbacks authenticate with a bearer token.
-CSRF_EXEMPT = {"api-readings", "api-arc-callback"}
+# Views that take a request without a CSRF token: they authenticate with a bearer token, never a cookie (the
+# meter API and ARC's callbacks; the household read API, which answers a POST 405 anyway).
+CSRF_EXEMPT = {"api-readings", "api-arc-callback", "api-me-usage", "api-me-balance", "api-me-settlements"}
 # Regex routes (Django admin's) filled as a whole, by their group names.
 REGEX_FILLS = {("app_label",): "meters/", ("url",): "no-such-admin-page/"}
 
@@ -141,6 +154,8 @@ class Route:
             return "public"
         if self.name in API:
             return "api"
+        if self.name in STAFF_PAGES:
+            return "staff"
         if (self.name or "").startswith("admin:") or self.route.startswith("admin/"):
             return "admin"  # anything under /admin/ is for staff only
         raise NoRule(
@@ -150,7 +165,7 @@ class Route:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return {**HOUSEHOLD_PAGES, **PUBLIC_PAGES, **API}.get(self.name, ("GET", "POST"))
+        return {**HOUSEHOLD_PAGES, **PUBLIC_PAGES, **API, **STAFF_PAGES}.get(self.name, ("GET", "POST"))
 
     @property
     def is_object_page(self) -> bool:
@@ -233,6 +248,8 @@ class World:
             return str(self.rule.pk)
         if parameter == "pk" and (name.startswith("statement-") or name == "admin:statements_statement_pdf"):
             return str(self.statement.pk)
+        if parameter == "pk" and name == "access-token-revoke":
+            return str(PersonalAccessToken.objects.filter(user=self.household.user).order_by("pk").first().pk)
         if parameter == "pk" and name == "admin:meters_tariffversion_import_prices":
             return str(self.tariff_version.pk)
         if name == "admin:view_on_site":
@@ -301,6 +318,7 @@ def build_world(make_household, make_meter, staff_user) -> World:
     rule = AlarmRule.objects.create(household=household, kind="hourly_cost", threshold=Decimal("0.100"))
     rule.record(True, Decimal("0.25"), timezone.now())
     AlarmRule.objects.create(household=other, kind="daily_cost", threshold=Decimal("5"))
+    tokens.issue(household.user, "Home Assistant", timezone.now())  # revoked only by its own household
     # October's statement (the household's contract began before it), with its page, PDF, CSV and JSON.
     Household.objects.filter(pk=household.pk).update(created_at=datetime(2026, 1, 1, tzinfo=UTC))
     issue_households([household.pk], date(2026, 10, 1), now=timezone.now())
@@ -392,6 +410,10 @@ def expectation(route: Route, persona: str, method: str) -> Callable[[HttpRespon
         if route.name == "login" and signed_in_elsewhere and method == "GET":
             return status(302)  # already signed in: on to the dashboard
         return status(200, 302, 405)
+    if route.kind == "staff":
+        if method not in route.methods:
+            return status(405)
+        return status(200) if persona == "staff" else status(401)
     if route.kind == "api":
         path_method = route.methods[0]
         if method != path_method:
@@ -400,6 +422,8 @@ def expectation(route: Route, persona: str, method: str) -> Callable[[HttpRespon
             return status(402)  # cookies and meter tokens pay nothing
         if route.name == "api-arc-callback":
             return status(401)  # only ARC holds the callback token
+        if route.name.startswith("api-me-"):
+            return status(401)  # sessions and meter tokens read no household's data
         return status(200) if persona == "meter token" else status(401)  # sessions do not authenticate meters
     # admin
     if persona == "staff":
@@ -431,6 +455,7 @@ def target_state(world: World) -> dict[str, Any]:
         "coins": list(world.wallet.utxos.order_by("pk").values_list("pk", "state")),
         "meter": Meter.objects.filter(pk=world.meter.pk).values_list("token_hash", "is_active").get(),
         "user": type(household.user).objects.filter(pk=household.user.pk).values_list("password", "email").get(),
+        "tokens": list(PersonalAccessToken.objects.filter(user=household.user).values_list("pk", "revoked_at")),
     }
 
 
@@ -494,7 +519,7 @@ def test_an_unknown_url_fails_the_matrix_with_what_to_add(world, monkeypatch):
         world.path(stranger)
 
 
-def test_only_the_meter_api_takes_a_post_without_a_csrf_token():
+def test_only_the_bearer_token_apis_take_a_post_without_a_csrf_token():
     exempt = {route.name or route.route for route in all_routes() if getattr(route.callback, "csrf_exempt", False)}
     assert exempt == CSRF_EXEMPT
 

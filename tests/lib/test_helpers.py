@@ -40,8 +40,14 @@ def test_csv_lines_are_streamed_one_quoted_line_per_row():
 def test_an_api_error_is_json_with_its_status_and_headers():
     response = error(429, "too many readings", Retry_After="30")
     assert response.status_code == 429
-    assert json.loads(response.content) == {"error": "too many readings"}
+    assert json.loads(response.content) == {"error": {"code": "rate_limited", "message": "too many readings"}}
     assert response["Retry-After"] == "30"
+
+
+def test_an_api_error_names_its_code_or_gets_the_status_default():
+    assert json.loads(error(400, "no", code="invalid_json").content)["error"]["code"] == "invalid_json"
+    assert json.loads(error(404, "gone").content)["error"]["code"] == "not_found"
+    assert json.loads(error(418, "tea").content)["error"]["code"] == "http_418"
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", '{"x": -Infinity}'])

@@ -266,7 +266,7 @@ def test_register_going_down_is_a_reset_not_negative_use(post, meter_and_token):
 def test_missing_or_bad_token_gets_the_same_401(post, headers, token):
     response = post(reading(10, 1), token=token, **headers)
     assert response.status_code == 401
-    assert response.json() == {"error": "missing or invalid meter token"}
+    assert response.json() == {"error": {"code": "invalid_token", "message": "missing or invalid meter token"}}
     assert Reading.objects.count() == 0
 
 
@@ -294,7 +294,8 @@ def test_inactive_meter_token_is_refused(post, meter_and_token):
 def test_malformed_body_is_400_and_stores_nothing(post, body, message):
     response = post(body, raw=True)
     assert response.status_code == 400
-    assert response.json() == {"error": message}
+    code = "invalid_json" if message == "body is not valid JSON" else "invalid_body"
+    assert response.json() == {"error": {"code": code, "message": message}}
     assert Reading.objects.count() == 0
 
 
@@ -302,7 +303,7 @@ def test_more_than_1000_readings_is_413(post):
     items = [reading(2000 - i, i) for i in range(1001)]
     response = post({"readings": items})
     assert response.status_code == 413
-    assert response.json() == {"error": "at most 1000 readings per request"}
+    assert response.json() == {"error": {"code": "payload_too_large", "message": "at most 1000 readings per request"}}
     assert Reading.objects.count() == 0
 
 
@@ -315,7 +316,7 @@ def test_body_over_one_megabyte_is_413(post):
     body = json.dumps({"readings": [reading(10, 1)], "padding": "x" * (1024 * 1024)})
     response = post(body, raw=True)
     assert response.status_code == 413
-    assert response.json() == {"error": "request body is over 1048576 bytes"}
+    assert response.json() == {"error": {"code": "payload_too_large", "message": "request body is over 1048576 bytes"}}
 
 
 @override_settings(INGEST_RATE_LIMIT_PER_MINUTE=3)
@@ -324,7 +325,7 @@ def test_over_the_per_meter_rate_is_429_with_retry_after(post, meter_and_token, 
         assert post(reading(minutes, 100 + minutes / 100)).status_code == 200
     response = post(reading(10, 101))
     assert response.status_code == 429
-    assert response.json() == {"error": "too many requests for this meter"}
+    assert response.json() == {"error": {"code": "rate_limited", "message": "too many requests for this meter"}}
     assert 1 <= int(response["Retry-After"]) <= 60
     assert Reading.objects.count() == 3
     # The budget is per meter: another meter is not slowed down.
@@ -338,7 +339,7 @@ def test_over_the_per_meter_rate_is_429_with_retry_after(post, meter_and_token, 
 def test_get_is_405(client):
     response = client.get(URL)
     assert response.status_code == 405
-    assert response.json() == {"error": "use POST"}
+    assert response.json() == {"error": {"code": "method_not_allowed", "message": "use POST"}}
 
 
 def test_database_failure_is_a_retryable_503_and_the_retry_counts_once(post, meter_and_token, monkeypatch):
@@ -388,7 +389,9 @@ def test_a_content_length_that_is_not_a_number_is_a_400(post, meter_and_token, d
     meter, _ = meter_and_token
     response = post({"readings": [reading(30, 100)]}, CONTENT_LENGTH=declared)
     assert response.status_code == 400
-    assert response.json() == {"error": "Content-Length must be a whole number of bytes"}
+    assert response.json() == {
+        "error": {"code": "bad_request", "message": "Content-Length must be a whole number of bytes"}
+    }
     assert stored(meter) == []
 
 

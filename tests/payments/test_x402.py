@@ -309,4 +309,4 @@ def test_other_methods_get_a_json_405_naming_the_allowed_ones(client, db):
     response = client.post(URL, {}, content_type="application/json")
     assert response.status_code == 405
     assert response["Allow"] == "GET, HEAD"
-    assert response.json() == {"error": "use GET"}
+    assert response.json() == {"error": {"code": "method_not_allowed", "message": "use GET"}}

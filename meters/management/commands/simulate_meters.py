@@ -306,4 +306,7 @@ def _json_of(response: requests.Response) -> dict:
 
 
 def _error_of(response: requests.Response) -> str:
-    return str(_json_of(response).get("error") or response.reason or "no details")[:200]
+    error = _json_of(response).get("error")
+    if isinstance(error, dict):  # {"error": {"code", "message"}} (lib/jsonapi.py)
+        error = error.get("message")
+    return str(error or response.reason or "no details")[:200]
