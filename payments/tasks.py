@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from payments import prices, retention, runs
-from payments.broadcast import refresh_pending, send_one, sweep_signed
+from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import closed_period_end
 from payments.models import CommunityPass, Settlement, Withdrawal
 from payments.networks import get_network
@@ -65,12 +65,6 @@ def watch_withdrawals() -> None:
     network = get_network()
     sweep_signed(Withdrawal, network)
     refresh_pending(Withdrawal, network)
-
-
-@shared_task
-def send_withdrawal(withdrawal_id: int) -> str:
-    """Broadcast a withdrawal just confirmed (enqueued on commit); the sweeper sends it if this never runs."""
-    return send_one(Withdrawal, withdrawal_id, get_network())
 
 
 @shared_task

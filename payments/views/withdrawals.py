@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib import messages
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.db.models import Sum
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,9 +23,10 @@ from meters.access import HouseholdRequest, household_required
 from meters.contracts import close_account
 from meters.models import HourlyUsage
 from payments import withdrawals
+from payments.broadcast import send_one
 from payments.figures import eur, line_amount, owed, wallet_balance
 from payments.models import Wallet, Withdrawal
-from payments.networks import explorer_url
+from payments.networks import explorer_url, get_network
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def confirm(request: HouseholdRequest) -> HttpResponse:
         log.warning("withdrawal_busy household=%s", request.household.pk, exc_info=True)
         return _refused(request, _("Your wallet was busy with another payment. Nothing was sent; please try again."))
     if outcome.new:
-        send_after_commit(outcome.withdrawal.pk)
+        # After commit: recorded and its coins reserved, so a crash here leaves it for the sweeper.
+        send_one(Withdrawal, outcome.withdrawal.pk, get_network())
     return redirect("withdrawal-detail", pk=outcome.withdrawal.pk)
 
 
@@ -111,13 +113,6 @@ def withdrawal_detail(request: HouseholdRequest, pk: int) -> HttpResponse:
     withdrawal.explorer_url = explorer_url(withdrawal.txid)
     context = {"withdrawal": withdrawal, "tz": request.household.timezone}
     return render(request, "payments/withdrawal_detail.html", context)
-
-
-def send_after_commit(withdrawal_id: int) -> None:
-    """Broadcast by a worker once committed (the confirmation's own transaction has ended by now)."""
-    from payments.tasks import send_withdrawal
-
-    transaction.on_commit(lambda: send_withdrawal.delay(withdrawal_id))
 
 
 def _refused(request: HouseholdRequest, message: str, **extra) -> HttpResponse:
