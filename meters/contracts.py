@@ -20,7 +20,8 @@ from django.db import transaction
 from django.db.models import Min, OuterRef, Subquery
 
 from lib.periods import HOUR, ceil_hour, floor_hour, local_midnight, zone
-from meters.models import HourlyUsage, Household, StandingMark, Tariff, TariffAssignment
+from meters.audit import record_action
+from meters.models import HourlyUsage, Household, Meter, StandingMark, Tariff, TariffAssignment
 from meters.usage import accrue_standing
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,35 @@ def assign_tariff(
         getattr(acting_user, "pk", None),
     )
     return assignment
+
+
+def close_account(household_id: int, *, now: datetime, acting_user=None) -> datetime:
+    """Close the household's account at the first hour no line can exist yet (``earliest_change(now)``).
+
+    Hours before it are billed and settled as usual (the hourly run pays them); from it on nothing is:
+    its meters are switched off (their tokens refused), no standing charge accrues
+    (meters/standing.py), no statement covers a later month, and the statement of the closing month
+    is its last. Closing twice keeps the first closing hour. Returns the closing hour.
+    """
+    with transaction.atomic():
+        household = Household.objects.select_for_update().get(pk=household_id)
+        if household.closed_at is not None:
+            return household.closed_at
+        closed_at = earliest_change(now)
+        Household.objects.filter(pk=household_id).update(closed_at=closed_at)
+        Meter.objects.filter(household_id=household_id).update(is_active=False)
+        household.closed_at = closed_at
+        record_action(
+            household,
+            "household.closed",
+            f"Account closed from {closed_at:%Y-%m-%d %H:%M} UTC",
+            actor=acting_user,
+            closed_at=closed_at.isoformat(),
+        )
+    log.info(
+        "account_closed household=%s at=%s by=%s", household_id, closed_at.isoformat(), getattr(acting_user, "pk", None)
+    )
+    return closed_at
 
 
 def _keep_in_step(household: Household, now: datetime | None = None) -> None:

@@ -186,12 +186,17 @@ class Household(models.Model):
         null=True, blank=True, editable=False, help_text="Start of the next planned tariff change, if any."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set once, by meters/contracts.py close_account: from this hour on nothing is billed or settled
+    # (its meters are switched off, no standing charge accrues, no statement covers a later month).
+    closed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="The account closed at this hour (UTC): nothing billed after."
+    )
     # Goes up in the transaction of every write to the household's hourly ledger (meters/usage.py):
     # the usage chart's cache key, so a cached chart never outlives the money it shows.
     usage_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     # Written only by their own functions, never by a form's save() (see save()).
-    OWN_WRITERS = frozenset({"usage_version"})
+    OWN_WRITERS = frozenset({"usage_version", "closed_at"})
     CONTRACT_FIELDS = frozenset({"tariff", "tariff_since", "tariff_until"})
 
     class Meta:

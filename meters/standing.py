@@ -64,7 +64,12 @@ def on_current_tariff(hour: datetime) -> QuerySet[Household]:
     made it expect fifty households where there were ten thousand, and pick a nested loop).
     """
     covers = Q(tariff_since__lte=hour) & (Q(tariff_until__isnull=True) | Q(tariff_until__gt=hour))
-    return Household.objects.filter(covers).order_by()
+    return Household.objects.filter(covers).filter(open_at(hour)).order_by()
+
+
+def open_at(hour: datetime) -> Q:
+    """Households whose account is not closed at ``hour``: a closed account accrues nothing from its closing hour."""
+    return Q(closed_at__isnull=True) | Q(closed_at__gt=hour)
 
 
 def accrue_new_contracts(household_ids: list[int], until: datetime) -> int:
@@ -118,7 +123,11 @@ def _accrue_hour(hour: datetime) -> int:
     # Households under contract whose current tariff does not cover the hour (a run catching up on
     # hours before a tariff change): few, and priced one by one from their assignments.
     started = TariffAssignment.objects.filter(household=OuterRef("pk"), valid_from__lte=hour)
-    others = Household.objects.filter(Q(tariff_since__gt=hour) | Q(tariff_until__lte=hour)).order_by("pk")
+    others = (
+        Household.objects.filter(Q(tariff_since__gt=hour) | Q(tariff_until__lte=hour))
+        .filter(open_at(hour))
+        .order_by("pk")
+    )
     for household in others.filter(Exists(started)).exclude(Exists(already)).select_related("tariff"):
         written += accrue_standing(household, hour, hour + HOUR)
     return written

@@ -93,8 +93,11 @@ def accrue_standing(household: Household, start: datetime, end: datetime) -> int
     """Write the household's missing standing-charge lines of [start, end); how many were written.
 
     For a contract starting before the hourly job's mark (meters/standing.py). The caller holds the
-    mark's lock; the unique constraint keeps a line that ingest wrote meanwhile.
+    mark's lock; the unique constraint keeps a line that ingest wrote meanwhile. A closed account
+    accrues nothing from its closing hour.
     """
+    if household.closed_at is not None:
+        end = min(end, household.closed_at)
     if start >= end:
         return 0
     existing = set(

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lib import jsonapi
 from lib.jsonapi import reject_constant
-from payments.models import REFUSALS, ArcCallback, CommunityPass, OutgoingPayment, PaymentState, Settlement
+from payments.models import REFUSALS, ArcCallback, CommunityPass, OutgoingPayment, PaymentState, Settlement, Withdrawal
 from payments.networks import NetworkUnavailable, Outcome
 from payments.networks.arc import callback_reply
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024  # a callback with a merkle path is a few kB
 EXCERPT = 1000  # what the log keeps of a body
 CLOCK_SKEW = timedelta(minutes=1)
-KINDS: tuple[type[OutgoingPayment], ...] = (Settlement, CommunityPass)
+KINDS: tuple[type[OutgoingPayment], ...] = (Settlement, CommunityPass, Withdrawal)
 Result = ArcCallback.Outcome
 
 

@@ -195,6 +195,7 @@ def balances_at(household_ids: Iterable[int], moment: datetime) -> dict[int, int
         Utxo.objects.filter(wallet__household_id__in=list(household_ids), created_at__lt=moment)
         .exclude(reserved_by__created_at__lt=moment)
         .exclude(reserved_by_pass__created_at__lt=moment)
+        .exclude(reserved_by_withdrawal__created_at__lt=moment)
         .values("wallet__household_id")
         .annotate(total=Sum("satoshis"))
         .order_by()

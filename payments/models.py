@@ -116,6 +116,10 @@ class Utxo(models.Model):
     reserved_by_pass = models.ForeignKey(
         "CommunityPass", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs", db_index=False
     )
+    # A withdrawal of the wallet's balance (closing an account, a refund) reserves its coins here.
+    reserved_by_withdrawal = models.ForeignKey(
+        "Withdrawal", on_delete=models.PROTECT, null=True, blank=True, related_name="inputs", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -132,7 +136,14 @@ class Utxo(models.Model):
                 name="utxo_available_is_unreserved_by_pass",
             ),
             models.CheckConstraint(
-                condition=Q(reserved_by__isnull=True) | Q(reserved_by_pass__isnull=True),
+                condition=Q(state="available", reserved_by_withdrawal__isnull=True) | ~Q(state="available"),
+                name="utxo_available_is_unreserved_by_withdrawal",
+            ),
+            # At most one of the three links is set: a coin is reserved by at most one payment.
+            models.CheckConstraint(
+                condition=Q(reserved_by__isnull=True, reserved_by_pass__isnull=True)
+                | Q(reserved_by__isnull=True, reserved_by_withdrawal__isnull=True)
+                | Q(reserved_by_pass__isnull=True, reserved_by_withdrawal__isnull=True),
                 name="utxo_reserved_by_one_payment",
             ),
         ]
@@ -144,6 +155,11 @@ class Utxo(models.Model):
             models.Index(fields=["reserved_by"], condition=Q(reserved_by__isnull=False), name="utxo_reserved_by"),
             models.Index(
                 fields=["reserved_by_pass"], condition=Q(reserved_by_pass__isnull=False), name="utxo_reserved_by_pass"
+            ),
+            models.Index(
+                fields=["reserved_by_withdrawal"],
+                condition=Q(reserved_by_withdrawal__isnull=False),
+                name="utxo_reserved_by_withdrawal",
             ),
         ]
 
@@ -178,7 +194,7 @@ class PaymentState(models.TextChoices):
 class OutgoingPayment(models.Model):
     """A payment from our side to the network: signed, sent, seen, confirmed, or refused for good.
 
-    One lifecycle for every kind (settlements, community passes; refunds and withdrawals next), in
+    One lifecycle for every kind (settlements, community passes, withdrawals), in
     the shape of pretix's ``OrderPayment``: the state changes are methods here, each in its own
     transaction holding the row's lock, and a payment that moved on meanwhile makes a call a logged
     no-op. What a change means for one kind (usage owed again, a claim dropped) is that kind's hook:
@@ -691,3 +707,94 @@ class ArcCallback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.txid or 'no txid'} {self.tx_status or '-'}: {self.outcome}"
+
+
+class Withdrawal(OutgoingPayment):
+    """A household's remaining balance sent to an address it gave: closing its account, or a refund by staff.
+
+    Every spendable coin of the wallet in, one output to the address, no change: the network fee comes
+    out of the amount, and both were shown before the confirmation. Claimed like a settlement: under
+    the wallet's lock, its coins reserved by a conditional UPDATE, and ``request_key`` (the confirmed
+    preview's) unique, so two confirmations of one preview send once (payments/withdrawals.py).
+    Sent, swept and followed to a block by payments/broadcast.py like every outgoing payment.
+    Refused, it stays as failed history and its coins come back with the wallet's resync.
+    """
+
+    class Source(models.TextChoices):
+        HOUSEHOLD = "household", "The household, closing its account"
+        STAFF = "staff", "Staff"
+
+    COIN_LINK = "reserved_by_withdrawal"
+    LOG_NAME = "withdrawal"
+
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="withdrawals", db_index=False)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    address = models.CharField(max_length=64, help_text="Where the balance goes, checked for BSV_NETWORK.")
+    satoshis = models.PositiveBigIntegerField(help_text="Sent to the address (the balance less the fee).")
+    fee_satoshis = models.PositiveBigIntegerField()
+    request_key = models.CharField(max_length=64, unique=True, editable=False, help_text="The confirmed preview's.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "updated_at"], name="withdrawal_state"),
+            models.Index(fields=["household", "-created_at"], name="withdrawal_household"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["txid"], condition=~Q(state__in=["rejected", "double_spend"]), name="withdrawal_live_txid"
+            ),
+            # The backstop of the wallet's lock: one withdrawal on its way per household at a time.
+            models.UniqueConstraint(
+                fields=["household"],
+                condition=Q(state__in=["signed", "broadcast", "seen"]),
+                name="withdrawal_one_pending_per_household",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.household}: {self.satoshis} sat to {self.address} ({self.state})"
+
+    @classmethod
+    def accepted_changes(cls, state: str, now: datetime) -> dict:
+        return {"confirmed_at": now if state == PaymentState.CONFIRMED else None}
+
+    def lock_payer(self) -> Wallet:
+        return Wallet.objects.select_for_update().get(household_id=self.household_id)
+
+    def on_failed(self) -> None:
+        """Its coins are forgotten (the resync brings back those that still exist); withdrawal.failed."""
+        self.forget_coins()
+        row = {field: getattr(self, field) for field in WITHDRAWAL_FIELDS}
+        emit("withdrawal.failed", self.household_id, withdrawal_event(row) | {"detail": self.detail[:200]})
+
+    @classmethod
+    def on_accepted(cls, ids: list[int], state: str, now: datetime) -> None:
+        """withdrawal.confirmed for those this call confirmed."""
+        if state == PaymentState.CONFIRMED:
+            rows = (
+                cls.objects.filter(pk__in=ids, state=state, confirmed_at=now).order_by("pk").values(*WITHDRAWAL_FIELDS)
+            )
+            emit_many([("withdrawal.confirmed", row["household_id"], withdrawal_event(row)) for row in rows])
+
+
+WITHDRAWAL_FIELDS = ("pk", "household_id", "state", "txid", "address", "satoshis", "fee_satoshis", "created_at")
+
+
+def withdrawal_event(row: dict) -> dict:
+    """A withdrawal as webhooks tell it (docs/webhooks.md)."""
+    return {
+        "withdrawal_id": row["pk"],
+        "household_id": row["household_id"],
+        "state": row["state"],
+        "txid": row["txid"],
+        "address": row["address"],
+        "satoshis": row["satoshis"],
+        "fee_satoshis": row["fee_satoshis"],
+        "created_at": row["created_at"],
+    }

@@ -12,7 +12,7 @@ from django.utils import timezone
 from payments import prices, retention, runs
 from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import closed_period_end
-from payments.models import CommunityPass, Settlement, Wallet
+from payments.models import CommunityPass, Settlement, Wallet, Withdrawal
 from payments.networks import get_network
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,14 @@ def watch_community_passes() -> None:
     network = get_network()
     sweep_signed(CommunityPass, network)
     refresh_pending(CommunityPass, network)
+
+
+@shared_task
+def watch_withdrawals() -> None:
+    """Send withdrawals left signed (a crash, no answer) once their backoff passed; follow sent ones to a block."""
+    network = get_network()
+    sweep_signed(Withdrawal, network)
+    refresh_pending(Withdrawal, network)
 
 
 @shared_task

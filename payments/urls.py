@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from payments.views import community, settlements, wallet
+from payments.views import community, settlements, wallet, withdrawals
 
 urlpatterns = [
     path("payments/", settlements.settlement_list, name="settlement-list"),
@@ -13,4 +13,9 @@ urlpatterns = [
     path("wallet/qr.svg", wallet.wallet_qr, name="wallet-qr"),
     path("community/", community.community_page, name="community"),
     path("community/unlock", community.unlock, name="community-unlock"),
+    path("account/close/", withdrawals.account_page, name="account-close"),
+    path("account/close/confirm", withdrawals.close, name="account-close-confirm"),
+    path("account/withdraw/preview", withdrawals.preview, name="withdrawal-preview"),
+    path("account/withdraw/confirm", withdrawals.confirm, name="withdrawal-confirm"),
+    path("account/withdrawals/<int:pk>/", withdrawals.withdrawal_detail, name="withdrawal-detail"),
 ]

@@ -14,6 +14,8 @@ ALARM_TRIGGERED = "alarm.triggered"
 ALARM_CLEARED = "alarm.cleared"
 METER_SILENT = "meter.silent"
 STATEMENT_ISSUED = "statement.issued"
+WITHDRAWAL_CONFIRMED = "withdrawal.confirmed"
+WITHDRAWAL_FAILED = "withdrawal.failed"
 TEST = "webhook.test"  # sent by staff ("send test event") to one endpoint, whatever it subscribes to
 
 EVENT_TYPES: dict[str, str] = {
@@ -25,6 +27,8 @@ EVENT_TYPES: dict[str, str] = {
     ALARM_CLEARED: "A household's alarm rule stopped firing.",
     METER_SILENT: "A meter has sent nothing for WEBHOOK_METER_SILENT_HOURS hours (once per silence).",
     STATEMENT_ISSUED: "A statement was issued to a household.",
+    WITHDRAWAL_CONFIRMED: "A withdrawal of a household's balance is in a block.",
+    WITHDRAWAL_FAILED: "The network refused a withdrawal for good: its coins are back in the wallet.",
 }
 
 CHOICES = [(code, f"{code}: {text}") for code, text in EVENT_TYPES.items()]

@@ -8,4 +8,4 @@ A household's page is composed on the top floor (energypay/admin.py) from meters
 wallet columns in ``households``.
 """
 
-from payments.admin import callbacks, ledger, prices, settlements, wallets  # noqa: F401 (each registers its models)
+from payments.admin import callbacks, ledger, prices, settlements, wallets, withdrawals  # noqa: F401 (each registers its models)

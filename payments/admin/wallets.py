@@ -23,6 +23,7 @@ from meters.audit import AuditHistory, record_action
 from payments import figures, keys
 from payments.admin.actions import ReadOnlyWithActions
 from payments.admin.columns import ArrearsColumn, ArrearsFilter, eur_text
+from payments.admin.withdrawals import WithdrawalActions
 from payments.models import PriceQuote, Utxo, Wallet
 from payments.networks.local import LocalLedger
 
@@ -74,7 +75,7 @@ class FaucetForm(forms.Form):
 
 
 @admin.register(Wallet)
-class WalletAdmin(AuditHistory, ArrearsColumn, ReadOnlyWithActions, admin.ModelAdmin):
+class WalletAdmin(AuditHistory, ArrearsColumn, WithdrawalActions, ReadOnlyWithActions, admin.ModelAdmin):
     list_display = ["household", "address", "balance", "balance_eur", "coins", "arrears"]
     list_filter = [ArrearsFilter]
     search_fields = ["household__name", "household__user__email", "address"]
@@ -93,7 +94,7 @@ class WalletAdmin(AuditHistory, ArrearsColumn, ReadOnlyWithActions, admin.ModelA
     ]
     readonly_fields = fields
     inlines = [UtxoInline]
-    actions = ["sync_coins_action", "retry_now", "fund_from_faucet"]
+    actions = ["sync_coins_action", "retry_now", "fund_from_faucet", "withdraw_balance", "close_account_action"]
 
     def get_queryset(self, request):
         return (

@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from lib.money import satoshis_to_eur
@@ -39,9 +39,9 @@ from meters.hooks import emit_many, load_hook
 from meters.models import Household
 from payments.statements import lines as ledger
 from payments.statements.mail import queue_deliveries
-from payments.statements.models import Series, Statement, StatementLine, StatementPayment
+from payments.statements.models import Series, Statement, StatementLine, StatementPayment, StatementWithdrawal
 from payments.statements.numbering import Counter as NumberCounter
-from payments.statements.paid import MonthEndBalances, Paid, month_end_balances, month_payments
+from payments.statements.paid import MonthEndBalances, Paid, month_end_balances, month_payments, month_withdrawals
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def due(now: datetime, household_ids: Iterable[int] | None = None) -> list[Due]:
     for tz in sorted(set(households.values_list("timezone", flat=True).order_by())):
         for month in closed_months(now, tz, settings.STATEMENT_RECENT_MONTHS):
             ids = list(
-                missing(households.filter(timezone=tz), month, local_month_bounds(month, tz)[1]).values_list(
+                missing(households.filter(timezone=tz), month, *local_month_bounds(month, tz)).values_list(
                     "pk", flat=True
                 )
             )
@@ -89,10 +89,16 @@ def due(now: datetime, household_ids: Iterable[int] | None = None) -> list[Due]:
     return found
 
 
-def missing(households, month: date, end: datetime):
-    """Those of ``households`` that existed before ``end`` and have no statement for ``month``."""
+def missing(households, month: date, start: datetime, end: datetime):
+    """Those of ``households`` that existed before ``end``, were not closed by ``start`` and have no statement
+    for ``month``. The month an account closes in gets its statement, the last one."""
     issued = Statement.objects.filter(household=OuterRef("pk"), month=month, revision=0)
-    return households.filter(created_at__lt=end).exclude(Exists(issued)).order_by("pk")
+    return households.filter(billed_in(start, end)).exclude(Exists(issued)).order_by("pk")
+
+
+def billed_in(start: datetime, end: datetime) -> Q:
+    """Households with a contract in [start, end): created before its end, not closed by its start."""
+    return Q(created_at__lt=end) & (Q(closed_at__isnull=True) | Q(closed_at__gt=start))
 
 
 def issue_due(now: datetime | None = None) -> Counter:
@@ -109,7 +115,7 @@ def issue_households(
 ) -> Counter:
     """Issue ``month``'s statement (the local month starting on ``month``'s first day) for each household
     that has none yet, chunk by chunk, per time zone. Returns counts: issued, already issued, not closed,
-    no contract (created after the month)."""
+    no contract (created after the month, or closed before it)."""
     now = now or timezone.now()
     month = first_of_month(month)
     household_ids = list(dict.fromkeys(household_ids))
@@ -120,11 +126,11 @@ def issue_households(
             by_tz[zones[pk]].append(pk)
     tally: Counter = Counter()
     for tz, ids in sorted(by_tz.items()):
-        end = local_month_bounds(month, tz)[1]
+        start, end = local_month_bounds(month, tz)
         if end > now:
             tally["not_closed"] += len(ids)
             continue
-        with_contract = set(Household.objects.filter(pk__in=ids, created_at__lt=end).values_list("pk", flat=True))
+        with_contract = set(Household.objects.filter(billed_in(start, end), pk__in=ids).values_list("pk", flat=True))
         before = set(
             Statement.objects.filter(household_id__in=ids, month=month, revision=0).values_list(
                 "household_id", flat=True
@@ -162,12 +168,17 @@ def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_
     start, end = local_month_bounds(month, tz)
     if end > now:
         raise MonthNotClosed(f"{month:%Y-%m} has not ended yet in {tz}")
-    households = [household for household in households if household.created_at < end]
+    households = [
+        household
+        for household in households
+        if household.created_at < end and (household.closed_at is None or household.closed_at > start)
+    ]
     ids = [household.pk for household in households]
     groups = ledger.usage_groups(ids, start, end)
     versions = ledger.tariff_versions(group for household_groups in groups.values() for group in household_groups)
     payments = month_payments(ids, start, end)
     balances = month_end_balances(ids, end)
+    withdrawals = month_withdrawals(households, start, end)
     drafts = {household.pk: ledger.compose(groups.get(household.pk, []), versions) for household in households}
 
     issue_date = local_date(now, settings.STATEMENT_TIME_ZONE)
@@ -194,6 +205,7 @@ def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_
         statements = Statement.objects.bulk_create(statements)
         store_lines(statements, drafts)
         store_payments(statements, payments)
+        store_withdrawals(statements, withdrawals)
         issued(statements, acting_user=acting_user)
     log.info(
         "statements_issued month=%s tz=%s count=%d first=%s last=%s",
@@ -322,6 +334,22 @@ def store_payments(statements: list[Statement], payments: dict[int, list[Paid]])
             for item in paid
         ]
     StatementPayment.objects.bulk_create(rows)
+
+
+def store_withdrawals(statements: list[Statement], withdrawals: dict) -> None:
+    StatementWithdrawal.objects.bulk_create(
+        StatementWithdrawal(
+            statement=statement,
+            withdrawal=withdrawal,
+            txid=withdrawal.txid,
+            address=withdrawal.address,
+            sent_at=withdrawal.created_at,
+            satoshis=withdrawal.satoshis,
+            fee_satoshis=withdrawal.fee_satoshis,
+        )
+        for statement in statements
+        for withdrawal in withdrawals.get(statement.household_id, [])
+    )
 
 
 def count_payments(statement: Statement, paid: list[Paid]) -> None:

@@ -6,23 +6,31 @@ ledger's exact sum over the month rounded once; when the rounded lines do not ad
 rounding line carries the difference. So a statement's total always equals, to the cent, the
 settled plus the unsettled amounts (cost and taxes) of its hours.
 
-Lines are keyed (``energy:<version>:<rate>``, ``standing:<version>``, ``tax:<rate>``, ``rounding``)
-so a corrective note can say, key by key, what changed since the documents before it.
+Lines are keyed (``energy:<version>:<rate>``, ``standing:<version>``, ``tax:<order>:<tax>:<rule>``,
+``rounding``) so a corrective note can say, key by key, what changed since the documents before it.
+Taxes are itemised rule by rule (``tax_lines``): each tax rule's base, rate and amount, exactly as
+``meters.taxes.breakdown`` states them, from grouped rows rather than a model instance per hour.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import BooleanField, ExpressionWrapper, Q, Sum
+from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField, Q, Sum, Value, When
 
-from lib.money import KWH_PLACES
-from meters.models import HourlyUsage, TariffVersion
+from lib.money import KWH_PLACES, exact
+from lib.periods import local_date, local_midnight
+from meters.models import HourlyUsage, Household, TariffVersion, TaxRule
+from meters.pricing import TaxSchedule, combined_rate
+from meters.taxes import TaxPart
 from payments.figures import eur
+
+log = logging.getLogger(__name__)
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
@@ -49,25 +57,47 @@ class UsageGroup:
     kwh: Decimal
     cost_eur: Decimal
     tax_eur: Decimal
+    # An hour of the group: its lines lie in one stretch of days over which no tax rule starts or ends,
+    # so the rules of this hour's local day are the rules of all of them (``tax_lines``).
+    some_hour: datetime | None = None
+    region: str = ""
+    timezone: str = "UTC"
 
 
 def usage_groups(household_ids: Iterable[int], start: datetime, end: datetime) -> dict[int, list[UsageGroup]]:
-    """The households' priced usage lines of hours in [start, end), grouped (one query).
+    """The households' priced usage lines of hours in [start, end), grouped (two small queries and one grouped).
 
     A line still waiting for its price is not billed yet (it is not owed either, payments/figures.py);
-    once priced, the corrections job bills it on a corrective note.
+    once priced, the corrections job bills it on a corrective note. Where a tax rule starts or ends
+    inside the period (in any of the households' time zones), the groups are split there too, so each
+    group's lines are taxed by one set of rules; a month without such a change costs no extra group.
     """
+    ids = list(household_ids)
+    households = {
+        pk: (region, tz)
+        for pk, region, tz in Household.objects.filter(pk__in=ids).values_list("pk", "region", "timezone")
+    }
+    edges = _rule_edges({tz for _, tz in households.values()}, start, end)
     rows = (
         HourlyUsage.objects.filter(
-            household_id__in=list(household_ids), hour_start__gte=start, hour_start__lt=end, cost_eur__isnull=False
+            household_id__in=ids, hour_start__gte=start, hour_start__lt=end, cost_eur__isnull=False
         )
-        .annotate(settled=ExpressionWrapper(Q(settled_at__isnull=False), output_field=BooleanField()))
-        .values("household_id", "kind", "tariff_version_id", "rate", "tax_rate", "settled")
+        .annotate(
+            settled=ExpressionWrapper(Q(settled_at__isnull=False), output_field=BooleanField()),
+            stretch=Case(
+                *(When(hour_start__lt=edge, then=Value(n)) for n, edge in enumerate(edges)),
+                default=Value(len(edges)),
+                output_field=IntegerField(),
+            ),
+        )
+        .values("household_id", "kind", "tariff_version_id", "rate", "tax_rate", "settled", "stretch")
         .annotate(kwh=Sum("kwh"), cost=Sum("cost_eur"), tax=Sum("tax_eur"))
         .order_by()
     )
+    starts = [start, *edges]
     groups: defaultdict[int, list[UsageGroup]] = defaultdict(list)
     for row in rows:
+        region, tz = households.get(row["household_id"], ("", "UTC"))
         groups[row["household_id"]].append(
             UsageGroup(
                 household_id=row["household_id"],
@@ -79,14 +109,32 @@ def usage_groups(household_ids: Iterable[int], start: datetime, end: datetime) -
                 kwh=(row["kwh"] or ZERO).quantize(KWH_PLACES, rounding=ROUND_HALF_UP),
                 cost_eur=eur(row["cost"]),
                 tax_eur=eur(row["tax"]),
+                some_hour=starts[row["stretch"]],
+                region=region,
+                timezone=tz,
             )
         )
     return groups
 
 
+def _rule_edges(zones: set[str], start: datetime, end: datetime) -> list[datetime]:
+    """The instants inside (start, end) at which a tax rule starts or ends in one of ``zones``, in order.
+
+    Rules are few (a handful per tax and year), so all of them are read; most months have no edge.
+    """
+    days = set()
+    for valid_from, valid_to in TaxRule.objects.values_list("valid_from", "valid_to"):
+        days.add(valid_from)
+        if valid_to is not None:
+            days.add(valid_to + timedelta(days=1))
+    first, last = start - timedelta(days=1), end + timedelta(days=1)
+    instants = {local_midnight(day, tz) for tz in zones for day in days if first.date() <= day <= last.date()}
+    return sorted(instant for instant in instants if start < instant < end)
+
+
 def tariff_versions(groups: Iterable[UsageGroup]) -> dict[int, TariffVersion]:
     ids = {group.tariff_version_id for group in groups if group.tariff_version_id is not None}
-    return TariffVersion.objects.in_bulk(ids) if ids else {}
+    return TariffVersion.objects.select_related("tariff").in_bulk(ids) if ids else {}
 
 
 @dataclass
@@ -171,7 +219,7 @@ def compose(groups: list[UsageGroup], versions: dict[int, TariffVersion]) -> Con
         line.amount_eur = to_cent(line.exact_eur)
         if line.kind == STANDING:
             line.quantity = standing_days(line.exact_eur, line.unit_price)
-    content.lines = sorted([*lines.values(), *tax_lines(groups)], key=Draft.sort_key)
+    content.lines = sorted([*lines.values(), *tax_lines(groups, versions)], key=Draft.sort_key)
     add_rounding(content, to_cent(content.ledger_total))
     return content
 
@@ -184,27 +232,74 @@ def standing_days(amount: Decimal, per_day: Decimal | None) -> Decimal | None:
     return (amount / per_day).quantize(_DAYS, rounding=ROUND_HALF_UP)
 
 
-def tax_lines(groups: Iterable[UsageGroup]) -> list[Draft]:
-    """Each tax on the statement: its base, its rate and what it adds, from the usage lines' own taxes.
+def tax_lines(groups: Iterable[UsageGroup], versions: dict[int, TariffVersion]) -> list[Draft]:
+    """Each tax rule on the statement: its name, its rate, its base and what it adds (``meters.taxes.TaxPart``).
 
-    The ledger stores per line one combined tax rate (compound taxes multiplied out) and the tax it adds
-    (``HourlyUsage.tax_rate``, ``tax_eur``); here the lines are grouped by that rate, so a month with one
-    set of taxes shows one line whose base is the cost taxed at it. When the tax rules of meters
-    (``meters.taxes.breakdown``) itemise an hour's tax per rule, with its name, rate and exact base and
-    amount, this is the one function that changes: one line per rule, keyed ``tax:<rule>``. The
-    rounding line absorbs whatever the per-rule amounts miss of the hourly-rounded ledger.
+    A group's rules are found again as pricing found them (the tariff of its version, the household's
+    tax region, the kind of line, the local day of its stretch) and must give the combined factor
+    its lines were taxed at. Then per rule, exactly: the base is the lines' cost, plus, for a compound
+    rule (VAT), the simple taxes on that cost (the electricity tax is a base of VAT); the amount is
+    base x rate. A rule whose rate changed within the month is two rules, each on its own days' base.
+    The parts add up to the lines' unrounded tax; each line is rounded once to the cent, and the
+    rounding line absorbs what they miss of the ledger (taxes rounded per hour to the micro-euro).
+
+    A group whose rules do not give its factor (lines taxed by hand, a rule changed against the
+    admin's refusal) keeps one line at its combined rate, logged: the statement still adds up to the
+    ledger, and says only what it can prove.
     """
+    parts: dict[int, TaxPart] = {}
     by_rate: dict[Decimal, Draft] = {}
-    for group in groups:
-        if not group.tax_rate and not group.tax_eur:
-            continue
-        key = f"tax:{group.tax_rate.normalize():f}"
-        line = by_rate.setdefault(group.tax_rate, Draft(key, TAX, tax_rate=group.tax_rate, base_exact=ZERO))
-        line.base_exact += group.cost_eur
-        line.exact_eur += group.tax_eur
-    for line in by_rate.values():
+    with exact():
+        for group in groups:
+            if not group.tax_rate and not group.tax_eur:
+                continue
+            rules = _rules_of(group, versions)
+            if rules is None:
+                key = f"tax:{group.tax_rate.normalize():f}"
+                line = by_rate.setdefault(group.tax_rate, Draft(key, TAX, tax_rate=group.tax_rate, base_exact=ZERO))
+                line.base_exact += group.cost_eur
+                line.exact_eur += group.tax_eur
+                continue
+            simple_tax = sum((group.cost_eur * rule.rate for rule in rules if not rule.compound), ZERO)
+            for rule in rules:
+                part = parts.setdefault(rule.pk, TaxPart(rule))
+                part.base += group.cost_eur + (simple_tax if rule.compound else ZERO)
+                part.kwh += group.kwh if group.kind == HourlyUsage.Kind.ENERGY else ZERO
+                part.lines += 1
+        drafts = list(by_rate.values())
+        for part in parts.values():
+            part.amount = part.base * part.rate
+            drafts.append(
+                Draft(
+                    f"tax:{int(part.rule.compound)}:{part.rule.tax[:30]}:{part.rule.pk}",
+                    TAX,
+                    exact_eur=part.amount,
+                    name=part.name[:100],
+                    tax_rate=part.rate,
+                    base_exact=part.base,
+                )
+            )
+    for line in drafts:
         line.amount_eur = to_cent(line.exact_eur)
-    return sorted(by_rate.values(), key=Draft.sort_key)
+    return sorted(drafts, key=Draft.sort_key)
+
+
+def _rules_of(group: UsageGroup, versions: dict[int, TariffVersion]) -> tuple[TaxRule, ...] | None:
+    """The tax rules that taxed the group's lines, or None when they cannot be found again."""
+    version = versions.get(group.tariff_version_id) if group.tariff_version_id is not None else None
+    if version is None or group.some_hour is None:
+        return None
+    rules = TaxSchedule(version.tariff, group.region).rules(group.kind, local_date(group.some_hour, group.timezone))
+    if combined_rate(rules) != group.tax_rate:
+        log.warning(
+            "statement_tax_unmatched household=%s kind=%s tax_rate=%s rules=%s",
+            group.household_id,
+            group.kind,
+            group.tax_rate,
+            ",".join(str(rule.pk) for rule in rules) or "none",
+        )
+        return None
+    return rules
 
 
 def add_rounding(content: Content, total: Decimal) -> None:

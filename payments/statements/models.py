@@ -11,6 +11,8 @@
 - ``StatementLine``: energy per rate, standing charge, each tax, and a rounding line when the lines
   rounded to the cent do not add up to the ledger's total rounded once.
 - ``StatementPayment``: the settlements that paid the month's hours, as they stood at issue.
+- ``StatementWithdrawal``: the withdrawals of the wallet's balance in the month (the final statement
+  of a closed account shows where its balance went).
 - ``StatementDelivery``: the outbox of mails (one per issue, one per staff re-send), retried until sent.
 
 Statements, lines and payments are final: ``save()`` of a stored row, ``delete()`` and a queryset's
@@ -309,6 +311,25 @@ class StatementPayment(Final):
 
     def __str__(self) -> str:
         return f"{self.statement_id}: {self.txid} {self.eur} EUR"
+
+
+class StatementWithdrawal(Final):
+    """A withdrawal of the wallet's balance shown on the statement: the last one of a closed account shows it."""
+
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="withdrawals")
+    withdrawal = models.ForeignKey("payments.Withdrawal", on_delete=models.PROTECT, related_name="+")
+    txid = models.CharField(max_length=64)
+    address = models.CharField(max_length=64)
+    sent_at = models.DateTimeField()
+    satoshis = models.PositiveBigIntegerField(help_text="Sent to the address.")
+    fee_satoshis = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["statement", "sent_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["statement", "withdrawal"], name="statement_withdrawal_once")]
+
+    def __str__(self) -> str:
+        return f"{self.statement_id}: {self.satoshis} sat to {self.address}"
 
 
 class StatementDeliveryQuerySet(models.QuerySet):

@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Sum
 
 from payments.figures import balances_at, eur, newest_quote
-from payments.models import PriceQuote, Settlement, SettlementLine
+from payments.models import PriceQuote, Settlement, SettlementLine, Withdrawal
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,26 @@ class MonthEndBalances:
 
 def month_end_balances(household_ids: Iterable[int], end: datetime) -> MonthEndBalances:
     return MonthEndBalances(end, balances_at(household_ids, end), newest_quote(end))
+
+
+def month_withdrawals(households, start: datetime, end: datetime) -> dict[int, list[Withdrawal]]:
+    """Per household, the live withdrawals of its balance made in [start, end), oldest first.
+
+    For a household whose account closed before ``end`` (this is its final statement), also those made
+    since: the balance is withdrawn after the last hours are paid, which may be after the month ended.
+    One query.
+    """
+    ids = [household.pk for household in households]
+    closed = {
+        household.pk for household in households if household.closed_at is not None and household.closed_at <= end
+    }
+    found: defaultdict[int, list[Withdrawal]] = defaultdict(list)
+    rows = (
+        Withdrawal.objects.filter(household_id__in=ids, created_at__gte=start)
+        .exclude(state__in=Withdrawal.FAILED)
+        .order_by("created_at", "pk")
+    )
+    for withdrawal in rows:
+        if withdrawal.created_at < end or withdrawal.household_id in closed:
+            found[withdrawal.household_id].append(withdrawal)
+    return found

@@ -48,6 +48,9 @@ def document_context(statement: Statement) -> dict:
     payments = list(statement.payments.order_by("paid_at", "pk"))
     for payment in payments:
         payment.explorer_url = explorer_url(payment.txid)
+    withdrawals = list(statement.withdrawals.order_by("sent_at", "pk"))
+    for withdrawal in withdrawals:
+        withdrawal.explorer_url = explorer_url(withdrawal.txid)
     return {
         "statement": statement,
         "lines": lines,
@@ -55,6 +58,7 @@ def document_context(statement: Statement) -> dict:
         "taxes": [line for line in lines if line.kind == "tax"],
         "rounding": [line for line in lines if line.kind == "rounding"],
         "payments": payments,
+        "withdrawals": withdrawals,
         "original": statement.corrects,
         "tz": statement.timezone,
         "period_first": local_date(statement.period_start, statement.timezone),
@@ -162,6 +166,16 @@ def as_json(statement: Statement) -> dict:
                     for p in statement.payments.order_by("paid_at", "pk")
                 ],
             },
+            "withdrawals": [
+                {
+                    "txid": w.txid,
+                    "address": w.address,
+                    "sent_at": w.sent_at.isoformat(),
+                    "satoshis": w.satoshis,
+                    "fee_satoshis": w.fee_satoshis,
+                }
+                for w in statement.withdrawals.order_by("sent_at", "pk")
+            ],
             "balance": None
             if statement.balance_at is None
             else {

@@ -18,6 +18,8 @@ household owing before ``period end`` as the hourly run does (``runs.prepare_run
 each point of POINTS a chunk passes, and ``done <seconds> <tally>`` at the end. With
 ``CRASH_AT=<point>:<n>`` in its environment it sends itself SIGKILL the n-th time it reaches the point.
 
+``python -m tests.payments.crashkit withdraw <household id> <token>`` confirms a withdrawal preview (below).
+
 ``python -m tests.payments.crashkit buy <household id>`` is the other kind of outgoing payment: the
 household's one click on "unlock" (``passes.buy_pass``, then ``broadcast.send_one``), with the points
 ``signed`` (the pass and its coins committed, nothing sent) and ``on_ledger`` (the ledger took it,
@@ -427,7 +429,33 @@ def _buy(household_id: str) -> None:
     print(f"done {time.monotonic() - began:.4f} {state}", flush=True)
 
 
+def _withdraw(household_id: str, token: str) -> None:
+    """The third kind: a confirmed withdrawal (``withdrawals.withdraw``, then ``broadcast.send_one``), with the
+    points ``signing`` (signed, inside the transaction that records it: nothing committed), ``signed`` (the
+    withdrawal and its coins committed, nothing sent) and ``on_ledger`` (the ledger took it, the reply is not
+    recorded)."""
+    import django
+
+    django.setup()
+    from meters.models import Household
+    from payments import withdrawals
+    from payments.broadcast import send_one
+    from payments.models import Withdrawal
+    from payments.networks.local import LocalLedger
+
+    household = Household.objects.get(pk=int(household_id))
+    began = time.monotonic()
+    print("ready", flush=True)
+    around = _marker(began)
+    withdrawals._sign = around(withdrawals._sign, after="signing")
+    withdraw = around(withdrawals.withdraw, after="signed")
+    LocalLedger.broadcast = around(LocalLedger.broadcast, after="on_ledger")
+    outcome = withdraw(household, token, acting_user=None, source=Withdrawal.Source.STAFF)
+    state = send_one(Withdrawal, outcome.withdrawal.pk, LocalLedger())
+    print(f"done {time.monotonic() - began:.4f} {state}", flush=True)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energypay.settings")
     command, *arguments = sys.argv[1:]
-    {"settle": _settle, "buy": _buy}[command](*arguments)
+    {"settle": _settle, "buy": _buy, "withdraw": _withdraw}[command](*arguments)

@@ -1,7 +1,8 @@
 """Kill -9 during the hourly settlement, restart, let the sweeper run: nobody paid twice, nobody missed.
 
-And the same for the other kind of outgoing payment, a community pass bought from a wallet: killed
-between its signing (committed) and the recording of its broadcast, it is sent once by the sweeper.
+And the same for the other kinds of outgoing payment, a community pass bought from a wallet and a
+withdrawal of a wallet's balance: killed between signing and the recording of its broadcast, each is
+sent once by the sweeper (a withdrawal killed before its commit is made again by the next confirmation).
 
 A town of HOUSEHOLDS households (UNFUNDED of them with empty wallets, so arrears are in the books
 too) is settled hour after hour, each hour by a separate process (tests/payments/crashkit.py:
@@ -46,6 +47,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from bsv import PrivateKey
 from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
@@ -53,10 +55,19 @@ from django.utils import timezone
 
 from lib.periods import HOUR, floor_hour
 from meters.models import HourlyUsage, Household
-from payments import keys, passes, runs
+from payments import keys, passes, runs, withdrawals
 from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import wallet_balance
-from payments.models import CommunityPass, LedgerOutput, LedgerTransaction, Settlement, SettlementLine, Utxo, Wallet
+from payments.models import (
+    CommunityPass,
+    LedgerOutput,
+    LedgerTransaction,
+    Settlement,
+    SettlementLine,
+    Utxo,
+    Wallet,
+    Withdrawal,
+)
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household
 from tests.payments import crashkit
@@ -263,3 +274,49 @@ def test_kill_9_between_buying_a_pass_and_recording_its_broadcast_then_the_sweep
     held = LedgerOutput.objects.filter(address=wallet.address, spent_by__isnull=True).aggregate(s=Sum("satoshis"))
     change = crashkit.FUNDS - bought.satoshis - bought.fee_satoshis
     assert wallet_balance(wallet, timezone.now()).satoshis == held["s"] == change
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a second process on the test database needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("point", ["signing", "signed", "on_ledger"])
+def test_kill_9_between_signing_a_withdrawal_and_recording_its_broadcast_sends_it_once(tmp_path, point):
+    """The third kind: a confirmed withdrawal killed after signing inside the transaction that records it
+    (nothing committed: the confirmation is made again), after the commit (nothing sent), or after the ledger
+    took it (the reply lost). Then the sweeper and the refresher finish: the balance arrives once, nothing is left."""
+    town = crashkit.build_town(1)
+    household = Household.objects.get(pk=town.household_ids[0])
+    wallet = Wallet.objects.get(household=household)
+    ledger = LocalLedger()
+    crashkit.fresh_quote()
+    address = PrivateKey().address(network=keys.address_network())
+    shown = withdrawals.preview(household, address, timezone.now())
+    child = start(["withdraw", str(household.pk), shown.token], tmp_path / "children.log", CRASH_AT=f"{point}:1")
+    assert crashed(child), f"the child was to die at {point} but exited with {child.returncode}"
+
+    if point == "signing":
+        assert Withdrawal.objects.count() == 0 and not LedgerTransaction.objects.filter(is_faucet=False).exists()
+        assert wallet_balance(wallet, timezone.now()).satoshis == crashkit.FUNDS  # nothing reserved: rolled back
+        # The person confirms again (the same preview): it is made now, once.
+        outcome = withdrawals.withdraw(household, shown.token, acting_user=None, source=Withdrawal.Source.STAFF)
+        assert outcome.new
+    made = Withdrawal.objects.get(household=household)
+    on_ledger = LedgerTransaction.objects.filter(txid=made.txid).exists()
+    assert (made.state, made.broadcast_attempts, on_ledger) == ("signed", 0, point == "on_ledger")
+    again = withdrawals.withdraw(household, shown.token, acting_user=None, source=Withdrawal.Source.STAFF)
+    assert (again.new, again.withdrawal.pk) == (False, made.pk)  # a second confirmation sends nothing
+
+    with time_machine.travel(timezone.now() + HOUR, tick=False):
+        assert sweep_signed(Withdrawal, ledger) == 1
+        assert sweep_signed(Withdrawal, ledger) == 0
+    ledger.mine()
+    assert refresh_pending(Withdrawal, ledger) == 1
+
+    made.refresh_from_db()
+    assert made.state == "confirmed"
+    assert LedgerTransaction.objects.filter(txid=made.txid).count() == 1
+    sent = LedgerOutput.objects.filter(address=address).aggregate(s=Sum("satoshis"))["s"]
+    assert sent == made.satoshis == crashkit.FUNDS - made.fee_satoshis
+    assert Withdrawal.objects.count() == 1
+    wallet.sync_coins(ledger)
+    held = LedgerOutput.objects.filter(address=wallet.address, spent_by__isnull=True).aggregate(s=Sum("satoshis"))
+    assert wallet_balance(wallet, timezone.now()).satoshis == (held["s"] or 0) == 0
