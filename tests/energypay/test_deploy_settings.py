@@ -21,6 +21,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from alarms.models import AlarmRule
+from energypay.accounts import tokens
 from lib.periods import add_months, first_of_month, local_date
 from meters.models import HourlyUsage, Household, Meter
 from payments.models import PriceQuote, Settlement, SettlementLine
@@ -198,11 +199,12 @@ def household_objects(household, make_meter):
     last_month = add_months(first_of_month(local_date(now, household.timezone)), -1)
     issue_households([household.pk], last_month, now=now)
     statement = Statement.objects.get(household=household)
-    return {"settlement": settlement, "alarm": rule, "meter": meter, "statement": statement}
+    token = tokens.issue(household.user, "Home Assistant", now)[0]
+    return {"settlement": settlement, "alarm": rule, "meter": meter, "statement": statement, "access-token": token}
 
 
 def test_every_household_page_form_carries_the_csrf_token(household_client, household_objects):
-    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement")}
+    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement", "access-token")}
     checked, forms = [], 0
     for route, pattern in household_urls():
         kwargs = {}

@@ -186,7 +186,7 @@ def test_a_body_that_is_not_declared_json_is_a_415(client, meter, meter_and_toke
     body = json.dumps({"timestamp": (NOW - timedelta(minutes=10)).isoformat(), "energy_kwh": "5001.1"})
     response, answer = send(client, token, body, content_type=content_type, CONTENT_TYPE=content_type)
     assert response.status_code == 415
-    assert answer == {"error": "Content-Type must be application/json"}
+    assert answer == {"error": {"code": "unsupported_media_type", "message": "Content-Type must be application/json"}}
     assert Reading.objects.filter(meter=meter).count() == 2
 
 
@@ -249,7 +249,7 @@ def test_the_body_is_read_before_the_meter_is_locked_or_a_transaction_opened(met
     assert all(reading == (savepoints, 0) for reading in stream.reads), stream.reads
     # The body ended early: cut JSON is a 400, answered as JSON; nothing stored.
     assert response.status_code == 400
-    assert json.loads(response.content) == {"error": "body is not valid JSON"}
+    assert json.loads(response.content) == {"error": {"code": "invalid_json", "message": "body is not valid JSON"}}
     assert Reading.objects.filter(meter=meter).count() == 2
 
 
@@ -265,4 +265,6 @@ def test_a_body_that_breaks_off_is_a_json_400(meter, meter_and_token):
         request, _ = slow_request(token, b"{}", declared=500, stream_factory=BrokenBody, queries=queries)
         response = readings_view(request)
     assert response.status_code == 400
-    assert json.loads(response.content) == {"error": "request body could not be read"}
+    assert json.loads(response.content) == {
+        "error": {"code": "bad_request", "message": "request body could not be read"}
+    }
