@@ -26,6 +26,7 @@ from meters.models import HourlyUsage, Household, Meter
 from payments.models import PriceQuote, Settlement, SettlementLine
 from payments.statements.issuing import issue_households
 from payments.statements.models import Statement
+from tests.energypay.test_security import withdrawal_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,11 +199,12 @@ def household_objects(household, make_meter):
     last_month = add_months(first_of_month(local_date(now, household.timezone)), -1)
     issue_households([household.pk], last_month, now=now)
     statement = Statement.objects.get(household=household)
-    return {"settlement": settlement, "alarm": rule, "meter": meter, "statement": statement}
+    withdrawal = withdrawal_of(household)
+    return {"settlement": settlement, "alarm": rule, "meter": meter, "statement": statement, "withdrawal": withdrawal}
 
 
 def test_every_household_page_form_carries_the_csrf_token(household_client, household_objects):
-    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement")}
+    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement", "withdrawal")}
     checked, forms = [], 0
     for route, pattern in household_urls():
         kwargs = {}
