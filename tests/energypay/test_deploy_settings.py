@@ -27,6 +27,7 @@ from meters.models import HourlyUsage, Household, Meter
 from payments.models import PriceQuote, Settlement, SettlementLine
 from payments.statements.issuing import issue_households
 from payments.statements.models import Statement
+from tests.energypay.test_security import withdrawal_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -200,11 +201,21 @@ def household_objects(household, make_meter):
     issue_households([household.pk], last_month, now=now)
     statement = Statement.objects.get(household=household)
     token = tokens.issue(household.user, "Home Assistant", now)[0]
-    return {"settlement": settlement, "alarm": rule, "meter": meter, "statement": statement, "access-token": token}
+    withdrawal = withdrawal_of(household)
+    return {
+        "settlement": settlement,
+        "alarm": rule,
+        "meter": meter,
+        "statement": statement,
+        "access-token": token,
+        "withdrawal": withdrawal,
+    }
 
 
 def test_every_household_page_form_carries_the_csrf_token(household_client, household_objects):
-    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement", "access-token")}
+    ids = {
+        name: household_objects[name].pk for name in ("settlement", "alarm", "statement", "access-token", "withdrawal")
+    }
     checked, forms = [], 0
     for route, pattern in household_urls():
         kwargs = {}

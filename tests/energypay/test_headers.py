@@ -100,7 +100,9 @@ def test_htmx_is_told_not_to_add_inline_styles_or_evaluate_attributes(household_
 
 
 def test_no_household_page_has_inline_script_or_style(household_client, household_objects):  # noqa: F811
-    ids = {name: household_objects[name].pk for name in ("settlement", "alarm", "statement", "access-token")}
+    ids = {
+        name: household_objects[name].pk for name in ("settlement", "alarm", "statement", "access-token", "withdrawal")
+    }
     checked = []
     for route, pattern in household_urls():
         if "<" in route.replace("<int:pk>", ""):

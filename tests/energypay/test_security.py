@@ -56,7 +56,7 @@ from meters.models import Household, Meter, TariffVersion
 from meters.schema import ReadingIn
 from payments import keys, passes
 from payments.broadcast import send_one
-from payments.models import CommunityPass, LedgerTransaction, PriceQuote, Settlement, Wallet
+from payments.models import CommunityPass, LedgerTransaction, PriceQuote, Settlement, Wallet, Withdrawal
 from payments.networks.local import LocalLedger
 from payments.settlement import settle_household
 from payments.statements.issuing import issue_households
@@ -96,6 +96,11 @@ HOUSEHOLD_PAGES: dict[str, tuple[str, ...]] = {
     "statement-json": ("GET",),
     "access-tokens": ("GET", "POST"),
     "access-token-revoke": ("POST",),
+    "account-close": ("GET",),
+    "account-close-confirm": ("POST",),
+    "withdrawal-preview": ("POST",),
+    "withdrawal-confirm": ("POST",),
+    "withdrawal-detail": ("GET",),
 }
 # Pages anyone may open: sign-in, password reset, the load balancer's health check.
 PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
@@ -210,6 +215,7 @@ class World:
     community_pass: CommunityPass
     rule: AlarmRule
     statement: Statement
+    withdrawal: Withdrawal
     ledger: LocalLedger
     tariff_version: TariffVersion
     clients: dict[str, Client] = field(default_factory=dict)
@@ -223,6 +229,7 @@ class World:
             "household name": self.household.name,
             "e-mail": self.household.user.email,
             "meter serial": self.meter.serial,
+            "withdrawal address": self.withdrawal.address,
         }
 
     def object_of(self, model: type[Model]) -> Model | None:
@@ -246,6 +253,8 @@ class World:
             return str(self.settlement.pk)
         if parameter == "pk" and name.startswith("alarm-"):
             return str(self.rule.pk)
+        if parameter == "pk" and name.startswith("withdrawal-"):
+            return str(self.withdrawal.pk)
         if parameter == "pk" and (name.startswith("statement-") or name == "admin:statements_statement_pdf"):
             return str(self.statement.pk)
         if parameter == "pk" and name == "access-token-revoke":
@@ -337,11 +346,27 @@ def build_world(make_household, make_meter, staff_user) -> World:
         community_pass=CommunityPass.objects.get(pk=purchase.community_pass.pk),
         rule=rule,
         statement=Statement.objects.get(household=household),
+        withdrawal=withdrawal_of(household),
         ledger=ledger,
         tariff_version=TariffVersion.objects.filter(tariff=household.tariff).first(),
     )
     assert world.settlement.txid and world.community_pass.state in CommunityPass.ACCEPTED
     return world
+
+
+def withdrawal_of(household: Household) -> Withdrawal:
+    """A withdrawal shown on the household's pages (a row as the books keep it; no coin of the wallet moves)."""
+    return Withdrawal.objects.create(
+        household=household,
+        source=Withdrawal.Source.STAFF,
+        address="mqZyxwvutTargetWithdrawalAddr1",
+        satoshis=1_000,
+        fee_satoshis=20,
+        txid="cd" * 32,
+        raw_tx="00",
+        request_key="k" * 64,
+        state=Withdrawal.State.CONFIRMED,
+    )
 
 
 def persona_client(world: World, persona: str, **options: Any) -> Client:

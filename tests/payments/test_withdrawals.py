@@ -242,3 +242,17 @@ def test_the_sweeper_sends_a_withdrawal_left_signed(household, funded, ledger, t
     assert sweep_signed(Withdrawal, ledger) == 0
     withdrawal.withdrawal.refresh_from_db()
     assert withdrawal.withdrawal.state == "seen"
+
+
+def test_beat_watches_withdrawals_every_minute(household, funded, ledger, time_machine, settings):
+    from payments.tasks import watch_withdrawals
+
+    assert settings.CELERY_BEAT_SCHEDULE["watch-withdrawals"]["task"] == "payments.tasks.watch_withdrawals"
+    shown = withdrawals.preview(household, own_address(), NOW)
+    made = withdrawals.withdraw(household, shown.token, acting_user=None, source=Withdrawal.Source.STAFF).withdrawal
+    time_machine.move_to(NOW + HOUR)
+    watch_withdrawals()  # sends it
+    ledger.mine()
+    watch_withdrawals()  # and follows it to its block
+    made.refresh_from_db()
+    assert made.state == "confirmed"

@@ -3,10 +3,13 @@ equals the ledger to the cent: settled plus unsettled of its hours (docs/billing
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import time_machine
+
 from lib.money import round_cent
+from lib.periods import HOUR
 from meters.models import HourlyUsage, Household
 from meters.taxes import breakdown
 from payments.statements.issuing import issue_households
@@ -68,3 +71,52 @@ def _issue(household) -> Statement:
     Household.objects.filter(pk=household.pk).update(created_at=kit.LONG_AGO)  # a customer before October
     assert issue_households([household.pk], OCTOBER, now=AFTER_OCTOBER)["issued"] == 1
     return Statement.objects.get(household=household, month=OCTOBER)
+
+
+def test_a_month_with_a_dst_change_a_tariff_switch_a_vat_change_and_a_silent_week_equals_the_ledger(
+    make_household, make_meter, ledger
+):
+    """Issue 14's "Done when" in one month: October 2026 in Madrid (the 25-hour day), tariff A then B from the
+    15th, VAT 21% then 10% from the 20th, and no reading at all from the 5th to the 11th: the standing charge
+    accrues through the silent week (the hourly job), half the month is paid, and the statement is the ledger
+    to the cent, each tax on its own line."""
+    from meters.contracts import assign_tariff, first_hour_of, start_contract
+    from meters.standing import accrue_standing_charges
+    from tests.meters.taxkit import IEE, VAT, flat, hourly_readings, mark, rule
+
+    tariff_a, tariff_b = flat("A", "0.15", standing="0.30"), flat("B", "0.20", standing="0.40")
+    rule("iee", IEE, name="Impuesto especial sobre la electricidad")
+    rule("iva", VAT, compound=True, valid_to=date(2026, 10, 19), name="IVA 21%")
+    rule("iva", "0.10", compound=True, valid_from=date(2026, 10, 20), name="IVA 10%")
+    household = make_household(tariff=tariff_a)
+    meter, _ = make_meter(household)
+    start, end = kit.OCTOBER_START, kit.OCTOBER_END
+    mark(start)
+    start_contract(household.pk, start)
+    assign_tariff(household.pk, tariff_b, first_hour_of(date(2026, 10, 15), "Europe/Madrid"), now=start)
+    silent_from = first_hour_of(date(2026, 10, 5), "Europe/Madrid")
+    heard_again = first_hour_of(date(2026, 10, 12), "Europe/Madrid")
+    before = (silent_from - start) // HOUR
+    with time_machine.travel(end, tick=False):
+        hourly_readings(meter, start, before)
+        # The register did not move while the meter was silent: the week used nothing but its standing charge.
+        hourly_readings(meter, heard_again, (end - heard_again) // HOUR, first=str(1000 + before))
+    accrue_standing_charges(end + timedelta(minutes=30))  # beat's job, every hour, caught up
+    kit.pay_until(Household.objects.get(pk=household.pk), ledger, datetime(2026, 10, 18, 10, 0, tzinfo=UTC))
+    statement = _issue(household)
+
+    lines = HourlyUsage.objects.filter(household=household, hour_start__gte=start, hour_start__lt=end)
+    assert lines.filter(kind="standing").count() == 745  # every hour of the contract, the silent week's too
+    assert not lines.filter(kind="energy", hour_start__gte=silent_from, hour_start__lt=heard_again, kwh__gt=0).exists()
+    standing = {line.unit_price: line.quantity for line in statement.lines.filter(kind="standing")}
+    assert standing == {Decimal("0.300000"): Decimal("14"), Decimal("0.400000"): Decimal("17")}
+    assert [line.name for line in statement.lines.filter(kind="tax")] == [
+        "Impuesto especial sobre la electricidad",
+        "IVA 21%",
+        "IVA 10%",
+    ]
+    sums = kit.ledger_sums(household, start, end)
+    assert sums["settled"] > 0 and sums["unsettled"] > 0
+    assert statement.total_eur == kit.total_of(sums)
+    assert statement.settled_eur + statement.unsettled_eur == statement.total_eur
+    assert sum(line.amount_eur for line in statement.lines.all()) == statement.total_eur
