@@ -31,6 +31,7 @@ auth_patterns = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("language", views.set_language, name="set_language"),
     *auth_patterns,
     path("", include("meters.urls")),
     path("", include("payments.urls")),

@@ -15,6 +15,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 
 from meters.models import Household
 
@@ -66,6 +67,10 @@ def household_required(
                 return redirect("admin:index")
             return render(request, "no_household.html", status=403)
         request.household = household
+        # The household's own language, whatever the browser asks for (LocaleMiddleware chose before
+        # the login was known); LocaleMiddleware names it in Content-Language on the way out.
+        translation.activate(household.language)
+        request.LANGUAGE_CODE = household.language
         return view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
 
     return wrapper

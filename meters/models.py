@@ -178,6 +178,13 @@ class Household(models.Model):
     # [tariff_since, tariff_until), so ingest prices the usual hour with no query for assignments,
     # and save() never writes these three (a form loaded before a tariff change must not undo it).
     # A household without a contract (made in code) is on this tariff for every hour.
+    # The language of the household's pages, mails and statements; the switch in the page sets it.
+    language = models.CharField(
+        max_length=10,
+        choices=settings.LANGUAGES,
+        default=settings.LANGUAGE_CODE,
+        help_text="Pages, mails and new statements are in this language.",
+    )
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="households")
     tariff_since = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Start of the current tariff; none: no contract recorded."

@@ -48,7 +48,7 @@ def test_a_failed_payment_event_stores_codes_and_numbers_and_no_sentence(home):
     assert not any("refused" in text or "Tell me" in text for text in stored_text(event))
     assert event.detail == (
         "1 payment refused by the network in the last 24 hours; "
-        f"EUR 0.40 unpaid for hours before {arrears_cutoff(NOW):%H}:00 UTC"
+        f"€0.40 unpaid for hours before {arrears_cutoff(NOW):%H}:00 UTC"
     )
 
 
@@ -68,7 +68,7 @@ def test_a_reworded_sentence_reaches_events_stored_before_on_the_page_in_the_adm
     notify.send_due()
 
     for shown in (page, admin, mail.outbox[0].subject, mail.outbox[0].body):
-        assert "Warn me at EUR 5.00 a day" in shown
+        assert "Warn me at €5.00 a day" in shown
         assert "a day costs" not in shown
     assert "alarm.daily_cost.fired" in admin
 
