@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from energypay import health, status, views
 from energypay.accounts.views import PasswordResetConfirmView
+from energypay.i18n import PasswordResetForm
 from meters import api as meters_api
 from payments import x402
 
@@ -15,6 +16,7 @@ auth_patterns = [
     path(
         "password-reset/",
         auth_views.PasswordResetView.as_view(
+            form_class=PasswordResetForm,
             email_template_name="registration/password_reset_email.txt",
             subject_template_name="registration/password_reset_subject.txt",
         ),
