@@ -21,6 +21,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from lib.periods import floor_hour, timezone_names
 from meters.bands import parse_bands
@@ -504,8 +505,9 @@ class HourlyUsage(models.Model):
     """
 
     class Kind(models.TextChoices):
-        ENERGY = "energy", "Energy"
-        STANDING = "standing", "Standing charge"
+        # Shown on the household's payment pages, in its language.
+        ENERGY = "energy", _("Energy")
+        STANDING = "standing", _("Standing charge")
 
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="usage")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="usage", null=True, blank=True)
