@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -137,11 +138,15 @@ def render_fact(fact: Mapping[str, Any]) -> str:
         ) % {"count": count}
     if code == OVERDUE:
         amount = format_amount(Kind.SETTLEMENT_FAILED, Decimal(fact["eur"]))
-        before = datetime.fromisoformat(fact["before"]).astimezone(UTC)
-        return gettext("%(amount)s unpaid for hours before %(time)s UTC") % {
-            "amount": amount,
-            "time": f"{before:%H:%M}",
-        }
+        # In the reader's time zone: a household page's (meters/access.py) or a mail's ({% timezone %}),
+        # which name it once; elsewhere (the admin, logs) UTC, named here.
+        before = timezone.localtime(datetime.fromisoformat(fact["before"]).astimezone(UTC))
+        if timezone.get_current_timezone_name() == "UTC":
+            return gettext("%(amount)s unpaid for hours before %(time)s UTC") % {
+                "amount": amount,
+                "time": f"{before:%H:%M}",
+            }
+        return gettext("%(amount)s unpaid for hours before %(time)s") % {"amount": amount, "time": f"{before:%H:%M}"}
     return str(code or "")
 
 

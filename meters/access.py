@@ -15,7 +15,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import translation
+from django.utils import timezone, translation
 
 from meters.models import Household
 
@@ -71,6 +71,9 @@ def household_required(
         # the login was known); LocaleMiddleware names it in Content-Language on the way out.
         translation.activate(household.language)
         request.LANGUAGE_CODE = household.language
-        return view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
+        # And its time zone: every time the page shows is the household's (it names the zone once).
+        # Overridden, not activated: Django resets no time zone between requests.
+        with timezone.override(household.timezone):
+            return view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
 
     return wrapper

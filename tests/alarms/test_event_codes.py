@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -50,6 +51,21 @@ def test_a_failed_payment_event_stores_codes_and_numbers_and_no_sentence(home):
         "1 payment refused by the network in the last 24 hours; "
         f"€0.40 unpaid for hours before {arrears_cutoff(NOW):%H}:00 UTC"
     )
+
+
+def test_the_unpaid_hours_are_told_in_the_households_time_on_its_page_and_in_its_mail(home, household_client):
+    home.rule(Kind.SETTLEMENT_FAILED)
+    home.line(NOW - timedelta(hours=5), eur="0.40", kwh="1.6", settled=False)
+    evaluate_households([home.household.pk])
+    local = arrears_cutoff(NOW).astimezone(ZoneInfo(home.household.timezone))
+    assert local.utcoffset() != timedelta(0)  # Europe/Madrid: the two clocks differ
+
+    page = household_client.get(reverse("alarm-list")).content.decode()
+    notify.send_due()
+
+    for shown in (page, mail.outbox[0].body):
+        assert f"€0.40 unpaid for hours before {local:%H:%M}" in shown
+        assert "UTC" not in shown  # the page and the mail name the household's zone once, and only that one
 
 
 def test_a_reworded_sentence_reaches_events_stored_before_on_the_page_in_the_admin_and_in_the_mail(
