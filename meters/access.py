@@ -16,6 +16,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone, translation
+from django_htmx.http import HttpResponseClientRedirect
 
 from meters.models import Household
 
@@ -52,16 +53,31 @@ def household_of(request: HttpRequest) -> Household | None:
         return None
 
 
+def _whole_page_login(request: HttpRequest) -> HttpResponse:
+    shown = request.htmx.current_url_abs_path or request.get_full_path()  # type: ignore[attr-defined]
+    return HttpResponseClientRedirect(redirect_to_login(shown)["Location"])
+
+
 def household_required(
     view: Callable[Concatenate[HouseholdRequest, P], HttpResponse],
 ) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
-    """Anonymous: to the login page. Staff without a household: to the admin. Others without one: 403."""
+    """Anonymous: to the login page. Staff without a household: to the admin. Others without one: 403.
+
+    An htmx request (a panel's own request, the session having expired meanwhile) is told to load the
+    login page as a whole page (``HX-Redirect``), with ``next`` back to the page the browser shows: a
+    redirect it followed itself would put the login page inside the panel.
+    """
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        htmx = getattr(request, "htmx", None)
         if not request.user.is_authenticated:
+            if htmx:
+                return _whole_page_login(request)
             return redirect_to_login(request.get_full_path())
         household = household_of(request)
+        if household is None and htmx:
+            return _whole_page_login(request)  # the login page says this login cannot see that page
         if household is None:
             if request.user.is_staff:
                 return redirect("admin:index")

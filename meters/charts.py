@@ -106,8 +106,8 @@ class Period:
 class ChartView:
     """Range, unit and a day of the period to show, from the query string; bad values give the defaults.
 
-    A date that cannot be used (lib.dateranges: the CSV exports' rules) shows today's period with
-    ``error`` saying why, rather than a blank page for a mistyped link.
+    A date that cannot be used (lib.dateranges: the CSV exports' rules) or that has not come yet shows
+    today's period with ``error`` saying why, rather than a blank page for a mistyped link.
     """
 
     range: str
@@ -125,6 +125,12 @@ class ChartView:
             day = parse_day(params.get("date"), "date") or today
         except DateParamError as refused:
             day, error = today, gettext("%(reason)s Showing today instead.") % {"reason": refused}
+        if day > today:
+            # The nearest period with anything in it is the current one: say so rather than show empty bars.
+            error = gettext("%(day)s has not come yet: showing today, the latest day there is.") % {
+                "day": dateformat.format(day, "j F Y")
+            }
+            day = today
         return cls(
             range_ if range_ in RANGES else DEFAULT_RANGE, unit if unit in UNITS else DEFAULT_UNIT, day, today, error
         )
