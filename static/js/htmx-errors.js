@@ -57,7 +57,7 @@
 
   document.addEventListener("htmx:responseError", function (event) {
     var status = event.detail && event.detail.xhr ? event.detail.xhr.status : "";
-    show(event, (words.server || "This part of the page could not be updated (error %s).").replace("%s", status));
+    show(event, (words.server || "This part of the page could not be updated (error {status}).").replace("{status}", status));
   });
   document.addEventListener("htmx:sendError", function (event) {
     show(event, words.network || "No connection: this part of the page could not be updated.");
