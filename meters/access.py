@@ -84,12 +84,13 @@ def household_required(
             return render(request, "no_household.html", status=403)
         request.household = household
         # The household's own language, whatever the browser asks for (LocaleMiddleware chose before
-        # the login was known); LocaleMiddleware names it in Content-Language on the way out.
-        translation.activate(household.language)
+        # the login was known), and its time zone: every time the page shows is the household's (it
+        # names the zone once). Overridden for the view, not activated: the thread serves other
+        # requests next, some of them (the API) before LocaleMiddleware would set a language again.
         request.LANGUAGE_CODE = household.language
-        # And its time zone: every time the page shows is the household's (it names the zone once).
-        # Overridden, not activated: Django resets no time zone between requests.
-        with timezone.override(household.timezone):
-            return view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
+        with translation.override(household.language), timezone.override(household.timezone):
+            response = view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
+        response.headers["Content-Language"] = household.language  # LocaleMiddleware keeps a header set here
+        return response
 
     return wrapper

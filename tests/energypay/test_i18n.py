@@ -41,6 +41,14 @@ SAME_IN_BOTH = {
 }  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _english_after_each_test():
+    """LocaleMiddleware activates the language of a request in the thread and leaves it there (Django's way:
+    the next request activates its own); the next test in this thread must start in English again."""
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 @pytest.fixture
 def world(make_household, make_meter, staff_user) -> World:
     return build_world(make_household, make_meter, staff_user)
@@ -267,6 +275,17 @@ def test_an_alarm_mail_is_written_in_the_households_language(world):
     assert message.subject == "Alarma de EnergyPay: Avísame cuando una hora cueste 0,10 € o más"
     assert f"Ahora es 0,25{NBSP}€ (tu umbral: 0,10{NBSP}€)." in message.body
     assert translation.get_language() == "en"  # the mail's language did not leak into the process
+
+
+def test_a_household_page_leaves_the_threads_language_as_it_found_it(world):
+    """The API answers in the thread after a household page, before LocaleMiddleware runs: no Spanish may linger."""
+    Household.objects.filter(pk=world.household.pk).update(language="es")
+    client = Client()
+    client.force_login(world.household.user)
+    with translation.override("en"):
+        response = client.get(reverse("dashboard"))
+        assert response["Content-Language"] == "es" and "Hoy" in response.content.decode()
+        assert translation.get_language() == "en"
 
 
 def test_a_password_reset_mail_is_in_the_households_language_whatever_the_browser(world):
