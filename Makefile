@@ -6,14 +6,27 @@ PORT ?= 8000
 WEBHOOK_PORT ?= 8001
 export DJANGO_SETTINGS_MODULE ?= energypay.settings
 
-.PHONY: demo test bench lint check venv clean e2e-assets
+.PHONY: demo test bench lint check venv clean e2e-assets messages compiled-messages
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed compiled-messages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# The translations (locale/, docs/i18n.md). The compiled catalogs (.mo) are committed, so a checkout runs
+# with Python alone; where gettext is installed, a catalog (.po) newer than its .mo is compiled again.
+compiled-messages: $(VENV)/.installed
+	@if command -v msgfmt >/dev/null; then $(BIN)/python manage.py compilemessages --verbosity 0; \
+	else echo "gettext is not installed (apt-get install gettext): using the committed locale/*/LC_MESSAGES/django.mo"; fi
+
+# After changing a translatable string: collect the strings into locale/es/LC_MESSAGES/django.po, translate
+# the new ones there, then run it again to compile. Needs gettext.
+messages: venv
+	$(BIN)/python manage.py makemessages -l es --no-obsolete -i ".venv/*" -i "var/*" -i "tests/*"
+	$(BIN)/python manage.py compilemessages
+	@msgfmt --statistics -o /dev/null locale/es/LC_MESSAGES/django.po
 
 demo: venv
 	$(BIN)/python manage.py migrate --noinput

@@ -6,16 +6,15 @@ from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext, gettext_lazy
 
 from alarms.models import AlarmRule
 from alarms.rules import SPECS, Kind, KindSpec, validate_threshold
+from lib.money import format_number
 from meters.formfields import FiniteDecimalField
 from meters.models import Household
 
 MAX_RULES = 50  # per household: more is a script, not a person
-
-_STEPS = {0: "1", 2: "0.01", 3: "0.001"}
-
 
 # Above every kind's own maximum (rules.SPECS), so that below it the kind says what is wrong in its words;
 # at most 7 whole digits and 3 places, which the model's threshold column (12 digits, 3 places) holds.
@@ -31,12 +30,11 @@ class ThresholdField(FiniteDecimalField):
     """
 
     def __init__(self, **kwargs) -> None:
-        limit = f"{THRESHOLD_LIMIT:,}"
         messages = {
-            "invalid": "Enter a number.",
-            "min_value": "The threshold cannot be negative.",
-            "max_value": f"That is more than {limit}: please check the number.",
-            "max_digits": "Enter a number of at most 12 digits.",
+            "invalid": gettext_lazy("Enter a number."),
+            "min_value": gettext_lazy("The threshold cannot be negative."),
+            "max_value": gettext_lazy("That is more than %(limit)s: please check the number."),
+            "max_digits": gettext_lazy("Enter a number of at most 12 digits."),
         }
         super().__init__(
             min_value=Decimal(0), max_value=THRESHOLD_LIMIT, max_digits=12, error_messages=messages, **kwargs
@@ -51,12 +49,14 @@ class ThresholdField(FiniteDecimalField):
             except ValidationError as error:
                 if getattr(error, "code", None) in self.error_messages:
                     error.message = self.error_messages[error.code]
+                    # The limit as the reader writes numbers ("1,000,000" or "1.000.000").
+                    error.params = {**(error.params or {}), "limit": format_number(THRESHOLD_LIMIT, 0)}
                 raise ValidationError(error.message, code=error.code, params=error.params) from None
 
 
 class AlarmRuleForm(forms.Form):
-    kind = forms.ChoiceField(label="Tell me when", choices=Kind.choices, initial=Kind.DAILY_COST)
-    threshold = ThresholdField(label="Threshold", required=False)
+    kind = forms.ChoiceField(label=gettext_lazy("Tell me when"), choices=Kind.choices, initial=Kind.DAILY_COST)
+    threshold = ThresholdField(label=gettext_lazy("Threshold"), required=False)
 
     def __init__(self, *args, household: Household, rule: AlarmRule | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -72,10 +72,6 @@ class AlarmRuleForm(forms.Form):
     def spec(self) -> KindSpec:
         return SPECS[self.kind_value]
 
-    @property
-    def step(self) -> str:
-        return _STEPS.get(self.spec.places, "any")
-
     def clean(self) -> dict:
         cleaned = super().clean()
         kind = cleaned.get("kind")
@@ -90,10 +86,12 @@ class AlarmRuleForm(forms.Form):
         if self.rule is not None:
             others = others.exclude(pk=self.rule.pk)
         elif others.count() >= MAX_RULES:
-            raise ValidationError(f"You have {MAX_RULES} alarms already: delete one before adding another.")
+            raise ValidationError(
+                gettext("You have %(count)s alarms already: delete one before adding another.") % {"count": MAX_RULES}
+            )
         threshold = cleaned["threshold"]
         if others.filter(kind=kind, threshold=threshold).exists():
-            raise ValidationError("You already have this alarm.")
+            raise ValidationError(gettext("You already have this alarm."))
         return cleaned
 
     @staticmethod

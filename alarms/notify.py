@@ -97,4 +97,5 @@ def _message(event: AlarmEvent) -> EmailMessage:
         "tz": event.household.timezone,
         "link": absolute_reverse("alarm-list"),
     }
-    return mail.render("alarms/email", context, to=[event.household.user.email])
+    household = event.household
+    return mail.render("alarms/email", context, to=[household.user.email], language=household.language)

@@ -15,23 +15,24 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from lib.money import MISSING, format_kwh, format_money
+from lib.money import MISSING, format_kwh, format_money, format_number
 
 
 class Kind(models.TextChoices):
     # The labels carry the unit, so the form says what the number means even without JavaScript.
-    HOURLY_COST = "hourly_cost", "An hour costs at least … (EUR)"
-    DAILY_COST = "daily_cost", "A day costs at least … (EUR)"
-    HOURLY_ENERGY = "hourly_energy", "An hour uses at least … (kWh)"
-    MONTH_PROJECTED = "month_projected", "This month is on course to cost at least … (EUR)"
-    BALANCE_BELOW = "balance_below", "My balance is at most … (EUR)"
-    BALANCE_DAYS = "balance_days", "My balance lasts at most … (days)"
-    METER_SILENT = "meter_silent", "A meter is silent for at least … (hours)"
-    SETTLEMENT_FAILED = "settlement_failed", "A payment fails or I fall behind (no threshold)"
+    HOURLY_COST = "hourly_cost", _("An hour costs at least … (EUR)")
+    DAILY_COST = "daily_cost", _("A day costs at least … (EUR)")
+    HOURLY_ENERGY = "hourly_energy", _("An hour uses at least … (kWh)")
+    MONTH_PROJECTED = "month_projected", _("This month is on course to cost at least … (EUR)")
+    BALANCE_BELOW = "balance_below", _("My balance is at most … (EUR)")
+    BALANCE_DAYS = "balance_days", _("My balance lasts at most … (days)")
+    METER_SILENT = "meter_silent", _("A meter is silent for at least … (hours)")
+    SETTLEMENT_FAILED = "settlement_failed", _("A payment fails or I fall behind (no threshold)")
 
 
 ABOVE, BELOW = "above", "below"
@@ -81,7 +82,7 @@ PERIODIC_KINDS = frozenset({Kind.METER_SILENT, Kind.BALANCE_DAYS, Kind.SETTLEMEN
 
 
 def format_amount(kind: str, value: Decimal | None) -> str:
-    """A threshold or a measured value in the kind's unit: "EUR 5.00", "3.000 kWh", "7 days"."""
+    """A threshold or a measured value in the kind's unit: "€5.00", "3.000 kWh", "7 days" (the reader's conventions)."""
     if value is None:
         return MISSING
     unit = SPECS[kind].unit or "EUR"  # a settlement alarm's value is what is owed
@@ -91,12 +92,12 @@ def format_amount(kind: str, value: Decimal | None) -> str:
         return format_kwh(value, 3)
     number = value.quantize(Decimal("0.1")).normalize()
     whole = number == number.to_integral_value()
-    number = number.quantize(Decimal(1)) if whole else number
+    shown = format_number(number, 0 if whole else 1)
     # gettext picks plural forms for whole numbers only; a fraction ("1.5 days") takes the plural.
     count = int(number) if whole else 2
     if unit == "days":
-        return ngettext("%(number)s day", "%(number)s days", count) % {"number": number}
-    return ngettext("%(number)s hour", "%(number)s hours", count) % {"number": number}
+        return ngettext("%(number)s day", "%(number)s days", count) % {"number": shown}
+    return ngettext("%(number)s hour", "%(number)s hours", count) % {"number": shown}
 
 
 def describe(kind: str, threshold: Decimal | None) -> str:
@@ -137,11 +138,15 @@ def render_fact(fact: Mapping[str, Any]) -> str:
         ) % {"count": count}
     if code == OVERDUE:
         amount = format_amount(Kind.SETTLEMENT_FAILED, Decimal(fact["eur"]))
-        before = datetime.fromisoformat(fact["before"]).astimezone(UTC)
-        return gettext("%(amount)s unpaid for hours before %(time)s UTC") % {
-            "amount": amount,
-            "time": f"{before:%H:%M}",
-        }
+        # In the reader's time zone: a household page's (meters/access.py) or a mail's ({% timezone %}),
+        # which name it once; elsewhere (the admin, logs) UTC, named here.
+        before = timezone.localtime(datetime.fromisoformat(fact["before"]).astimezone(UTC))
+        if timezone.get_current_timezone_name() == "UTC":
+            return gettext("%(amount)s unpaid for hours before %(time)s UTC") % {
+                "amount": amount,
+                "time": f"{before:%H:%M}",
+            }
+        return gettext("%(amount)s unpaid for hours before %(time)s") % {"amount": amount, "time": f"{before:%H:%M}"}
     return str(code or "")
 
 
@@ -150,10 +155,10 @@ def render_facts(facts: Iterable[Mapping[str, Any]]) -> str:
 
 
 _AMOUNT_WORDS = {
-    "EUR": "an amount in EUR",
-    "kWh": "an amount in kWh",
-    "days": "a number of days",
-    "hours": "a number of hours",
+    "EUR": _("Enter an amount in EUR."),
+    "kWh": _("Enter an amount in kWh."),
+    "days": _("Enter a number of days."),
+    "hours": _("Enter a number of hours."),
 }
 
 
@@ -161,32 +166,44 @@ def validate_threshold(kind: str, threshold: Decimal | None) -> Decimal | None:
     """The threshold to store for ``kind``, or a ValidationError that says what to enter instead."""
     spec = SPECS.get(kind)
     if spec is None:
-        raise ValidationError("Choose what the alarm should watch.", code="kind")
+        raise ValidationError(gettext("Choose what the alarm should watch."), code="kind")
     if not spec.takes_threshold:
         if threshold is not None:
-            raise ValidationError("This alarm takes no threshold: leave the field empty.", code="no_threshold")
+            raise ValidationError(gettext("This alarm takes no threshold: leave the field empty."), code="no_threshold")
         return None
     if threshold is None:
-        raise ValidationError(f"Enter {_AMOUNT_WORDS[spec.unit]}.", code="required")
+        raise ValidationError(str(_AMOUNT_WORDS[spec.unit]), code="required")
     try:
         if not threshold.is_finite():
             raise InvalidOperation
     except (AttributeError, InvalidOperation):
-        raise ValidationError("Enter a number.", code="invalid") from None
+        raise ValidationError(gettext("Enter a number."), code="invalid") from None
     if threshold < 0:
-        raise ValidationError("The threshold cannot be negative.", code="negative")
+        raise ValidationError(gettext("The threshold cannot be negative."), code="negative")
     if threshold == 0 and not spec.zero_allowed:
-        if spec.unit in ("days", "hours"):
-            raise ValidationError(f"Enter at least 1 {spec.unit[:-1]}.", code="zero")
+        if spec.unit == "days":
+            raise ValidationError(gettext("Enter at least 1 day."), code="zero")
+        if spec.unit == "hours":
+            raise ValidationError(gettext("Enter at least 1 hour."), code="zero")
         raise ValidationError(
-            f"{format_amount(kind, Decimal(0))} would fire all the time: enter more than 0.", code="zero"
+            gettext("%(amount)s would fire all the time: enter more than 0.")
+            % {"amount": format_amount(kind, Decimal(0))},
+            code="zero",
         )
     if spec.maximum is not None and threshold > spec.maximum:
         limit = format_kwh(spec.maximum, 0) if spec.unit == "kWh" else format_amount(kind, spec.maximum)
-        raise ValidationError(f"That is more than {limit}: please check the number.", code="absurd")
+        raise ValidationError(
+            gettext("That is more than %(limit)s: please check the number.") % {"limit": limit}, code="absurd"
+        )
     if -threshold.normalize().as_tuple().exponent > spec.places:
-        if spec.places == 0:
-            raise ValidationError(f"Enter a whole number of {spec.unit}.", code="places")
-        raise ValidationError(f"Use at most {spec.places} decimal places.", code="places")
+        if spec.unit == "days":
+            raise ValidationError(gettext("Enter a whole number of days."), code="places")
+        if spec.unit == "hours":
+            raise ValidationError(gettext("Enter a whole number of hours."), code="places")
+        raise ValidationError(
+            ngettext("Use at most %(places)s decimal place.", "Use at most %(places)s decimal places.", spec.places)
+            % {"places": spec.places},
+            code="places",
+        )
     # One spelling per value: 0E-1000000 and -0 are 0.00, and an exponent never reaches a query.
     return threshold.quantize(Decimal(1).scaleb(-spec.places)).copy_abs()

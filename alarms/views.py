@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -31,6 +32,11 @@ from meters.models import Household
 PER_PAGE = 20
 SUMMARY_EVENTS = 5
 MUTE_FOR = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+MUTE_MESSAGES = {
+    "1h": gettext_lazy("No emails for 1 hour: %(alarm)s."),
+    "24h": gettext_lazy("No emails for 24 hours: %(alarm)s."),
+    "7d": gettext_lazy("No emails for 7 days: %(alarm)s."),
+}
 LIST = "alarms/alarm_list.html"
 
 
@@ -146,7 +152,7 @@ def alarm_create(request: HouseholdRequest) -> HttpResponse:
         # A fresh form where the old one was, and the rule list swapped out of band.
         fresh = _form_context(request, AlarmRuleForm(household=request.household), None, "alarm-form")
         return HttpResponse(render_to_string("alarms/_rule_form.html", fresh, request) + _rules_list(request, oob=True))
-    messages.success(request, f"Alarm added: {rule.description}.")
+    messages.success(request, gettext("Alarm added: %(alarm)s.") % {"alarm": rule.description})
     if request.htmx:
         return HttpResponseClientRedirect(reverse("alarm-list"))
     return redirect("alarm-list")
@@ -168,7 +174,7 @@ def alarm_edit(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule.refresh_from_db()
     if request.htmx and request.htmx.target == f"alarm-rule-{rule.pk}":
         return _row(request, rule)
-    messages.success(request, f"Alarm changed: {rule.description}.")
+    messages.success(request, gettext("Alarm changed: %(alarm)s.") % {"alarm": rule.description})
     if request.htmx:
         return HttpResponseClientRedirect(reverse("alarm-list"))
     return redirect("alarm-list")
@@ -188,7 +194,7 @@ def _after_action(request: HouseholdRequest, rule: AlarmRule, message: str) -> H
 def alarm_pause(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule = _get_rule(request, pk)
     rule.pause()
-    return _after_action(request, rule, f"Paused: {rule.description}.")
+    return _after_action(request, rule, gettext("Paused: %(alarm)s.") % {"alarm": rule.description})
 
 
 @require_POST
@@ -198,7 +204,7 @@ def alarm_resume(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule = _get_rule(request, pk)
     if rule.resume():
         _evaluate_now(rule)
-    return _after_action(request, rule, f"Resumed: {rule.description}.")
+    return _after_action(request, rule, gettext("Resumed: %(alarm)s.") % {"alarm": rule.description})
 
 
 @require_POST
@@ -209,11 +215,11 @@ def alarm_mute(request: HouseholdRequest, pk: int) -> HttpResponse:
     duration = request.POST.get("for", "")
     if duration == "off":
         rule.mute(None)
-        return _after_action(request, rule, f"Emails on again: {rule.description}.")
+        return _after_action(request, rule, gettext("Emails on again: %(alarm)s.") % {"alarm": rule.description})
     if duration not in MUTE_FOR:
-        return HttpResponseBadRequest("Mute for 1h, 24h or 7d, or off.")
+        return HttpResponseBadRequest(gettext("Mute for 1h, 24h or 7d, or off."))
     rule.mute(timezone.now() + MUTE_FOR[duration])
-    return _after_action(request, rule, f"No emails for {duration}: {rule.description}.")
+    return _after_action(request, rule, str(MUTE_MESSAGES[duration]) % {"alarm": rule.description})
 
 
 @require_POST
@@ -225,7 +231,7 @@ def alarm_delete(request: HouseholdRequest, pk: int) -> HttpResponse:
     rule.delete()  # its events stay in the history (rule set to null)
     if request.htmx:
         return HttpResponse(_rules_list(request))
-    messages.success(request, f"Deleted: {description}.")
+    messages.success(request, gettext("Deleted: %(alarm)s.") % {"alarm": description})
     return redirect("alarm-list")
 
 

@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "energypay.middleware.lean_api",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language before login (cookie, Accept-Language); household pages switch to the household's (meters/access.py).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     # Django's, handing the backend the user the session's query loaded (energypay/accounts/middleware.py).
@@ -238,13 +240,16 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "EnergyPay <no-reply@energypay.localhost>")
 
+# Household pages speak the household's language (meters.Household.language, set by the switch in
+# the page); before login, the language cookie or the browser's Accept-Language (LocaleMiddleware).
+# Catalogs: locale/ (the project's templates) and each app's locale/; docs/i18n.md.
 LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("es", "Español")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_timezone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
-# Amounts are formatted by meters/templatetags/money.py: "EUR 1,234.56", "12,345 sat".
-THOUSAND_SEPARATOR = ","
-NUMBER_GROUPING = 3
+# Amounts are formatted by lib/money.py with Babel in the active language: "€1,234.56", "1234,56 €".
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

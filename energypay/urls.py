@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from energypay import connections, health, metrics, readapi, status, views
 from energypay.accounts.views import PasswordResetConfirmView, access_tokens, revoke_access_token
+from energypay.i18n import PasswordResetForm
 from meters import api as meters_api
 from payments import arc_callbacks, x402
 
@@ -15,6 +16,7 @@ auth_patterns = [
     path(
         "password-reset/",
         auth_views.PasswordResetView.as_view(
+            form_class=PasswordResetForm,
             email_template_name="registration/password_reset_email.txt",
             subject_template_name="registration/password_reset_subject.txt",
         ),
@@ -31,6 +33,7 @@ auth_patterns = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("language", views.set_language, name="set_language"),
     *auth_patterns,
     path("", include("meters.urls")),
     path("", include("payments.urls")),

@@ -11,8 +11,9 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.utils import timezone
-from django.views.decorators.http import require_safe
+from django.utils import timezone, translation
+from django.views import i18n as i18n_views
+from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from alarms.views import summary_context
@@ -20,8 +21,9 @@ from energypay.dashboard import dashboard_cards
 from lib import htmx
 from lib.dateranges import DateRange
 from lib.periods import local_date
-from meters.access import HouseholdRequest, household_required
+from meters.access import HouseholdRequest, household_of, household_required
 from meters.charts import CACHE_SECONDS, ChartView, cache_key, usage_chart
+from meters.models import Household
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +94,19 @@ def openapi_document(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(OPENAPI_FILE.read_bytes(), content_type="application/yaml; charset=utf-8")
     response["Cache-Control"] = "public, max-age=300"
     return response
+
+
+@require_POST
+def set_language(request: HttpRequest) -> HttpResponse:
+    """Django's ``set_language`` (cookie, redirect to ``next``), also stored as the household's choice.
+
+    The household's language then follows it to every browser and to its mails and statements; a
+    visitor who is not logged in (the login page) keeps it in the cookie only.
+    """
+    language = request.POST.get("language", "")
+    if translation.check_for_language(language) and language in dict(settings.LANGUAGES):
+        household = household_of(request)
+        if household is not None and household.language != language:
+            Household.objects.filter(pk=household.pk).update(language=language)
+            household.language = language
+    return i18n_views.set_language(request)

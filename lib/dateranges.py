@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from django.utils.translation import gettext
+
 from lib.periods import add_months, first_of_month, local_midnight
 
 # Beyond these a link is garbage, and local midnights (and a year's chart) still fit in a datetime.
@@ -39,9 +41,16 @@ def parse_day(value: str | None, name: str) -> date | None:
             raise ValueError(text)
         day = date.fromisoformat(text)
     except ValueError:
-        raise DateParamError(name, f"{name} must be a date written YYYY-MM-DD, not {text[:20]!r}.") from None
+        raise DateParamError(
+            name,
+            gettext("%(name)s must be a date written YYYY-MM-DD, not %(text)r.") % {"name": name, "text": text[:20]},
+        ) from None
     if not FIRST_DATE <= day <= LAST_DATE:
-        raise DateParamError(name, f"{name} must be between {FIRST_DATE} and {LAST_DATE}.")
+        raise DateParamError(
+            name,
+            gettext("%(name)s must be between %(first)s and %(last)s.")
+            % {"name": name, "first": FIRST_DATE, "last": LAST_DATE},
+        )
     return day
 
 
@@ -67,10 +76,14 @@ class DateRange:
         first = start if start is not None else month_of(end)[0]
         last = end if end is not None else month_of(start)[1]
         if last < first:
-            raise DateParamError("end", f"end ({last}) is before start ({first}).")
+            raise DateParamError(
+                "end", gettext("end (%(last)s) is before start (%(first)s).") % {"last": last, "first": first}
+            )
         if (last - first).days + 1 > MAX_DAYS:
             raise DateParamError(
-                "end", f"At most {MAX_DAYS} days at a time: {first} to {last} is {(last - first).days + 1}."
+                "end",
+                gettext("At most %(max)s days at a time: %(first)s to %(last)s is %(days)s.")
+                % {"max": MAX_DAYS, "first": first, "last": last, "days": (last - first).days + 1},
             )
         return cls(first, last)
 

@@ -1,6 +1,7 @@
 """Money in one place: the EUR quanta, EUR <-> satoshis exactly, and the formatting core the money filter wraps.
 
-Framework-free: EUR amounts and prices are Decimal, satoshis are int.
+EUR amounts and prices are Decimal, satoshis are int. The only framework call is the active
+language, for formatting.
 
 Rounding happens at defined points only: EUR -> satoshis rounds half up to whole satoshis (what a
 settlement pays), satoshis -> EUR rounds half up to 6 places (what a balance shows). Everything in
@@ -23,6 +24,11 @@ from decimal import (
     Overflow,
     localcontext,
 )
+from functools import lru_cache
+
+from babel import Locale
+from babel.numbers import format_currency, format_decimal
+from django.utils import translation
 
 EUR_PLACES = Decimal("0.000001")  # the micro-euro: every stored EUR amount and sum; settlement rounds further
 KWH_PLACES = Decimal("0.000001")  # usage lines' kWh
@@ -114,13 +120,27 @@ def satoshis_to_eur(sats: int, bsv_eur: Decimal | int) -> Decimal:
 
 
 # Formatting for people: the core of the template filters in meters/templatetags/money.py, for code
-# that formats outside a template (alarm sentences, charts) without importing a template library.
-# Separators are the project's (settings.THOUSAND_SEPARATOR "," in groups of 3, a "." before the
-# decimals), fixed here so that a formatted amount never depends on the reader's locale.
+# that formats outside a template (alarm sentences, charts, statements) without importing a template
+# library. The conventions are the reader's: CLDR's, through Babel, in the active language
+# ("€1,234.56" in English, "1.234,56 €" in Spanish), or in ``locale`` when given. Amounts are rounded
+# half up here first, so Babel's own rounding (half even) never has anything left to do.
 
 DISPLAY_PLACES = {"EUR": 2}
 MISSING = "\N{EN DASH}"  # what a table cell shows for no value
-_SMALLEST_SHOWN = Decimal("0.005")  # below this an amount would round to 0.00
+# Django language code -> the CLDR locale whose conventions it uses; other languages fall back to English.
+BABEL_LOCALES = {"en": "en", "es": "es_ES"}
+
+
+def babel_locale(language: str | None = None) -> Locale:
+    """The Babel locale of ``language``, or of the active Django language."""
+    language = (language or translation.get_language() or "en").lower()
+    code = BABEL_LOCALES.get(language) or BABEL_LOCALES.get(language.split("-")[0], "en")
+    return _parse_locale(code)
+
+
+@lru_cache(maxsize=8)
+def _parse_locale(code: str) -> Locale:
+    return Locale.parse(code)
 
 
 def as_decimal(value: object) -> Decimal | None:
@@ -135,31 +155,70 @@ def as_decimal(value: object) -> Decimal | None:
         return None
 
 
+def _half_up(value: Decimal, places: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def _pattern(places: int) -> str:
+    return "#,##0" + ("." + "0" * places if places else "")
+
+
 def fixed(value: Decimal, places: int) -> str:
-    """``value`` rounded half up to ``places`` decimals, thousands grouped: 1234567.5 -> "1,234,567.50"."""
-    quantum = Decimal(1).scaleb(-places)
-    return f"{value.quantize(quantum, rounding=ROUND_HALF_UP):,.{places}f}"
+    """``value`` rounded half up to ``places`` decimals, for machines (CSV, JSON): "1234567.50", no grouping."""
+    return f"{_half_up(value, places):.{places}f}"
 
 
-def format_money(value: object, currency: str) -> str:
-    """``value`` as "EUR 2.14"; "< EUR 0.01" for a few micro-euros, rather than hide that something was charged."""
+def format_number(value: Decimal | int, places: int, locale: str | None = None) -> str:
+    """``value`` rounded half up to ``places`` decimals, grouped for the reader: "1,234.50", "1.234,50"."""
+    return format_decimal(_half_up(Decimal(value), places), format=_pattern(places), locale=babel_locale(locale))
+
+
+def _currency(amount: Decimal, currency: str, places: int, locale: str | None) -> str:
+    where = babel_locale(locale)
+    # The locale's own currency pattern (symbol before or after, spacing), with ``places`` decimals.
+    pattern = where.currency_formats["standard"].pattern.split(";")[0].replace("0.00", "0." + "0" * places)
+    if places == 0:
+        pattern = pattern.replace("0.", "0")
+    return format_currency(_half_up(amount, places), currency, format=pattern, locale=where, currency_digits=False)
+
+
+def format_money(value: object, currency: str, places: int | None = None, locale: str | None = None) -> str:
+    """``value`` as "€2.14" / "2,14 €"; "< €0.01" for a few micro-euros, rather than hide that something was charged.
+
+    ``places``: the currency's display places unless given (6 shows a usage line exactly).
+    """
     if not currency:
         raise ValueError("money needs a currency: {{ amount|money:'EUR' }}")
     amount = as_decimal(value)
     if amount is None:
         return MISSING
-    if amount and abs(amount) < _SMALLEST_SHOWN:
-        return f"{'-' if amount < 0 else ''}< {currency} 0.01"
-    return f"{currency} {fixed(amount, DISPLAY_PLACES.get(currency, 2))}"
+    shown = DISPLAY_PLACES.get(currency, 2) if places is None else int(places)
+    if amount and abs(amount) < Decimal(5).scaleb(-shown - 1):
+        smallest = _currency(Decimal(1).scaleb(-shown), currency, shown, locale)
+        return f"{'-' if amount < 0 else ''}< {smallest}"
+    return _currency(amount, currency, shown, locale)
 
 
-def format_kwh(value: object, places: int = 2) -> str:
-    """``value`` as "3.50 kWh"; the dash for no value."""
+def exact_places(value: Decimal, minimum: int = 2) -> int:
+    """The decimal places ``value`` needs to be shown without rounding (a quote: "€31.2546"), at least ``minimum``."""
+    exponent = value.normalize().as_tuple().exponent
+    return max(minimum, -exponent if isinstance(exponent, int) else 0)
+
+
+def format_kwh(value: object, places: int = 2, locale: str | None = None) -> str:
+    """``value`` as "3.50 kWh" / "3,50 kWh"; the dash for no value."""
     amount = as_decimal(value)
-    return MISSING if amount is None else f"{fixed(amount, int(places))} kWh"
+    return MISSING if amount is None else f"{format_number(amount, int(places), locale)} kWh"
 
 
-def format_rate(value: object) -> str:
-    """A price per kWh as "EUR 0.2500/kWh"; the dash for no value."""
+def format_rate(value: object, locale: str | None = None) -> str:
+    """A price per kWh as "€0.2500/kWh" / "0,2500 €/kWh"; the dash for no value."""
     amount = as_decimal(value)
-    return MISSING if amount is None else f"EUR {fixed(amount, 4)}/kWh"
+    return MISSING if amount is None else f"{format_money(amount, 'EUR', places=4, locale=locale)}/kWh"
+
+
+def format_sats(value: object, locale: str | None = None) -> str:
+    """Satoshis as "12,345 sat" / "12.345 sat"; the dash for no value."""
+    if value is None or value == "":
+        return MISSING
+    return f"{format_decimal(int(value), format='#,##0', locale=babel_locale(locale))} sat"

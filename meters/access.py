@@ -15,6 +15,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone, translation
+from django_htmx.http import HttpResponseClientRedirect
 
 from meters.models import Household
 
@@ -51,21 +53,44 @@ def household_of(request: HttpRequest) -> Household | None:
         return None
 
 
+def _whole_page_login(request: HttpRequest) -> HttpResponse:
+    shown = request.htmx.current_url_abs_path or request.get_full_path()  # type: ignore[attr-defined]
+    return HttpResponseClientRedirect(redirect_to_login(shown)["Location"])
+
+
 def household_required(
     view: Callable[Concatenate[HouseholdRequest, P], HttpResponse],
 ) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
-    """Anonymous: to the login page. Staff without a household: to the admin. Others without one: 403."""
+    """Anonymous: to the login page. Staff without a household: to the admin. Others without one: 403.
+
+    An htmx request (a panel's own request, the session having expired meanwhile) is told to load the
+    login page as a whole page (``HX-Redirect``), with ``next`` back to the page the browser shows: a
+    redirect it followed itself would put the login page inside the panel.
+    """
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        htmx = getattr(request, "htmx", None)
         if not request.user.is_authenticated:
+            if htmx:
+                return _whole_page_login(request)
             return redirect_to_login(request.get_full_path())
         household = household_of(request)
+        if household is None and htmx:
+            return _whole_page_login(request)  # the login page says this login cannot see that page
         if household is None:
             if request.user.is_staff:
                 return redirect("admin:index")
             return render(request, "no_household.html", status=403)
         request.household = household
-        return view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
+        # The household's own language, whatever the browser asks for (LocaleMiddleware chose before
+        # the login was known), and its time zone: every time the page shows is the household's (it
+        # names the zone once). Overridden for the view, not activated: the thread serves other
+        # requests next, some of them (the API) before LocaleMiddleware would set a language again.
+        request.LANGUAGE_CODE = household.language
+        with translation.override(household.language), timezone.override(household.timezone):
+            response = view(request, *args, **kwargs)  # type: ignore[arg-type]  # now a HouseholdRequest
+        response.headers["Content-Language"] = household.language  # LocaleMiddleware keeps a header set here
+        return response
 
     return wrapper

@@ -31,7 +31,8 @@ from urllib.parse import urlencode
 from django.db import connections, router
 from django.utils import dateformat
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
+from django.utils.translation import gettext_lazy as _
 
 from lib import prepared
 from lib.dateranges import FIRST_DATE, LAST_DATE, DateParamError, parse_day
@@ -41,14 +42,13 @@ from meters.models import HourlyUsage, Household, Tariff, TariffVersion
 from meters.pricing import TariffSchedule, versions_in_force
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
-RANGES = {DAY: "Day", WEEK: "Week", MONTH: "Month", YEAR: "Year"}
+RANGES = {DAY: _("Day"), WEEK: _("Week"), MONTH: _("Month"), YEAR: _("Year")}
 EUR, KWH = "eur", "kwh"
 UNITS = {EUR: "EUR", KWH: "kWh"}
 DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
 ZERO = Decimal("0")
 SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places lib.money keeps all three to
 PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
-_NOT_YET_CELLS = '<td class="num">\N{EN DASH}</td><td class="num">\N{EN DASH}</td><td class="num">not yet</td>'
 # A cached chart is exact for as long as it is found (the key changes with every write, hour and
 # day): the timeout only bounds how long versions nobody asks for any more keep their memory.
 CACHE_SECONDS = 3600
@@ -106,8 +106,8 @@ class Period:
 class ChartView:
     """Range, unit and a day of the period to show, from the query string; bad values give the defaults.
 
-    A date that cannot be used (lib.dateranges: the CSV exports' rules) shows today's period with
-    ``error`` saying why, rather than a blank page for a mistyped link.
+    A date that cannot be used (lib.dateranges: the CSV exports' rules) or that has not come yet shows
+    today's period with ``error`` saying why, rather than a blank page for a mistyped link.
     """
 
     range: str
@@ -124,7 +124,13 @@ class ChartView:
         try:
             day = parse_day(params.get("date"), "date") or today
         except DateParamError as refused:
-            day, error = today, f"{refused} Showing today instead."
+            day, error = today, gettext("%(reason)s Showing today instead.") % {"reason": refused}
+        if day > today:
+            # The nearest period with anything in it is the current one: say so rather than show empty bars.
+            error = gettext("%(day)s has not come yet: showing today, the latest day there is.") % {
+                "day": dateformat.format(day, "j F Y")
+            }
+            day = today
         return cls(
             range_ if range_ in RANGES else DEFAULT_RANGE, unit if unit in UNITS else DEFAULT_UNIT, day, today, error
         )
@@ -173,14 +179,19 @@ class Bar:
 
     def tooltip(self) -> list[str]:
         if self.future:
-            return ["not yet"]
+            return [gettext("not yet")]
         lines = [self.kwh_text]
-        lines.append(f"average {self.rate_text}" if self.rate is not None else "no priced energy")
+        if self.rate is not None:
+            lines.append(gettext("average %(rate)s") % {"rate": self.rate_text})
+        else:
+            lines.append(gettext("no priced energy"))
         lines.append(self.eur_text)
         if self.standing_eur:
-            lines.append(f"incl. standing charge {format_money(self.standing_eur, 'EUR')}")
+            lines.append(
+                gettext("incl. standing charge %(amount)s") % {"amount": format_money(self.standing_eur, "EUR")}
+            )
         if self.pending_kwh:
-            lines.append(f"price pending for {format_kwh(self.pending_kwh, 3)}")
+            lines.append(gettext("price pending for %(kwh)s") % {"kwh": format_kwh(self.pending_kwh, 3)})
         return lines
 
 
@@ -210,7 +221,9 @@ class Chart:
 
     @property
     def bar_heading(self) -> str:
-        return {DAY: "Hour", WEEK: "Day", MONTH: "Day", YEAR: "Month"}[self.period.range]
+        return {DAY: gettext("Hour"), WEEK: gettext("Day"), MONTH: gettext("Day"), YEAR: gettext("Month")}[
+            self.period.range
+        ]
 
     @cached_property
     def total_kwh(self) -> Decimal:
@@ -232,11 +245,14 @@ class Chart:
         after a reading), and these f-strings a twentieth of that. Every text is escaped.
         """
         rows = []
+        pending = escape(gettext("price pending"))
+        dash = '<td class="num">\N{EN DASH}</td>'
+        not_yet = f'{dash}{dash}<td class="num">{escape(gettext("not yet"))}</td>'
         for bar in self.bars:
             if bar.future:
-                muted, cells = ' class="muted"', _NOT_YET_CELLS
+                muted, cells = ' class="muted"', not_yet
             else:
-                badge = ' <span class="badge">price pending</span>' if bar.pending_kwh else ""
+                badge = f' <span class="badge">{pending}</span>' if bar.pending_kwh else ""
                 muted, cells = (
                     "",
                     (
@@ -255,7 +271,7 @@ class Chart:
             "range": self.period.range,
             "unit": self.view.unit,
             "axis": "EUR" if in_eur else "kWh",
-            "label": "Cost (EUR)" if in_eur else "Energy (kWh)",
+            "label": gettext("Cost (EUR)") if in_eur else gettext("Energy (kWh)"),
             "labels": [bar.label for bar in self.bars],
             "values": [None if bar.future else str(bar.eur if in_eur else bar.kwh) for bar in self.bars],
             "pending": [bool(bar.pending_kwh) for bar in self.bars],
@@ -424,17 +440,17 @@ def _add_price_curve(household: Household, tariff: Tariff, period: Period, bars:
     if period.range != DAY:
         for bar in bars.values():
             bar.price = bar.rate
-        return "Average price paid (EUR/kWh)"
+        return gettext("Average price paid (EUR/kWh)")
     schedule = TariffSchedule(tariff, household.timezone, period.start, period.end)
     for hour, bar in bars.items():
         _, price = schedule.energy_rate(hour)
         bar.price = None if price is None else price.quantize(SIX_PLACES)
-    return "Tariff price (EUR/kWh)"
+    return gettext("Tariff price (EUR/kWh)")
 
 
 def _add_links(chart: Chart) -> None:
     view, period = chart.view, chart.period
-    chart.ranges = [Link(key, label, view.query(range=key), key == view.range) for key, label in RANGES.items()]
+    chart.ranges = [Link(key, str(label), view.query(range=key), key == view.range) for key, label in RANGES.items()]
     chart.units = [Link(key, label, view.query(unit=key), key == view.unit) for key, label in UNITS.items()]
     if period.first > FIRST_DATE:
         chart.previous_query = view.query(date=period.previous_day)

@@ -21,6 +21,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from lib.periods import floor_hour, timezone_names
 from meters.bands import parse_bands
@@ -178,6 +179,13 @@ class Household(models.Model):
     # [tariff_since, tariff_until), so ingest prices the usual hour with no query for assignments,
     # and save() never writes these three (a form loaded before a tariff change must not undo it).
     # A household without a contract (made in code) is on this tariff for every hour.
+    # The language of the household's pages, mails and statements; the switch in the page sets it.
+    language = models.CharField(
+        max_length=10,
+        choices=settings.LANGUAGES,
+        default=settings.LANGUAGE_CODE,
+        help_text="Pages, mails and new statements are in this language.",
+    )
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="households")
     tariff_since = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Start of the current tariff; none: no contract recorded."
@@ -504,8 +512,9 @@ class HourlyUsage(models.Model):
     """
 
     class Kind(models.TextChoices):
-        ENERGY = "energy", "Energy"
-        STANDING = "standing", "Standing charge"
+        # Shown on the household's payment pages, in its language.
+        ENERGY = "energy", _("Energy")
+        STANDING = "standing", _("Standing charge")
 
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="usage")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="usage", null=True, blank=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+from django.utils.translation import gettext
 
 from payments.models import CommunityPass, Settlement, Utxo, Wallet
 from payments.networks import explorer_url
@@ -72,7 +73,7 @@ def wallet_history(wallet: Wallet, limit: int = LIMIT) -> list[HistoryRow]:
             satoshis=deposit["satoshis"],
             fee_satoshis=0,
             state="unconfirmed" if deposit["unconfirmed"] else "confirmed",
-            state_label="Unconfirmed" if deposit["unconfirmed"] else "Confirmed",
+            state_label=gettext("Unconfirmed") if deposit["unconfirmed"] else gettext("Confirmed"),
         )
         for deposit in deposits
     ]

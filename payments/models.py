@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from meters.hooks import emit, emit_many
 from meters.models import HourlyUsage, Household, Meter, hash_token
@@ -182,13 +183,14 @@ class PriceQuote(models.Model):
 class PaymentState(models.TextChoices):
     """Where an outgoing payment is on its way to a block; every kind goes through the same states."""
 
-    SIGNED = "signed", "Signed"
+    # The labels are shown to households (the payment pages), in their language.
+    SIGNED = "signed", _("Signed")
     # Only a machine's pass claim: new to the network, being sent (a payment we sign goes from signed to seen).
-    BROADCAST = "broadcast", "Broadcast"
-    SEEN = "seen", "Seen on the network"
-    CONFIRMED = "confirmed", "Confirmed"
-    REJECTED = "rejected", "Rejected"
-    DOUBLE_SPEND = "double_spend", "Double spend"
+    BROADCAST = "broadcast", _("Broadcast")
+    SEEN = "seen", _("Seen on the network")
+    CONFIRMED = "confirmed", _("Confirmed")
+    REJECTED = "rejected", _("Rejected")
+    DOUBLE_SPEND = "double_spend", _("Double spend")
 
 
 class OutgoingPayment(models.Model):

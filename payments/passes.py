@@ -30,7 +30,9 @@ from bsv.keys import recover_public_key, text_digest
 from bsv.utils import deserialize_ecdsa_recoverable, serialize_ecdsa_der, unstringify_ecdsa_recoverable
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
+from django.utils.translation import gettext
 
+from lib.money import format_sats
 from meters.models import Household, hash_token
 from payments import keys
 from payments.broadcast import send
@@ -94,15 +96,20 @@ def buy_pass(household: Household, now: datetime) -> Purchase:
         if signed is None:
             spendable = sum(coin.satoshis for coin in coins)
             raise CannotPay(
-                f"Your wallet can spend {spendable:,} sat now; unlocking costs {price:,} sat plus a small "
-                "network fee. Nothing was charged. Top up your wallet (deposits count once confirmed) and try again."
+                gettext(
+                    "Your wallet can spend %(spendable)s now; unlocking costs %(price)s plus a small network fee. "
+                    "Nothing was charged. Top up your wallet (deposits count once confirmed) and try again."
+                )
+                % {"spendable": format_sats(spendable), "price": format_sats(price)}
             )
         tx, chosen, fee = signed
         txid = tx.txid()
         if CommunityPass.objects.filter(txid=txid).exists():
             # Signing is deterministic: the same coins sign the same transaction the network refused
             # before. It would refuse it again; the next settlement spends those coins differently.
-            raise CannotPay("The network refused this payment a moment ago. Nothing was charged; try again later.")
+            raise CannotPay(
+                gettext("The network refused this payment a moment ago. Nothing was charged; try again later.")
+            )
         community_pass = CommunityPass.objects.create(
             household=household,
             source=CommunityPass.Source.WALLET,

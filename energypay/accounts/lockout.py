@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from energypay.accounts.models import User
 
@@ -82,11 +83,13 @@ def retry_in(request: HttpRequest, username: str | None, ip: str | None) -> time
 
 def lockout_message(wait: timedelta) -> str:
     minutes = max(1, math.ceil(wait.total_seconds() / 60))
-    unit = "minute" if minutes == 1 else "minutes"
-    return (
-        f"Too many failed logins for this account or from your network. Try again in {minutes} {unit}. "
-        "Resetting your password by email unlocks your account at once."
-    )
+    return ngettext(
+        "Too many failed logins for this account or from your network. Try again in %(minutes)s minute. "
+        "Resetting your password by email unlocks your account at once.",
+        "Too many failed logins for this account or from your network. Try again in %(minutes)s minutes. "
+        "Resetting your password by email unlocks your account at once.",
+        minutes,
+    ) % {"minutes": minutes}
 
 
 def locked_out_page(request: HttpRequest, response: HttpResponse | None, credentials: dict | None) -> HttpResponse:

@@ -376,5 +376,5 @@ def customer_snapshot(household: Household) -> dict:
 
 
 def statement_language(household: Household) -> str:
-    """The language a household's documents are written in (a household's own choice comes with issue 13)."""
-    return settings.LANGUAGE_CODE
+    """The language a household's documents are written in: its own choice (the language switch)."""
+    return household.language

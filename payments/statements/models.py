@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from lib.money import fixed, format_kwh, format_rate
+from lib.money import format_kwh, format_money, format_rate
 from meters.models import Household
 
 
@@ -281,11 +281,11 @@ class StatementLine(Final):
 
     @property
     def price_text(self) -> str:
-        """ "EUR 0.2400/kWh", "EUR 0.3500/day", "21%" (rendered where shown)."""
+        """ "€0.2400/kWh", "€0.3500/day", "21%" (rendered where shown)."""
         if self.kind == self.Kind.ENERGY:
             return format_rate(self.unit_price) if self.unit_price is not None else str(_("hourly prices"))
         if self.kind == self.Kind.STANDING and self.unit_price is not None:
-            return str(_("EUR %(price)s/day") % {"price": fixed(self.unit_price, 4)})
+            return str(_("%(price)s/day") % {"price": format_money(self.unit_price, "EUR", places=4)})
         if self.kind == self.Kind.TAX and self.tax_rate is not None:
             return f"{self.tax_percent:f}%"
         return ""

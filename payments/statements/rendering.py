@@ -17,7 +17,7 @@ from django.contrib.staticfiles import finders
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from lib.money import format_money
+from lib.money import exact_places, format_money
 from lib.periods import local_date
 from payments.networks import explorer_url
 from payments.statements.models import Statement
@@ -64,7 +64,9 @@ def document_context(statement: Statement) -> dict:
         "period_first": local_date(statement.period_start, statement.timezone),
         "period_last": local_date(statement.period_end - _INSTANT, statement.timezone),
         "month_total": statement.settled_eur + statement.unsettled_eur,
-        "balance_price": None if statement.balance_bsv_eur is None else f"{statement.balance_bsv_eur.normalize():f}",
+        "balance_price": None
+        if statement.balance_bsv_eur is None
+        else format_money(statement.balance_bsv_eur, "EUR", places=exact_places(statement.balance_bsv_eur)),
         "for_pdf": False,
     }
 

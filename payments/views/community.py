@@ -11,11 +11,12 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from lib.money import satoshis_to_eur
+from lib.money import format_sats, satoshis_to_eur
 from meters.access import HouseholdRequest, household_required
 from payments import community, passes
 from payments.broadcast import send_one
@@ -74,18 +75,26 @@ def unlock(request: HouseholdRequest) -> HttpResponse:
         return _back(request)
     except DatabaseError:
         log.warning("community_unlock_raced household=%s", household.pk, exc_info=True)
-        messages.error(request, "Your wallet was busy with another payment. Nothing was charged; please try again.")
+        messages.error(
+            request, gettext("Your wallet was busy with another payment. Nothing was charged; please try again.")
+        )
         return _back(request)
     community_pass = purchase.community_pass
     if not purchase.new:
-        messages.info(request, "The community comparison is already unlocked; nothing was charged again.")
+        messages.info(request, gettext("The community comparison is already unlocked; nothing was charged again."))
         return _back(request)
     # After commit: the pass is recorded and its coins reserved, so a crash here leaves it for the sweeper.
     state = send_one(CommunityPass, community_pass.pk, get_network())
     if state in CommunityPass.FAILED:
-        messages.error(request, "The network refused the payment, so nothing was charged and the page stays locked.")
+        messages.error(
+            request, gettext("The network refused the payment, so nothing was charged and the page stays locked.")
+        )
     else:
-        messages.success(request, f"Paid {community_pass.satoshis:,} sat: the community comparison is open.")
+        messages.success(
+            request,
+            gettext("Paid %(amount)s: the community comparison is open.")
+            % {"amount": format_sats(community_pass.satoshis)},
+        )
     return _back(request)
 
 
@@ -105,4 +114,11 @@ def _chart_data(comparison: community.Comparison) -> dict:
         "labels": [f"{hour.hour:02d}" for hour in comparison.household],
         "household": [number(hour.kwh) for hour in comparison.household],
         "community": [number(hour.kwh) for hour in comparison.community],
+        # The chart's words, in the reader's language (static/js/community-chart.js).
+        "text": {
+            "household": gettext("You (kWh)"),
+            "community": gettext("All households (kWh)"),
+            "hour": gettext("Hour of day"),
+            "hidden": gettext("not enough households"),
+        },
     }

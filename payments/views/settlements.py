@@ -15,6 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from lib import htmx
 from lib.csvstream import csv_lines
 from lib.dateranges import DateParamError, DateRange
+from lib.money import exact_places, format_money
 from lib.periods import zone
 from meters.access import HouseholdRequest, household_required
 from meters.models import Household
@@ -94,9 +95,11 @@ def settlement_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     tz = zone(request.household.timezone)
     for line in lines:
-        # Django's "T" format hides the zone exactly when it matters: the hour a 25-hour day repeats
-        # (02:00 CEST, then 02:00 CET). The datetime itself knows which one it is.
-        line.zone_name = line.usage.hour_start.astimezone(tz).strftime("%Z")
+        # The page names its one time zone once; the hour a 25-hour day repeats (02:00 CEST, then
+        # 02:00 CET) also says which of the two it is. The datetime itself knows.
+        local = line.usage.hour_start.astimezone(tz)
+        repeated = local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
+        line.zone_name = local.strftime("%Z") if repeated else ""
     live = [line for line in lines if not line.released]
     explorer = explorer_url(settlement.txid)
     context = {
@@ -108,7 +111,7 @@ def settlement_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "explorer_url": explorer,
         "failed": settlement.state in Settlement.FAILED,
         # The exact price the satoshis were computed with, without the column's trailing zeros.
-        "quote_price": f"{settlement.quote.bsv_eur.normalize():f}",
+        "quote_price": format_money(settlement.quote.bsv_eur, "EUR", places=exact_places(settlement.quote.bsv_eur)),
     }
     return render(request, "payments/settlement_detail.html", context)
 

@@ -94,6 +94,12 @@
       return;
     }
     box.hidden = false;
+    // A canvas restored from htmx's history cache, or drawn by a draw() this file did not keep (two
+    // events for one swap), may still be Chart.js's: reusing it throws "Canvas is already in use".
+    var previous = window.Chart.getChart(canvas);
+    if (previous) {
+      previous.destroy();
+    }
     chart = new window.Chart(canvas, config(JSON.parse(source.textContent)));
   }
 

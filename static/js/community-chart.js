@@ -16,14 +16,14 @@
       data: {
         labels: data.labels,
         datasets: [
-          { label: "You (kWh)", data: data.household, backgroundColor: "#0b6e4f" },
-          { label: "All households (kWh)", data: data.community, backgroundColor: "#9fb3c8" }
+          { label: data.text.household, data: data.household, backgroundColor: "#0b6e4f" },
+          { label: data.text.community, data: data.community, backgroundColor: "#9fb3c8" }
         ]
       },
       options: {
         maintainAspectRatio: false,
         scales: {
-          x: { title: { display: true, text: "Hour of day" } },
+          x: { title: { display: true, text: data.text.hour } },
           y: { beginAtZero: true, title: { display: true, text: "kWh" } }
         },
         plugins: {
@@ -31,7 +31,7 @@
             callbacks: {
               label: function (item) {
                 return item.raw === null
-                  ? item.dataset.label + ": not enough households"
+                  ? item.dataset.label + ": " + data.text.hidden
                   : item.dataset.label + ": " + item.raw.toFixed(3);
               }
             }

@@ -11,6 +11,6 @@
   var address = source.textContent.trim();
   button.hidden = false;
   button.addEventListener("click", function () {
-    navigator.clipboard.writeText(address).then(function () { button.textContent = "Copied"; });
+    navigator.clipboard.writeText(address).then(function () { button.textContent = button.dataset.copied || "Copied"; });
   });
 })();

@@ -86,6 +86,6 @@ def test_workers_sending_at_once_mail_each_event_once(firing_home, settings):
     assert sum(t.get("sent", 0) for t in tallies) == 3
     assert len(mail.outbox) == 3
     assert sorted(m.subject for m in mail.outbox) == sorted(
-        f"EnergyPay alarm: Tell me when a day costs EUR {n}.00 or more" for n in (1, 2, 3)
+        f"EnergyPay alarm: Tell me when a day costs €{n}.00 or more" for n in (1, 2, 3)
     )
     assert not AlarmEvent.objects.filter(notified_at__isnull=True).exists()

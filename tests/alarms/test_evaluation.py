@@ -149,8 +149,8 @@ def test_an_event_keeps_what_the_rule_said_after_it_is_edited_or_deleted(home):
     rule.delete()
     history = list(AlarmEvent.objects.filter(household=home.household).order_by("at", "pk"))
     assert [(e.kind, e.description, e.threshold) for e in history] == [
-        ("fired", "Tell me when a day costs EUR 5.00 or more", Decimal("5")),
-        ("cleared", "Tell me when a day costs EUR 7.00 or more", Decimal("7")),
+        ("fired", "Tell me when a day costs €5.00 or more", Decimal("5")),
+        ("cleared", "Tell me when a day costs €7.00 or more", Decimal("7")),
     ]
     assert all(e.rule_id is None for e in history)
 

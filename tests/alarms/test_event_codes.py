@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -48,8 +49,23 @@ def test_a_failed_payment_event_stores_codes_and_numbers_and_no_sentence(home):
     assert not any("refused" in text or "Tell me" in text for text in stored_text(event))
     assert event.detail == (
         "1 payment refused by the network in the last 24 hours; "
-        f"EUR 0.40 unpaid for hours before {arrears_cutoff(NOW):%H}:00 UTC"
+        f"€0.40 unpaid for hours before {arrears_cutoff(NOW):%H}:00 UTC"
     )
+
+
+def test_the_unpaid_hours_are_told_in_the_households_time_on_its_page_and_in_its_mail(home, household_client):
+    home.rule(Kind.SETTLEMENT_FAILED)
+    home.line(NOW - timedelta(hours=5), eur="0.40", kwh="1.6", settled=False)
+    evaluate_households([home.household.pk])
+    local = arrears_cutoff(NOW).astimezone(ZoneInfo(home.household.timezone))
+    assert local.utcoffset() != timedelta(0)  # Europe/Madrid: the two clocks differ
+
+    page = household_client.get(reverse("alarm-list")).content.decode()
+    notify.send_due()
+
+    for shown in (page, mail.outbox[0].body):
+        assert f"€0.40 unpaid for hours before {local:%H:%M}" in shown
+        assert "UTC" not in shown  # the page and the mail name the household's zone once, and only that one
 
 
 def test_a_reworded_sentence_reaches_events_stored_before_on_the_page_in_the_admin_and_in_the_mail(
@@ -68,7 +84,7 @@ def test_a_reworded_sentence_reaches_events_stored_before_on_the_page_in_the_adm
     notify.send_due()
 
     for shown in (page, admin, mail.outbox[0].subject, mail.outbox[0].body):
-        assert "Warn me at EUR 5.00 a day" in shown
+        assert "Warn me at €5.00 a day" in shown
         assert "a day costs" not in shown
     assert "alarm.daily_cost.fired" in admin
 

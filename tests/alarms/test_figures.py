@@ -157,11 +157,11 @@ def test_the_dashboard_cards_show_what_the_alarms_compare(home):
 @pytest.mark.parametrize(
     ("kind", "threshold", "text"),
     [
-        (Kind.HOURLY_COST, "1.5", "Tell me when an hour costs EUR 1.50 or more"),
-        (Kind.DAILY_COST, "5", "Tell me when a day costs EUR 5.00 or more"),
+        (Kind.HOURLY_COST, "1.5", "Tell me when an hour costs €1.50 or more"),
+        (Kind.DAILY_COST, "5", "Tell me when a day costs €5.00 or more"),
         (Kind.HOURLY_ENERGY, "2.5", "Tell me when an hour uses 2.500 kWh or more"),
-        (Kind.MONTH_PROJECTED, "80", "Tell me when this month is on course to cost EUR 80.00 or more"),
-        (Kind.BALANCE_BELOW, "10", "Tell me when my balance is EUR 10.00 or less"),
+        (Kind.MONTH_PROJECTED, "80", "Tell me when this month is on course to cost €80.00 or more"),
+        (Kind.BALANCE_BELOW, "10", "Tell me when my balance is €10.00 or less"),
         (Kind.BALANCE_DAYS, "1", "Tell me when my balance will last 1 day or less"),
         (Kind.BALANCE_DAYS, "7.000", "Tell me when my balance will last 7 days or less"),
         (Kind.METER_SILENT, "24", "Tell me when a meter has been silent for 24 hours or more"),

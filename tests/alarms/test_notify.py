@@ -32,8 +32,8 @@ def test_the_email_says_what_went_off_with_the_value_and_the_local_time(fired, s
     assert notify.send_due() == {"sent": 1}
     [message] = mail.outbox
     assert message.to == ["home@example.com"]
-    assert message.subject == "EnergyPay alarm: Tell me when a day costs EUR 5.00 or more"
-    assert "It is now EUR 6.20 (your threshold: EUR 5.00)." in message.body
+    assert message.subject == "EnergyPay alarm: Tell me when a day costs €5.00 or more"
+    assert "It is now €6.20 (your threshold: €5.00)." in message.body
     assert "Wednesday 18 November 2026, 11:00 (Europe/Madrid)" in message.body
     assert "https://energypay.example/alarms/" in message.body
     fired.refresh_from_db()

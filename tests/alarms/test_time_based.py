@@ -129,7 +129,7 @@ def test_arrears_fire_once_an_hour_should_have_been_paid_by_a_run(home, run_peri
         run_periodic()
         event = AlarmEvent.objects.get()
         assert (event.kind, event.value) == ("fired", Decimal("0.4"))
-        assert event.detail == "EUR 0.40 unpaid for hours before 13:00 UTC"
+        assert event.detail == "€0.40 unpaid for hours before 13:00 UTC"
     HourlyUsage.objects.filter(household=home.household).update(settled_at=utc(2026, 11, 18, 14, 6))
     with time_machine.travel(utc(2026, 11, 18, 14, 10), tick=False):
         run_periodic()

@@ -118,8 +118,8 @@ def test_the_list_shows_rules_with_their_state_and_the_history(household_client,
     assert response.status_code == 200
     html = response.content.decode().strip()
     row = re.search(rf'<li class="alarm-rule firing" id="alarm-rule-{rule.pk}".*?</li>', html, re.S).group(0)
-    assert "Tell me when a day costs EUR 5.00 or more" in row
-    assert "Going off" in row and "now EUR 6.25" in row
+    assert "Tell me when a day costs €5.00 or more" in row
+    assert "Going off" in row and "now €6.25" in row
     assert "Wed 18 Nov, 11:00" in row  # since, in Madrid time
     assert '<span class="badge alarm-new" id="alarm-unread">1 new</span>' in html
 
@@ -157,7 +157,7 @@ def test_a_bad_page_number_falls_back_to_a_real_page(household_client, home, rul
 def test_another_households_rules_and_events_are_not_listed(other_client, home, rule):
     make_events(home, rule, 2)
     html = other_client.get(LIST).content.decode().strip()
-    assert "EUR 5.00" not in html
+    assert "€5.00" not in html
     assert 'id="no-alarm-rules"' in html and 'id="no-alarm-events"' in html
 
 
@@ -183,7 +183,7 @@ def test_creating_with_htmx_answers_a_fresh_form_and_the_rule_list_out_of_band(h
     assert body.startswith('<form id="alarm-form"')
     assert 'value=""' in body  # the threshold is empty again
     assert '<section class="panel" id="alarm-rules" hx-swap-oob="true">' in body
-    assert "Tell me when a day costs EUR 5.00 or more" in body
+    assert "Tell me when a day costs €5.00 or more" in body
 
 
 def test_creating_with_htmx_from_the_full_form_page_redirects_the_browser(household_client, home):
@@ -197,11 +197,11 @@ def test_creating_with_htmx_from_the_full_form_page_redirects_the_browser(househ
     ("kind", "threshold", "message"),
     [
         ("daily_cost", "-1", "The threshold cannot be negative."),
-        ("daily_cost", "0", "EUR 0.00 would fire all the time: enter more than 0."),
+        ("daily_cost", "0", "€0.00 would fire all the time: enter more than 0."),
         ("daily_cost", "", "Enter an amount in EUR."),
         ("daily_cost", "abc", "Enter a number."),
         ("daily_cost", "NaN", "Enter a number."),
-        ("daily_cost", "100000.01", "That is more than EUR 100,000.00: please check the number."),
+        ("daily_cost", "100000.01", "That is more than €100,000.00: please check the number."),
         ("daily_cost", "5.001", "Use at most 2 decimal places."),
         ("hourly_energy", "1000.5", "That is more than 1,000 kWh: please check the number."),
         ("hourly_energy", "0.0001", "Use at most 3 decimal places."),
@@ -233,7 +233,7 @@ def test_without_javascript_errors_come_back_in_the_full_page(household_client, 
 
 def test_zero_is_a_meaningful_balance_threshold(household_client, home):
     household_client.post(reverse("alarm-create"), {"kind": "balance_below", "threshold": "0"})
-    assert AlarmRule.objects.get().description == "Tell me when my balance is EUR 0.00 or less"
+    assert AlarmRule.objects.get().description == "Tell me when my balance is €0.00 or less"
 
 
 def test_an_unknown_kind_is_refused(household_client, home):
@@ -277,7 +277,7 @@ def test_editing_inline_answers_the_rules_row(household_client, home, rule):
         household_client.post(url, {"kind": "daily_cost", "threshold": "7.5"}, **htmx(target)).content.decode().strip()
     )
     assert saved.startswith(f'<li class="alarm-rule" id="{target}"')
-    assert "Tell me when a day costs EUR 7.50 or more" in saved
+    assert "Tell me when a day costs €7.50 or more" in saved
     rule.refresh_from_db()
     assert rule.threshold == Decimal("7.5")
     cancel = household_client.get(reverse("alarm-detail", args=[rule.pk]), **htmx(target)).content.decode().strip()

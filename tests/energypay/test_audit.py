@@ -39,6 +39,7 @@ def household_form(household: Household, **changes) -> dict:
         "address": household.address,
         "timezone": household.timezone,
         "region": household.region,
+        "language": household.language,
         "tariff": household.tariff_id,
     }
     for inline in ("meters", "tariff_assignments"):

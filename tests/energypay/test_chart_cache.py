@@ -98,8 +98,8 @@ def test_each_view_is_cached_apart(client, meter):
 
 def test_another_household_never_gets_this_households_chart(client, meter, other_client):
     post(meter, at(utc(2026, 11, 22, 9), "100"), at(utc(2026, 11, 22, 10), "104"))
-    assert chart(client)["total"].startswith("EUR 1.00")
-    assert chart(other_client)["total"].startswith("EUR 0.00")
+    assert chart(client)["total"].startswith("€1.00")
+    assert chart(other_client)["total"].startswith("€0.00")
 
 
 # --- Every write shows in the next fetch ------------------------------------------------------------
@@ -127,9 +127,9 @@ def test_each_request_reads_the_version_afresh_with_its_session(client, meter, s
 
 def test_a_reading_that_opens_a_new_hour_shows_in_the_next_fetch(client, meter):
     post(meter, at(utc(2026, 11, 22, 9), "100"), at(utc(2026, 11, 22, 10), "104"))
-    assert chart(client)["total"].startswith("EUR 1.00")
+    assert chart(client)["total"].startswith("€1.00")
     post(meter, at(utc(2026, 11, 22, 11), "108"))
-    assert chart(client)["total"].startswith("EUR 2.00")
+    assert chart(client)["total"].startswith("€2.00")
 
 
 def test_a_late_reading_for_a_settled_hour_shows_its_adjustment_in_the_next_fetch(client, meter):
@@ -150,9 +150,9 @@ def test_a_held_reading_staff_accept_shows_in_the_next_fetch(client, meter, staf
     assert answer["accepted"] == 0
     first, second = HeldReading.objects.order_by("timestamp")
     accept_held(first.pk, acting_user=staff_user, now=NOW)
-    assert chart(client, "range=month")["total"].startswith("EUR 0.00")
+    assert chart(client, "range=month")["total"].startswith("€0.00")
     accept_held(second.pk, acting_user=staff_user, now=NOW)
-    assert chart(client, "range=month")["total"].startswith("EUR 0.50")
+    assert chart(client, "range=month")["total"].startswith("€0.50")
 
 
 def test_imported_prices_show_in_the_next_fetch(client, meter, household):
@@ -170,7 +170,7 @@ def test_imported_prices_show_in_the_next_fetch(client, meter, household):
     assert (result.errors, result.repriced_lines) == ([], 1)
     assert version(household) > before  # the re-priced line
     view = chart(client)
-    assert view["total"].startswith("EUR 1.20") and "pending" not in view["total"]
+    assert view["total"].startswith("€1.20") and "pending" not in view["total"]
     assert view["data"]["price"]["values"][view["data"]["labels"].index("11:00")] == "0.400000"
     # A price for an hour nobody used re-prices nothing, but the day's price curve shows it: the
     # tariff's revision is in the key.
@@ -183,14 +183,14 @@ def test_a_failed_payments_reopened_lines_raise_the_version_and_the_chart_stays_
     post(meter, at(utc(2026, 11, 22, 9), "100"), at(utc(2026, 11, 22, 9, 30), "102"))
     HourlyUsage.objects.filter(household=meter.household).update(settled_at=NOW)
     post(meter, at(utc(2026, 11, 22, 9, 45), "103"))  # an adjustment line beside the settled one
-    assert chart(client)["total"].startswith("EUR 0.75")
+    assert chart(client)["total"].startswith("€0.75")
     before = version(meter.household)
     settled = HourlyUsage.objects.get(household=meter.household, seq=0)
     with transaction.atomic():
         reopen_lines([settled.pk])  # the refused payment's lines: merged with the adjustment
     assert version(meter.household) > before
     assert HourlyUsage.objects.get(household=meter.household).kwh == Decimal(3)
-    assert chart(client)["total"].startswith("EUR 0.75")
+    assert chart(client)["total"].startswith("€0.75")
 
 
 def test_a_new_tariff_version_shows_in_the_next_fetch(client, meter, flat_tariff):
@@ -258,4 +258,4 @@ def test_a_cache_that_fails_costs_speed_never_the_chart(client, meter, monkeypat
     backend = type(caches["default"])
     monkeypatch.setattr(backend, "get", down)
     monkeypatch.setattr(backend, "set", down)
-    assert chart(client)["total"].startswith("EUR 1.00")
+    assert chart(client)["total"].startswith("€1.00")

@@ -148,11 +148,13 @@ def test_no_usage_means_no_rate_no_days_left_and_the_month_so_far_as_projection(
 def test_the_cards_on_the_page(household_client, history):
     page = household_client.get(URL).content.decode()
     cards = page[page.index('id="cards"') : page.index('id="chart"')]
-    assert "EUR 1.35" in cards and "6.00 kWh" in cards and "price pending for 1.00 kWh" in cards
-    assert "EUR 4.35" in cards and "EUR 8.42" in cards and "EUR 0.48 a day" in cards
-    assert "EUR 15.00" in cards and "50,000,000 sat" in cards and "29 days" in cards
-    assert 'id="card-arrears"' in cards and "EUR 0.25" in cards
-    assert "22 Nov 2026, 09:00 CET" in cards  # the first unpaid hour in the household's time
+    assert "€1.35" in cards and "6.00 kWh" in cards and "price pending for 1.00 kWh" in cards
+    assert "€4.35" in cards and "€8.42" in cards and "€0.48 a day" in cards
+    assert "€15.00" in cards and "50,000,000 sat" in cards and "29 days" in cards
+    assert 'id="card-arrears"' in cards and "€0.25" in cards
+    assert "22 Nov 2026, 09:00" in cards  # the first unpaid hour in the household's time
+    assert "CET" not in cards  # the page names its one time zone once, in the footer
+    assert 'id="time-zone">Times in Europe/Madrid.<' in page
 
 
 def test_no_arrears_card_when_everything_due_is_paid(household_client, household):
@@ -182,8 +184,8 @@ def test_a_household_sees_its_dashboard(household_client, history):
 def test_another_household_sees_only_its_own_figures(other_client, other_household, history):
     add_line(other_household, utc(2026, 11, 22, 9), "40")  # EUR 10.00
     page = other_client.get(URL).content.decode()
-    assert "EUR 10.00" in page
-    assert "EUR 1.35" not in page and history.name not in page
+    assert "€10.00" in page
+    assert "€1.35" not in page and history.name not in page
     assert sum(Decimal(v) for v in chart_data(other_client.get(URL))["values"] if v) == Decimal("10")
 
 
@@ -296,7 +298,7 @@ def test_the_table_shows_the_same_bars(household_client, history):
     page = household_client.get(URL + "?range=week").content.decode()
     table = page[page.index('<details id="chart-table">') :]
     assert '<th scope="row">Sun 22</th>' in table
-    assert "EUR 1.35" in table and "price pending" in table and "Total" in table
+    assert "€1.35" in table and "price pending" in table and "Total" in table
 
 
 @pytest.mark.parametrize(
@@ -364,7 +366,7 @@ def test_the_dashboard_shows_the_latest_alarms_and_a_way_to_add_one(household_cl
     add_events(other_household, 2)
     page = household_client.get(URL).content.decode()
     summary = page[page.index('id="alarm-summary"') : page.index('id="chart"')]
-    assert "7 unread" in summary and summary.count("Tell me when a day costs EUR 5.00 or more") == 5
+    assert "7 unread" in summary and summary.count("Tell me when a day costs €5.00 or more") == 5
     assert '<a href="/alarms/" id="alarm-summary-list">' in summary
     new = re.search(r'<a [^>]*id="new-alarm"[^>]*>', summary).group(0)
     assert 'href="/alarms/new"' in new and 'hx-get="/alarms/new"' in new and 'hx-target="#alarm-form"' in new

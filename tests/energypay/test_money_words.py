@@ -48,7 +48,7 @@ def status_arrears(staff_client, household: Household) -> Decimal:
     html = staff_client.get("/admin/status/").content.decode()
     start = html.index('id="status-arrears"')
     section = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html[start : html.index("</table>", start)]))
-    shown = re.search(rf"{re.escape(household.name)} EUR ([0-9.]+)", section)
+    shown = re.search(rf"{re.escape(household.name)} €([0-9.]+)", section)
     return Decimal(shown.group(1)) if shown else Decimal("0")
 
 

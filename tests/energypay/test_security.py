@@ -110,6 +110,8 @@ PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
     "password_reset_done": ("GET",),
     "password_reset_confirm": ("GET",),
     "password_reset_complete": ("GET",),
+    # The language switch: a cookie for anyone, and the household's own choice for its login only.
+    "set_language": ("POST",),
     "healthz": ("GET",),
     "api-docs": ("GET",),
     "api-openapi": ("GET",),

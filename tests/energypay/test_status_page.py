@@ -157,10 +157,10 @@ def test_settlements_are_counted_by_state(staff_client, household):
         start = page.index(f'id="settlements-{state}"')
         return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page[start : page.index("</tr>", start)])).strip()
 
-    assert row("confirmed").endswith("Confirmed 1 2 EUR 1.50")
-    assert row("seen").endswith("Seen on the network 0 1 EUR 0.25 1 (since 2026-11-22 07:30 UTC)")
-    assert row("signed").endswith("Signed 1 1 EUR 0.10 1 (since 2026-11-22 10:10 UTC)")
-    assert row("broadcast").endswith("Broadcast 0 0 EUR 0.00 0")
+    assert row("confirmed").endswith("Confirmed 1 2 €1.50")
+    assert row("seen").endswith("Seen on the network 0 1 €0.25 1 (since 2026-11-22 07:30 UTC)")
+    assert row("signed").endswith("Signed 1 1 €0.10 1 (since 2026-11-22 10:10 UTC)")
+    assert row("broadcast").endswith("Broadcast 0 0 €0.00 0")
 
 
 def test_households_in_arrears_are_listed_largest_debt_first(staff_client, make_household):
@@ -170,9 +170,9 @@ def test_households_in_arrears_are_listed_largest_debt_first(staff_client, make_
     open_line(large, HOUR - timedelta(hours=4), "0.50")
     open_line(paying, HOUR - timedelta(hours=1), "0.75")  # 09:00, which the 10:05 run pays: not late
     shown = section(staff_client.get(URL), "arrears")
-    assert f"{large.name} EUR 1.50 2026-11-22 05:00 UTC {small.name} EUR 0.25 2026-11-22 07:00 UTC" in shown
+    assert f"{large.name} €1.50 2026-11-22 05:00 UTC {small.name} €0.25 2026-11-22 07:00 UTC" in shown
     assert paying.name not in shown
-    assert "Total: 2 households EUR 1.75" in shown
+    assert "Total: 2 households €1.75" in shown
 
 
 @pytest.mark.parametrize(("owed", "verdict"), [("99.99", "ok"), ("115.00", "fail")])

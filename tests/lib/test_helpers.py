@@ -61,7 +61,8 @@ def test_money_formatting_is_plain_python_and_matches_the_filter():
 
     for amount in (Decimal("1234567.5"), Decimal("-2.145"), Decimal("0.000004"), None):
         assert format_money(amount, "EUR") == money(amount, "EUR")
-    assert format_money(Decimal("-1234.5"), "EUR") == "EUR -1,234.50"
+    assert format_money(Decimal("-1234.5"), "EUR") == "-€1,234.50"
+    assert format_money(Decimal("-1234.5"), "EUR", locale="es") == "-1.234,50\N{NO-BREAK SPACE}€"
 
 
 def test_taxes_are_rounded_half_up_to_the_micro_euro_and_statement_lines_to_the_cent():

@@ -194,7 +194,7 @@ def test_the_chart_data_carries_the_bars_in_the_unit_asked_for(household):
     in_eur = chart(household).data()
     in_kwh = chart(household, unit="kwh").data()
     assert in_eur["values"][11] == "0.500000" and in_kwh["values"][11] == "2.000000"
-    assert in_eur["tips"][11] == ["2.000 kWh", "average EUR 0.2500/kWh", "EUR 0.50"]
+    assert in_eur["tips"][11] == ["2.000 kWh", "average €0.2500/kWh", "€0.50"]
     assert in_eur["price"] is None  # a flat tariff has no price curve
 
 
@@ -205,7 +205,7 @@ def test_a_time_of_use_day_has_the_tariffs_price_for_every_local_hour(make_house
     prices = [bar.price for bar in result.bars]
     assert prices == [Decimal("0.10")] * 8 + [Decimal("0.30")] * 16  # bands are in local time
     data = result.data()
-    assert data["price"]["values"][0] == "0.100000" and data["price"]["text"][8] == "EUR 0.3000/kWh"
+    assert data["price"]["values"][0] == "0.100000" and data["price"]["text"][8] == "€0.3000/kWh"
 
 
 def test_a_time_of_use_week_shows_the_average_price_paid_per_day(make_household, tou_tariff):

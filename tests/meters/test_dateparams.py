@@ -113,6 +113,15 @@ def test_the_chart_shows_today_and_says_why_when_its_date_cannot_be_used(househo
 
 
 @pytest.mark.time_machine(NOW, tick=False)
+@pytest.mark.parametrize("value", ["2026-11-23", "2030-01-01"])
+def test_a_chart_date_that_has_not_come_shows_today_and_says_so(household_client, value):
+    response = household_client.get(reverse("dashboard"), {"range": "week", "date": value})
+    chart = response.context["chart"]
+    assert chart.view.day == date(2026, 11, 22) and chart.next_query is None
+    assert "has not come yet: showing today" in chart.view.error and 'id="chart-error"' in response.text
+
+
+@pytest.mark.time_machine(NOW, tick=False)
 def test_a_good_chart_date_shows_no_error(household_client):
     response = household_client.get(reverse("dashboard"), {"range": "day", "date": " 2026-11-20 "})
     assert response.context["chart"].view.day == date(2026, 11, 20)

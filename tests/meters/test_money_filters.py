@@ -6,19 +6,20 @@ from decimal import Decimal
 
 import pytest
 from django.template import Context, Template
+from django.utils import translation
 
 from meters.templatetags.money import kwh, money, money_exact, rate, sats
 
 
 def test_money_rounds_half_up_to_cents_and_names_the_currency():
-    assert money(Decimal("2.145"), "EUR") == "EUR 2.15"
-    assert money(Decimal("1234567.5"), "EUR") == "EUR 1,234,567.50"
-    assert money(Decimal("0"), "EUR") == "EUR 0.00"
+    assert money(Decimal("2.145"), "EUR") == "€2.15"
+    assert money(Decimal("1234567.5"), "EUR") == "€1,234,567.50"
+    assert money(Decimal("0"), "EUR") == "€0.00"
 
 
 def test_money_does_not_hide_a_charge_smaller_than_a_cent():
-    assert money(Decimal("0.000004"), "EUR") == "< EUR 0.01"
-    assert money(Decimal("-0.003"), "EUR") == "-< EUR 0.01"
+    assert money(Decimal("0.000004"), "EUR") == "< €0.01"
+    assert money(Decimal("-0.003"), "EUR") == "-< €0.01"
 
 
 def test_money_refuses_to_format_without_a_currency():
@@ -39,11 +40,34 @@ def test_missing_values_show_a_dash_not_zero():
 
 
 def test_exact_money_keeps_the_six_places_a_usage_line_carries():
-    assert money_exact(Decimal("0.0312505"), "EUR") == "EUR 0.031251"
+    assert money_exact(Decimal("0.0312505"), "EUR") == "€0.031251"
 
 
 def test_energy_rate_and_satoshis():
     assert kwh(Decimal("12.3456")) == "12.35 kWh"
     assert kwh(Decimal("12.3456"), 3) == "12.346 kWh"
-    assert rate(Decimal("0.25")) == "EUR 0.2500/kWh"
+    assert rate(Decimal("0.25")) == "€0.2500/kWh"
     assert sats(50295518) == "50,295,518 sat"
+
+
+NBSP = "\N{NO-BREAK SPACE}"
+
+
+def test_spanish_readers_get_a_decimal_comma_and_the_euro_sign_after_the_amount():
+    with translation.override("es"):
+        assert money(Decimal("0.42"), "EUR") == f"0,42{NBSP}€"
+        assert money(Decimal("1234567.5"), "EUR") == f"1.234.567,50{NBSP}€"
+        assert money(Decimal("2.145"), "EUR") == f"2,15{NBSP}€"  # half up, not half even
+        assert money(Decimal("0.000004"), "EUR") == f"< 0,01{NBSP}€"
+        assert money_exact(Decimal("0.0312505"), "EUR") == f"0,031251{NBSP}€"
+        assert kwh(Decimal("12.3456"), 3) == "12,346 kWh"
+        assert rate(Decimal("0.25")) == f"0,2500{NBSP}€/kWh"
+        assert sats(50295518) == "50.295.518 sat"
+
+
+def test_the_filter_in_a_template_follows_the_active_language():
+    template = Template('{% load money %}{{ amount|money:"EUR" }}')
+    context = Context({"amount": Decimal("0.42")})
+    assert template.render(context) == "€0.42"
+    with translation.override("es"):
+        assert template.render(context) == f"0,42{NBSP}€"

@@ -81,8 +81,8 @@ def test_a_locked_page_shows_the_price_the_balance_and_the_unlock_form(household
     assert response.status_code == 200
     html = response.content.decode()
     assert "1,000 sat" in html
-    assert "≈ EUR 0.000300" in html  # 1,000 sat at 30 EUR/BSV
-    assert "100,000 sat" in html and "EUR 0.03" in html  # the balance
+    assert "≈ €0.000300" in html  # 1,000 sat at 30 EUR/BSV
+    assert "100,000 sat" in html and "€0.03" in html  # the balance
     assert 'method="post"' in html and f'hx-post="{UNLOCK}"' in html and "hx-disable-elt" in html
     assert "csrfmiddlewaretoken" in html
     assert "Unlock for 30 days" in html

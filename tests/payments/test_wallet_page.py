@@ -135,8 +135,8 @@ def test_the_qr_code_is_an_svg_of_the_households_own_address(
 def test_the_balance_is_in_satoshis_and_eur_at_the_newest_quote(household_client, funded):
     html = household_client.get(reverse("wallet")).text
     assert 'id="balance" data-satoshis="10000000"' in html
-    assert "EUR 3.00" in html  # 0.1 BSV at 30 EUR/BSV
-    assert "10,000,000 sat at EUR 30.00/BSV" in html
+    assert "€3.00" in html  # 0.1 BSV at 30 EUR/BSV
+    assert "10,000,000 sat at €30.00/BSV" in html
     assert "as of <time" in html and "22 Nov 2026, 15:05" in html  # the quote's time, in Madrid
     assert 'id="wallet-empty"' not in html
     assert 'id="no-price"' not in html

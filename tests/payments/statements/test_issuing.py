@@ -83,7 +83,7 @@ def test_energy_is_itemised_per_rate_and_the_standing_charge_as_days_times_the_d
     (standing,) = statement.lines.filter(kind="standing")
     assert (standing.quantity, standing.unit_price, standing.amount_eur) == (31, kit.STANDING, Decimal("10.85"))
     assert standing.quantity_text == "31 days"
-    assert standing.price_text == "EUR 0.3500/day"
+    assert standing.price_text == "€0.3500/day"
 
 
 def test_what_was_settled_lists_the_payments_with_their_satoshis_and_the_balance_at_month_end(october, ledger):

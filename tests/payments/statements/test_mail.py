@@ -42,7 +42,7 @@ def test_the_issued_statement_is_mailed_once_with_its_pdf(statement, settings):
     [message] = outbox.outbox
     assert message.to == ["home@example.com"]
     assert message.subject == f"EnergyPay: your Statement {statement.code} for October 2026"
-    assert f"Attached is your statement {statement.code} for October 2026: EUR {statement.total_eur}" in message.body
+    assert f"Attached is your statement {statement.code} for October 2026: €{statement.total_eur}" in message.body
     assert f"https://energypay.example/statements/{statement.pk}/" in message.body
     [(name, content, mimetype)] = message.attachments
     assert (name, mimetype) == (f"statement-{statement.code}.pdf", "application/pdf")

@@ -50,7 +50,7 @@ def test_the_list_shows_the_households_statements_with_their_totals(household_cl
     body = response.content.decode()
     assert response.status_code == 200
     assert statement.code in body
-    assert f"EUR {statement.total_eur:,}" in body
+    assert f"€{statement.total_eur:,}" in body
     assert "October 2026" in body
     assert reverse("statement-detail", args=[statement.pk]) in body
     assert 'aria-current="page">Statements' in body  # the navigation knows the page
@@ -66,17 +66,17 @@ def test_the_page_shows_the_whole_document(household_client, statement):
     body = response.content.decode()
     assert response.status_code == 200
     assert f'id="statement-number">{statement.code}<' in body
-    assert f'id="statement-total-amount">EUR {statement.total_eur:,}<' in body
+    assert f'id="statement-total-amount">€{statement.total_eur:,}<' in body
     for text in (
         "1 October 2026 \N{EN DASH} 31 October 2026",
         "Europe/Madrid",
         "Standing charge",
         "31 days",
-        "EUR 0.3500/day",
+        "€0.3500/day",
     ):
         assert text in body, text
     assert statement.issuer["name"] in body and statement.customer["name"] in body
-    assert f'id="statement-settled">EUR {statement.settled_eur:,}<' in body
+    assert f'id="statement-settled">€{statement.settled_eur:,}<' in body
     assert statement.payments.get().txid in body
     assert 'id="statement-balance"' in body
 
@@ -106,7 +106,7 @@ def test_the_pdf_carries_the_number_and_the_total_as_text(household_client, stat
     assert response["Content-Disposition"] == f'attachment; filename="statement-{statement.code}.pdf"'
     text = pdf_text(response.content)
     assert statement.code in text
-    assert f"EUR {statement.total_eur:,}" in text
+    assert f"€{statement.total_eur:,}" in text
     assert "Standing charge" in text and statement.payments.get().txid in text.replace("\n", "")
 
 
