@@ -186,7 +186,7 @@ def test_the_settlement_backlog_fails_here_while_arrears_exceed_the_limit_but_no
     open_line(make_household(), HOUR - timedelta(hours=3), str(Decimal(owed) - 40))
     shown = section(staff_client.get(URL), "checks")
     assert f"settlement_backlog {verdict} " in shown
-    assert f"households in arrears: 2, arrears: EUR {owed} (at most EUR 100.00)" in shown
+    assert f"households in arrears: 2, arrears: €{owed} (at most €100.00)" in shown
     # A load balancer reading /healthz must not take the web out of service for what households owe.
     health.memo.clear()
     assert client.get("/healthz").json()["checks"]["settlement_backlog"]["ok"] is True

@@ -229,7 +229,7 @@ def test_a_callback_without_the_right_token_is_401_and_changes_nothing(client, s
     response = post(client, mined(seen.txid), token=token)
 
     assert response.status_code == 401
-    assert response.json() == {"error": "missing or wrong callback token"}
+    assert response.json() == {"error": {"code": "unauthorized", "message": "missing or wrong callback token"}}
     assert response["WWW-Authenticate"] == "Bearer"
     assert_nothing_changed(seen)
     [logged] = ArcCallback.objects.all()
@@ -255,7 +255,7 @@ def test_a_replayed_callback_is_401_and_changes_nothing_more(client, seen):
     second = post(client, body)
 
     assert (first.status_code, first.json()) == (200, {"outcome": "applied"})
-    assert second.status_code == 401 and "delivered before" in second.json()["error"]
+    assert second.status_code == 401 and "delivered before" in second.json()["error"]["message"]
     assert_nothing_changed(seen)
     assert list(ArcCallback.objects.order_by("pk").values_list("outcome", flat=True)) == ["applied", "replayed"]
 
@@ -275,7 +275,7 @@ def test_the_same_status_again_with_a_new_timestamp_is_idempotent(client, seen):
 def test_a_callback_with_an_old_or_future_timestamp_is_401_and_changes_nothing(client, seen, shift):
     response = post(client, mined(seen.txid, at=timezone.now() + shift))
 
-    assert response.status_code == 401 and "timestamp" in response.json()["error"]
+    assert response.status_code == 401 and "timestamp" in response.json()["error"]["message"]
     assert_nothing_changed(seen)
     assert ArcCallback.objects.get().outcome == "stale"
 
@@ -314,7 +314,9 @@ def test_a_body_over_the_limit_is_413(client, seen):
 
 def test_only_post_is_allowed(client, db):
     response = client.get(PATH)
-    assert response.status_code == 405 and response.json() == {"error": "use POST"}
+    assert response.status_code == 405 and response.json() == {
+        "error": {"code": "method_not_allowed", "message": "use POST"}
+    }
 
 
 def test_a_callback_about_a_transaction_we_do_not_know_is_logged_and_answered_200(client, db, callbacks_on):

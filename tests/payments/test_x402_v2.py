@@ -177,7 +177,7 @@ def test_both_versions_at_once_are_refused(client, client_key, coin):
 
 def test_a_payment_signature_over_the_size_limit_is_431(client, db):
     response = get(client, **{PAYMENT_SIGNATURE_HEADER: "A" * (settings.API_MAX_PAYMENT_HEADER_BYTES + 4)})
-    assert response.status_code == 431 and PAYMENT_SIGNATURE_HEADER in response.json()["error"]
+    assert response.status_code == 431 and PAYMENT_SIGNATURE_HEADER in response.json()["error"]["message"]
 
 
 def test_a_v1_payment_still_gets_x_payment_response(client, client_key, coin):
