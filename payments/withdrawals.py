@@ -39,7 +39,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Sum
 from django.utils.translation import gettext as _
 
-from lib.money import satoshis_to_eur
+from lib.money import format_money, satoshis_to_eur
 from meters.audit import record_action
 from meters.models import HourlyUsage, Household
 from payments import keys
@@ -231,10 +231,10 @@ def _work_out(wallet: Wallet, address: str, household: Household) -> tuple[list,
         raise WithdrawalRefused(
             "withdrawal.owed",
             _(
-                "EUR %(owed)s of electricity is not paid yet. The hourly payment pays it within the hour "
+                "%(owed)s of electricity is not paid yet. The hourly payment pays it within the hour "
                 "(after the account closes, its last hours too); withdraw the balance after that."
             )
-            % {"owed": f"{owing.quantize(Decimal('0.01')):f}"},
+            % {"owed": format_money(owing, "EUR")},
         )
     if _in_flight(wallet):
         raise WithdrawalRefused(

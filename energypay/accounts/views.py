@@ -52,6 +52,7 @@ def access_tokens(request: HouseholdRequest) -> HttpResponse:
         "revoked": [row for row in rows if not row.is_active][:20],
         "tz": request.household.timezone,
         "api_docs": "/api/docs/",
+        "prefix": tokens.PREFIX,  # a token's first characters: code, not words
     }
     response = render(request, "accounts/access_tokens.html", context, status=400 if form.errors else 200)
     if shown:

@@ -70,6 +70,10 @@ def test_the_switch_turns_every_page_spanish_with_spanish_money_and_a_decimal_co
         "Resúmenes",
         "Comunidad",
         "Alarmas",
+        "Tokens",
+        "de",
+        "la",
+        "API",
     ]
     assert tab.locator("#card-today .value").inner_text() == f"0,00{NBSP}€"
     assert tab.locator("#time-zone").inner_text() == "Horas en Europe/Madrid."

@@ -24,6 +24,8 @@ from django.utils import dates, translation
 
 from alarms import notify
 from alarms.models import AlarmEvent, AlarmRule
+from energypay.accounts import tokens
+from energypay.accounts.models import PersonalAccessToken
 from meters.models import Household
 from tests.energypay.test_security import NOW, World, build_world
 
@@ -37,7 +39,7 @@ STAFF_DIRS = ("admin", "auditlog")
 # Words that are the same in both languages, or names: no sentence is made of these alone.
 SAME_IN_BOTH = {
     "EnergyPay", "English", "Español", "CSV", "PDF", "JSON", "kWh", "EUR", "BSV", "sat", "UTC", "h",
-    "Total", "Satoshis", "Europe", "Madrid", "fixed", "coingecko", "ROUNDING", "ST", "CN", "IVA", "IEE",
+    "Total", "Satoshis", "Token", "Europe", "Madrid", "fixed", "coingecko", "ROUNDING", "ST", "CN", "IVA", "IEE",
 }  # fmt: skip
 
 
@@ -101,6 +103,9 @@ def household_pages(world: World) -> dict[str, str]:
         "edit alarm": reverse("alarm-edit", args=[world.rule.pk]),
         "statements": reverse("statement-list"),
         "statement": reverse("statement-detail", args=[world.statement.pk]),
+        "API tokens": reverse("access-tokens"),
+        "closing the account": reverse("account-close"),
+        "withdrawal": reverse("withdrawal-detail", args=[world.withdrawal.pk]),
     }
 
 
@@ -114,6 +119,11 @@ def data_of(world: World) -> list[str]:
         world.statement.issuer["address"],
         world.statement.issuer["tax_id"],
         world.settlement.detail,  # the network's own words ("accepted into the mempool"), quoted as they came
+        *(  # the household's API tokens: the name it gave each, and the token's own characters
+            text
+            for row in PersonalAccessToken.objects.filter(user=world.household.user)
+            for text in (row.name, f"{tokens.PREFIX}…{row.hint}")
+        ),
     ]
 
 
