@@ -303,8 +303,8 @@ class _Setup:
             self.payments = cursor.rowcount
             cursor.execute(
                 """
-                INSERT INTO payments_settlementline (settlement_id, usage_id, eur, released)
-                SELECT s.id, u.id, u.cost_eur, false
+                INSERT INTO payments_settlementline (settlement_id, usage_id, household_id, eur, released)
+                SELECT s.id, u.id, s.household_id, u.cost_eur, false
                 FROM payments_settlement s
                 JOIN meters_hourlyusage u ON u.household_id = s.household_id
                     AND u.hour_start >= s.period_start AND u.hour_start < s.period_end
