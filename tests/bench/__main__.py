@@ -28,9 +28,6 @@ BENCHMARKS = {
 # Run only when named or with --scale: 10 million readings take minutes to generate.
 EXTRA = {"scale": scale}
 DOCS = harness.ROOT / "docs" / "benchmarks.md"
-# The web processes a machine runs in production (gunicorn.conf.py): sync workers wait for PostgreSQL
-# (a commit's fsync), so more of them than cores keep the cores busy; bare view and ingest get the same.
-PRODUCTION_WORKERS = 2 * (os.cpu_count() or 1) + 1
 BUSY = 0.1  # share of the CPU other processes may use before the figures deserve a warning
 
 
@@ -47,12 +44,7 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=6, help="alternate figure and ceiling this often (default 6)")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds before each (default 3)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=PRODUCTION_WORKERS,
-        help=f"gunicorn workers (default {PRODUCTION_WORKERS}: gunicorn.conf.py's 2 x cores + 1)",
-    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (default sync)")
     parser.add_argument("--profile", action="store_true", help="also cProfile the code paths in-process")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {harness.DB_NAME} database")
