@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from alarms.models import AlarmEvent
 from lib import mail
@@ -48,13 +47,7 @@ def send_due(limit: int = BATCH) -> Counter:
     the next attempt after an exponential backoff). A failed event moves into the future, so one
     bad event cannot stall the rest.
     """
-    tally: Counter = Counter()
-    for _ in range(limit):
-        outcome = send_next(timezone.now())
-        if outcome is None:
-            break
-        tally[outcome] += 1
-    return tally
+    return mail.drain(send_next, limit)
 
 
 def send_next(now: datetime) -> str | None:

@@ -8,13 +8,15 @@ stay Django's (its view renders and sends them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
+from datetime import datetime
 
 from django.core.mail import EmailMultiAlternatives
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
-from django.utils import translation
+from django.utils import timezone, translation
 
 
 def render(
@@ -37,3 +39,15 @@ def render(
 def send(template_prefix: str, context: Mapping[str, object], to: Sequence[str], language: str | None = None) -> int:
     """Render and send one mail through the configured backend; returns how many were sent (0 or 1)."""
     return render(template_prefix, context, to, language).send()
+
+
+def drain(send_next: Callable[[datetime], str | None], limit: int) -> Counter:
+    """Run an outbox's ``send_next(now)`` until it finds nothing due or ``limit`` tries were made; the outcomes
+    counted (alarm mails, statement mails: each claims one row per call, skipping locked ones)."""
+    tally: Counter = Counter()
+    for _ in range(limit):
+        outcome = send_next(timezone.now())
+        if outcome is None:
+            break
+        tally[outcome] += 1
+    return tally

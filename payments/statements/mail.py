@@ -81,13 +81,7 @@ def resend(statement: Statement, *, acting_user) -> StatementDelivery:
 
 def send_due(limit: int = BATCH) -> Counter:
     """Mail up to ``limit`` due deliveries, oldest first. Returns how many were sent and how many failed."""
-    tally: Counter = Counter()
-    for _ in range(limit):
-        outcome = send_next(timezone.now())
-        if outcome is None:
-            break
-        tally[outcome] += 1
-    return tally
+    return mail.drain(send_next, limit)
 
 
 def send_next(now: datetime) -> str | None:
