@@ -115,10 +115,7 @@ def _receive(token: str, parsed: Parsed | JsonResponse, now) -> JsonResponse:
     if outcome.accepted:
         usage_changed(meter.household_id)
     outcome.rejected.extend(rejected)
-    # Counted before the commit: one that fails answers 503 and the meter resends, so a rare few count twice.
-    metrics.ACCEPTED.inc(outcome.accepted)
-    metrics.DUPLICATE.inc(outcome.duplicates)
-    metrics.REJECTED.inc(len(outcome.rejected))
+    _count(outcome.accepted, outcome.duplicates, len(outcome.rejected))
     if outcome.rejected:
         _rejected(outcome.rejected, now)
         log.info(
@@ -129,6 +126,18 @@ def _receive(token: str, parsed: Parsed | JsonResponse, now) -> JsonResponse:
             len(outcome.rejected),
         )
     return JsonResponse(outcome.as_json())
+
+
+def _count(accepted: int, duplicates: int, rejected: int) -> None:
+    """Count the outcome for /metrics once it is committed: a transaction that fails answers 503 and
+    the meter sends the readings again, which must not count them twice."""
+
+    def count() -> None:
+        metrics.ACCEPTED.inc(accepted)
+        metrics.DUPLICATE.inc(duplicates)
+        metrics.REJECTED.inc(rejected)
+
+    transaction.on_commit(count)
 
 
 def _rejected(rejected: list[dict], now) -> None:

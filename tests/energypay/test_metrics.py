@@ -40,18 +40,27 @@ def test_staff_with_the_second_factor_read_it(client, staff_user):
 
 
 @pytest.mark.time_machine(datetime(2026, 11, 22, 14, 7, tzinfo=UTC), tick=False)
-def test_requests_per_view_and_readings_ingested_are_counted(client, meter_and_token, settings):
+def test_requests_per_view_and_readings_ingested_are_counted(
+    client, meter_and_token, settings, django_capture_on_commit_callbacks
+):
     settings.METRICS_TOKEN = "m" * 40
     auth = {"Authorization": "Bearer " + "m" * 40}
     _, token = meter_and_token
     before = samples(client.get("/metrics", headers=auth))
     body = {"readings": [{"timestamp": "2026-11-22T14:00:00Z", "energy_kwh": 1}, {"timestamp": "bad", "energy_kwh": 1}]}
-    client.post(
-        "/api/v1/readings",
-        json.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    with django_capture_on_commit_callbacks() as committed:
+        client.post(
+            "/api/v1/readings",
+            json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    # Nothing counts until the readings are committed: a rolled-back request is resent and counted then.
+    uncommitted = samples(client.get("/metrics", headers=auth))
+    key = ("energypay_readings_ingested_total", (("outcome", "accepted"),))
+    assert uncommitted.get(key, 0) == before.get(key, 0)
+    for callback in committed:
+        callback()
     client.get("/api/v1/no-such-thing")
     after = samples(client.get("/metrics", headers=auth))
 
