@@ -153,6 +153,11 @@ class Comparison:
         return self.view.unit
 
     @property
+    def too_early(self) -> bool:
+        """The first hour of the period in view is not over: nothing to compare yet."""
+        return self.cut is not None and self.current.clock == timedelta(0)
+
+    @property
     def stretches(self) -> list[Stretch]:
         return [self.current, *self.others]
 
@@ -196,7 +201,7 @@ def compare(household: Household, view: ChartView, now: datetime, *, with_hint: 
     period = Period.containing(view.range, view.day, tz_name)
     cut = floor_hour(now)
     elapsed = None
-    if period.start < cut < period.end:
+    if period.start <= cut < period.end:  # not over; at its very start (elapsed 0) there is nothing yet
         elapsed = cut.astimezone(zone(tz_name)).replace(tzinfo=None) - datetime.combine(period.first, time())
     current = _stretch(CURRENT, period, elapsed, tz_name)
     previous = _stretch(PREVIOUS, Period.containing(view.range, period.previous_day, tz_name), elapsed, tz_name)

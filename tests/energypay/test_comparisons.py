@@ -268,3 +268,11 @@ def test_the_panel_is_cached_until_the_ledger_changes(household_client, week_of_
         html = household_client.get(URL, **HTMX).content.decode()
     assert len(miss) > len(hit)
     assert "+150%" in html  # (1.25 - 0.50) / 0.50
+
+
+@time_machine.travel(utc(2026, 11, 22, 23, 20), tick=False)  # 00:20 on Monday 23 November in Madrid
+def test_in_the_first_hour_of_a_period_there_is_nothing_to_compare_yet(household_client, week_of_use):
+    result = compare(week_of_use, view("day", date(2026, 11, 23), utc(2026, 11, 22, 23, 20)), utc(2026, 11, 22, 23, 20))
+    assert result.too_early and result.current.end == result.current.start
+    html = household_client.get(URL, **HTMX).content.decode()
+    assert "The first hour of this period is not over yet" in html and "comparison-changes" not in html
