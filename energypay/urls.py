@@ -33,6 +33,7 @@ auth_patterns = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("comparison", views.comparison, name="dashboard-comparison"),
     path("language", views.set_language, name="set_language"),
     *auth_patterns,
     path("", include("meters.urls")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from csp.decorators import csp_update
@@ -17,6 +18,8 @@ from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from alarms.views import summary_context
+from energypay import comparisons
+from energypay.comparisons import compare
 from energypay.dashboard import dashboard_cards
 from lib import htmx
 from lib.dateranges import DateRange
@@ -52,12 +55,21 @@ def dashboard(request: HouseholdRequest) -> HttpResponse:
 
 
 def _chart_html(request: HouseholdRequest, view: ChartView, now: datetime) -> bytes:
-    """The chart partial, from the cache when this household's chart is there (meters/charts.py, ``cache_key``).
+    """The chart partial, from the cache when this household's chart is there (meters/charts.py, ``cache_key``)."""
+
+    def render_chart() -> bytes:
+        context = {"chart": usage_chart(request.household, view, now)}
+        return render_to_string("dashboard.html#chart", context, request).encode()
+
+    return _cached_html(cache_key(request.household, view, now), render_chart, CACHE_SECONDS)
+
+
+def _cached_html(key: str | None, render_html: Callable[[], bytes], timeout: int) -> bytes:
+    """A panel's bytes from the cache under ``key`` (None: not cached), else rendered and stored.
 
     Cached as the response's bytes: a hit unpickles bytes and sends them, with nothing to render or
-    encode. The cache is an accelerator: when it cannot answer, the chart is computed as without it.
+    encode. The cache is an accelerator: when it cannot answer, the panel is computed as without it.
     """
-    key = cache_key(request.household, view, now)
     html = None
     if key is not None:
         try:
@@ -66,14 +78,33 @@ def _chart_html(request: HouseholdRequest, view: ChartView, now: datetime) -> by
             log.warning("chart_cache_unavailable", exc_info=True)
             key = None
     if html is None:
-        context = {"chart": usage_chart(request.household, view, now)}
-        html = render_to_string("dashboard.html#chart", context, request).encode()
+        html = render_html()
         if key is not None:
             try:
-                cache.set(key, html, CACHE_SECONDS)
+                cache.set(key, html, timeout)
             except Exception:
                 log.warning("chart_cache_unavailable", exc_info=True)
     return html
+
+
+@household_required
+@require_safe
+@vary_on_headers(*htmx.VARY)
+def comparison(request: HouseholdRequest) -> HttpResponse:
+    """The period of ``?range=&unit=&date=`` beside the previous one and last year's, and the hint
+    (energypay/comparisons.py). The dashboard's chart panel loads it with htmx; without JavaScript
+    it is a page of its own."""
+    household = request.household
+    now = timezone.now()
+    view = ChartView.from_params(request.GET, local_date(now, household.timezone))
+
+    def render_panel() -> bytes:
+        context = {"comparison": compare(household, view, now)}
+        return render_to_string("comparison.html#comparison", context, request).encode()
+
+    if htmx.partial_requested(request):
+        return HttpResponse(_cached_html(comparisons.cache_key(household, view, now), render_panel, CACHE_SECONDS))
+    return render(request, "comparison.html", {"comparison": compare(household, view, now), "view": view})
 
 
 # Redoc styles itself with <style> elements it writes (styled-components), searches in a blob: worker

@@ -94,6 +94,7 @@ def household_pages(world: World) -> dict[str, str]:
         "dashboard": reverse("dashboard"),
         "dashboard, a week in kWh": reverse("dashboard") + "?range=week&unit=kwh",
         "dashboard, a refused date": reverse("dashboard") + "?date=2026-02-30",
+        "comparison": reverse("dashboard-comparison") + "?range=month",
         "payments": reverse("settlement-list"),
         "payment": reverse("settlement-detail", args=[world.settlement.pk]),
         "wallet": reverse("wallet"),
