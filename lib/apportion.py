@@ -175,9 +175,8 @@ def _round_up_choices(cents: list[list[Decimal]], floors: list[list[int]], width
 def _max_flow(graph: list[list[list[int]]], source: int, sink: int) -> int:
     """Dinic's algorithm: breadth-first levels, then as many depth-first paths along them as fit."""
     flow = 0
-    size = len(graph)
     while True:
-        level = [-1] * size
+        level = [-1] * len(graph)
         level[source] = 0
         queue = [source]
         for node in queue:
@@ -187,23 +186,25 @@ def _max_flow(graph: list[list[list[int]]], source: int, sink: int) -> int:
                     queue.append(to)
         if level[sink] < 0:
             return flow
-        next_edge = [0] * size
-
-        def push(node: int, limit: int) -> int:
-            if node == sink:
-                return limit
-            edges = graph[node]
-            while next_edge[node] < len(edges):
-                edge = edges[next_edge[node]]
-                to, capacity, reverse = edge
-                if capacity > 0 and level[to] == level[node] + 1:
-                    pushed = push(to, min(limit, capacity))
-                    if pushed:
-                        edge[1] -= pushed
-                        graph[to][reverse][1] += pushed
-                        return pushed
-                next_edge[node] += 1
-            return 0
-
-        while pushed := push(source, 1 << 60):
+        next_edge = [0] * len(graph)
+        while pushed := _push(graph, level, next_edge, source, sink, 1 << 60):
             flow += pushed
+
+
+def _push(
+    graph: list[list[list[int]]], level: list[int], next_edge: list[int], node: int, sink: int, limit: int
+) -> int:  # noqa: E501
+    if node == sink:
+        return limit
+    edges = graph[node]
+    while next_edge[node] < len(edges):
+        edge = edges[next_edge[node]]
+        to, capacity, reverse = edge
+        if capacity > 0 and level[to] == level[node] + 1:
+            pushed = _push(graph, level, next_edge, to, sink, min(limit, capacity))
+            if pushed:
+                edge[1] -= pushed
+                graph[to][reverse][1] += pushed
+                return pushed
+        next_edge[node] += 1
+    return 0
