@@ -18,6 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from alarms.views import summary_context
 from energypay.dashboard import dashboard_cards
+from energypay.freshness import freshness
 from lib import htmx
 from lib.dateranges import DateRange
 from lib.periods import local_date
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 @require_safe
 @vary_on_headers(*htmx.VARY)  # one URL, two bodies: caches (the back button included) must keep them apart
 def dashboard(request: HouseholdRequest) -> HttpResponse:
-    """Cards, alarms and the usage chart. ``?range=&unit=&date=`` pick the chart; htmx asks for the chart alone."""
+    """Freshness, cards, alarms and the usage chart. ``?range=&unit=&date=`` pick the chart; htmx asks for the
+    chart alone (its cache hit costs no query of its own: the freshness line is the page's, not the chart's)."""
     household = request.household
     now = timezone.now()
     today = local_date(now, household.timezone)
@@ -42,6 +44,7 @@ def dashboard(request: HouseholdRequest) -> HttpResponse:
     context = {"chart": usage_chart(household, view, now)}
     context.update(
         cards=dashboard_cards(household, now),
+        freshness=freshness(household, now),
         # Its unread count is also the nav's (it shadows energypay.context_processors.alarms').
         **summary_context(household),
         chart_js_url=settings.CHART_JS_URL,

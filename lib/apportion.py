@@ -193,7 +193,7 @@ def _max_flow(graph: list[list[list[int]]], source: int, sink: int) -> int:
 
 def _push(
     graph: list[list[list[int]]], level: list[int], next_edge: list[int], node: int, sink: int, limit: int
-) -> int:  # noqa: E501
+) -> int:
     if node == sink:
         return limit
     edges = graph[node]

@@ -374,8 +374,8 @@ ROWS_AS_A_TEMPLATE = """
 <td class="num">{{ bar.kwh_text }}</td><td class="num">{{ rate }}</td>
 <td class="num">{{ bar.shown.0|money:"EUR" }}</td><td class="num">{{ bar.shown.1|money:"EUR" }}</td>
 <td class="num">{{ bar.shown.2|money:"EUR" }}</td>
-<td class="num row-total">{{ bar.shown.3|money:"EUR" }}
-{% if bar.pending_kwh %} <span class="badge">price pending</span>{% endif %}</td></tr>
+<td class="num row-total">{{ bar.shown.3|money:"EUR" }}{% if bar.pending_kwh %} <span class="badge">
+price pending</span>{% endif %}</td></tr>
 {% endif %}{% endfor %}
 """
 
