@@ -20,10 +20,11 @@ from alarms.views import summary_context
 from energypay.dashboard import dashboard_cards
 from energypay.freshness import freshness
 from lib import htmx
-from lib.dateranges import DateRange
+from lib.dateranges import RangeForm
 from lib.periods import local_date
 from meters.access import HouseholdRequest, household_of, household_required
 from meters.charts import CACHE_SECONDS, ChartView, cache_key, usage_chart
+from meters.exports import first_usage_day
 from meters.models import Household
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def dashboard(request: HouseholdRequest) -> HttpResponse:
         **summary_context(household),
         chart_js_url=settings.CHART_JS_URL,
         chart_js_integrity=settings.CHART_JS_INTEGRITY,
-        csv_range=DateRange.default(today),
+        csv_form=RangeForm.offer(today, first_usage_day(household)),
     )
     return render(request, "dashboard.html", context)
 
