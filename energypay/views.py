@@ -21,11 +21,13 @@ from alarms.views import summary_context
 from energypay import comparisons
 from energypay.comparisons import compare
 from energypay.dashboard import dashboard_cards
+from energypay.freshness import freshness
 from lib import htmx
-from lib.dateranges import DateRange
+from lib.dateranges import RangeForm
 from lib.periods import local_date
 from meters.access import HouseholdRequest, household_of, household_required
 from meters.charts import CACHE_SECONDS, ChartView, cache_key, usage_chart
+from meters.exports import first_usage_day
 from meters.models import Household
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 @require_safe
 @vary_on_headers(*htmx.VARY)  # one URL, two bodies: caches (the back button included) must keep them apart
 def dashboard(request: HouseholdRequest) -> HttpResponse:
-    """Cards, alarms and the usage chart. ``?range=&unit=&date=`` pick the chart; htmx asks for the chart alone."""
+    """Freshness, cards, alarms and the usage chart. ``?range=&unit=&date=`` pick the chart; htmx asks for the
+    chart alone (its cache hit costs no query of its own: the freshness line is the page's, not the chart's)."""
     household = request.household
     now = timezone.now()
     today = local_date(now, household.timezone)
@@ -45,11 +48,12 @@ def dashboard(request: HouseholdRequest) -> HttpResponse:
     context = {"chart": usage_chart(household, view, now)}
     context.update(
         cards=dashboard_cards(household, now),
+        freshness=freshness(household, now),
         # Its unread count is also the nav's (it shadows energypay.context_processors.alarms').
         **summary_context(household),
         chart_js_url=settings.CHART_JS_URL,
         chart_js_integrity=settings.CHART_JS_INTEGRITY,
-        csv_range=DateRange.default(today),
+        csv_form=RangeForm.offer(today, first_usage_day(household)),
     )
     return render(request, "dashboard.html", context)
 

@@ -96,3 +96,30 @@ class DateRange:
     def default(cls, today: date) -> DateRange:
         """What a download form offers first: the same range as a request without dates."""
         return cls(*month_of(today))
+
+
+@dataclass(frozen=True)
+class RangeForm:
+    """A download form's dates: what it shows, the days a person may pick, and why the last try was refused.
+
+    The inputs offer the days there is data for (``min``: the first data day; ``max``: today); what they
+    show first is the current month cut to those days. A refused request shows what was typed (cut
+    short) beside the sentence, so the person sees what to change.
+    """
+
+    start: str
+    end: str
+    min: date | None
+    max: date
+    error: str = ""
+
+    @classmethod
+    def offer(cls, today: date, first_day: date | None) -> RangeForm:
+        days = DateRange.default(today)
+        first = days.first if first_day is None else min(max(days.first, first_day), today)
+        return cls(first.isoformat(), min(days.last, today).isoformat(), first_day, today)
+
+    @classmethod
+    def refused(cls, params: Mapping[str, str], today: date, first_day: date | None, error: str) -> RangeForm:
+        start, end = ((params.get(name) or "").strip()[:10] for name in ("start", "end"))
+        return cls(start, end, first_day, today, error)

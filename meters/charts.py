@@ -9,6 +9,11 @@ alike); Python only fills in the bars that had no usage and formats them.
 Unpriced lines (``cost_eur`` null: a dynamic tariff still waiting for its price) count in kWh but
 never in money: their bar says "price pending" instead of guessing.
 
+A bar's money is what the household pays for its hours, as every other figure of the household
+(payments.figures.line_amount, the cards, the read API, statements): energy + standing charge +
+taxes, each part shown. The table rounds them to the cent so that they add up (lib/apportion.py):
+each row's parts to its total, the rows and each column to the total shown.
+
 The rendered chart is cached (``cache_key``) under everything its answer depends on: the
 household's ``usage_version``, which every write to its ledger raises in the same transaction
 (meters/usage.py), its tariff and the tariff's revision (versions and hour prices: the day's price
@@ -35,6 +40,7 @@ from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
 from lib import prepared
+from lib.apportion import RoundedTable, to_cents
 from lib.dateranges import FIRST_DATE, LAST_DATE, DateParamError, parse_day
 from lib.money import EUR_PLACES, format_kwh, format_money, format_rate
 from lib.periods import add_months, ceil_hour, first_of_month, floor_hour, hours_between, local_midnight, zone
@@ -153,12 +159,15 @@ class ChartView:
 class Bar:
     label: str
     kwh: Decimal = ZERO
-    eur: Decimal = ZERO  # priced lines only, standing charge included
+    eur: Decimal = ZERO  # priced lines only: energy + standing charge + taxes
+    energy_eur: Decimal = ZERO
     standing_eur: Decimal = ZERO
+    tax_eur: Decimal = ZERO
     rate: Decimal | None = None  # energy EUR per priced kWh: what the bar's energy cost on average
     pending_kwh: Decimal = ZERO  # kWh waiting for a price
     price: Decimal | None = None  # the price curve's point, when there is one
     future: bool = False  # has not begun yet: no bar rather than a zero
+    has_lines: bool = False  # any ledger line at all (energy, standing charge, price pending)
 
     # Formatted once, for the tooltip and the table alike (formatting is most of a chart's rendering).
     @cached_property
@@ -177,6 +186,15 @@ class Bar:
     def price_text(self) -> str:
         return format_rate(self.price)
 
+    # The table's figures, to the cent, rounded with the whole table so that they add up (Chart.rounded).
+    shown: tuple[Decimal, Decimal, Decimal, Decimal] | None = None  # energy, standing, taxes, total
+
+    @property
+    def in_table(self) -> bool:
+        """A row of the table: a bar that has begun and has ledger lines (not hours before the contract or
+        the first reading, nor those still to come)."""
+        return self.has_lines and not self.future
+
     def tooltip(self) -> list[str]:
         if self.future:
             return [gettext("not yet")]
@@ -185,11 +203,14 @@ class Bar:
             lines.append(gettext("average %(rate)s") % {"rate": self.rate_text})
         else:
             lines.append(gettext("no priced energy"))
-        lines.append(self.eur_text)
-        if self.standing_eur:
-            lines.append(
-                gettext("incl. standing charge %(amount)s") % {"amount": format_money(self.standing_eur, "EUR")}
-            )
+        if self.shown is not None:
+            energy, standing, taxes, total = (format_money(value, "EUR") for value in self.shown)
+            lines.append(total)
+            lines.append(gettext("energy %(amount)s") % {"amount": energy})
+            lines.append(gettext("standing charge %(amount)s") % {"amount": standing})
+            lines.append(gettext("taxes %(amount)s") % {"amount": taxes})
+        else:
+            lines.append(self.eur_text)
         if self.pending_kwh:
             lines.append(gettext("price pending for %(kwh)s") % {"kwh": format_kwh(self.pending_kwh, 3)})
         return lines
@@ -237,35 +258,57 @@ class Chart:
     def pending_kwh(self) -> Decimal:
         return sum((bar.pending_kwh for bar in self.bars), ZERO)
 
-    def table_rows(self) -> SafeString:
-        """The rows of the chart's table (templates/dashboard.html), one per bar, as HTML.
+    @cached_property
+    def rounded(self) -> RoundedTable:
+        """The table's bars as (energy, standing, taxes) to the cent, adding up (lib/apportion.py).
 
-        Written here rather than as a loop in the template: a month's 31 rows of five cells cost the
-        template engine about half a millisecond of lookups, a third of a cache miss (the chart right
-        after a reading), and these f-strings a twentieth of that. Every text is escaped.
+        Also gives each such bar its ``shown`` figures. Its total is ``total_eur`` rounded half up, as
+        the cards round theirs.
         """
+        begun = [bar for bar in self.bars if bar.in_table]
+        table = to_cents([(bar.energy_eur, bar.standing_eur, bar.tax_eur) for bar in begun])
+        for bar, cells, total in zip(begun, table.cells, table.rows, strict=True):
+            bar.shown = (*cells, total)
+        return table
+
+    @property
+    def rate_heading(self) -> str:
+        """The one rate column: the tariff's price of each hour on a day with a price curve (unused hours
+        too), otherwise what the energy of the row cost on average."""
+        if self.period.range == DAY and self.price_label is not None:
+            return gettext("Tariff price (EUR/kWh)")
+        return gettext("Average rate (EUR/kWh)")
+
+    def _rate_text(self, bar: Bar) -> str:
+        return bar.price_text if self.period.range == DAY and self.price_label is not None else bar.rate_text
+
+    def table_rows(self) -> SafeString:
+        """The rows of the chart's table (templates/dashboard.html), one per bar ``in_table``, as HTML.
+
+        kWh, the one rate, then energy + standing charge + taxes = total, to the cent and adding up
+        (``rounded``). Hours and days still to come, and those without a line, have no row. Written
+        here rather than as a loop in the template: a month's 31 rows of seven cells cost the
+        template engine about half a millisecond of lookups, a third of a cache miss (the chart
+        right after a reading), and these f-strings a twentieth of that. Every text is escaped.
+        """
+        self.rounded  # noqa: B018 (gives each bar its shown figures)
         rows = []
         pending = escape(gettext("price pending"))
-        dash = '<td class="num">\N{EN DASH}</td>'
-        not_yet = f'{dash}{dash}<td class="num">{escape(gettext("not yet"))}</td>'
         for bar in self.bars:
-            if bar.future:
-                muted, cells = ' class="muted"', not_yet
-            else:
-                badge = f' <span class="badge">{pending}</span>' if bar.pending_kwh else ""
-                muted, cells = (
-                    "",
-                    (
-                        f'<td class="num">{escape(bar.kwh_text)}</td><td class="num">{escape(bar.rate_text)}</td>'
-                        f'<td class="num">{escape(bar.eur_text)}{badge}</td>'
-                    ),
-                )
-            price = "" if self.price_label is None else f'<td class="num">{escape(bar.price_text)}</td>'
-            rows.append(f'<tr{muted}><th scope="row">{escape(bar.label)}</th>{cells}{price}</tr>')
+            if not bar.in_table:
+                continue
+            badge = f' <span class="badge">{pending}</span>' if bar.pending_kwh else ""
+            money = "".join(f'<td class="num">{escape(format_money(value, "EUR"))}</td>' for value in bar.shown[:3])
+            rows.append(
+                f'<tr><th scope="row">{escape(bar.label)}</th><td class="num">{escape(bar.kwh_text)}</td>'
+                f'<td class="num">{escape(self._rate_text(bar))}</td>{money}'
+                f'<td class="num row-total">{escape(format_money(bar.shown[3], "EUR"))}{badge}</td></tr>'
+            )
         return mark_safe("\n".join(rows))  # noqa: S308 (built above, every text escaped)
 
     def data(self) -> dict:
         """What chart-init.js draws, for ``json_script``. Numbers are exact decimal strings."""
+        self.rounded  # noqa: B018 (the tooltips show the table's figures)
         in_eur = self.view.unit == EUR
         return {
             "range": self.period.range,
@@ -343,15 +386,18 @@ def _bars(household: Household, period: Period) -> dict[date | datetime, Bar]:
         labels = {day: dateformat.format(day, label) for day in days}
     bars = {key: Bar(label) for key, label in labels.items()}
 
-    for bucket, energy_kwh, energy_eur, priced_kwh, standing_eur, pending_kwh in _sums(household.pk, period, tz_name):
+    for bucket, energy_kwh, energy_eur, priced_kwh, standing_eur, pending_kwh, tax_eur in _sums(
+        household.pk, period, tz_name
+    ):
         bar = bars.get(bucket)
         if bar is None:  # an hour a half-hour zone's day shares with its neighbour: not this period's
             continue
         # Six places whatever the database returns (SQLite drops trailing zeros), as the lines carry.
         energy_eur, standing_eur, priced_kwh = _six(energy_eur), _six(standing_eur), _six(priced_kwh)
+        bar.has_lines = True
         bar.kwh = _six(energy_kwh)
-        bar.eur = energy_eur + standing_eur
-        bar.standing_eur = standing_eur
+        bar.energy_eur, bar.standing_eur, bar.tax_eur = energy_eur, standing_eur, _six(tax_eur)
+        bar.eur = energy_eur + standing_eur + bar.tax_eur
         bar.pending_kwh = _six(pending_kwh)
         if priced_kwh:
             bar.rate = (energy_eur / priced_kwh).quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
@@ -368,7 +414,8 @@ SELECT {bucket},
     SUM(CASE WHEN kind = %s THEN cost_eur END),
     SUM(CASE WHEN kind = %s AND cost_eur IS NOT NULL THEN kwh END),
     SUM(CASE WHEN kind = %s THEN cost_eur END),
-    SUM(CASE WHEN cost_eur IS NULL THEN kwh END)
+    SUM(CASE WHEN cost_eur IS NULL THEN kwh END),
+    SUM(tax_eur)
 FROM {table}
 WHERE household_id = %s AND hour_start >= %s AND hour_start < %s
 GROUP BY 1
@@ -378,7 +425,7 @@ _from_float = Context(prec=15).create_decimal_from_float  # SQLite sums through 
 
 
 def _sums(household_id: int, period: Period, tz_name: str) -> list[tuple]:
-    """(bar key, energy kWh, energy EUR, priced kWh, standing EUR, pending kWh) per bar with usage.
+    """(bar key, energy kWh, energy EUR, priced kWh, standing EUR, pending kWh, taxes EUR) per bar with usage.
 
     The bar of a line is its UTC hour (a day), or its local day or month: the SQL of Django's own
     ``TruncDate``/``TruncMonth`` in the household's zone (``connection.ops``), so both databases

@@ -8,13 +8,13 @@ imports the payments app.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.db.models import F, FilteredRelation, Max, Min, Q, Sum, Window
 
 from lib.dateranges import DateRange
-from lib.periods import zone
+from lib.periods import local_date, zone
 from meters.models import HourlyUsage, Household
 
 # "eur" is the line's cost, "tax_eur" its taxes: the satoshis paid both (docs/billing.md).
@@ -22,6 +22,12 @@ HEADER = ["hour", "kind", "meter", "kwh", "rate_eur_per_kwh", "eur", "tax_eur", 
 UNSETTLED, PRICE_PENDING = "unsettled", "price pending"
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def first_usage_day(household: Household) -> date | None:
+    """The household's local date of its first usage line (the download form's earliest day). One query."""
+    first = HourlyUsage.objects.filter(household=household).aggregate(first=Min("hour_start"))["first"]
+    return None if first is None else local_date(first, household.timezone)
 
 
 def usage_filename(days: DateRange) -> str:

@@ -11,19 +11,20 @@ finding and writing loses nothing (the next run finds it again).
 - Arrears use ``payments.figures.in_arrears``, the definition every page, column, health check and
   alarm uses: a webhook never disagrees with the admin's arrears column.
 - Silence uses the alarms' and the status page's: an active meter not heard from (its last accepted
-  request, or its creation if it never spoke) for WEBHOOK_METER_SILENT_HOURS.
+  request, or its creation if it never spoke) for WEBHOOK_METER_SILENT_HOURS (energypay/freshness.py,
+  which the dashboard's silent-meter notice uses too).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Sum
-from django.db.models.functions import Coalesce
 
+from energypay.freshness import HEARD_FROM, silent_before
 from energypay.ops.models import Heartbeat
 from energypay.webhooks import events, outbox
 from energypay.webhooks.models import ArrearsState, MeterSilence
@@ -92,8 +93,8 @@ def detect_silent_meters(now: datetime) -> int:
         told = MeterSilence.objects.filter(meter=OuterRef("pk"), since=OuterRef("since"))
         new = list(
             Meter.objects.filter(is_active=True)
-            .annotate(since=Coalesce("last_seen_at", "created_at"))
-            .filter(since__lt=now - timedelta(hours=hours))
+            .annotate(since=HEARD_FROM)
+            .filter(since__lt=silent_before(now))
             .exclude(Exists(told))
             .values("pk", "serial", "household_id", "last_seen_at", "since")
             .order_by("pk")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 
 from django.core.paginator import Paginator
-from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.db.models import Min, OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -14,7 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from lib import htmx
 from lib.csvstream import csv_lines
-from lib.dateranges import DateParamError, DateRange
+from lib.dateranges import DateParamError, DateRange, RangeForm
 from lib.money import exact_places, format_money
 from lib.periods import zone
 from meters.access import HouseholdRequest, household_required
@@ -54,6 +55,12 @@ def _get_settlement(request: HttpRequest, pk: int) -> Settlement:
     return get_object_or_404(Settlement.objects.select_related("quote"), pk=pk, household=request.household)
 
 
+def _first_settlement_day(household: Household) -> date | None:
+    """The local date of the household's first payment (the download form's earliest day). One query."""
+    first = Settlement.objects.filter(household=household).aggregate(first=Min("created_at"))["first"]
+    return None if first is None else timezone.localdate(first, timezone=zone(household.timezone))
+
+
 def _badge_context(request: HttpRequest) -> dict:
     return {"tz": request.household.timezone, "pending_states": Settlement.PENDING}
 
@@ -72,7 +79,7 @@ def settlement_list(request: HouseholdRequest) -> HttpResponse:
         **_badge_context(request),
         "page": page,
         "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
-        "csv_range": DateRange.default(today),
+        "csv_form": RangeForm.offer(today, _first_settlement_day(request.household)),
     }
     template = "payments/settlement_list.html"
     if htmx.partial_requested(request, target="settlements-page"):
@@ -154,12 +161,14 @@ def _csv_rows(household: Household, days: DateRange) -> Iterator[list]:
 @household_required
 def settlements_csv(request: HttpRequest) -> HttpResponse:
     """Settlements created on local dates start..end (inclusive; lib.dateranges, as /usage.csv), streamed:
-    a year of hourly rows is 8,760 lines."""
+    a year of hourly rows is 8,760 lines. A bad range gets the form again with the reason (400)."""
     household = request.household
+    today = timezone.localdate(timezone=zone(household.timezone))
     try:
-        days = DateRange.from_params(request.GET, timezone.localdate(timezone=zone(household.timezone)))
+        days = DateRange.from_params(request.GET, today)
     except DateParamError as error:
-        return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+        form = RangeForm.refused(request.GET, today, _first_settlement_day(household), str(error))
+        return render(request, "payments/settlements_csv.html", {"csv_form": form}, status=400)
     response = StreamingHttpResponse(csv_lines(_csv_rows(household, days)), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="settlements_{days.first}_{days.last}.csv"'
     return response

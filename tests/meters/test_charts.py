@@ -194,7 +194,14 @@ def test_the_chart_data_carries_the_bars_in_the_unit_asked_for(household):
     in_eur = chart(household).data()
     in_kwh = chart(household, unit="kwh").data()
     assert in_eur["values"][11] == "0.500000" and in_kwh["values"][11] == "2.000000"
-    assert in_eur["tips"][11] == ["2.000 kWh", "average €0.2500/kWh", "€0.50"]
+    assert in_eur["tips"][11] == [
+        "2.000 kWh",
+        "average €0.2500/kWh",
+        "€0.50",
+        "energy €0.50",
+        "standing charge €0.00",
+        "taxes €0.00",
+    ]
     assert in_eur["price"] is None  # a flat tariff has no price curve
 
 
@@ -358,16 +365,18 @@ def test_every_bar_of_every_range_is_the_sum_of_its_lines_recomputed_from_the_ho
 
 # --- The table's rows ---------------------------------------------------------------------------------------
 
-# The loop the chart partial had before its rows were written in Python (Chart.table_rows).
+# The loop the chart partial would be as a template (Chart.table_rows): rows only for bars with lines
+# that have begun; energy, standing charge, taxes and total as the table rounds them (Chart.rounded).
 ROWS_AS_A_TEMPLATE = """
-{% for bar in chart.bars %}
-<tr{% if bar.future %} class="muted"{% endif %}><th scope="row">{{ bar.label }}</th>
-{% if bar.future %}<td class="num">\N{EN DASH}</td><td class="num">\N{EN DASH}</td><td class="num">not yet</td>
-{% else %}<td class="num">{{ bar.kwh_text }}</td><td class="num">{{ bar.rate_text }}</td>
-<td class="num">{{ bar.eur_text }}{% if bar.pending_kwh %} <span class="badge">price pending</span>{% endif %}</td>
-{% endif %}
-{% if chart.price_label %}<td class="num">{{ bar.price_text }}</td>{% endif %}</tr>
-{% endfor %}
+{% load money %}
+{% for bar in chart.bars %}{% if bar.in_table %}
+<tr><th scope="row">{{ bar.label }}</th>
+<td class="num">{{ bar.kwh_text }}</td><td class="num">{{ rate }}</td>
+<td class="num">{{ bar.shown.0|money:"EUR" }}</td><td class="num">{{ bar.shown.1|money:"EUR" }}</td>
+<td class="num">{{ bar.shown.2|money:"EUR" }}</td>
+<td class="num row-total">{{ bar.shown.3|money:"EUR" }}{% if bar.pending_kwh %} <span class="badge">
+price pending</span>{% endif %}</td></tr>
+{% endif %}{% endfor %}
 """
 
 
@@ -384,13 +393,17 @@ def test_the_table_rows_are_what_the_template_loop_wrote(make_household, tou_tar
     add_line(household, utc(2026, 11, 22, 10), "2", None)  # price pending
     add_standing(household, utc(2026, 11, 22, 10), "0.010000")
     result = chart(household, range_, now=utc(2026, 11, 22, 12, 30))  # later hours and days: not yet
-    expected = engines["django"].from_string(ROWS_AS_A_TEMPLATE).render({"chart": result})
-    assert without_line_breaks(result.table_rows()) == without_line_breaks(expected)
+    rows = result.table_rows()
+    rate = "{{ bar.price_text }}" if range_ == "day" else "{{ bar.rate_text }}"
+    template = ROWS_AS_A_TEMPLATE.replace("{{ rate }}", rate)
+    expected = engines["django"].from_string(template).render({"chart": result})
+    assert without_line_breaks(rows) == without_line_breaks(expected)
     assert "price pending" in expected
-    assert ("not yet" in expected) == (range_ in ("day", "month", "year"))
+    assert "not yet" not in rows and rows.count("<tr>") == (2 if range_ == "day" else 1)
 
 
 def test_the_table_rows_escape_every_text(household):
+    add_line(household, utc(2026, 11, 21, 23), "1")  # 00:00: the first row
     result = chart(household)
     result.bars[0].label = '<script>alert("x")</script>'
     assert "<script>" not in result.table_rows() and "&lt;script&gt;" in result.table_rows()

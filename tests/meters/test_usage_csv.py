@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -190,11 +192,38 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_defused(household_client,
         ("end=2026-10-31&start=2026-11-01", "end (2026-10-31) is before start (2026-11-01)."),
     ],
 )
-def test_bad_dates_are_a_plain_400(household_client, query, message):
+def test_bad_dates_get_the_form_again_with_the_reason(household_client, query, message):
     response = household_client.get(f"{URL}?{query}")
     assert response.status_code == 400
-    assert response["Content-Type"] == "text/plain; charset=utf-8"
-    assert message in response.content.decode()
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    page = html.unescape(response.content.decode())
+    error = re.search(r'<p class="message error" role="alert" id="csv-error">(.*?)</p>', page, re.S).group(1)
+    assert message in error
+    assert '<form id="csv-form"' in page and 'aria-describedby="csv-error"' in page
+    assert 'max="2026-11-22"' in page  # today, in Madrid
+
+
+def test_the_form_again_is_in_the_households_language_and_keeps_what_was_typed(household_client, household, meter):
+    add_line(meter, utc(2026, 10, 3, 9), "1")  # the first data day: 3 October
+    household.language = "es"
+    household.save()
+    response = household_client.get(f"{URL}?start=2026-11-10&end=2026-11-09")
+    page = response.content.decode()
+    assert response.status_code == 400 and '<html lang="es"' in page
+    assert "el final (2026-11-09) es anterior al inicio (2026-11-10)." in page
+    assert 'value="2026-11-10"' in page and 'value="2026-11-09"' in page
+    assert page.count('min="2026-10-03"') == 2 and page.count('max="2026-11-22"') == 2
+    assert "Descargar CSV" in page
+
+
+def test_the_dashboard_form_offers_the_first_data_day_to_today(household_client, meter):
+    add_line(meter, utc(2026, 11, 3, 9), "1")
+    page = household_client.get(reverse("dashboard")).content.decode()
+    form = page[page.index('<form id="csv-form"') :]
+    form = form[: form.index("</form>")]
+    # This month, cut to the days there is data for: from the first data day to today.
+    assert form.count('min="2026-11-03"') == 2 and form.count('max="2026-11-22"') == 2
+    assert 'name="start" value="2026-11-03"' in form and 'name="end" value="2026-11-22"' in form
 
 
 def test_a_leap_year_is_one_download(household_client):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -139,12 +141,23 @@ def test_anonymous_visitors_are_sent_to_log_in(client, db):
         ({"start": "x" * 5000}, "start must be a date written YYYY-MM-DD"),
     ],
 )
-def test_bad_dates_get_a_plain_400(household_client, params, message):
+def test_bad_dates_get_the_form_again_with_the_reason(household_client, params, message):
     response = household_client.get(reverse("settlements-csv"), params)
     assert response.status_code == 400
-    assert response["Content-Type"] == "text/plain; charset=utf-8"
-    assert message in response.content.decode()
-    assert len(response.content) < 200  # no echo of a huge parameter
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    page = html.unescape(response.content.decode())
+    error = re.search(r'<p class="message error" role="alert" id="settlements-csv-error">(.*?)</p>', page, re.S)
+    assert message in error.group(1)
+    assert '<form id="settlements-csv-form"' in page
+    assert "x" * 30 not in page  # no echo of a huge parameter
+
+
+def test_the_payments_form_offers_the_first_payment_day_to_today(household_client, household, quote):
+    page = household_client.get(reverse("settlement-list")).content.decode()
+    assert 'max="2026-11-22"' in page and "min=" not in page  # no payment yet: no first day
+    paid_at(household, quote, datetime(2026, 11, 4, 9, tzinfo=UTC))
+    page = household_client.get(reverse("settlement-list")).content.decode()
+    assert page.count('min="2026-11-04"') == 2
 
 
 def test_a_whole_leap_year_is_allowed(household_client, household, quote):
