@@ -35,10 +35,8 @@ from payments.figures import eur
 from payments.statements import lines as ledger
 from payments.statements.issuing import (
     count_payments,
-    customer_snapshot,
     issued,
-    issuer_snapshot,
-    statement_language,
+    new_document,
     store_lines,
     store_payments,
 )
@@ -159,34 +157,29 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
             )
             return None
         (number,) = counter.take(1)
-        statement = Statement(
-            series=series,
-            year=counter.year,
-            number=number,
-            code=series.number_text(counter.year, number),
+        statement = new_document(
+            household,
+            series,
+            counter.year,
+            number,
             kind=Statement.Kind.CORRECTIVE,
             revision=last.revision + 1,
             corrects=original,
-            household=household,
             month=month,
-            period_start=start,
-            period_end=end,
-            timezone=original.timezone,
-            language=statement_language(household),
-            issued_at=now,
+            bounds=(start, end),
+            timezone_name=original.timezone,
+            now=now,
             issue_date=issue_date,
-            issued_by=acting_user,
-            issuer=issuer_snapshot(),
-            customer=customer_snapshot(household),
-            energy_kwh=note.energy_kwh,
-            net_eur=note.net_eur,
-            tax_eur=note.tax_eur,
-            total_eur=note.total_eur,
-            ledger_cost_eur=current.ledger_cost - sum((d.ledger_cost_eur for d in documents), ledger.ZERO),
-            ledger_tax_eur=current.ledger_tax - sum((d.ledger_tax_eur for d in documents), ledger.ZERO),
-            ledger_kwh=current.ledger_kwh - sum((d.ledger_kwh for d in documents), ledger.ZERO),
-            settled_eur=ledger.to_cent(current.settled_exact),
+            acting_user=acting_user,
         )
+        statement.energy_kwh = note.energy_kwh
+        statement.net_eur = note.net_eur
+        statement.tax_eur = note.tax_eur
+        statement.total_eur = note.total_eur
+        statement.ledger_cost_eur = current.ledger_cost - sum((d.ledger_cost_eur for d in documents), ledger.ZERO)
+        statement.ledger_tax_eur = current.ledger_tax - sum((d.ledger_tax_eur for d in documents), ledger.ZERO)
+        statement.ledger_kwh = current.ledger_kwh - sum((d.ledger_kwh for d in documents), ledger.ZERO)
+        statement.settled_eur = ledger.to_cent(current.settled_exact)
         statement.unsettled_eur = previous_total + note.total_eur - statement.settled_eur
         count_payments(statement, paid)
         statement.save()

@@ -194,7 +194,19 @@ def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_
         if not todo:
             return []
         statements = [
-            _statement(household, month, (start, end), series, counter.year, number, now, issue_date, acting_user)
+            new_document(
+                household,
+                series,
+                counter.year,
+                number,
+                kind=Statement.Kind.STATEMENT,
+                month=month,
+                bounds=(start, end),
+                timezone_name=household.timezone,
+                now=now,
+                issue_date=issue_date,
+                acting_user=acting_user,
+            )
             for household, number in zip(todo, counter.take(len(todo)), strict=True)
         ]
         for statement in statements:
@@ -253,19 +265,39 @@ def issued(statements: list[Statement], *, acting_user=None) -> None:
         load_hook(path)(statements)
 
 
-def _statement(household, month, bounds, series, year, number, now, issue_date, acting_user) -> Statement:
+def new_document(
+    household: Household,
+    series: Series,
+    year: int,
+    number: int,
+    *,
+    kind: str,
+    month: date,
+    bounds: tuple[datetime, datetime],
+    timezone_name: str,
+    now: datetime,
+    issue_date: date,
+    acting_user,
+    revision: int = 0,
+    corrects: Statement | None = None,
+) -> Statement:
+    """A statement or corrective note's header: its number, period and who issued it to whom, as of now.
+
+    The one place both kinds of document take their number text and their issuer and customer snapshots.
+    """
     return Statement(
         series=series,
         year=year,
         number=number,
         code=series.number_text(year, number),
-        kind=Statement.Kind.STATEMENT,
-        revision=0,
+        kind=kind,
+        revision=revision,
+        corrects=corrects,
         household=household,
         month=month,
         period_start=bounds[0],
         period_end=bounds[1],
-        timezone=household.timezone,
+        timezone=timezone_name,
         language=statement_language(household),
         issued_at=now,
         issue_date=issue_date,
