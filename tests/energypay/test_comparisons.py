@@ -305,3 +305,18 @@ def test_the_queries_do_not_grow_with_the_history(make_household, range_):
     assert len(queries) == 3  # the stretches' sums, the first line, the hint's priced energy
     if range_ == "year":  # 100 evenings of 2 kWh at 0.30 moved to 0.10, up to 22 November at 14:00
         assert result.hint.saving_eur == Decimal("40.00")
+
+
+def test_the_cache_key_follows_the_tariff_and_the_hour_only_while_the_period_runs(household, flat_tariff):
+    from energypay.comparisons import cache_key
+    from meters.models import TariffVersion
+
+    now = utc(2026, 11, 22, 13, 20)
+    today, last_week = view("day", date(2026, 11, 22), now), view("week", date(2026, 11, 10), now)
+    later = now + HOUR
+    assert cache_key(household, today, now) != cache_key(household, today, later)  # today's stretches grew
+    assert cache_key(household, last_week, now) == cache_key(household, last_week, later)
+    before = cache_key(household, last_week, now)
+    TariffVersion.objects.create(tariff=flat_tariff, valid_from=utc(2026, 11, 1), flat_rate=Decimal("0.3"))
+    household.refresh_from_db()
+    assert cache_key(household, last_week, now) != before  # new prices: a new hint
