@@ -239,7 +239,8 @@ def cache_key(household: Household, view: ChartView, now: datetime) -> str | Non
         household.usage_version,
         tariff.pk,
         tariff.revision.hex,
-        household.tariff_since.isoformat() if household.tariff_since else "",
+        household.tariff_since.isoformat() if household.tariff_since else "",  # the hint's tariff changes
+        household.tariff_until.isoformat() if household.tariff_until else "",
         household.timezone,
         get_language() or "",
         view.range,

@@ -101,6 +101,9 @@ def test_the_panel_compares_last_month_in_english_and_spanish_at_360_px(context,
     )
     assert tab.evaluate("document.documentElement.scrollWidth") <= 360
     tab.screenshot(path=str(folder / "comparison-en-phone.png"), full_page=True)
+    tab.set_viewport_size({"width": 1280, "height": 900})
+    tab.locator("#comparison").screenshot(path=str(folder / "comparison-en-desktop.png"))
+    tab.set_viewport_size({"width": 360, "height": 800})
 
     # The range switch swaps the chart, and the chart brings the comparison of its new period.
     tab.locator("#chart [data-range=year]").click()
@@ -120,4 +123,9 @@ def test_the_panel_compares_last_month_in_english_and_spanish_at_360_px(context,
     )
     assert tab.evaluate("document.documentElement.scrollWidth") <= 360
     tab.screenshot(path=str(folder / "comparison-es-phone.png"), full_page=True)
+    # Without JavaScript's panel: the same comparison as a page of its own.
+    tab.goto(f"{live_server.url}/comparison?range=month&date={last_month.isoformat()}")
+    assert tab.locator("h1").inner_text() == "Comparado con periodos anteriores"
+    assert tab.evaluate("document.documentElement.scrollWidth") <= 360
+    tab.screenshot(path=str(folder / "comparison-page-es-phone.png"), full_page=True)
     assert errors == []

@@ -276,3 +276,47 @@ def test_in_the_first_hour_of_a_period_there_is_nothing_to_compare_yet(household
     assert result.too_early and result.current.end == result.current.start
     html = household_client.get(URL, **HTMX).content.decode()
     assert "The first hour of this period is not over yet" in html and "comparison-changes" not in html
+
+
+@pytest.mark.parametrize("range_", ["day", "year"])
+def test_the_queries_do_not_grow_with_the_history(make_household, range_):
+    from meters.models import Tariff, TariffVersion
+
+    tariff = Tariff.objects.create(name="Peak and valley")
+    TariffVersion.objects.create(
+        tariff=tariff,
+        valid_from=utc(2020, 1, 1),
+        kind=TariffVersion.Kind.TIME_OF_USE,
+        bands=[
+            {"days": [0, 1, 2, 3, 4, 5, 6], "start": 0, "end": 8, "rate": "0.10"},
+            {"days": [0, 1, 2, 3, 4, 5, 6], "start": 8, "end": 24, "rate": "0.30"},
+        ],
+    )
+    household = make_household(tariff=tariff)
+    for day in range(0, 300, 3):  # an evening every third day of 2026 and of 2025
+        add_line(household, utc(2026, 1, 1, 19) + timedelta(days=day), "2", "0.30")
+        add_line(household, utc(2025, 1, 1, 19) + timedelta(days=day), "2", "0.30")
+    now = utc(2026, 11, 22, 13, 20)
+    household.refresh_from_db()
+    household.tariff  # loaded, as the session loads it  # noqa: B018
+    compare(household, view(range_, date(2026, 11, 22), now), now)  # the tariff's versions: cached per process
+    with CaptureQueriesContext(connection) as queries:
+        result = compare(household, view(range_, date(2026, 11, 22), now), now)
+    assert len(queries) == 3  # the stretches' sums, the first line, the hint's priced energy
+    if range_ == "year":  # 100 evenings of 2 kWh at 0.30 moved to 0.10, up to 22 November at 14:00
+        assert result.hint.saving_eur == Decimal("40.00")
+
+
+def test_the_cache_key_follows_the_tariff_and_the_hour_only_while_the_period_runs(household, flat_tariff):
+    from energypay.comparisons import cache_key
+    from meters.models import TariffVersion
+
+    now = utc(2026, 11, 22, 13, 20)
+    today, last_week = view("day", date(2026, 11, 22), now), view("week", date(2026, 11, 10), now)
+    later = now + HOUR
+    assert cache_key(household, today, now) != cache_key(household, today, later)  # today's stretches grew
+    assert cache_key(household, last_week, now) == cache_key(household, last_week, later)
+    before = cache_key(household, last_week, now)
+    TariffVersion.objects.create(tariff=flat_tariff, valid_from=utc(2026, 11, 1), flat_rate=Decimal("0.3"))
+    household.refresh_from_db()
+    assert cache_key(household, last_week, now) != before  # new prices: a new hint

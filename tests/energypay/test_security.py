@@ -72,6 +72,7 @@ PERIOD_END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 # Household pages: the methods each takes. Object pages (with <pk>) belong to one household.
 HOUSEHOLD_PAGES: dict[str, tuple[str, ...]] = {
     "dashboard": ("GET",),
+    "dashboard-comparison": ("GET",),
     "usage-csv": ("GET",),
     "settlement-list": ("GET",),
     "settlement-detail": ("GET",),
