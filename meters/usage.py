@@ -41,7 +41,8 @@ def record_energy(
         return
     schedule = HouseholdSchedule(household, start, end)
     lines = HourlyUsage.objects.filter(household=household, hour_start__gte=start, hour_start__lt=end).filter(
-        Q(meter=meter) | Q(kind=HourlyUsage.Kind.STANDING)
+        # Its meter's energy lines (not its rental lines, which ingest never touches) and the standing lines.
+        Q(meter=meter, kind=HourlyUsage.Kind.ENERGY) | Q(kind=HourlyUsage.Kind.STANDING)
     )
     energy_lines: defaultdict[datetime, list[HourlyUsage]] = defaultdict(list)
     standing_hours = set()

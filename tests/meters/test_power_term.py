@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from meters.contracts import ContractError, first_hour_of, set_contracted_power, start_contract
 from meters.models import ContractedPower, HourlyUsage, Meter, Region, TaxRule
 from meters.standing import accrue_standing_charges
-from tests.meters.taxkit import mark
+from tests.meters.taxkit import hourly_readings, mark
 from tests.meters.test_periods_tariffs import two_td
 
 MADRID = "Europe/Madrid"
@@ -171,3 +171,17 @@ def test_staff_add_contracted_power_from_a_local_day_and_a_charged_day_is_refuse
     assert added.status_code == 302
     latest = ContractedPower.objects.filter(household=contract).latest("valid_from")
     assert latest.valid_from == datetime(2098, 12, 31, 23, tzinfo=UTC) and latest.created_by is not None
+
+
+def test_readings_for_hours_with_rental_lines_write_energy_lines_and_leave_the_rental_alone(contract, make_meter):
+    meter, _ = make_meter(contract)
+    Meter.objects.filter(pk=meter.pk).update(rental_per_day=Decimal("0.024"))  # 0.001 an hour on a 24-hour day
+    accrue_standing_charges(NOVEMBER + timedelta(days=1))
+    hourly_readings(meter, NOVEMBER, 24, kwh_per_hour="0.5")
+
+    energy = lines(contract, HourlyUsage.Kind.ENERGY)
+    rental = lines(contract, HourlyUsage.Kind.RENTAL)
+    assert len(energy) == 24 and {line.kwh for line in energy} == {Decimal("0.5")}
+    assert len(rental) == 24 and {(line.kwh, line.cost_eur) for line in rental} == {(0, Decimal("0.001000"))}
+    # Sunday 1 November is a holiday and a Sunday: P3 all day.
+    assert {line.rate for line in energy} == {Decimal("0.101234")}
