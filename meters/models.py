@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy as _
 
 from lib.periods import floor_hour, timezone_names
 from meters.bands import parse_bands
-from meters.calendars import CALENDAR_CHOICES, get_calendar, parse_period_rates
+from meters.calendars import CALENDAR_CHOICES, CALENDARS, get_calendar, parse_period_rates
 from meters.identities import compact_cups, compact_tax_id, validate_cups, validate_tax_id
 
 TOKEN_PREFIX = "mtr_"  # noqa: S105 (a prefix, not a secret)
@@ -158,8 +158,8 @@ class TariffVersion(models.Model):
         if self.kind == self.Kind.PERIODS:
             if not self.calendar:
                 errors["calendar"] = "A tariff priced by periods needs a calendar."
-            else:
-                calendar = get_calendar(self.calendar)
+            elif self.calendar in CALENDARS:  # an unknown one is refused by the field's choices
+                calendar = CALENDARS[self.calendar]
                 try:
                     parse_period_rates(self.period_rates, calendar.energy_periods, "EUR/kWh")
                 except ValueError as error:

@@ -88,6 +88,8 @@ def test_ceuta_and_melilla_price_local_11_to_15_as_p1():
         pytest.param({"period_rates": {}}, "period_rates", "No price for P1, P2, P3", id="no prices"),
         pytest.param({"power_rates": {"P1": "0.07"}}, "power_rates", "No price for P2", id="power P2 missing"),
         pytest.param({"calendar": ""}, "calendar", "needs a calendar", id="no calendar"),
+        pytest.param({"calendar": "3.0TD"}, "calendar", "is not a valid choice", id="an unknown calendar"),
+        pytest.param({"period_rates": ["0.2"]}, "period_rates", "Give a price", id="not a mapping"),
         pytest.param(
             {"standing_charge_per_day": Decimal("0.5")}, "standing_charge_per_day", "replaces", id="both charges"
         ),

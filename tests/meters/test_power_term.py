@@ -164,6 +164,9 @@ def test_staff_add_contracted_power_from_a_local_day_and_a_charged_day_is_refuse
     assert refused.status_code == 200 and "cannot change before" in refused.content.decode()
     missing = staff_client.post(url, {"household": contract.pk, "kw": '{"P1": "5.75"}', "starts_on": "2099-01-01"})
     assert missing.status_code == 200 and "give kW for each" in missing.content.decode()
+    for bad in ('{"P1": "lots", "P2": "1"}', '["4.6"]', '{"P9": "4.6"}'):
+        answer = staff_client.post(url, {"household": contract.pk, "kw": bad, "starts_on": "2099-01-01"})
+        assert answer.status_code == 200 and "errorlist" in answer.content.decode(), bad
     assert ContractedPower.objects.filter(household=contract).count() == 1
     added = staff_client.post(
         url, {"household": contract.pk, "kw": '{"P1": "5.75", "P2": "5.75"}', "starts_on": "2099-01-01"}
