@@ -136,6 +136,7 @@ _TARIFF_NAMES = {
     TariffVersion.Kind.FLAT: "flat",
     TariffVersion.Kind.TIME_OF_USE: "time_of_use",
     TariffVersion.Kind.DYNAMIC: "dynamic",
+    TariffVersion.Kind.PERIODS: "periods",
 }
 
 
@@ -183,7 +184,7 @@ def usage_report(household: Household, query: UsageQuery) -> dict[str, Any]:
         cost = figures.eur(row["cost"]) if row["cost"] is not None else ZERO
         total["tax"] += figures.eur(row["tax"]) if row["tax"] is not None else ZERO
         total["pending"] += figures.eur(row["pending"]) if row["pending"] is not None else ZERO
-        if row["kind"] == HourlyUsage.Kind.STANDING:
+        if row["kind"] != HourlyUsage.Kind.ENERGY:  # the fixed charges: standing, power term, meter rental
             total["standing"] += cost
             continue
         kwh = figures.eur(row["energy_kwh"]) if row["energy_kwh"] is not None else ZERO

@@ -18,10 +18,21 @@ from django.utils.html import format_html
 from lib.periods import HOUR, local_date
 from meters.adminkit import ReadOnlyAdmin, ReadOnlyInline, count_of
 from meters.audit import AuditHistory, record_action
-from meters.contracts import assign_tariff, contract_start, earliest_change, first_hour_of, local_hour, start_contract
+from meters.calendars import get_calendar
+from meters.contracts import (
+    assign_tariff,
+    contract_start,
+    contracted_power_refusal,
+    earliest_change,
+    first_hour_of,
+    local_hour,
+    set_contracted_power,
+    start_contract,
+)
 from meters.formfields import FiniteDecimalField
 from meters.ingest import accept_held, discard_held
 from meters.models import (
+    ContractedPower,
     DynamicPrice,
     HeldReading,
     HourlyUsage,
@@ -55,7 +66,17 @@ class TariffVersionForm(forms.ModelForm):
 
     class Meta:
         model = TariffVersion
-        fields = ["tariff", "valid_from", "kind", "flat_rate", "standing_charge_per_day", "bands"]
+        fields = [
+            "tariff",
+            "valid_from",
+            "kind",
+            "flat_rate",
+            "standing_charge_per_day",
+            "bands",
+            "calendar",
+            "period_rates",
+            "power_rates",
+        ]
         field_classes = {"flat_rate": FiniteDecimalField, "standing_charge_per_day": FiniteDecimalField}
 
     def clean(self) -> dict:
@@ -84,7 +105,7 @@ class TariffVersionInline(admin.TabularInline):
     model = TariffVersion
     form = TariffVersionForm
     extra = 0
-    fields = ["valid_from", "kind", "flat_rate", "standing_charge_per_day", "bands"]
+    fields = ["valid_from", "kind", "flat_rate", "standing_charge_per_day", "bands", "calendar", "period_rates"]
     show_change_link = True
 
     def has_change_permission(self, request, obj=None) -> bool:
@@ -92,11 +113,41 @@ class TariffVersionInline(admin.TabularInline):
         return False
 
 
+def template_initial(code: str) -> dict:
+    """A new version's form filled from a calendar's template: its kind, calendar, and one empty price
+    per energy and power period for staff to fill (an empty one is refused, naming the period)."""
+    calendar = get_calendar(code)
+    return {
+        "kind": TariffVersion.Kind.PERIODS,
+        "calendar": calendar.code,
+        "period_rates": {period: "" for period in calendar.energy_periods},
+        "power_rates": {period: "" for period in calendar.power_periods},
+        "standing_charge_per_day": 0,
+    }
+
+
 @admin.register(Tariff)
 class TariffAdmin(AuditHistory, admin.ModelAdmin):
     list_display = ["name", "households"]
     search_fields = ["name"]
     inlines = [TariffVersionInline]
+    actions = ["add_2_0td_version", "add_2_0td_cm_version"]
+
+    @admin.action(description="Add a 2.0TD version (P1/P2/P3 energy, P1/P2 power prices) to the selected tariff")
+    def add_2_0td_version(self, request, queryset):
+        return self._from_template(request, queryset, "2.0TD")
+
+    @admin.action(description="Add a 2.0TD version for Ceuta and Melilla to the selected tariff")
+    def add_2_0td_cm_version(self, request, queryset):
+        return self._from_template(request, queryset, "2.0TD-CM")
+
+    def _from_template(self, request, queryset, code: str):
+        tariffs = list(queryset[:2])
+        if len(tariffs) != 1:
+            self.message_user(request, "Select exactly one tariff to add a version to.", messages.ERROR)
+            return None
+        url = reverse("admin:meters_tariffversion_add")
+        return HttpResponseRedirect(f"{url}?tariff={tariffs[0].pk}&template={code}")
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(household_count=count_of(Household, "tariff"))
@@ -221,6 +272,16 @@ class TariffVersionAdmin(AuditHistory, admin.ModelAdmin):
             return [*TariffVersionForm.Meta.fields, "price_count", "created_at"]
         return super().get_readonly_fields(request, obj)
 
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        code = request.GET.get("template")
+        if code:
+            try:
+                initial.update(template_initial(code))
+            except ValueError as error:
+                self.message_user(request, str(error), messages.ERROR)
+        return initial
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None and has_priced_usage(obj):
@@ -313,7 +374,7 @@ class MeterInline(admin.TabularInline):
     model = Meter
     formfield_overrides = FINITE_DECIMALS
     extra = 0
-    fields = ["serial", "max_power_kw", "is_active", "last_seen_at"]
+    fields = ["serial", "max_power_kw", "rental_per_day", "is_active", "last_seen_at"]
     readonly_fields = ["last_seen_at"]
     show_change_link = True
 
@@ -336,7 +397,7 @@ class HouseholdAddForm(forms.ModelForm):
 
     class Meta:
         model = Household
-        fields = ["user", "name", "address", "timezone", "region", "tariff"]
+        fields = ["user", "name", "tax_id", "address", "cups", "timezone", "region", "tariff"]
 
 
 class HouseholdAdmin(AuditHistory, admin.ModelAdmin):
@@ -347,12 +408,12 @@ class HouseholdAdmin(AuditHistory, admin.ModelAdmin):
 
     list_display = ["name", "user", "timezone", "region", "tariff", "created_at"]
     list_filter = ["tariff", "timezone", "region"]
-    search_fields = ["name", "user__email", "address"]
+    search_fields = ["name", "user__email", "address", "=cups", "=tax_id"]
     list_select_related = ["user", "tariff"]
     show_full_result_count = False  # a second COUNT(*) over every household
     autocomplete_fields = ["user"]
     inlines = [TariffAssignmentInline, MeterInline]
-    readonly_fields = ["tariff_change", "contract_start"]
+    readonly_fields = ["tariff_change", "contract_start", "contracted_power"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -375,6 +436,15 @@ class HouseholdAdmin(AuditHistory, admin.ModelAdmin):
             f"a change is planned from {household.tariff_until:%Y-%m-%d %H:%M} UTC; " if household.tariff_until else ""
         )
         return format_html('{}<a href="{}">change the tariff from a day</a>', planned, url)
+
+    @admin.display(description="contracted power")
+    def contracted_power(self, household: Household) -> str:
+        if household.pk is None:
+            return "-"
+        rows = list(household.contracted_powers.order_by("-valid_from")[:1])
+        url = reverse("admin:meters_contractedpower_add") + f"?household={household.pk}"
+        current = f"{rows[0]}; " if rows else "none recorded; "
+        return format_html('{}<a href="{}">change it from a day</a>', current, url)
 
     @admin.display(description="contract start")
     def contract_start(self, household: Household) -> str:
@@ -449,6 +519,78 @@ class TariffAssignmentAdmin(AuditHistory, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         saved = assign_tariff(obj.household_id, obj.tariff, form.valid_from, now=form.now, acting_user=request.user)
+        obj.pk, obj.valid_from, obj.created_at, obj.created_by = (
+            saved.pk,
+            saved.valid_from,
+            saved.created_at,
+            request.user,
+        )
+
+
+class ContractedPowerForm(forms.ModelForm):
+    """Contracted kW per power period from a local day (and hour): never re-prices a charged power term."""
+
+    starts_on = forms.DateField(help_text="Local day in the household's time zone.")
+    at_hour = forms.IntegerField(
+        min_value=0, max_value=23, required=False, help_text="Local clock hour (0-23); blank: midnight."
+    )
+
+    class Meta:
+        model = ContractedPower
+        fields = ["household", "kw"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = timezone.now()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        household, day = cleaned.get("household"), cleaned.get("starts_on")
+        if household is None or day is None or "kw" not in cleaned:
+            return cleaned
+        self.valid_from = local_hour(day, cleaned.get("at_hour") or 0, household.timezone)
+        self.instance.valid_from = self.valid_from
+        refused = contracted_power_refusal(household, self.valid_from, self.now)
+        if refused:
+            self.add_error("starts_on", refused)
+        # The household's tariff decides the power periods: each needs its kW.
+        version = household.tariff.versions.order_by("-valid_from").first()
+        if version is not None and version.has_power_term:
+            periods = get_calendar(version.calendar).power_periods
+            missing = [period for period in periods if period not in (cleaned["kw"] or {})]
+            if missing:
+                self.add_error("kw", f"{household.tariff} prices power in {', '.join(periods)}: give kW for each.")
+        return cleaned
+
+
+@admin.register(ContractedPower)
+class ContractedPowerAdmin(AuditHistory, admin.ModelAdmin):
+    """Contracted power per household: added, never edited or deleted (a planned change is replaced)."""
+
+    form = ContractedPowerForm
+    list_display = ["household", "kw", "valid_from", "created_by", "created_at"]
+    search_fields = ["household__name", "household__user__email", "=household__cups"]
+    list_select_related = ["household", "created_by"]
+    date_hierarchy = "valid_from"
+    autocomplete_fields = ["household"]
+    show_full_result_count = False
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["household", "kw", "starts_on", "at_hour"]
+        return ["household", "kw", "valid_from", "created_by", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["household", "kw", "valid_from", "created_by", "created_at"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        saved = set_contracted_power(obj.household_id, obj.kw, form.valid_from, now=form.now, acting_user=request.user)
         obj.pk, obj.valid_from, obj.created_at, obj.created_by = (
             saved.pk,
             saved.valid_from,

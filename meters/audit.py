@@ -20,7 +20,7 @@ from django.db.models import Model
 from django.http import HttpRequest
 from django.urls import reverse
 
-from meters.models import Household, Meter, Tariff, TariffAssignment, TariffVersion, TaxRule
+from meters.models import ContractedPower, Household, Meter, Tariff, TariffAssignment, TariffVersion, TaxRule
 
 ACTION_FIELD = "staff action"
 
@@ -43,6 +43,7 @@ def register() -> None:
     auditlog.register(Tariff, exclude_fields=["revision"])
     auditlog.register(TariffVersion)
     auditlog.register(TariffAssignment)
+    auditlog.register(ContractedPower)
     auditlog.register(TaxRule)
 
 

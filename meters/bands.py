@@ -26,17 +26,17 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 MAX_RATE = Decimal("999.999999")
 
 
-def parse_rate(value: object) -> Decimal:
-    """A EUR/kWh rate as the database stores it, or ValueError."""
+def parse_rate(value: object, unit: str = "EUR/kWh") -> Decimal:
+    """A rate (EUR/kWh, or another ``unit``: EUR/kW/day) as the database stores it, or ValueError."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise ValueError("must be a decimal number of EUR/kWh")
+        raise ValueError(f"must be a decimal number of {unit}")
     try:
         # str() of a JSON number gives back the digits staff typed (0.3 stays 0.3, not its binary value).
         rate = Decimal(str(value))
     except InvalidOperation:
-        raise ValueError("must be a decimal number of EUR/kWh") from None
+        raise ValueError(f"must be a decimal number of {unit}") from None
     if not rate.is_finite() or rate < 0 or rate > MAX_RATE:
-        raise ValueError(f"must be between 0 and {MAX_RATE} EUR/kWh")
+        raise ValueError(f"must be between 0 and {MAX_RATE} {unit}")
     if rate != rate.quantize(EUR_PLACES):
         raise ValueError("must have at most 6 decimal places")
     return rate

@@ -54,7 +54,7 @@ UNITS = {EUR: "EUR", KWH: "kWh"}
 DEFAULT_RANGE, DEFAULT_UNIT = DAY, EUR
 ZERO = Decimal("0")
 SIX_PLACES = EUR_PLACES  # EUR, kWh and EUR/kWh: the six places lib.money keeps all three to
-PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC}
+PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC, TariffVersion.Kind.PERIODS}
 # A cached chart is exact for as long as it is found (the key changes with every write, hour and
 # day): the timeout only bounds how long versions nobody asks for any more keep their memory.
 CACHE_SECONDS = 3600
@@ -413,14 +413,15 @@ SELECT {bucket},
     SUM(CASE WHEN kind = %s THEN kwh END),
     SUM(CASE WHEN kind = %s THEN cost_eur END),
     SUM(CASE WHEN kind = %s AND cost_eur IS NOT NULL THEN kwh END),
-    SUM(CASE WHEN kind = %s THEN cost_eur END),
+    SUM(CASE WHEN kind <> %s THEN cost_eur END),
     SUM(CASE WHEN cost_eur IS NULL THEN kwh END),
     SUM(tax_eur)
 FROM {table}
 WHERE household_id = %s AND hour_start >= %s AND hour_start < %s
 GROUP BY 1
 """
-_KINDS = (*[HourlyUsage.Kind.ENERGY.value] * 3, HourlyUsage.Kind.STANDING.value)
+# The fourth: every line but energy is a fixed charge (standing charge, power term, meter rental).
+_KINDS = (HourlyUsage.Kind.ENERGY.value,) * 4
 _from_float = Context(prec=15).create_decimal_from_float  # SQLite sums through floats: 15 digits, as Django reads
 
 

@@ -21,7 +21,16 @@ from django.db.models import Min, OuterRef, Subquery
 
 from lib.periods import HOUR, ceil_hour, floor_hour, local_midnight, zone
 from meters.audit import record_action
-from meters.models import HourlyUsage, Household, Meter, StandingMark, Tariff, TariffAssignment
+from meters.models import (
+    ContractedPower,
+    HourlyUsage,
+    Household,
+    Meter,
+    StandingMark,
+    Tariff,
+    TariffAssignment,
+    parse_kilowatts,
+)
 from meters.usage import accrue_standing
 
 log = logging.getLogger(__name__)
@@ -125,6 +134,63 @@ def assign_tariff(
         getattr(acting_user, "pk", None),
     )
     return assignment
+
+
+def contracted_power_refusal(household: Household, valid_from: datetime, now: datetime) -> str | None:
+    """Why contracted power may not change from ``valid_from``, or None: a power term already charged
+    from that hour on keeps the power it was charged for."""
+    earliest = earliest_change(now)
+    if valid_from >= earliest:
+        return None
+    charged = HourlyUsage.objects.filter(household=household, kind=HourlyUsage.Kind.POWER, hour_start__gte=valid_from)
+    if not charged.exists():
+        return None
+    return (
+        f"Contracted power cannot change before {earliest:%Y-%m-%d %H:%M} UTC: the power term of earlier "
+        "hours is already in the ledger, and keeps the power it was charged for."
+    )
+
+
+def set_contracted_power(
+    household_id: int, kw: dict, valid_from: datetime, *, now: datetime, acting_user=None
+) -> ContractedPower:
+    """Record the household's contracted kW per power period from ``valid_from`` (on the hour).
+
+    It prices the power term of its hours forever, so it may start at ``earliest_change(now)`` or
+    later, or earlier only while the household has no power line from that hour on (a new
+    contract's first contracted power, recorded after its start): then the power term of the hours
+    before the job's mark is written here, holding the mark's lock like ``start_contract``. A change
+    planned from the same hour or later is replaced.
+    """
+    if floor_hour(valid_from) != valid_from:
+        raise ContractError("Contracted power changes on the hour.")
+    try:
+        kilowatts = parse_kilowatts(kw)
+    except ValueError as error:
+        raise ContractError(str(error)) from None
+    with transaction.atomic():
+        mark = StandingMark.objects.select_for_update().filter(pk=1).first()
+        household = Household.objects.select_for_update().select_related("tariff").get(pk=household_id)
+        refused = contracted_power_refusal(household, valid_from, now)
+        if refused:
+            raise ContractError(refused)
+        household.contracted_powers.filter(valid_from__gte=valid_from).delete()
+        row = ContractedPower.objects.create(
+            household=household,
+            valid_from=valid_from,
+            kw={period: str(value) for period, value in kilowatts.items()},
+            created_by=acting_user,
+        )
+        if mark is not None and valid_from < mark.accrued_until:
+            accrue_standing(household, valid_from, mark.accrued_until)
+    log.info(
+        "contracted_power_set household=%s from=%s kw=%s by=%s",
+        household_id,
+        valid_from.isoformat(),
+        row.kw,
+        getattr(acting_user, "pk", None),
+    )
+    return row
 
 
 def close_account(household_id: int, *, now: datetime, acting_user=None) -> datetime:

@@ -25,6 +25,8 @@ from django.utils.translation import gettext_lazy as _
 
 from lib.periods import floor_hour, timezone_names
 from meters.bands import parse_bands
+from meters.calendars import CALENDAR_CHOICES, CALENDARS, get_calendar, parse_period_rates
+from meters.identities import compact_cups, compact_tax_id, validate_cups, validate_tax_id
 
 TOKEN_PREFIX = "mtr_"  # noqa: S105 (a prefix, not a secret)
 
@@ -66,6 +68,7 @@ class TariffVersion(models.Model):
         FLAT = "flat", "Flat rate"
         TIME_OF_USE = "tou", "Time of use"
         DYNAMIC = "dynamic", "Dynamic hourly prices"
+        PERIODS = "periods", "Periods on a calendar (2.0TD)"
 
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="versions")
     valid_from = models.DateTimeField(help_text="On the hour. Prices every hour from here until the next version.")
@@ -84,6 +87,27 @@ class TariffVersion(models.Model):
         help_text="Time-of-use bands in local time, Monday=0: "
         '[{"days": [0,1,2,3,4], "start": 8, "end": 22, "rate": "0.30"}, ...]. '
         "Together they must cover every hour of every weekday exactly once.",
+    )
+    calendar = models.CharField(
+        max_length=20,
+        choices=CALENDAR_CHOICES,
+        blank=True,
+        help_text="For periods: the calendar that says which period (P1, P2, P3) each local hour is in.",
+    )
+    period_rates = models.JSONField(
+        "energy price per period (EUR/kWh)",
+        default=dict,
+        blank=True,
+        help_text='For periods: a price for every energy period of the calendar, {"P1": "0.25", "P2": "0.18", '
+        '"P3": "0.12"}.',
+    )
+    power_rates = models.JSONField(
+        "power price per period (EUR/kW/day)",
+        default=dict,
+        blank=True,
+        help_text='Optional, for periods: a price for every power period of the calendar, {"P1": "0.073777", '
+        '"P2": "0.001911"}. When given, the power term (contracted kW x price, every day) is charged and '
+        "replaces the standing charge.",
     )
     standing_charge_per_day = models.DecimalField(
         "standing charge (EUR/day)",
@@ -130,6 +154,44 @@ class TariffVersion(models.Model):
                 parse_bands(self.bands)
             except ValueError as error:
                 raise ValidationError({"bands": str(error)}) from None
+        errors = {}
+        if self.kind == self.Kind.PERIODS:
+            if not self.calendar:
+                errors["calendar"] = "A tariff priced by periods needs a calendar."
+            elif self.calendar in CALENDARS:  # an unknown one is refused by the field's choices
+                calendar = CALENDARS[self.calendar]
+                try:
+                    parse_period_rates(self.period_rates, calendar.energy_periods, "EUR/kWh")
+                except ValueError as error:
+                    errors["period_rates"] = str(error)
+                if self.power_rates:
+                    try:
+                        parse_period_rates(self.power_rates, calendar.power_periods, "EUR/kW/day")
+                    except ValueError as error:
+                        errors["power_rates"] = str(error)
+                    if self.standing_charge_per_day:
+                        errors["standing_charge_per_day"] = (
+                            "The power term replaces the standing charge: leave it at 0 when power prices are given."
+                        )
+        else:
+            for name in ("calendar", "period_rates", "power_rates"):
+                if getattr(self, name):
+                    errors[name] = "Only a tariff priced by periods on a calendar uses this."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def has_power_term(self) -> bool:
+        return self.kind == self.Kind.PERIODS and bool(self.power_rates)
+
+    def energy_prices(self) -> dict[str, Decimal]:
+        return parse_period_rates(self.period_rates, get_calendar(self.calendar).energy_periods, "EUR/kWh")
+
+    def power_prices(self) -> dict[str, Decimal]:
+        """EUR/kW/day per power period; empty when the version has no power term."""
+        if not self.has_power_term:
+            return {}
+        return parse_period_rates(self.power_rates, get_calendar(self.calendar).power_periods, "EUR/kW/day")
 
 
 class DynamicPrice(models.Model):
@@ -159,8 +221,25 @@ class Region(models.TextChoices):
 
 class Household(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="household")
+    # The account holder's name and the supply address (the statement's customer).
     name = models.CharField(max_length=150)
     address = models.TextField(blank=True)
+    tax_id = models.CharField(
+        "tax ID (NIF/NIE/DNI)",
+        max_length=20,
+        blank=True,
+        validators=[validate_tax_id],
+        help_text="The account holder's Spanish tax ID: a DNI or NIF (12345678Z, B12345674) or an NIE "
+        "(X1234567L), with its control character.",
+    )
+    cups = models.CharField(
+        "CUPS",
+        max_length=30,
+        blank=True,
+        validators=[validate_cups],
+        help_text="The supply point code: ES, 16 digits, two control letters, optionally two more characters "
+        "(ES0021000000000001JN).",
+    )
     timezone = models.CharField(
         max_length=64,
         default="Europe/Madrid",
@@ -232,6 +311,9 @@ class Household(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        # Stored as the statement prints them (the validators accepted spaces, dashes and lower case).
+        self.tax_id = compact_tax_id(self.tax_id) if self.tax_id else ""
+        self.cups = compact_cups(self.cups) if self.cups else ""
         if self.pk is None:
             return
         stored = Household.objects.filter(pk=self.pk).values("timezone", "region").first()
@@ -272,6 +354,74 @@ class TariffAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.household}: {self.tariff} from {self.valid_from:%Y-%m-%d %H:%M} UTC"
+
+
+POWER_PERIOD_NAMES = tuple(f"P{n}" for n in range(1, 7))
+MAX_KW = Decimal("99999.999")
+
+
+def parse_kilowatts(raw: object) -> dict[str, Decimal]:
+    """Contracted kW per power period as staff type them ({"P1": "4.6", "P2": "4.6"}), or ValueError."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError('Give the contracted kW of each power period: {"P1": "4.6", "P2": "4.6"}.')
+    kw = {}
+    for period, value in raw.items():
+        if period not in POWER_PERIOD_NAMES:
+            raise ValueError(f"{period} is not a power period (P1 to P6).")
+        try:
+            amount = Decimal(str(value)) if not isinstance(value, bool) else None
+        except ArithmeticError:
+            amount = None
+        if (
+            amount is None
+            or not amount.is_finite()
+            or not (0 < amount <= MAX_KW)
+            or amount != amount.quantize(Decimal("0.001"))
+        ):
+            raise ValueError(f"{period}: kW must be a number above 0, up to {MAX_KW}, with at most 3 decimals.")
+        kw[period] = amount
+    return kw
+
+
+class ContractedPower(models.Model):
+    """The power a household has contracted per power period (kW), from ``valid_from`` until the next row.
+
+    Effective-dated like ``TariffAssignment``: it prices the power term of its hours forever, so it is
+    never edited; a change is a new row, from an hour no power line can exist for yet
+    (meters/contracts.py ``set_contracted_power``).
+    """
+
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="contracted_powers")
+    valid_from = models.DateTimeField(help_text="On the hour (UTC). From here to the next change.")
+    kw = models.JSONField(
+        "contracted power (kW)", help_text='kW per power period of the tariff\'s calendar: {"P1": "4.6", "P2": "4.6"}.'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["household", "valid_from"]
+        verbose_name = "contracted power"
+        constraints = [
+            models.UniqueConstraint(fields=["household", "valid_from"], name="contracted_power_unique_start"),
+        ]
+
+    def __str__(self) -> str:
+        powers = ", ".join(f"{period} {value} kW" for period, value in self.kilowatts().items())
+        return f"{self.household}: {powers} from {self.valid_from:%Y-%m-%d %H:%M} UTC"
+
+    def kilowatts(self) -> dict[str, Decimal]:
+        return parse_kilowatts(self.kw)
+
+    def clean(self) -> None:
+        try:
+            self.kw = {period: str(value) for period, value in parse_kilowatts(self.kw).items()}
+        except ValueError as error:
+            raise ValidationError({"kw": str(error)}) from None
+        if self.valid_from and floor_hour(self.valid_from) != self.valid_from:
+            raise ValidationError({"valid_from": "Contracted power changes on the hour."})
 
 
 class StandingMark(models.Model):
@@ -391,6 +541,15 @@ class Meter(models.Model):
         help_text="A reading implying more average power than this since its neighbour is rejected.",
     )
     is_active = models.BooleanField(default=True, help_text="An inactive meter's token is refused.")
+    rental_per_day = models.DecimalField(
+        "meter rental (EUR/day)",
+        max_digits=9,
+        decimal_places=6,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Charged every day of the household's contract while the meter is active, as a line of its own "
+        "(taxed by the rules that name meter rental).",
+    )
     installed_at = models.DateTimeField(
         default=default_installed_at,
         help_text="Readings before this are never billed through the meter's token: they are held for review.",
@@ -515,6 +674,11 @@ class HourlyUsage(models.Model):
         # Shown on the household's payment pages, in its language.
         ENERGY = "energy", _("Energy")
         STANDING = "standing", _("Standing charge")
+        # The power term of a tariff priced per contracted kW (issue 18), per household like the
+        # standing charge it replaces; the meter rental, per meter. Both accrue every day of the
+        # contract (meters/standing.py), whether the meters report or not.
+        POWER = "power", _("Power term")
+        RENTAL = "rental", _("Meter rental")
 
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="usage")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="usage", null=True, blank=True)
@@ -547,6 +711,12 @@ class HourlyUsage(models.Model):
                 name="usage_unique_standing_line",
             ),
             models.UniqueConstraint(
+                fields=["household", "hour_start", "seq"], condition=Q(kind="power"), name="usage_unique_power_line"
+            ),
+            models.UniqueConstraint(
+                fields=["meter", "hour_start", "seq"], condition=Q(kind="rental"), name="usage_unique_rental_line"
+            ),
+            models.UniqueConstraint(
                 fields=["meter", "hour_start"],
                 condition=Q(kind="energy", settled_at__isnull=True),
                 name="usage_one_open_meter_line",
@@ -557,7 +727,8 @@ class HourlyUsage(models.Model):
                 name="usage_one_open_standing_line",
             ),
             models.CheckConstraint(
-                condition=Q(kind="energy", meter__isnull=False) | Q(kind="standing", meter__isnull=True),
+                condition=Q(kind__in=["energy", "rental"], meter__isnull=False)
+                | Q(kind__in=["standing", "power"], meter__isnull=True),
                 name="usage_meter_matches_kind",
             ),
         ]

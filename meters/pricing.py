@@ -16,29 +16,70 @@ from decimal import Decimal
 from lib.money import exact, round_eur
 from lib.periods import HOUR, local_date, local_day_bounds, zone
 from meters.bands import Band, parse_bands
-from meters.models import DynamicPrice, Household, Tariff, TariffAssignment, TariffVersion, TaxRule
+from meters.calendars import Calendar, get_calendar
+from meters.models import (
+    ContractedPower,
+    DynamicPrice,
+    Household,
+    Tariff,
+    TariffAssignment,
+    TariffVersion,
+    TaxRule,
+)
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
+
+class Periods:
+    """A periods version, parsed: its calendar, EUR/kWh per energy period, EUR/kW/day per power period."""
+
+    def __init__(self, version: TariffVersion) -> None:
+        self.calendar: Calendar = get_calendar(version.calendar)
+        self.energy = version.energy_prices()
+        self.power = version.power_prices()
+
+
 # Versions per tariff, valid while the tariff's revision is unchanged. Per process, small (one
 # entry per tariff), and exact: the revision is read in the same query that locks the meter.
-_versions: dict[tuple[int, uuid.UUID], tuple[list[TariffVersion], dict[int, list[Band]]]] = {}
+_Parsed = tuple[list[TariffVersion], dict[int, list[Band]], dict[int, Periods]]
+_versions: dict[tuple[int, uuid.UUID], _Parsed] = {}
 
 
-def _tariff_versions(tariff: Tariff) -> tuple[list[TariffVersion], dict[int, list[Band]]]:
+def _tariff_versions(tariff: Tariff) -> _Parsed:
     key = (tariff.pk, tariff.revision)
     if key not in _versions:
         versions = list(TariffVersion.objects.filter(tariff_id=tariff.pk).order_by("valid_from"))
         bands = {v.pk: parse_bands(v.bands) for v in versions if v.kind == TariffVersion.Kind.TIME_OF_USE}
+        periods = {v.pk: Periods(v) for v in versions if v.kind == TariffVersion.Kind.PERIODS}
         if len(_versions) > 1000:
             _versions.clear()
-        _versions[key] = (versions, bands)
+        _versions[key] = (versions, bands, periods)
     return _versions[key]
+
+
+def day_share(hour: datetime, tz_name: str, per_day: Decimal) -> Decimal:
+    """This hour's share of a daily amount spread over the hours of its local day.
+
+    A local day has 23, 24 or 25 hours; share i is round(S*(i+1)/n) - round(S*i/n), so the shares
+    of a day add up to exactly S rounded to the micro-euro, whatever the day's length.
+    """
+    day_start, day_end = local_day_bounds(hour, tz_name)
+    # Hours of the day are the UTC hours starting inside it (zones with half-hour offsets too).
+    first = day_start if day_start.minute == 0 else day_start.replace(minute=0) + HOUR
+    count = -(-(day_end - first) // HOUR)
+    index = (hour - first) // HOUR
+    return round_eur(per_day * (index + 1) / count) - round_eur(per_day * index / count)
+
+
+def power_per_day(prices: dict[str, Decimal], kw: dict[str, Decimal]) -> Decimal:
+    """The power term of one day: contracted kW x EUR/kW/day, summed over the power periods, exactly."""
+    with exact():
+        return sum((kw.get(period, Decimal(0)) * price for period, price in prices.items()), Decimal(0))
 
 
 def versions_in_force(tariff: Tariff, start: datetime, end: datetime) -> list[TariffVersion]:
     """The versions of ``tariff`` pricing some hour of [start, end), oldest first; no query while its revision holds."""
-    versions, _ = _tariff_versions(tariff)
+    versions, _, _ = _tariff_versions(tariff)
     starts = [version.valid_from for version in versions]
     first = max(0, bisect.bisect_right(starts, start) - 1)
     return versions[first : bisect.bisect_left(starts, end)]
@@ -49,7 +90,7 @@ class TariffSchedule:
 
     def __init__(self, tariff: Tariff, tz_name: str, start: datetime, end: datetime) -> None:
         self.tz_name = tz_name
-        self._versions, self._bands = _tariff_versions(tariff)
+        self._versions, self._bands, self._periods = _tariff_versions(tariff)
         self._starts = [v.valid_from for v in self._versions]
         first = max(0, bisect.bisect_right(self._starts, start) - 1)
         last = bisect.bisect_left(self._starts, end)
@@ -73,6 +114,9 @@ class TariffSchedule:
         if version.kind == TariffVersion.Kind.DYNAMIC:
             return version, self._prices.get((version.pk, hour))
         local = hour.astimezone(zone(self.tz_name))
+        if version.kind == TariffVersion.Kind.PERIODS:
+            periods = self._periods[version.pk]
+            return version, periods.energy[periods.calendar.energy_period(local)]
         weekday, local_hour = local.weekday(), local.hour
         for band in self._bands[version.pk]:
             if weekday in band.days and band.start <= local_hour < band.end:
@@ -88,14 +132,21 @@ class TariffSchedule:
         version = self.version_at(hour)
         if version is None or not version.standing_charge_per_day:
             return version, Decimal("0")
-        day_start, day_end = local_day_bounds(hour, self.tz_name)
-        # Hours of the day are the UTC hours starting inside it (zones with half-hour offsets too).
-        first = day_start if day_start.minute == 0 else day_start.replace(minute=0) + HOUR
-        count = -(-(day_end - first) // HOUR)
-        index = (hour - first) // HOUR
-        per_day = version.standing_charge_per_day
-        share = round_eur(per_day * (index + 1) / count) - round_eur(per_day * index / count)
-        return version, share
+        return version, day_share(hour, self.tz_name, version.standing_charge_per_day)
+
+    def power_prices(self, hour: datetime) -> tuple[TariffVersion | None, dict[str, Decimal]]:
+        """The version at ``hour`` and its EUR/kW/day per power period (empty: no power term)."""
+        version = self.version_at(hour)
+        if version is None or version.kind != TariffVersion.Kind.PERIODS:
+            return version, {}
+        return version, self._periods[version.pk].power
+
+    def power_charge(self, hour: datetime, kw: dict[str, Decimal]) -> tuple[TariffVersion | None, Decimal]:
+        """This hour's share of its local day's power term for contracted power ``kw`` (per power period)."""
+        version, prices = self.power_prices(hour)
+        if not prices or not kw:
+            return version, Decimal("0")
+        return version, day_share(hour, self.tz_name, power_per_day(prices, kw))
 
 
 # --- Taxes ----------------------------------------------------------------------------------------
@@ -182,6 +233,7 @@ class HouseholdSchedule:
             self._starts = [_EARLIEST] + [a.valid_from for a in assignments[1:]]
             self._tariffs = [a.tariff for a in assignments] or [household.tariff]
         self._tariff_schedules: dict[int, TariffSchedule] = {}
+        self._powers: list[tuple[datetime, dict[str, Decimal]]] | None = None  # read on first use
         # Looked up now, not on first use: a process then caches a tariff's rules the first time it
         # prices any hour of it, as it caches its versions, rather than on the first taxed one.
         self._tax_schedules = {tariff.pk: TaxSchedule(tariff, household.region) for tariff in self._tariffs}
@@ -204,6 +256,30 @@ class HouseholdSchedule:
         if self.contract_start is not None and hour < self.contract_start:
             return None, Decimal("0")
         return self._tariff_schedule(hour).standing_charge(hour)
+
+    def contracted_power(self, hour: datetime) -> dict[str, Decimal]:
+        """The household's contracted kW per power period at ``hour`` (empty: none recorded)."""
+        if self._powers is None:
+            rows = ContractedPower.objects.filter(household_id=self.household.pk).order_by("valid_from")
+            self._powers = [(row.valid_from, row.kilowatts()) for row in rows]
+        index = bisect.bisect_right([start for start, _ in self._powers], hour) - 1
+        return self._powers[index][1] if index >= 0 else {}
+
+    def power_charge(self, hour: datetime) -> tuple[TariffVersion | None, Decimal]:
+        """This hour's share of its local day's power term; nothing before the contract starts."""
+        if self.contract_start is not None and hour < self.contract_start:
+            return None, Decimal("0")
+        schedule = self._tariff_schedule(hour)
+        version, prices = schedule.power_prices(hour)
+        if not prices:
+            return version, Decimal("0")
+        return schedule.power_charge(hour, self.contracted_power(hour))
+
+    def rental_charge(self, hour: datetime, per_day: Decimal) -> tuple[TariffVersion | None, Decimal]:
+        """This hour's share of a meter's daily rental; nothing before the contract starts."""
+        if not per_day or (self.contract_start is not None and hour < self.contract_start):
+            return None, Decimal("0")
+        return self._tariff_schedule(hour).version_at(hour), day_share(hour, self.tz_name, per_day)
 
     def tax_rules(self, kind: str, hour: datetime) -> tuple[TaxRule, ...]:
         return self._tax_schedules[self.tariff_at(hour).pk].rules(kind, local_date(hour, self.tz_name))

@@ -1,9 +1,12 @@
-"""The standing charge of every contract, hour by hour, whether its meters report or not.
+"""The fixed charges of every contract, hour by hour, whether its meters report or not: the
+standing charge, the power term (contracted kW x EUR/kW/day, for tariffs that price power) and
+each active meter's rental.
 
 Ingest writes the standing lines of the hours its readings span; a silent meter writes none. This
 hourly job (beat, a few minutes before settlement) writes the missing ones for every household
 under contract (meters/contracts.py), up to the last hour that has ended, so the run that pays
-the hour pays its standing charge too.
+the hour pays its fixed charges too. Power and rental lines are written only here (and by
+``meters.usage.accrue_standing`` for hours before the job's mark), never by ingest.
 """
 
 from __future__ import annotations
@@ -17,8 +20,17 @@ from django.utils import timezone
 
 from lib.money import tax_of
 from lib.periods import HOUR, floor_hour, local_date
-from meters.models import HourlyUsage, Household, StandingMark, Tariff, TariffAssignment
-from meters.pricing import TariffSchedule, TaxSchedule
+from meters.models import (
+    ContractedPower,
+    HourlyUsage,
+    Household,
+    Meter,
+    StandingMark,
+    Tariff,
+    TariffAssignment,
+    parse_kilowatts,
+)
+from meters.pricing import TariffSchedule, TaxSchedule, day_share
 from meters.usage import accrue_standing
 
 log = logging.getLogger(__name__)
@@ -104,6 +116,89 @@ def accrue_new_contracts(household_ids: list[int], until: datetime) -> int:
     return written
 
 
+def _accrue_power(households: QuerySet[Household], groups, tariffs, hour: datetime) -> int:
+    """The hour's power-term lines of households whose tariff prices power, grouped by contracted kW."""
+    written = 0
+    already = HourlyUsage.objects.filter(household=OuterRef("pk"), kind=HourlyUsage.Kind.POWER, hour_start=hour)
+    for tariff_id, tz_name, region in groups:
+        tariff = tariffs[tariff_id]
+        schedule = TariffSchedule(tariff, tz_name, hour, hour + HOUR)
+        version, prices = schedule.power_prices(hour)
+        if not prices:
+            continue
+        members = households.filter(tariff_id=tariff_id, timezone=tz_name, region=region).exclude(Exists(already))
+        # Each household's contracted power at the hour: its latest row from before it (ordered, so the
+        # dict keeps the latest). One row per household and change: small beside the ledger.
+        current: dict[int, dict] = {}
+        rows = ContractedPower.objects.filter(household__in=members.values("pk"), valid_from__lte=hour)
+        for household_id, kw in rows.order_by("household_id", "valid_from").values_list("household_id", "kw"):
+            current[household_id] = kw
+        by_power: dict[tuple, list[int]] = {}
+        for household_id, kw in current.items():
+            by_power.setdefault(tuple(sorted(kw.items())), []).append(household_id)
+        tax_rate = TaxSchedule(tariff, region).rate(HourlyUsage.Kind.POWER, local_date(hour, tz_name))
+        for kw_items, ids in by_power.items():
+            _, share = schedule.power_charge(hour, parse_kilowatts(dict(kw_items)))
+            if not share:
+                continue
+            Household.objects.filter(pk__in=ids).update(usage_version=F("usage_version") + 1)
+            written += _insert_lines(
+                Household.objects.filter(pk__in=ids).order_by(),
+                hour,
+                version.pk,
+                share,
+                tax_rate,
+                tax_of(share, tax_rate),
+                kind=HourlyUsage.Kind.POWER,
+            )
+    return written
+
+
+def _accrue_rental(households: QuerySet[Household], hour: datetime) -> int:
+    """The hour's rental lines of the active meters of ``households``, grouped by what prices them."""
+    already = HourlyUsage.objects.filter(meter=OuterRef("pk"), kind=HourlyUsage.Kind.RENTAL, hour_start=hour)
+    meters = (
+        Meter.objects.filter(
+            household__in=households.values("pk"),
+            is_active=True,
+            rental_per_day__gt=0,
+            installed_at__lt=hour + HOUR,
+        )
+        .exclude(Exists(already))
+        .order_by()
+    )
+    groups = list(
+        meters.values_list(
+            "household__tariff_id", "household__timezone", "household__region", "rental_per_day"
+        ).distinct()
+    )
+    tariffs = Tariff.objects.in_bulk({group[0] for group in groups})
+    written = 0
+    for tariff_id, tz_name, region, per_day in groups:
+        tariff = tariffs[tariff_id]
+        version = TariffSchedule(tariff, tz_name, hour, hour + HOUR).version_at(hour)
+        share = day_share(hour, tz_name, per_day)
+        if not share:
+            continue
+        tax_rate = TaxSchedule(tariff, region).rate(HourlyUsage.Kind.RENTAL, local_date(hour, tz_name))
+        members = meters.filter(household__tariff_id=tariff_id, household__timezone=tz_name, household__region=region)
+        members = members.filter(rental_per_day=per_day)
+        Household.objects.filter(pk__in=members.values("household_id")).update(usage_version=F("usage_version") + 1)
+        select, params = members.values("id", "household_id").query.sql_with_params()
+        written += _insert(
+            "meter_id, household_id",
+            f"due.id, due.household_id FROM ({select}) AS due",
+            params,
+            HourlyUsage.Kind.RENTAL,
+            hour,
+            version.pk if version else None,
+            share,
+            tax_rate,
+            tax_of(share, tax_rate),
+        )
+    return written
+
+
 def _accrue_hour(hour: datetime) -> int:
     households = on_current_tariff(hour)
     groups = list(households.values_list("tariff_id", "timezone", "region").distinct())
@@ -120,6 +215,8 @@ def _accrue_hour(hour: datetime) -> int:
         if not Household.objects.filter(pk__in=missing.values("pk")).update(usage_version=F("usage_version") + 1):
             continue
         written += _insert_lines(missing, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
+    written += _accrue_power(households, groups, tariffs, hour)
+    written += _accrue_rental(households, hour)
     # Households under contract whose current tariff does not cover the hour (a run catching up on
     # hours before a tariff change): few, and priced one by one from their assignments.
     started = TariffAssignment.objects.filter(household=OuterRef("pk"), valid_from__lte=hour)
@@ -128,25 +225,36 @@ def _accrue_hour(hour: datetime) -> int:
         .filter(open_at(hour))
         .order_by("pk")
     )
-    for household in others.filter(Exists(started)).exclude(Exists(already)).select_related("tariff"):
+    # (accrue_standing writes whichever of the hour's standing, power and rental lines are missing.)
+    for household in others.filter(Exists(started)).select_related("tariff"):
         written += accrue_standing(household, hour, hour + HOUR)
     return written
 
 
-def _insert_lines(missing: QuerySet[Household], hour, version_id, share, tax_rate, tax_eur) -> int:
-    """One INSERT ... SELECT of a standing line per household of ``missing``; skipped where one exists."""
+def _insert_lines(
+    missing: QuerySet[Household], hour, version_id, share, tax_rate, tax_eur, kind: str = HourlyUsage.Kind.STANDING
+) -> int:
+    """One INSERT ... SELECT of a household's line (standing charge or power term) per household of
+    ``missing``; skipped where one exists."""
     select, params = missing.values("id").query.sql_with_params()
+    return _insert(
+        "household_id", f"due.id FROM ({select}) AS due", params, kind, hour, version_id, share, tax_rate, tax_eur
+    )
+
+
+def _insert(owner_columns, source, params, kind, hour, version_id, share, tax_rate, tax_eur) -> int:
     ops = connection.ops
     table = HourlyUsage._meta.db_table
-    columns = "household_id, kind, hour_start, seq, kwh, tariff_version_id, cost_eur, tax_rate, tax_eur, updated_at"
+    columns = f"{owner_columns}, kind, hour_start, seq, kwh, tariff_version_id, cost_eur, tax_rate, tax_eur, updated_at"
+    owners, source_sql = source.split(" FROM ", 1)
     # "WHERE true": SQLite would read ON CONFLICT as the join's ON otherwise.
     sql = (
         f"INSERT INTO {table} ({columns}) "  # noqa: S608 (table and column names are ours)
-        f"SELECT due.id, %s, %s, 0, 0, %s, %s, %s, %s, %s FROM ({select}) AS due WHERE true ON CONFLICT DO NOTHING"
+        f"SELECT {owners}, %s, %s, 0, 0, %s, %s, %s, %s, %s FROM {source_sql} WHERE true ON CONFLICT DO NOTHING"
     )
     decimal = HourlyUsage._meta.get_field
     values = [
-        HourlyUsage.Kind.STANDING.value,
+        str(kind),
         ops.adapt_datetimefield_value(hour),
         version_id,
         ops.adapt_decimalfield_value(share, decimal("cost_eur").max_digits, decimal("cost_eur").decimal_places),

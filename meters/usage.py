@@ -41,7 +41,8 @@ def record_energy(
         return
     schedule = HouseholdSchedule(household, start, end)
     lines = HourlyUsage.objects.filter(household=household, hour_start__gte=start, hour_start__lt=end).filter(
-        Q(meter=meter) | Q(kind=HourlyUsage.Kind.STANDING)
+        # Its meter's energy lines (not its rental lines, which ingest never touches) and the standing lines.
+        Q(meter=meter, kind=HourlyUsage.Kind.ENERGY) | Q(kind=HourlyUsage.Kind.STANDING)
     )
     energy_lines: defaultdict[datetime, list[HourlyUsage]] = defaultdict(list)
     standing_hours = set()
@@ -90,11 +91,13 @@ def standing_lines(household: Household, schedule: HouseholdSchedule, hours: Ite
 
 
 def accrue_standing(household: Household, start: datetime, end: datetime) -> int:
-    """Write the household's missing standing-charge lines of [start, end); how many were written.
+    """Write the household's missing fixed-charge lines of [start, end): the standing charge, the
+    power term and each active meter's rental; how many were written.
 
-    For a contract starting before the hourly job's mark (meters/standing.py). The caller holds the
-    mark's lock; the unique constraint keeps a line that ingest wrote meanwhile. A closed account
-    accrues nothing from its closing hour.
+    For a contract (or a contracted power) starting before the hourly job's mark (meters/standing.py),
+    and for the job's few households whose tariff changed since the hour. The caller holds the
+    mark's lock; the unique constraints keep a line that another writer added meanwhile. A closed
+    account accrues nothing from its closing hour.
     """
     if household.closed_at is not None:
         end = min(end, household.closed_at)
@@ -102,16 +105,72 @@ def accrue_standing(household: Household, start: datetime, end: datetime) -> int
         return 0
     existing = set(
         HourlyUsage.objects.filter(
-            household=household, kind=HourlyUsage.Kind.STANDING, hour_start__gte=start, hour_start__lt=end
-        ).values_list("hour_start", flat=True)
+            household=household,
+            kind__in=[HourlyUsage.Kind.STANDING, HourlyUsage.Kind.POWER, HourlyUsage.Kind.RENTAL],
+            hour_start__gte=start,
+            hour_start__lt=end,
+        ).values_list("kind", "meter_id", "hour_start")
     )
+    schedule = HouseholdSchedule(household, start, end)
+    hours = hours_between(start, end)
     lines = standing_lines(
-        household, HouseholdSchedule(household, start, end), (h for h in hours_between(start, end) if h not in existing)
+        household, schedule, (h for h in hours if (HourlyUsage.Kind.STANDING, None, h) not in existing)
     )
+    lines += power_lines(household, schedule, (h for h in hours if (HourlyUsage.Kind.POWER, None, h) not in existing))
+    for meter in household.meters.filter(is_active=True, rental_per_day__gt=0).order_by("pk"):
+        due = (
+            h for h in hours if h + HOUR > meter.installed_at and (HourlyUsage.Kind.RENTAL, meter.pk, h) not in existing
+        )
+        lines += rental_lines(household, meter, schedule, due)
     if lines:
         bump_usage_version([household.pk])
         HourlyUsage.objects.bulk_create(lines, ignore_conflicts=True)
     return len(lines)
+
+
+def power_lines(household: Household, schedule: HouseholdSchedule, hours: Iterable[datetime]) -> list[HourlyUsage]:
+    """New power-term lines for ``hours``, taxed: the hour's share of its local day's contracted kW x price."""
+    lines = []
+    for hour in hours:
+        version, share = schedule.power_charge(hour)
+        if share:
+            tax_rate = schedule.tax_rate(HourlyUsage.Kind.POWER, hour)
+            lines.append(
+                HourlyUsage(
+                    household=household,
+                    kind=HourlyUsage.Kind.POWER,
+                    hour_start=hour,
+                    tariff_version=version,
+                    cost_eur=share,
+                    tax_rate=tax_rate,
+                    tax_eur=tax_of(share, tax_rate),
+                )
+            )
+    return lines
+
+
+def rental_lines(
+    household: Household, meter: Meter, schedule: HouseholdSchedule, hours: Iterable[datetime]
+) -> list[HourlyUsage]:
+    """New meter-rental lines of one meter for ``hours``, taxed: the hour's share of its daily rental."""
+    lines = []
+    for hour in hours:
+        version, share = schedule.rental_charge(hour, meter.rental_per_day)
+        if share:
+            tax_rate = schedule.tax_rate(HourlyUsage.Kind.RENTAL, hour)
+            lines.append(
+                HourlyUsage(
+                    household=household,
+                    meter=meter,
+                    kind=HourlyUsage.Kind.RENTAL,
+                    hour_start=hour,
+                    tariff_version=version,
+                    cost_eur=share,
+                    tax_rate=tax_rate,
+                    tax_eur=tax_of(share, tax_rate),
+                )
+            )
+    return lines
 
 
 def bump_usage_version(household_ids: Iterable[int]) -> None:

@@ -36,7 +36,11 @@ ZERO = Decimal("0")
 CENT = Decimal("0.01")
 _DAYS = Decimal("0.000001")
 ENERGY, STANDING, TAX, ROUNDING = "energy", "standing", "tax", "rounding"
-_ORDER = {ENERGY: 0, STANDING: 1, TAX: 2, ROUNDING: 3}
+# The power term and the meter rental (issue 18): one line each per tariff version, their amount only
+# (the power term per period, kW x days x price, is the Spanish bill's: issue 18 item 7).
+POWER, RENTAL = "power", "rental"
+CHARGES = (ENERGY, STANDING, POWER, RENTAL)
+_ORDER = {ENERGY: 0, STANDING: 1, POWER: 1, RENTAL: 1, TAX: 2, ROUNDING: 3}
 
 
 def to_cent(amount: Decimal) -> Decimal:
@@ -179,7 +183,7 @@ class Content:
 
     @property
     def net_eur(self) -> Decimal:
-        return sum((line.amount_eur for line in self.lines if line.kind in (ENERGY, STANDING)), ZERO)
+        return sum((line.amount_eur for line in self.lines if line.kind in CHARGES), ZERO)
 
     @property
     def tax_eur(self) -> Decimal:
@@ -203,7 +207,10 @@ def compose(groups: list[UsageGroup], versions: dict[int, TariffVersion]) -> Con
         if group.settled:
             content.settled_exact += group.cost_eur + group.tax_eur
         version = versions.get(group.tariff_version_id) if group.tariff_version_id is not None else None
-        if group.kind == HourlyUsage.Kind.STANDING:
+        if group.kind in (HourlyUsage.Kind.POWER, HourlyUsage.Kind.RENTAL):
+            key = f"{group.kind}:{group.tariff_version_id}"
+            line = lines.setdefault(key, Draft(key, str(group.kind)))
+        elif group.kind == HourlyUsage.Kind.STANDING:
             key = f"standing:{group.tariff_version_id}"
             line = lines.setdefault(
                 key, Draft(key, STANDING, unit_price=version.standing_charge_per_day if version else None)

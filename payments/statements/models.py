@@ -226,6 +226,8 @@ class StatementLine(Final):
     class Kind(models.TextChoices):
         ENERGY = "energy", _("Energy")
         STANDING = "standing", _("Standing charge")
+        POWER = "power", _("Power term")
+        RENTAL = "rental", _("Meter rental")
         TAX = "tax", _("Tax")
         ROUNDING = "rounding", _("Rounding")
 
@@ -259,8 +261,8 @@ class StatementLine(Final):
             if self.unit_price is None:
                 return str(_("Energy at hourly prices"))
             return str(_("Energy at %(rate)s") % {"rate": format_rate(self.unit_price)})
-        if self.kind == self.Kind.STANDING:
-            return str(_("Standing charge"))
+        if self.kind in (self.Kind.STANDING, self.Kind.POWER, self.Kind.RENTAL):
+            return str(self.Kind(self.kind).label)
         if self.kind == self.Kind.TAX:
             return self.name or str(_("Tax at %(percent)s%%") % {"percent": f"{self.tax_percent:f}"})
         return str(_("Rounding to the cent"))

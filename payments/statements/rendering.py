@@ -54,7 +54,7 @@ def document_context(statement: Statement) -> dict:
     return {
         "statement": statement,
         "lines": lines,
-        "charges": [line for line in lines if line.kind in ("energy", "standing")],
+        "charges": [line for line in lines if line.kind in ("energy", "standing", "power", "rental")],
         "taxes": [line for line in lines if line.kind == "tax"],
         "rounding": [line for line in lines if line.kind == "rounding"],
         "payments": payments,

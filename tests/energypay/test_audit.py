@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from energypay.middleware import StaffAuditMiddleware
 from meters.ingest import ingest_readings
-from meters.models import HeldReading, Household, TariffVersion
+from meters.models import ContractedPower, HeldReading, Household, TariffVersion
 from meters.schema import ReadingIn
 from payments.models import PriceQuote
 from payments.networks.local import LocalLedger
@@ -98,6 +98,7 @@ def test_the_history_is_shown_per_object_and_in_one_searchable_list(staff_client
         "admin:webhooks_webhookendpoint_auditlog",
         "admin:meters_taxrule_auditlog",
         "admin:meters_tariffassignment_auditlog",
+        "admin:meters_contractedpower_auditlog",
     ],
 )
 def test_every_audited_model_has_its_history_page(staff_client, meter_and_token, name):
@@ -118,6 +119,9 @@ def test_every_audited_model_has_its_history_page(staff_client, meter_and_token,
         "webhookendpoint": endpoint,
         "taxrule": rule("iva", "0.21"),
         "tariffassignment": start_contract(meter.household_id, NOW.replace(minute=0)),
+        "contractedpower": ContractedPower.objects.create(
+            household=meter.household, valid_from=NOW.replace(minute=0), kw={"P1": "4.6", "P2": "4.6"}
+        ),
     }
     target = objects[name.split("_")[-2]]
 

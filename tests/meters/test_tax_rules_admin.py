@@ -193,7 +193,7 @@ def test_a_rule_that_priced_days_cannot_be_deleted_but_a_future_one_can(staff_cl
         pytest.param({"rate": "NaN"}, "Enter a number", id="not a number"),
         pytest.param({"rate": "0.00000000001"}, "decimal places", id="more than 10 decimals"),
         pytest.param({"kinds": []}, "required", id="taxing nothing"),
-        pytest.param({"kinds": ["rental"]}, "not one of the available choices", id="an unknown kind"),
+        pytest.param({"kinds": ["excess_power"]}, "not one of the available choices", id="an unknown kind"),
         pytest.param({"valid_to": "2026-11-01"}, "cannot come before", id="ending before it starts"),
         pytest.param({"tax": "IVA 21%"}, "slug", id="a tax code with spaces"),
     ],
