@@ -456,9 +456,7 @@ class InvoiceRecord(Final):
                 condition=Q(position=1, previous_hash="") | Q(position__gt=1) & ~Q(previous_hash=""),
                 name="invoice_record_links_previous",
             ),
-            models.UniqueConstraint(
-                fields=["statement", "kind"], name="invoice_record_one_per_statement_and_kind"
-            ),
+            models.UniqueConstraint(fields=["statement", "kind"], name="invoice_record_one_per_statement_and_kind"),
             models.CheckConstraint(
                 condition=Q(kind="anulacion") | (~Q(invoice_type="") & Q(total__isnull=False)),
                 name="invoice_record_alta_has_type_and_total",

@@ -218,7 +218,9 @@ def verify(chain: InvoiceRecordChain) -> list[str]:
             problems.append(f"{label}: position {record.position}, expected {expected}")
         if hash_of(record) != record.hash:
             problems.append(f"{label}: its hash does not match its fields")
-        link = (previous.issuer_tax_id, previous.invoice_number, previous.invoice_date, previous.hash) if previous else ("", "", None, "")
+        link = ("", "", None, "")
+        if previous is not None:
+            link = (previous.issuer_tax_id, previous.invoice_number, previous.invoice_date, previous.hash)
         if (
             record.previous_issuer_tax_id,
             record.previous_invoice_number,
@@ -354,4 +356,3 @@ def _originals(statements: list[Statement]) -> dict[int, InvoiceRecord]:
         record.statement_id: record
         for record in InvoiceRecord.objects.filter(statement_id__in=ids, kind=InvoiceRecord.Kind.ALTA)
     }
-

@@ -28,39 +28,48 @@ def test_the_aeat_first_alta_example():
         "&TipoFactura=F1&CuotaTotal=12.35&ImporteTotal=123.45&Huella="
         "&FechaHoraHusoGenRegistro=2024-01-01T19:20:30+01:00"
     )
-    assert fingerprint.alta(
-        issuer="89890001K",
-        number="12345678/G33",
-        issue_date="01-01-2024",
-        invoice_type="F1",
-        total_tax="12.35",
-        total="123.45",
-        previous_hash="",
-        generated="2024-01-01T19:20:30+01:00",
-    ) == FIRST
+    assert (
+        fingerprint.alta(
+            issuer="89890001K",
+            number="12345678/G33",
+            issue_date="01-01-2024",
+            invoice_type="F1",
+            total_tax="12.35",
+            total="123.45",
+            previous_hash="",
+            generated="2024-01-01T19:20:30+01:00",
+        )
+        == FIRST
+    )
 
 
 def test_the_aeat_second_alta_example_chained_to_the_first():
-    assert fingerprint.alta(
-        issuer="89890001K",
-        number="12345679/G34",
-        issue_date="01-01-2024",
-        invoice_type="F1",
-        total_tax="12.35",
-        total="123.45",
-        previous_hash=FIRST,
-        generated="2024-01-01T19:20:35+01:00",
-    ) == SECOND
+    assert (
+        fingerprint.alta(
+            issuer="89890001K",
+            number="12345679/G34",
+            issue_date="01-01-2024",
+            invoice_type="F1",
+            total_tax="12.35",
+            total="123.45",
+            previous_hash=FIRST,
+            generated="2024-01-01T19:20:35+01:00",
+        )
+        == SECOND
+    )
 
 
 def test_the_aeat_anulacion_example_chained_to_the_second():
-    assert fingerprint.anulacion(
-        issuer="89890001K",
-        number="12345679/G34",
-        issue_date="01-01-2024",
-        previous_hash=SECOND,
-        generated="2024-01-01T19:20:40+01:00",
-    ) == CANCELLED
+    assert (
+        fingerprint.anulacion(
+            issuer="89890001K",
+            number="12345679/G34",
+            issue_date="01-01-2024",
+            previous_hash=SECOND,
+            generated="2024-01-01T19:20:40+01:00",
+        )
+        == CANCELLED
+    )
 
 
 def test_values_are_trimmed_but_inner_spaces_kept():
