@@ -14,10 +14,13 @@
 - ``StatementWithdrawal``: the withdrawals of the wallet's balance in the month (the final statement
   of a closed account shows where its balance went).
 - ``StatementDelivery``: the outbox of mails (one per issue, one per staff re-send), retried until sent.
+- ``InvoiceRecordChain`` and ``InvoiceRecord``: VERI*FACTU's chained record of every issued document, one
+  chain per issuer NIF (payments.statements.verifactu.records; docs/spain.md).
 
 Statements, lines and payments are final: ``save()`` of a stored row, ``delete()`` and a queryset's
 ``update()``/``delete()`` raise ``DocumentIsFinal``, and on PostgreSQL a trigger refuses UPDATE and
-DELETE as well (migration 0002). Lock order: the series counter is the only row issuing locks.
+DELETE as well (migration 0002); so are invoice records (0004). Lock order: the series counter, then the
+issuer's chain head (``InvoiceRecordChain``); an anulación locks only the chain head.
 """
 
 from __future__ import annotations
