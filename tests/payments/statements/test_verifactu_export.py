@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -16,8 +16,10 @@ import time_machine
 from django.core.management import CommandError, call_command
 
 from meters.models import Household
+from payments.statements import corrections
 from payments.statements.models import InvoiceRecord, InvoiceRecordChain
 from payments.statements.verifactu import export, records
+from tests.meters.taxkit import hourly_readings
 from tests.meters.test_taxes import october  # noqa: F401 (the fixture: a month of two tariffs and a VAT change)
 from tests.payments.statements import kit, verifactukit
 
@@ -50,7 +52,7 @@ def _findings(report) -> list:
 @pytest.fixture
 def chain_of_everything(make_household, make_meter, monkeypatch, october):  # noqa: F811
     """Statements with and without a customer NIF, with VAT and the electricity tax, corrective notes of both
-    kinds (R4 and R5) and an anulación: one issuer's chain of six records."""
+    kinds (R4 and R5, one changing both taxes) and an anulación: one issuer's chain of seven records."""
     taxed, _ = october
     Household.objects.filter(pk=taxed.pk).update(created_at=kit.LONG_AGO)
     simple, full = verifactukit.town(make_household, make_meter, 2)
@@ -60,9 +62,13 @@ def chain_of_everything(make_household, make_meter, monkeypatch, october):  # no
     statements = verifactukit.issue([full])
     verifactukit.correct(simple)
     verifactukit.correct(full)
+    late_meter, _ = make_meter(taxed)  # 2 kWh of October's last hour, reported late: a note with both taxes
+    with time_machine.travel(verifactukit.CORRECTED_AT, tick=False):
+        hourly_readings(late_meter, kit.OCTOBER_END - timedelta(hours=1), 1, kwh_per_hour="2", first="50")
+    assert corrections.correct(taxed.pk, kit.OCTOBER, now=verifactukit.CORRECTED_AT) is not None
     with time_machine.travel(datetime(2026, 11, 4, 12, 0, tzinfo=UTC), tick=False):
         records.cancel(statements[0], reason="test")
-    assert InvoiceRecord.objects.count() == 6
+    assert InvoiceRecord.objects.count() == 7
     return InvoiceRecordChain.objects.get()
 
 
@@ -74,7 +80,7 @@ def test_the_export_passes_verifactu_lint_without_an_error(chain_of_everything, 
     assert errors_of(result) == [] and result["code"] == 0, result
     root = ET.parse(path).getroot()  # noqa: S314 (our own file)
     kinds = [child.tag.split("}")[1] for wrapper in root.iter(f"{SFLR}RegistroFactura") for child in wrapper]
-    assert kinds == ["RegistroAlta"] * 5 + ["RegistroAnulacion"]
+    assert kinds == ["RegistroAlta"] * 6 + ["RegistroAnulacion"]
     assert root.find(f"{SF}Cabecera/{SF}ObligadoEmision/{SF}NIF").text == "B12345674"
     hashes = [node.text for node in root.iter(f"{SF}Huella") if node.text and len(node.text) == 64]
     assert set(hashes) == set(InvoiceRecord.objects.values_list("hash", flat=True))
@@ -98,7 +104,7 @@ def test_more_than_a_thousand_records_are_written_as_blocks_of_the_schema(chain_
     call_command("export_invoice_records", str(path))
     root = ET.parse(path).getroot()  # noqa: S314 (our own file)
     assert root.tag == "RegistrosFacturacion"
-    assert [len(block.findall(f"{SFLR}RegistroFactura")) for block in root] == [4, 2]
+    assert [len(block.findall(f"{SFLR}RegistroFactura")) for block in root] == [4, 3]
     assert errors_of(lint(path)) == []
 
 

@@ -4,7 +4,7 @@ transaction; a statement that should not exist gets an anulación; records are n
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
 
 from meters.models import Household
+from payments.statements import corrections
 from payments.statements.issuing import issue_households
 from payments.statements.models import DocumentIsFinal, InvoiceRecord, InvoiceRecordChain, Statement
 from payments.statements.verifactu import records
@@ -163,3 +164,40 @@ def test_verify_finds_a_record_whose_fields_no_longer_match_its_hash(make_househ
     with connection.cursor() as cursor:  # a forgery behind the model's back, as only SQL could make it
         cursor.execute("UPDATE statements_invoicerecord SET total = '9.99' WHERE position = 1")
     assert records.verify(chain) == ["#1 EP-2026-000001: its hash does not match its fields"]
+
+
+def test_a_corrective_note_with_taxes_records_the_change_of_each_tax_base(october, make_meter):  # noqa: F811
+    """A second meter reports 2 kWh in October's last hour after the statement: tariff B's 0.20 EUR/kWh makes
+    0.40, the electricity tax 0.40 x 5.11269632% = 0.02045 (0.02), VAT 10% on 0.42045 = 0.04 (the 20th onwards).
+    The note's VAT base is that change, 0.42, not the month's base again (the bug this test found in
+    payments.statements.lines.difference). The month's total, rounded once, moves by 0.47: a rounding line
+    carries the cent the rounded lines miss."""
+    from tests.meters.taxkit import hourly_readings
+
+    household, _ = october
+    Household.objects.filter(pk=household.pk).update(created_at=kit.LONG_AGO)
+    with time_machine.travel(ISSUED_AT, tick=False):
+        issue_households([household.pk], kit.OCTOBER, now=ISSUED_AT)
+    meter, _ = make_meter(household)
+    with time_machine.travel(verifactukit.CORRECTED_AT, tick=False):
+        hourly_readings(meter, kit.OCTOBER_END - timedelta(hours=1), 1, kwh_per_hour="2", first="50")
+        note = corrections.correct(household.pk, kit.OCTOBER, now=verifactukit.CORRECTED_AT)
+
+    vat = note.lines.get(key__startswith="tax:1:iva")
+    assert (vat.base_eur, vat.amount_eur) == (Decimal("0.42"), Decimal("0.04"))
+    record = InvoiceRecord.objects.get(statement=note)
+    assert (record.invoice_type, record.total_tax, record.total) == ("R5", Decimal("0.04"), note.total_eur)
+    amounts = {
+        line.key.split(":")[0] + (line.key.split(":")[2] if line.kind == "tax" else ""): line.amount_eur
+        for line in note.lines.all()
+    }
+    assert amounts == {
+        "energy": Decimal("0.40"),
+        "taxiee": Decimal("0.02"),
+        "taxiva": Decimal("0.04"),
+        "rounding": Decimal("0.01"),
+    }
+    assert note.total_eur == Decimal("0.47")
+    assert record.content["breakdown"] == [
+        {"tax": "0.04", "tax_code": "01", "regime": "01", "qualification": "S1", "rate": "10.00", "base": "0.42"}
+    ]
