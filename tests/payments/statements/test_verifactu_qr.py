@@ -4,6 +4,7 @@ statement, between 30 and 40 mm wide, with "QR tributario:" above it and "VERI*F
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -12,7 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
+from pypdf import PdfReader
 
+from meters.models import Household
 from payments.statements import rendering
 from payments.statements.models import Statement
 from payments.statements.verifactu import qr, records
@@ -124,3 +127,18 @@ def _walk(box):
     yield box
     for child in getattr(box, "children", None) or []:
         yield from _walk(child)
+
+
+def test_the_customers_tax_id_and_supply_point_are_on_the_document_as_snapshotted(
+    client, make_household, make_meter, monkeypatch
+):
+    monkeypatch.setattr(Household, "tax_id", "12345678Z", raising=False)  # the spain branch's fields
+    monkeypatch.setattr(Household, "cups", "ES0021000000000001JN", raising=False)
+    (statement,) = verifactukit.issue(verifactukit.town(make_household, make_meter, 1))
+    assert (statement.customer["tax_id"], statement.customer["cups"]) == ("12345678Z", "ES0021000000000001JN")
+    client.force_login(statement.household.user)
+    body = client.get(reverse("statement-detail", args=[statement.pk])).content.decode()
+    assert '<span id="statement-customer-tax-id">12345678Z</span>' in body
+    assert '<span id="statement-customer-cups">ES0021000000000001JN</span>' in body
+    pdf = PdfReader(io.BytesIO(rendering.pdf_bytes(statement)))
+    assert "12345678Z" in pdf.pages[0].extract_text()
