@@ -226,10 +226,9 @@ def issued(statements: list[Statement], *, acting_user=None) -> None:
     issuer's chain lock, taken after the series counter's), their mails are queued (the outbox,
     payments.statements.mail), a ``statement.issued`` event goes to
     settings.EVENT_HOOK (webhooks, docs/webhooks.md), and ``STATEMENT_ISSUED_HOOK`` is
-    called with them, when set: a record that must exist exactly when a statement does (a tax
-    authority's chained invoice record) is written there, in this transaction and under the series
-    counter's lock, so numbers and records follow one order and a crash leaves both or neither. What
-    it raises rolls the statements back.
+    called with them, when set: what a higher floor must write exactly when a statement exists, in
+    this transaction and under the series counter's lock, so a crash leaves both or neither. What
+    any of them raises rolls the statements back.
     """
     if settings.INVOICE_RECORDS_MODE == "verifactu":
         record_issued(statements, acting_user=acting_user)
