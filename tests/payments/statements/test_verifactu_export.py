@@ -56,9 +56,8 @@ def chain_of_everything(make_household, make_meter, monkeypatch, october):  # no
     taxed, _ = october
     Household.objects.filter(pk=taxed.pk).update(created_at=kit.LONG_AGO)
     simple, full = verifactukit.town(make_household, make_meter, 2)
-    monkeypatch.setattr(Household, "tax_id", "", raising=False)
     verifactukit.issue([taxed, simple])
-    monkeypatch.setattr(Household, "tax_id", "12345678Z", raising=False)
+    verifactukit.identify(monkeypatch, [full], "12345678Z")
     statements = verifactukit.issue([full])
     verifactukit.correct(simple)
     verifactukit.correct(full)

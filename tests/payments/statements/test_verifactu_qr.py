@@ -15,7 +15,6 @@ import pytest
 from django.urls import reverse
 from pypdf import PdfReader
 
-from meters.models import Household
 from payments.statements import rendering
 from payments.statements.models import Statement
 from payments.statements.verifactu import qr, records
@@ -132,9 +131,9 @@ def _walk(box):
 def test_the_customers_tax_id_and_supply_point_are_on_the_document_as_snapshotted(
     client, make_household, make_meter, monkeypatch
 ):
-    monkeypatch.setattr(Household, "tax_id", "12345678Z", raising=False)  # the spain branch's fields
-    monkeypatch.setattr(Household, "cups", "ES0021000000000001JN", raising=False)
-    (statement,) = verifactukit.issue(verifactukit.town(make_household, make_meter, 1))
+    homes = verifactukit.town(make_household, make_meter, 1)
+    verifactukit.identify(monkeypatch, homes, "12345678Z", cups="ES0021000000000001JN")
+    (statement,) = verifactukit.issue(homes)
     assert (statement.customer["tax_id"], statement.customer["cups"]) == ("12345678Z", "ES0021000000000001JN")
     client.force_login(statement.household.user)
     body = client.get(reverse("statement-detail", args=[statement.pk])).content.decode()

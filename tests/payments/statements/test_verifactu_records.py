@@ -37,7 +37,7 @@ def test_a_statement_with_vat_and_the_electricity_tax_gets_an_alta_hashed_from_i
     143.20, VAT 21% 17.79 on 84.72 and VAT 10% 6.58 on 65.80, total 174.89. The record lists the VAT only (the
     electricity tax is inside VAT's base): CuotaTotal 17.79 + 6.58 = 24.37, and 84.72 + 65.80 + 24.37 = 174.89."""
     household, _ = october
-    monkeypatch.setattr(Household, "tax_id", "12345678Z", raising=False)  # the spain branch's field
+    verifactukit.identify(monkeypatch, [household], "12345678Z")
     Household.objects.filter(pk=household.pk).update(created_at=kit.LONG_AGO)
     with time_machine.travel(ISSUED_AT, tick=False):
         issue_households([household.pk], kit.OCTOBER, now=ISSUED_AT)
@@ -94,8 +94,8 @@ def test_statements_and_their_corrective_notes_form_one_chain_in_generation_orde
 
 
 def test_a_corrective_note_of_a_full_invoice_is_an_r4_naming_its_recipient(make_household, make_meter, monkeypatch):
-    monkeypatch.setattr(Household, "tax_id", "X1234567L", raising=False)
     (home,) = verifactukit.town(make_household, make_meter, 1)
+    verifactukit.identify(monkeypatch, [home], "X1234567L")
     verifactukit.issue([home])
     verifactukit.correct(home)
     assert [(r.invoice_type, r.content["recipient"]["tax_id"]) for r in InvoiceRecord.objects.all()] == [
