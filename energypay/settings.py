@@ -365,7 +365,8 @@ COMMUNITY_MIN_HOUSEHOLDS = 5
 # --- Statements (docs/billing.md, "Statements") ---
 # Who issues them: printed on every statement and snapshotted on it when issued.
 STATEMENT_ISSUER_NAME = env_str("STATEMENT_ISSUER_NAME", "EnergyPay Demo Utility")
-STATEMENT_ISSUER_TAX_ID = env_str("STATEMENT_ISSUER_TAX_ID", "ESX0000000X")
+# A Spanish NIF of 9 characters: VERI*FACTU records name the issuer by it (the default is a made-up company's).
+STATEMENT_ISSUER_TAX_ID = env_str("STATEMENT_ISSUER_TAX_ID", "B12345674")
 STATEMENT_ISSUER_ADDRESS = env_str("STATEMENT_ISSUER_ADDRESS", "Calle de Ejemplo 1, 28001 Madrid, Spain")
 # The issuer's clock: issue dates and the numbering year (EP-2026-...) are its local dates.
 STATEMENT_TIME_ZONE = env_timezone("STATEMENT_TIME_ZONE", "Europe/Madrid")
@@ -375,6 +376,18 @@ STATEMENT_ISSUE_DELAY_HOURS = env_int("STATEMENT_ISSUE_DELAY_HOURS", 6, minimum=
 STATEMENT_RECENT_MONTHS = env_int("STATEMENT_RECENT_MONTHS", 3, minimum=1)
 # Called inside the issuing transaction with the statements it inserted (dotted path; none by default).
 STATEMENT_ISSUED_HOOK = env_str("STATEMENT_ISSUED_HOOK")
+
+# --- Invoice records (docs/spain.md, "VERI*FACTU") ---
+# How the issuer keeps its invoice records: "verifactu" (chained records of every statement, the QR and the
+# legend on it). "sii" (the issuer reports through the SII instead) is not supported yet: a system check
+# refuses to start with it.
+INVOICE_RECORDS_MODE = env_choice("INVOICE_RECORDS_MODE", "verifactu", ("verifactu", "sii"))
+# Which AEAT validation service the statements' QR codes point at: "test" (pre-production) or "production".
+VERIFACTU_ENVIRONMENT = env_choice("VERIFACTU_ENVIRONMENT", "test", ("test", "production"))
+# The invoicing system as each record names it (SistemaInformatico): who produced it, and this installation.
+VERIFACTU_PRODUCER_NAME = env_str("VERIFACTU_PRODUCER_NAME", STATEMENT_ISSUER_NAME)
+VERIFACTU_PRODUCER_TAX_ID = env_str("VERIFACTU_PRODUCER_TAX_ID", STATEMENT_ISSUER_TAX_ID)
+VERIFACTU_INSTALLATION_NUMBER = env_str("VERIFACTU_INSTALLATION_NUMBER", "1")
 
 # --- Alarms (README.md, "Alarms") ---
 # meters and payments call these after usage changes and after a settlement chunk (they never import alarms).

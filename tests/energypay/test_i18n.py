@@ -40,6 +40,8 @@ STAFF_DIRS = ("admin", "auditlog")
 SAME_IN_BOTH = {
     "EnergyPay", "English", "Español", "CSV", "PDF", "JSON", "kWh", "EUR", "BSV", "sat", "UTC", "h",
     "Total", "Satoshis", "Token", "Europe", "Madrid", "fixed", "coingecko", "ROUNDING", "ST", "CN", "IVA", "IEE",
+    # The tax QR's legends are the words Orden HAC/1177/2024 prescribes, in Spanish for every reader.
+    "QR", "tributario", "VERI", "FACTU", "CUPS",
 }  # fmt: skip
 
 
