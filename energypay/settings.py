@@ -456,6 +456,7 @@ CELERY_BEAT_SCHEDULE = {
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
     "watch-withdrawals": {"task": "payments.tasks.watch_withdrawals", "schedule": 60.0},
+    "watch-deposits": {"task": "payments.tasks.watch_deposits", "schedule": 120.0},
     # Webhooks: send what the outbox holds; watch arrears and silent meters for their events.
     "deliver-webhooks": {"task": "energypay.webhooks.tasks.deliver_due", "schedule": 10.0},
     "detect-webhook-events": {"task": "energypay.webhooks.tasks.detect_events", "schedule": 300.0},
