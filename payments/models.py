@@ -79,7 +79,8 @@ class Wallet(models.Model):
                 for coin in confirmed:
                     outpoints |= Q(txid=coin.txid, vout=coin.vout)
                 Utxo.objects.filter(outpoints, wallet=self).update(confirmed=True)
-            self._emit_deposits(new, [c for c in coins if c.confirmations > 0 and known.get((c.txid, c.vout)) is not True])
+            mined = [c for c in coins if c.confirmations > 0 and known.get((c.txid, c.vout)) is not True]
+            self._emit_deposits(new, mined)
         if new or confirmed:
             log.info("wallet_synced wallet=%s new_coins=%d newly_confirmed=%d", self.pk, len(new), len(confirmed))
         return len(new) + len(confirmed)
@@ -103,7 +104,8 @@ class Wallet(models.Model):
         txids = set(seen) | set(mined)
         own = set()
         for model in (Settlement, CommunityPass, Withdrawal):
-            own |= set(model.objects.filter(household_id=self.household_id, txid__in=txids).values_list("txid", flat=True))
+            mine = model.objects.filter(household_id=self.household_id, txid__in=txids)
+            own |= set(mine.values_list("txid", flat=True))
         # A coin confirmed now but known before counts the whole deposit: its other coins may be confirmed already.
         totals = dict(
             Utxo.objects.filter(wallet=self, txid__in=set(mined) - set(seen))
@@ -125,9 +127,13 @@ class Wallet(models.Model):
             (
                 "deposit.confirmed",
                 self.household_id,
-                {"household_id": self.household_id, "txid": txid, "satoshis": int(seen.get(txid) or totals.get(txid) or sats)},
+                {
+                    "household_id": self.household_id,
+                    "txid": txid,
+                    "satoshis": int(seen.get(txid) or totals.get(txid, n)),
+                },
             )
-            for txid, sats in sorted(mined.items())
+            for txid, n in sorted(mined.items())
             if txid not in own
         ]
         emit_many(events)

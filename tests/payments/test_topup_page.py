@@ -1,4 +1,4 @@
-"""The top-up page: how much to send for the coming days, the payment request (link and QR), and the deposit arriving."""
+"""The top-up page: how much to send for the coming days, the payment request (link, QR), the deposit arriving."""
 
 from __future__ import annotations
 
