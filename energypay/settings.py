@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "energypay",
     "energypay.ops",
     "energypay.webhooks",
+    "energypay.notifications",
     "energypay.onboarding",
     "import_export",
     "auditlog",
@@ -138,6 +139,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "energypay.context_processors.alarms",
+                "energypay.context_processors.notifications",
+                "energypay.context_processors.network",
             ],
         },
     },
@@ -385,8 +388,9 @@ ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0
 
 # --- Webhooks out (docs/webhooks.md) ---
 # payments, alarms and meters tell what happened through this function, in the transaction of the change:
-# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py).
-EVENT_HOOK = "energypay.webhooks.outbox.record"
+# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py) and the household's
+# notifications (energypay/notifications/inbox.py).
+EVENT_HOOK = "energypay.eventhook.record"
 # Receivers on private, loopback or link-local addresses (SSRF), and plain http://, only where allowed: off in
 # production (DEBUG off), on for a local demo whose receiver listens on 127.0.0.1.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", DEBUG)
@@ -457,6 +461,7 @@ CELERY_BEAT_SCHEDULE = {
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
     "watch-withdrawals": {"task": "payments.tasks.watch_withdrawals", "schedule": 60.0},
     "watch-deposits": {"task": "payments.tasks.watch_deposits", "schedule": 120.0},
+    "send-notification-mail": {"task": "energypay.notifications.tasks.send_mail", "schedule": 60.0},
     # Webhooks: send what the outbox holds; watch arrears and silent meters for their events.
     "deliver-webhooks": {"task": "energypay.webhooks.tasks.deliver_due", "schedule": 10.0},
     "detect-webhook-events": {"task": "energypay.webhooks.tasks.detect_events", "schedule": 300.0},

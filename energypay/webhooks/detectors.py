@@ -24,8 +24,9 @@ from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Sum
 from django.db.models.functions import Coalesce
 
+from energypay import eventhook
 from energypay.ops.models import Heartbeat
-from energypay.webhooks import events, outbox
+from energypay.webhooks import events
 from energypay.webhooks.models import ArrearsState, MeterSilence
 from meters.models import HourlyUsage, Meter
 from payments import figures
@@ -61,7 +62,7 @@ def detect_arrears(now: datetime) -> int:
             ArrearsState(household_id=hid, unpaid_since=owing[hid]["since"], started_at=now) for hid in started
         )
         ArrearsState.objects.filter(household_id__in=cleared).delete()
-        outbox.record(
+        eventhook.record(
             [
                 (
                     events.ARREARS_STARTED,
@@ -70,6 +71,7 @@ def detect_arrears(now: datetime) -> int:
                         "household_id": hid,
                         "arrears_eur": str(figures.eur(owing[hid]["eur"])),
                         "unpaid_since": owing[hid]["since"],
+                        "started_at": now,
                     },
                 )
                 for hid in started
@@ -105,7 +107,7 @@ def detect_silent_meters(now: datetime) -> int:
         MeterSilence.objects.bulk_create(
             MeterSilence(meter_id=row["pk"], since=row["since"], notified_at=now) for row in new
         )
-        outbox.record(
+        eventhook.record(
             [
                 (
                     events.METER_SILENT,
