@@ -239,7 +239,11 @@ def test_mail_goes_out_once_in_the_households_language(household, make_meter, se
     assert mailing.send_due() == {}
     [message] = mail.outbox
     assert message.to == [household.user.email]
-    assert "atrasos" in message.subject and "4,25\N{NO-BREAK SPACE}€" in message.body and "cada hora" in message.body
+    assert (
+        message.subject == "EnergyPay: Saldo agotado: pagos atrasados"
+        and "4,25\N{NO-BREAK SPACE}€" in message.body
+        and "cada hora" in message.body
+    )
     assert "https://energypay.example/notifications/" in message.body
     assert Notification.objects.get().mailed_at == NOW
 
