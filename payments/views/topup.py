@@ -30,22 +30,25 @@ def top_up_page(request: HouseholdRequest) -> HttpResponse:
     raw = request.GET.get("days", "")
     days = int(raw) if raw in {str(choice) for choice in topup.DAY_CHOICES} else topup.DEFAULT_DAYS
     if partial_requested(request, "deposits"):
-        # The poll: ask the network (throttled per wallet) before showing the deposits.
-        return render(request, "payments/topup.html#deposits", _deposits_context(wallet, check=True))
+        return render(request, "payments/topup.html#deposits", _deposits_context(wallet))
     context = {
         "wallet": wallet,
         "topup": topup.top_up(request.household, wallet, days, timezone.now()),
         "day_choices": topup.DAY_CHOICES,
         "bad_days": bool(raw) and str(days) != raw,
         "tz": request.household.timezone,
-        **_deposits_context(wallet, check=False),
+        **_deposits_context(wallet),
     }
     return render(request, "payments/topup.html", context)
 
 
-def _deposits_context(wallet: Wallet, check: bool) -> dict:
-    """The newest deposits (payments/history.py's rows), and whether one is still waiting for a block."""
-    answered = deposits.check(wallet, get_network()) if check else True
+def _deposits_context(wallet: Wallet) -> dict:
+    """The newest deposits (payments/history.py's rows), and whether one is still waiting for a block.
+
+    The network is asked first (at most every few seconds per wallet, payments/deposits.py), on the
+    page's load and on each poll: a deposit just sent shows without waiting for any job.
+    """
+    answered = deposits.check(wallet, get_network())
     rows = [row for row in wallet_history(wallet) if row.kind == "deposit"][:RECENT_DEPOSITS]
     return {
         "deposits": rows,

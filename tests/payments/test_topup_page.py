@@ -205,16 +205,25 @@ def test_a_deposit_shows_pending_then_confirmed_through_the_poll(household_clien
     page = household_client.get(reverse("top-up")).text
     assert 'id="no-deposits"' in page and 'hx-trigger="every 30s"' in page
     txid = ledger.fund(wallet.address, 70_000)
-    poll = household_client.get(reverse("top-up"), headers={"HX-Request": "true", "HX-Target": "deposits"})
+    headers = {"HX-Request": "true", "HX-Target": "deposits"}
+    with time_machine.travel(timezone.now() + timedelta(seconds=11), tick=False):
+        poll = household_client.get(reverse("top-up"), headers=headers)
     assert poll.status_code == 200 and "<h1>" not in poll.text
     assert f'data-txid="{txid}" data-state="unconfirmed"' in poll.text and "Pending" in poll.text
     assert 'hx-trigger="every 10s"' in poll.text  # faster while a deposit is pending
     assert "HX-Request" in poll["Vary"]
     ledger.mine()
-    with time_machine.travel(timezone.now() + timedelta(seconds=11), tick=False):
-        poll = household_client.get(reverse("top-up"), headers={"HX-Request": "true", "HX-Target": "deposits"})
+    with time_machine.travel(timezone.now() + timedelta(seconds=22), tick=False):
+        poll = household_client.get(reverse("top-up"), headers=headers)
     assert f'data-txid="{txid}" data-state="confirmed"' in poll.text
     assert 'id="deposit-pending-text"' not in poll.text
+
+
+def test_a_deposit_sent_before_the_page_opens_shows_at_once(household_client, household, quote, ledger):  # noqa: F811
+    wallet = open_wallet(household)
+    txid = ledger.fund(wallet.address, 70_000)
+    page = household_client.get(reverse("top-up")).text
+    assert f'data-txid="{txid}" data-state="unconfirmed"' in page
 
 
 def test_polls_ask_the_network_at_most_every_few_seconds(household_client, household, quote, ledger):  # noqa: F811
