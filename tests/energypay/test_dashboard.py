@@ -438,9 +438,9 @@ def test_queries_do_not_grow_with_history(household_client, household, range_):
     assert _queries(household_client, url) == page
     assert _queries(household_client, url, **HTMX) == partial
     # The session with its user, household and tariff (energypay/accounts/sessions.py); four for the
-    # cards; two for the alarms (their unread count is the nav's too); one for the chart (its sums: the
-    # tariff's versions are cached per process).
-    assert (page, partial) == (8, 2)
+    # cards; two for the alarms (their unread count is the nav's too); one for the nav's unread
+    # notifications; one for the chart (its sums: the tariff's versions are cached per process).
+    assert (page, partial) == (9, 2)
 
 
 def test_a_dynamic_tariffs_day_costs_one_query_more(household_client, household, django_assert_num_queries):
