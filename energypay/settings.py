@@ -491,6 +491,7 @@ RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
 RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
 RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
 RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 30, minimum=1)
+RETENTION_NOTIFICATION_DAYS = env_int("RETENTION_NOTIFICATION_DAYS", 365, minimum=1)
 RETENTION_ARC_CALLBACK_DAYS = env_int("RETENTION_ARC_CALLBACK_DAYS", 30, minimum=1)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 CELERY_BEAT_SCHEDULE |= {
@@ -500,6 +501,10 @@ CELERY_BEAT_SCHEDULE |= {
     "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
     "prune-webhooks": {"task": "energypay.webhooks.tasks.prune_webhooks", "schedule": crontab(hour=3, minute=50)},
     "prune-arc-callbacks": {"task": "payments.tasks.prune_arc_callbacks", "schedule": crontab(hour=3, minute=55)},
+    "prune-notifications": {
+        "task": "energypay.notifications.tasks.prune_notifications",
+        "schedule": crontab(hour=3, minute=57),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.

@@ -279,3 +279,24 @@ def test_mainnet_shows_no_banner(household_client, settings):
     settings.BSV_NETWORK = "mainnet"
     assert 'id="network-banner"' not in Client().get(reverse("login")).text
     assert 'id="network-banner"' not in household_client.get(reverse("notifications")).text
+
+
+# --- Retention ---
+
+
+def test_pruning_keeps_what_is_unread_or_waiting_for_its_mail(household, quote, time_machine):
+    from django.core.management import call_command
+
+    def told(txid: str, **fields) -> Notification:
+        data = {"household_id": household.pk, "txid": txid, "satoshis": 5}
+        eventhook.record([("deposit.confirmed", household.pk, data)])
+        Notification.objects.filter(key=f"deposit.confirmed:{txid}").update(**fields)
+        return Notification.objects.get(key=f"deposit.confirmed:{txid}")
+
+    read_and_mailed = told("a" * 64, read_at=NOW, mailed_at=NOW, next_attempt_at=None)
+    unread = told("b" * 64, mailed_at=NOW, next_attempt_at=None)
+    mail_waiting = told("c" * 64, read_at=NOW)
+    time_machine.shift(timedelta(days=366))
+    call_command("prune_notifications", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    left = set(Notification.objects.values_list("pk", flat=True))
+    assert read_and_mailed.pk not in left and {unread.pk, mail_waiting.pk} <= left
