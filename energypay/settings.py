@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "energypay",
     "energypay.ops",
     "energypay.webhooks",
+    "energypay.notifications",
     "energypay.onboarding",
     "import_export",
     "auditlog",
@@ -138,6 +139,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "energypay.context_processors.alarms",
+                "energypay.context_processors.notifications",
+                "energypay.context_processors.network",
             ],
         },
     },
@@ -398,8 +401,9 @@ ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0
 
 # --- Webhooks out (docs/webhooks.md) ---
 # payments, alarms and meters tell what happened through this function, in the transaction of the change:
-# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py).
-EVENT_HOOK = "energypay.webhooks.outbox.record"
+# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py) and the household's
+# notifications (energypay/notifications/inbox.py).
+EVENT_HOOK = "energypay.eventhook.record"
 # Receivers on private, loopback or link-local addresses (SSRF), and plain http://, only where allowed: off in
 # production (DEBUG off), on for a local demo whose receiver listens on 127.0.0.1.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", DEBUG)
@@ -469,6 +473,8 @@ CELERY_BEAT_SCHEDULE = {
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
     "watch-withdrawals": {"task": "payments.tasks.watch_withdrawals", "schedule": 60.0},
+    "watch-deposits": {"task": "payments.tasks.watch_deposits", "schedule": 120.0},
+    "send-notification-mail": {"task": "energypay.notifications.tasks.send_mail", "schedule": 60.0},
     # Webhooks: send what the outbox holds; watch arrears and silent meters for their events.
     "deliver-webhooks": {"task": "energypay.webhooks.tasks.deliver_due", "schedule": 10.0},
     "detect-webhook-events": {"task": "energypay.webhooks.tasks.detect_events", "schedule": 300.0},
@@ -498,6 +504,7 @@ RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
 RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
 RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
 RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 30, minimum=1)
+RETENTION_NOTIFICATION_DAYS = env_int("RETENTION_NOTIFICATION_DAYS", 365, minimum=1)
 RETENTION_ARC_CALLBACK_DAYS = env_int("RETENTION_ARC_CALLBACK_DAYS", 30, minimum=1)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 CELERY_BEAT_SCHEDULE |= {
@@ -507,6 +514,10 @@ CELERY_BEAT_SCHEDULE |= {
     "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
     "prune-webhooks": {"task": "energypay.webhooks.tasks.prune_webhooks", "schedule": crontab(hour=3, minute=50)},
     "prune-arc-callbacks": {"task": "payments.tasks.prune_arc_callbacks", "schedule": crontab(hour=3, minute=55)},
+    "prune-notifications": {
+        "task": "energypay.notifications.tasks.prune_notifications",
+        "schedule": crontab(hour=3, minute=57),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.

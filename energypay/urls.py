@@ -40,6 +40,7 @@ urlpatterns = [
     path("", include("payments.urls")),
     path("", include("payments.statements.urls")),
     path("", include("alarms.urls")),
+    path("", include("energypay.notifications.urls")),
     path("settings/tokens/", access_tokens, name="access-tokens"),
     path("settings/tokens/<int:pk>/revoke", revoke_access_token, name="access-token-revoke"),
     path("healthz", health.healthz, name="healthz"),
