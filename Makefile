@@ -47,9 +47,11 @@ demo: venv
 test: venv e2e-assets
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-# The pinned Chart.js file for the browser tests (the CDN is answered from it); without npm they skip.
+# The pinned Chart.js file for the browser tests (the CDN is answered from it) and the pinned axe-core engine
+# they check accessibility with; without npm they skip.
 e2e-assets: venv
 	@$(BIN)/python -c "from tests.e2e.assets import fetch_chart_js; print(fetch_chart_js() or 'Chart.js not fetched: browser tests will skip')"
+	@$(BIN)/python -c "from tests.e2e.assets import fetch_axe_core; print(fetch_axe_core() or 'axe-core not fetched: browser tests will skip')"
 
 bench: venv
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
