@@ -434,6 +434,8 @@ STATUS_ARREARS_MAX_EUR = env_decimal("STATUS_ARREARS_MAX_EUR", Decimal("100"))
 # share it with no server. Production sets CELERY_BROKER_URL=redis://...
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
+    # The files have no host; naming one spares every process kombu's "No hostname was supplied" warning.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     _queue_dir = VAR_DIR / "celery-queue"
     for _folder in (_queue_dir, VAR_DIR / "celery-processed", VAR_DIR / "celery-control"):
         _folder.mkdir(parents=True, exist_ok=True)  # web, worker and beat may start in any order

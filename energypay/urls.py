@@ -43,6 +43,7 @@ urlpatterns = [
     path("", include("energypay.notifications.urls")),
     path("settings/tokens/", access_tokens, name="access-tokens"),
     path("settings/tokens/<int:pk>/revoke", revoke_access_token, name="access-token-revoke"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/status/", admin.site.admin_view(status.status_page), name="admin-status"),

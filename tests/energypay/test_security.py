@@ -117,6 +117,7 @@ PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
     # The language switch: a cookie for anyone, and the household's own choice for its login only.
     "set_language": ("POST",),
     "healthz": ("GET",),
+    "favicon": ("GET",),  # a redirect to the static icon
     "api-docs": ("GET",),
     "api-openapi": ("GET",),
 }
