@@ -27,7 +27,7 @@ from decimal import (
 from functools import lru_cache
 
 from babel import Locale
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, format_percent as babel_percent
 from django.utils import translation
 
 EUR_PLACES = Decimal("0.000001")  # the micro-euro: every stored EUR amount and sum; settlement rounds further
@@ -215,6 +215,17 @@ def format_rate(value: object, locale: str | None = None) -> str:
     """A price per kWh as "€0.2500/kWh" / "0,2500 €/kWh"; the dash for no value."""
     amount = as_decimal(value)
     return MISSING if amount is None else f"{format_money(amount, 'EUR', places=4, locale=locale)}/kWh"
+
+
+def format_percent(rate: object, locale: str | None = None) -> str:
+    """A rate (0.21, 0.0511269632) as a percentage with every digit it has, in the reader's way:
+    "21%", "5.11269632%" / "21 %", "5,11269632 %"; the dash for no value."""
+    value = as_decimal(rate)
+    if value is None:
+        return MISSING
+    where = babel_locale(locale)
+    pattern = where.percent_formats[None].pattern.split(";")[0].replace("0", "0.##########", 1)
+    return babel_percent(value, format=pattern, locale=where)
 
 
 def format_sats(value: object, locale: str | None = None) -> str:

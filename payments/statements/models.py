@@ -34,7 +34,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from lib.money import format_kwh, format_money, format_rate
+from lib.money import format_kwh, format_money, format_percent, format_rate
 from meters.models import Household
 
 
@@ -267,7 +267,7 @@ class StatementLine(Final):
         if self.kind in (self.Kind.STANDING, self.Kind.POWER, self.Kind.RENTAL):
             return str(self.Kind(self.kind).label)
         if self.kind == self.Kind.TAX:
-            return self.name or str(_("Tax at %(percent)s%%") % {"percent": f"{self.tax_percent:f}"})
+            return self.name or str(_("Tax at %(percent)s") % {"percent": format_percent(self.tax_rate)})
         return str(_("Rounding to the cent"))
 
     @property
@@ -292,7 +292,7 @@ class StatementLine(Final):
         if self.kind == self.Kind.STANDING and self.unit_price is not None:
             return str(_("%(price)s/day") % {"price": format_money(self.unit_price, "EUR", places=4)})
         if self.kind == self.Kind.TAX and self.tax_rate is not None:
-            return f"{self.tax_percent:f}%"
+            return format_percent(self.tax_rate)
         return ""
 
     @property

@@ -11,7 +11,7 @@ import pytest
 from lib.backoff import schedule
 from lib.csvstream import csv_lines
 from lib.jsonapi import error, reject_constant
-from lib.money import format_money
+from lib.money import format_money, format_percent
 
 
 def test_the_backoff_doubles_from_the_first_wait_up_to_the_cap():
@@ -63,6 +63,15 @@ def test_money_formatting_is_plain_python_and_matches_the_filter():
         assert format_money(amount, "EUR") == money(amount, "EUR")
     assert format_money(Decimal("-1234.5"), "EUR") == "-€1,234.50"
     assert format_money(Decimal("-1234.5"), "EUR", locale="es") == "-1.234,50\N{NO-BREAK SPACE}€"
+
+
+def test_a_tax_rate_reads_as_a_percentage_with_all_its_digits_in_the_readers_way():
+    # The electricity tax's rate has eight decimals of a percent; a statement shows every one of them.
+    assert format_percent(Decimal("0.0511269632")) == "5.11269632%"
+    assert format_percent(Decimal("0.0511269632"), locale="es") == "5,11269632\N{NO-BREAK SPACE}%"
+    assert format_percent(Decimal("0.21"), locale="es") == "21\N{NO-BREAK SPACE}%"
+    assert format_percent(Decimal("0.100000000000")) == "10%"
+    assert format_percent(None) == "\N{EN DASH}"
 
 
 def test_taxes_are_rounded_half_up_to_the_micro_euro_and_statement_lines_to_the_cent():
