@@ -27,7 +27,8 @@ from decimal import (
 from functools import lru_cache
 
 from babel import Locale
-from babel.numbers import format_currency, format_decimal, format_percent as babel_percent
+from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_percent as babel_percent
 from django.utils import translation
 
 EUR_PLACES = Decimal("0.000001")  # the micro-euro: every stored EUR amount and sum; settlement rounds further
