@@ -129,7 +129,7 @@ def _households(lines: list[HourlyUsage]) -> dict[int, Household]:
 # --- Which rule changes are refused ---------------------------------------------------------------
 
 # What decides which lines a rule taxes and how much; its name is only a label.
-PRICING_FIELDS = ("tax", "rate", "kinds", "compound", "region", "valid_from", "valid_to")
+PRICING_FIELDS = ("tax", "rate", "kinds", "compound", "region", "max_contracted_kw", "valid_from", "valid_to")
 
 
 def first_open_day(now: datetime) -> date | None:
@@ -188,13 +188,19 @@ def overlapping(rule: TaxRule, tariff_ids: set[int]) -> list[TaxRule]:
     """Other rules of the same tax that could tax one line on one day with ``rule``.
 
     They overlap when their days meet, their regions meet (the same, or either for every region),
-    their tariffs meet (the same one, or either for every tariff) and they share a kind of line.
+    their tariffs meet (the same one, or either for every tariff), they share a kind of line and they
+    have the same power limit: rules with different limits may meet, the lowest limit a household is
+    under wins (meters/pricing.py ``pick_rules``).
     """
     days = Q(valid_to__isnull=True) | Q(valid_to__gte=rule.valid_from)
     if rule.valid_to is not None:
         days &= Q(valid_from__lte=rule.valid_to)
     regions = Q() if not rule.region else Q(region__in=["", rule.region])
-    others = TaxRule.objects.filter(days, regions, tax=rule.tax).exclude(pk=rule.pk).prefetch_related("tariffs")
+    others = (
+        TaxRule.objects.filter(days, regions, tax=rule.tax, max_contracted_kw=rule.max_contracted_kw)
+        .exclude(pk=rule.pk)
+        .prefetch_related("tariffs")
+    )
     kinds = set(rule.kinds or [])
     found = []
     for other in others:
