@@ -195,6 +195,7 @@ class TaxRuleForm(forms.ModelForm):
             "compound",
             "region",
             "max_contracted_kw",
+            "minimum_eur_per_mwh",
             "tariffs",
             "valid_from",
             "valid_to",

@@ -490,6 +490,17 @@ class TaxRule(models.Model):
         "this; blank: any. Of the rules of one tax that apply, the one with the lowest limit wins: "
         "IVA 10% up to 10 kW beside IVA 21% without a limit.",
     )
+    minimum_eur_per_mwh = models.DecimalField(
+        "minimum per MWh (EUR)",
+        max_digits=8,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="The electricity tax's floor over a statement period: never less than this x the period's MWh "
+        "(1 EUR; 0.5 for industrial uses), and nothing for a period without consumption. Blank: no floor. "
+        "Not charged yet: meters/taxes.py minimum_true_ups states it, docs/billing.md says what remains.",
+    )
     valid_from = models.DateField(help_text="First local day it applies to.")
     valid_to = models.DateField(null=True, blank=True, help_text="Last local day it applies to; blank: until changed.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -528,6 +539,8 @@ class TaxRule(models.Model):
             errors["valid_to"] = "The last day cannot come before the first."
         if self.max_contracted_kw is not None and self.max_contracted_kw <= 0:
             errors["max_contracted_kw"] = "A power limit is more than 0 kW; leave it blank for any power."
+        if self.minimum_eur_per_mwh is not None and (self.compound or self.minimum_eur_per_mwh < 0):
+            errors["minimum_eur_per_mwh"] = "A minimum per MWh is 0 or more, on a tax whose base has no other tax."
         if errors:
             raise ValidationError(errors)
 
