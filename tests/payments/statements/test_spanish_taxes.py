@@ -4,7 +4,7 @@ limited to contracted power up to 10 kW, and a rate changing inside the month (p
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,7 +18,7 @@ from meters.standing import accrue_standing_charges
 from meters.taxes import overlapping
 from payments.statements.issuing import issue_households
 from payments.statements.models import Statement
-from tests.meters.taxkit import IEE, mark, rule
+from tests.meters.taxkit import IEE, hourly_readings, mark, rule
 from tests.meters.test_periods_tariffs import two_td
 from tests.payments.statements import kit
 
@@ -36,8 +36,8 @@ def spanish_rules(**reduced) -> None:
         rule("iva", REDUCED, compound=True, kinds=VAT_KINDS, name="IVA 10%", **reduced)
 
 
-def october_household(make_household, kw: dict[str, str]) -> Household:
-    household = make_household(tariff=two_td())
+def october_household(make_household, kw: dict[str, str], tariff=None) -> Household:
+    household = make_household(tariff=tariff or two_td())
     Household.objects.filter(pk=household.pk).update(created_at=kit.LONG_AGO, region=Region.PENINSULA)
     mark(kit.OCTOBER_START)
     start_contract(household.pk, kit.OCTOBER_START)
@@ -184,3 +184,31 @@ def test_a_vat_rate_changing_inside_the_month_is_prorated_by_days(make_household
     assert lines["IVA 10%"].base_eur == Decimal("5.86") and lines["IVA 10%"].amount_eur == Decimal("0.59")
     # Electricity tax on 10.793115: 0.5518191...: 0.55. Total 10.79 + 0.55 + 1.15 + 0.59 = 13.08.
     assert statement.total_eur == Decimal("13.08")
+
+
+def test_the_hourly_job_and_ingest_tax_each_household_by_its_own_contracted_power(make_household, make_meter):
+    # Two households on one 2.0TD tariff, one hour job: 4.6 kW gets VAT 10%, 15 kW VAT 21%, on
+    # every kind of line (power, rental, energy priced at ingest).
+    spanish_rules(**UP_TO_10_KW)
+    tariff = two_td()
+    small = october_household(make_household, {"P1": "4.6", "P2": "4.6"}, tariff)
+    large = october_household(make_household, {"P1": "15", "P2": "15"}, tariff)
+    for household in (small, large):
+        meter, _ = make_meter(household)
+        Meter.objects.filter(pk=meter.pk).update(rental_per_day=Decimal("0.026630"), is_active=True)
+    accrue_standing_charges(kit.OCTOBER_START + timedelta(hours=3))
+    for household in (small, large):
+        hourly_readings(Meter.objects.get(household=household), kit.OCTOBER_START, 2)
+
+    # IEE + 10% x (1 + IEE) = 0.15623965952 on power and energy; 10% alone on rental.
+    # IEE + 21% x (1 + IEE) = 0.271863625472 on power and energy; 21% alone on rental.
+    expected = {
+        small.pk: {"power": "0.15623965952", "energy": "0.15623965952", "rental": "0.1"},
+        large.pk: {"power": "0.271863625472", "energy": "0.271863625472", "rental": "0.21"},
+    }
+    for household_id, rates in expected.items():
+        for kind, rate in rates.items():
+            found = set(
+                HourlyUsage.objects.filter(household_id=household_id, kind=kind).values_list("tax_rate", flat=True)
+            )
+            assert found == {Decimal(rate)}, (household_id, kind, found)
