@@ -35,21 +35,26 @@ demo: venv
 	@echo "  EnergyPay is running at http://127.0.0.1:$(PORT)/  (staff: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "  Demo login: demo@example.com / demo    Staff login: staff@example.com / demo, then a code printed above"
 	@echo "  Webhooks go to the demo receiver on 127.0.0.1:$(WEBHOOK_PORT), which prints each one below."
+	@echo "  Live meter readings: $(BIN)/python manage.py simulate_meters --url http://127.0.0.1:$(PORT) (another terminal)."
 	@echo "  Ctrl-C stops web, worker, beat and the webhook receiver."
 	@echo ""
-	@trap 'kill 0' INT TERM EXIT; \
+	@# Quiet: no Celery banners (-q), one solo worker process, no dev-server warning (Django 5.2). The trap
+	@# clears itself first: "kill 0" signals this shell too, which would run the trap again, and again.
+	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(BIN)/python manage.py webhook_receiver --port $(WEBHOOK_PORT) & \
-	$(BIN)/celery -A energypay worker --pool=solo --loglevel=warning & \
-	$(BIN)/celery -A energypay beat --loglevel=warning & \
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload & \
+	$(BIN)/celery -A energypay -q worker --pool=solo --concurrency=1 --loglevel=warning & \
+	$(BIN)/celery -A energypay -q beat --loglevel=warning & \
+	DJANGO_RUNSERVER_HIDE_WARNING=true $(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload --skip-checks & \
 	wait
 
 test: venv e2e-assets
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-# The pinned Chart.js file for the browser tests (the CDN is answered from it); without npm they skip.
+# The pinned Chart.js file for the browser tests (the CDN is answered from it) and the pinned axe-core engine
+# they check accessibility with; without npm they skip.
 e2e-assets: venv
 	@$(BIN)/python -c "from tests.e2e.assets import fetch_chart_js; print(fetch_chart_js() or 'Chart.js not fetched: browser tests will skip')"
+	@$(BIN)/python -c "from tests.e2e.assets import fetch_axe_core; print(fetch_axe_core() or 'axe-core not fetched: browser tests will skip')"
 
 bench: venv
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)

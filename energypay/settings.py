@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "energypay",
     "energypay.ops",
     "energypay.webhooks",
+    "energypay.notifications",
     "energypay.onboarding",
     "import_export",
     "auditlog",
@@ -138,6 +139,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "energypay.context_processors.alarms",
+                "energypay.context_processors.notifications",
+                "energypay.context_processors.network",
             ],
         },
     },
@@ -365,7 +368,8 @@ COMMUNITY_MIN_HOUSEHOLDS = 5
 # --- Statements (docs/billing.md, "Statements") ---
 # Who issues them: printed on every statement and snapshotted on it when issued.
 STATEMENT_ISSUER_NAME = env_str("STATEMENT_ISSUER_NAME", "EnergyPay Demo Utility")
-STATEMENT_ISSUER_TAX_ID = env_str("STATEMENT_ISSUER_TAX_ID", "ESX0000000X")
+# A Spanish NIF of 9 characters: VERI*FACTU records name the issuer by it (the default is a made-up company's).
+STATEMENT_ISSUER_TAX_ID = env_str("STATEMENT_ISSUER_TAX_ID", "B12345674")
 STATEMENT_ISSUER_ADDRESS = env_str("STATEMENT_ISSUER_ADDRESS", "Calle de Ejemplo 1, 28001 Madrid, Spain")
 # The issuer's clock: issue dates and the numbering year (EP-2026-...) are its local dates.
 STATEMENT_TIME_ZONE = env_timezone("STATEMENT_TIME_ZONE", "Europe/Madrid")
@@ -376,6 +380,18 @@ STATEMENT_RECENT_MONTHS = env_int("STATEMENT_RECENT_MONTHS", 3, minimum=1)
 # Called inside the issuing transaction with the statements it inserted (dotted path; none by default).
 STATEMENT_ISSUED_HOOK = env_str("STATEMENT_ISSUED_HOOK")
 
+# --- Invoice records (docs/spain.md, "VERI*FACTU") ---
+# How the issuer keeps its invoice records: "verifactu" (chained records of every statement, the QR and the
+# legend on it). "sii" (the issuer reports through the SII instead) is not supported yet: a system check
+# refuses to start with it.
+INVOICE_RECORDS_MODE = env_choice("INVOICE_RECORDS_MODE", "verifactu", ("verifactu", "sii"))
+# Which AEAT validation service the statements' QR codes point at: "test" (pre-production) or "production".
+VERIFACTU_ENVIRONMENT = env_choice("VERIFACTU_ENVIRONMENT", "test", ("test", "production"))
+# The invoicing system as each record names it (SistemaInformatico): who produced it, and this installation.
+VERIFACTU_PRODUCER_NAME = env_str("VERIFACTU_PRODUCER_NAME", STATEMENT_ISSUER_NAME)
+VERIFACTU_PRODUCER_TAX_ID = env_str("VERIFACTU_PRODUCER_TAX_ID", STATEMENT_ISSUER_TAX_ID)
+VERIFACTU_INSTALLATION_NUMBER = env_str("VERIFACTU_INSTALLATION_NUMBER", "1")
+
 # --- Alarms (README.md, "Alarms") ---
 # meters and payments call these after usage changes and after a settlement chunk (they never import alarms).
 USAGE_CHANGED_HOOK = "alarms.hooks.usage_changed"
@@ -385,8 +401,9 @@ ALARM_USAGE_WINDOW_SECONDS = env_int("ALARM_USAGE_WINDOW_SECONDS", 30, minimum=0
 
 # --- Webhooks out (docs/webhooks.md) ---
 # payments, alarms and meters tell what happened through this function, in the transaction of the change:
-# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py).
-EVENT_HOOK = "energypay.webhooks.outbox.record"
+# it writes the outbox rows for every endpoint subscribed (energypay/webhooks/outbox.py) and the household's
+# notifications (energypay/notifications/inbox.py).
+EVENT_HOOK = "energypay.eventhook.record"
 # Receivers on private, loopback or link-local addresses (SSRF), and plain http://, only where allowed: off in
 # production (DEBUG off), on for a local demo whose receiver listens on 127.0.0.1.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", DEBUG)
@@ -417,6 +434,8 @@ STATUS_ARREARS_MAX_EUR = env_decimal("STATUS_ARREARS_MAX_EUR", Decimal("100"))
 # share it with no server. Production sets CELERY_BROKER_URL=redis://...
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
+    # The files have no host; naming one spares every process kombu's "No hostname was supplied" warning.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     _queue_dir = VAR_DIR / "celery-queue"
     for _folder in (_queue_dir, VAR_DIR / "celery-processed", VAR_DIR / "celery-control"):
         _folder.mkdir(parents=True, exist_ok=True)  # web, worker and beat may start in any order
@@ -456,6 +475,8 @@ CELERY_BEAT_SCHEDULE = {
     "send-alarm-notifications": {"task": "alarms.tasks.send_notifications", "schedule": 60.0},
     "watch-community-passes": {"task": "payments.tasks.watch_community_passes", "schedule": 60.0},
     "watch-withdrawals": {"task": "payments.tasks.watch_withdrawals", "schedule": 60.0},
+    "watch-deposits": {"task": "payments.tasks.watch_deposits", "schedule": 120.0},
+    "send-notification-mail": {"task": "energypay.notifications.tasks.send_mail", "schedule": 60.0},
     # Webhooks: send what the outbox holds; watch arrears and silent meters for their events.
     "deliver-webhooks": {"task": "energypay.webhooks.tasks.deliver_due", "schedule": 10.0},
     "detect-webhook-events": {"task": "energypay.webhooks.tasks.detect_events", "schedule": 300.0},
@@ -485,6 +506,7 @@ RETENTION_REJECTIONS_DAYS = env_int("RETENTION_REJECTIONS_DAYS", 30, minimum=1)
 RETENTION_ALARM_EVENTS_DAYS = env_int("RETENTION_ALARM_EVENTS_DAYS", 365, minimum=1)
 RETENTION_LEDGER_DAYS = env_int("RETENTION_LEDGER_DAYS", 30, minimum=1)
 RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 30, minimum=1)
+RETENTION_NOTIFICATION_DAYS = env_int("RETENTION_NOTIFICATION_DAYS", 365, minimum=1)
 RETENTION_ARC_CALLBACK_DAYS = env_int("RETENTION_ARC_CALLBACK_DAYS", 30, minimum=1)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 CELERY_BEAT_SCHEDULE |= {
@@ -494,6 +516,10 @@ CELERY_BEAT_SCHEDULE |= {
     "prune-rejections": {"task": "energypay.tasks.prune_rejections", "schedule": crontab(hour=3, minute=40)},
     "prune-webhooks": {"task": "energypay.webhooks.tasks.prune_webhooks", "schedule": crontab(hour=3, minute=50)},
     "prune-arc-callbacks": {"task": "payments.tasks.prune_arc_callbacks", "schedule": crontab(hour=3, minute=55)},
+    "prune-notifications": {
+        "task": "energypay.notifications.tasks.prune_notifications",
+        "schedule": crontab(hour=3, minute=57),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (format, secret redaction) instead of Celery's own handlers.

@@ -9,9 +9,10 @@ from datetime import datetime
 from csp.decorators import csp_update
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.utils import timezone, translation
 from django.views import i18n as i18n_views
 from django.views.decorators.http import require_POST, require_safe
@@ -145,3 +146,10 @@ def set_language(request: HttpRequest) -> HttpResponse:
             Household.objects.filter(pk=household.pk).update(language=language)
             household.language = language
     return i18n_views.set_language(request)
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``, which browsers ask for by themselves (on JSON pages, the admin): the site's icon."""
+    # Not permanent: the icon's static URL may change, and a cached 301 would outlive it.
+    return HttpResponseRedirect(static("favicon.svg"))

@@ -58,6 +58,8 @@ PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC, Tari
 # A cached chart is exact for as long as it is found (the key changes with every write, hour and
 # day): the timeout only bounds how long versions nobody asks for any more keep their memory.
 CACHE_SECONDS = 3600
+# Raised when the partial's markup changes, so a deploy never serves a chart cached by the code before it.
+FORMAT = 2  # 2: energy, standing charge and taxes in the table (issue 13)
 
 
 # --- Local periods --------------------------------------------------------------------------------
@@ -369,7 +371,7 @@ def cache_key(household: Household, view: ChartView, now: datetime) -> str | Non
         view.today.isoformat(),
         hour,
     )
-    return "chart:" + ":".join(str(part) for part in parts)
+    return f"chart:{FORMAT}:" + ":".join(str(part) for part in parts)
 
 
 def _bars(household: Household, period: Period) -> dict[date | datetime, Bar]:

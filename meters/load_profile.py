@@ -91,6 +91,17 @@ class LoadProfile:
     def slot_kwh(self, slot_start: datetime) -> Decimal:
         return Decimal(f"{self.slot_kw(slot_start) * _SLOT_HOURS:.3f}")
 
+    def register_at(self, after: datetime, register: Decimal, moment: datetime) -> Decimal:
+        """The register at ``moment``, continuing ``register`` read at ``after``, both in one quarter hour.
+
+        The part of the slot between them, at the slot's power: a reading between the quarter hours that
+        the next quarter-hour reading (``readings`` from ``moment``) continues without a gap or overlap.
+        """
+        slot = floor_slot(moment)
+        if not slot <= after <= moment:
+            raise ValueError(f"{after} and {moment} are not in one quarter hour, in that order")
+        return register + Decimal(f"{self.slot_kw(slot) * ((moment - after) / timedelta(hours=1)):.3f}")
+
     def readings(self, after: datetime, register: Decimal, until: datetime) -> list[tuple[datetime, Decimal]]:
         """Register values at each quarter hour t with ``after`` < t <= ``until``, continuing ``register``.
 

@@ -79,9 +79,64 @@ class Wallet(models.Model):
                 for coin in confirmed:
                     outpoints |= Q(txid=coin.txid, vout=coin.vout)
                 Utxo.objects.filter(outpoints, wallet=self).update(confirmed=True)
+            mined = [c for c in coins if c.confirmations > 0 and known.get((c.txid, c.vout)) is not True]
+            self._emit_deposits(new, mined)
         if new or confirmed:
             log.info("wallet_synced wallet=%s new_coins=%d newly_confirmed=%d", self.pk, len(new), len(confirmed))
         return len(new) + len(confirmed)
+
+    def _emit_deposits(self, new: list[Utxo], confirmed: list) -> None:
+        """deposit.received for transactions first seen paying the wallet, deposit.confirmed for those now in a block.
+
+        A deposit is a transaction, not a coin (one may pay the address twice): coins are grouped by
+        txid. The household's own payments' change is not a deposit (payments.history says the same).
+        A transaction first seen already in a block is received and confirmed at once: both events.
+        Inside sync_coins' transaction (meters.hooks.emit_many), so an event commits with its coins.
+        """
+        if not new and not confirmed:
+            return
+        seen: dict[str, int] = {}
+        for coin in new:
+            seen[coin.txid] = seen.get(coin.txid, 0) + coin.satoshis
+        mined: dict[str, int] = {}
+        for coin in confirmed:
+            mined[coin.txid] = mined.get(coin.txid, 0) + coin.satoshis
+        txids = set(seen) | set(mined)
+        own = set()
+        for model in (Settlement, CommunityPass, Withdrawal):
+            mine = model.objects.filter(household_id=self.household_id, txid__in=txids)
+            own |= set(mine.values_list("txid", flat=True))
+        # A coin confirmed now but known before counts the whole deposit: its other coins may be confirmed already.
+        totals = dict(
+            Utxo.objects.filter(wallet=self, txid__in=set(mined) - set(seen))
+            .values("txid")
+            .annotate(total=models.Sum("satoshis"))
+            .values_list("txid", "total")
+            .order_by()
+        )
+        events = [
+            (
+                "deposit.received",
+                self.household_id,
+                {"household_id": self.household_id, "txid": txid, "satoshis": sats, "confirmed": txid in mined},
+            )
+            for txid, sats in sorted(seen.items())
+            if txid not in own
+        ]
+        events += [
+            (
+                "deposit.confirmed",
+                self.household_id,
+                {
+                    "household_id": self.household_id,
+                    "txid": txid,
+                    "satoshis": int(seen.get(txid) or totals.get(txid, n)),
+                },
+            )
+            for txid, n in sorted(mined.items())
+            if txid not in own
+        ]
+        emit_many(events)
 
     def resync_quietly(self, network: BsvNetwork) -> None:
         """sync_coins after a refused payment; a network that does not answer now only delays it."""

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from payments import prices, retention, runs
+from payments import deposits, prices, retention, runs
 from payments.broadcast import refresh_pending, sweep_signed
 from payments.figures import closed_period_end
 from payments.models import CommunityPass, Settlement, Wallet, Withdrawal
@@ -65,6 +65,12 @@ def watch_withdrawals() -> None:
     network = get_network()
     sweep_signed(Withdrawal, network)
     refresh_pending(Withdrawal, network)
+
+
+@shared_task
+def watch_deposits() -> int:
+    """Sync the wallets holding a deposit not yet in a block, so its confirmation is noticed (and told)."""
+    return deposits.watch_unconfirmed(get_network())
 
 
 @shared_task

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from payments.views import community, settlements, wallet, withdrawals
+from payments.views import community, settlements, topup, wallet, withdrawals
 
 urlpatterns = [
     path("payments/", settlements.settlement_list, name="settlement-list"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("payments.csv", settlements.settlements_csv, name="settlements-csv"),
     path("wallet/", wallet.wallet_page, name="wallet"),
     path("wallet/qr.svg", wallet.wallet_qr, name="wallet-qr"),
+    path("wallet/top-up/", topup.top_up_page, name="top-up"),
     path("community/", community.community_page, name="community"),
     path("community/unlock", community.unlock, name="community-unlock"),
     path("account/close/", withdrawals.account_page, name="account-close"),

@@ -24,9 +24,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Sum
 
+from energypay import eventhook
 from energypay.freshness import HEARD_FROM, silent_before
 from energypay.ops.models import Heartbeat
-from energypay.webhooks import events, outbox
+from energypay.webhooks import events
 from energypay.webhooks.models import ArrearsState, MeterSilence
 from meters.models import HourlyUsage, Meter
 from payments import figures
@@ -62,7 +63,7 @@ def detect_arrears(now: datetime) -> int:
             ArrearsState(household_id=hid, unpaid_since=owing[hid]["since"], started_at=now) for hid in started
         )
         ArrearsState.objects.filter(household_id__in=cleared).delete()
-        outbox.record(
+        eventhook.record(
             [
                 (
                     events.ARREARS_STARTED,
@@ -71,6 +72,7 @@ def detect_arrears(now: datetime) -> int:
                         "household_id": hid,
                         "arrears_eur": str(figures.eur(owing[hid]["eur"])),
                         "unpaid_since": owing[hid]["since"],
+                        "started_at": now,
                     },
                 )
                 for hid in started
@@ -106,7 +108,7 @@ def detect_silent_meters(now: datetime) -> int:
         MeterSilence.objects.bulk_create(
             MeterSilence(meter_id=row["pk"], since=row["since"], notified_at=now) for row in new
         )
-        outbox.record(
+        eventhook.record(
             [
                 (
                     events.METER_SILENT,

@@ -16,6 +16,8 @@ METER_SILENT = "meter.silent"
 STATEMENT_ISSUED = "statement.issued"
 WITHDRAWAL_CONFIRMED = "withdrawal.confirmed"
 WITHDRAWAL_FAILED = "withdrawal.failed"
+DEPOSIT_RECEIVED = "deposit.received"
+DEPOSIT_CONFIRMED = "deposit.confirmed"
 TEST = "webhook.test"  # sent by staff ("send test event") to one endpoint, whatever it subscribes to
 
 EVENT_TYPES: dict[str, str] = {
@@ -29,6 +31,8 @@ EVENT_TYPES: dict[str, str] = {
     STATEMENT_ISSUED: "A statement was issued to a household.",
     WITHDRAWAL_CONFIRMED: "A withdrawal of a household's balance is in a block.",
     WITHDRAWAL_FAILED: "The network refused a withdrawal for good: its coins are back in the wallet.",
+    DEPOSIT_RECEIVED: "A transaction paying a household's wallet was seen (it may not be in a block yet).",
+    DEPOSIT_CONFIRMED: "A deposit to a household's wallet is in a block.",
 }
 
 CHOICES = [(code, f"{code}: {text}") for code, text in EVENT_TYPES.items()]

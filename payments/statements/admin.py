@@ -28,6 +28,8 @@ from payments.admin.actions import ReadOnlyWithActions
 from payments.statements import mail, rendering, summary
 from payments.statements.issuing import issue_households
 from payments.statements.models import (
+    InvoiceRecord,
+    InvoiceRecordChain,
     Series,
     SeriesCounter,
     Statement,
@@ -35,6 +37,7 @@ from payments.statements.models import (
     StatementLine,
     StatementPayment,
 )
+from payments.statements.verifactu import records
 
 log = logging.getLogger(__name__)
 
@@ -320,3 +323,52 @@ class StatementActions(Operate):
             f"{tally['no_contract']} without a contract that month",
         ]
         self.message_user(request, "Statements: " + ", ".join(p for p in parts if not p.startswith("0 ")) + ".")
+
+
+@admin.register(InvoiceRecord)
+class InvoiceRecordAdmin(ReadOnlyAdmin):
+    """VERI*FACTU records, read-only: written with their statements, never changed (docs/spain.md)."""
+
+    list_display = ["position", "issuer_tax_id", "kind", "invoice_number", "invoice_type", "total", "generated_text"]
+    list_filter = ["kind", "invoice_type", "chain"]
+    search_fields = ["invoice_number__exact", "hash__exact"]
+    list_select_related = ["chain"]
+    show_full_result_count = False
+    ordering = ["chain", "-position"]
+    fields = [
+        "chain",
+        "position",
+        "kind",
+        "statement",
+        "issuer_tax_id",
+        "invoice_number",
+        "invoice_date",
+        "invoice_type",
+        "total_tax",
+        "total",
+        "previous_issuer_tax_id",
+        "previous_invoice_number",
+        "previous_invoice_date",
+        "previous_hash",
+        "generated_text",
+        "hash",
+        "content",
+        "created_by",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(InvoiceRecordChain)
+class InvoiceRecordChainAdmin(ReadOnlyAdmin):
+    """Each issuer's chain head; its page re-checks every hash and link of the chain."""
+
+    list_display = ["issuer_tax_id", "length", "last_invoice_number", "updated_at"]
+    fields = ["issuer_tax_id", "length", "last_invoice_number", "last_invoice_date", "last_hash", "chain_check"]
+    readonly_fields = fields
+
+    @admin.display(description="check")
+    def chain_check(self, chain: InvoiceRecordChain) -> str:
+        problems = records.verify(chain)
+        if problems:
+            return "; ".join(problems[:10])
+        return "Whole: every hash matches its fields and links to the record before it."

@@ -42,6 +42,7 @@ from payments.statements.mail import queue_deliveries
 from payments.statements.models import Series, Statement, StatementLine, StatementPayment, StatementWithdrawal
 from payments.statements.numbering import Counter as NumberCounter
 from payments.statements.paid import MonthEndBalances, Paid, month_end_balances, month_payments, month_withdrawals
+from payments.statements.verifactu.records import record_issued
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +234,16 @@ def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_
 def issued(statements: list[Statement], *, acting_user=None) -> None:
     """What goes with every issued statement or corrective note, in the transaction that inserts them.
 
-    Their mails are queued (the outbox, payments.statements.mail), a ``statement.issued`` event goes to
+    Their VERI*FACTU records are chained (payments.statements.verifactu.records: an alta each, under the
+    issuer's chain lock, taken after the series counter's), their mails are queued (the outbox,
+    payments.statements.mail), a ``statement.issued`` event goes to
     settings.EVENT_HOOK (webhooks, docs/webhooks.md), and ``STATEMENT_ISSUED_HOOK`` is
-    called with them, when set: a record that must exist exactly when a statement does (a tax
-    authority's chained invoice record) is written there, in this transaction and under the series
-    counter's lock, so numbers and records follow one order and a crash leaves both or neither. What
-    it raises rolls the statements back.
+    called with them, when set: what a higher floor must write exactly when a statement exists, in
+    this transaction and under the series counter's lock, so a crash leaves both or neither. What
+    any of them raises rolls the statements back.
     """
+    if settings.INVOICE_RECORDS_MODE == "verifactu":
+        record_issued(statements, acting_user=acting_user)
     queue_deliveries(statements, requested_by=acting_user)
     emit_many(
         [
@@ -404,6 +408,9 @@ def customer_snapshot(household: Household) -> dict:
         "address": household.address,
         "email": household.user.email,
         "timezone": household.timezone,
+        # The account holder's NIF/NIE/DNI and the supply point, where the household has them (docs/spain.md).
+        "tax_id": getattr(household, "tax_id", "") or "",
+        "cups": getattr(household, "cups", "") or "",
     }
 
 

@@ -361,7 +361,9 @@ def difference(now: Content, before: Iterable[Draft]) -> Content:
     """
     issued: dict[str, Draft] = {}
     for line in before:
-        total = issued.setdefault(line.key, replace(line, exact_eur=ZERO, amount_eur=ZERO, quantity=None))
+        total = issued.setdefault(
+            line.key, replace(line, exact_eur=ZERO, amount_eur=ZERO, quantity=None, base_exact=None)
+        )  # every sum starts from nothing (a tax base kept here was counted twice: a note's base was wrong)
         total.exact_eur += line.exact_eur
         total.amount_eur += line.amount_eur
         if line.quantity is not None:

@@ -14,10 +14,13 @@
 - ``StatementWithdrawal``: the withdrawals of the wallet's balance in the month (the final statement
   of a closed account shows where its balance went).
 - ``StatementDelivery``: the outbox of mails (one per issue, one per staff re-send), retried until sent.
+- ``InvoiceRecordChain`` and ``InvoiceRecord``: VERI*FACTU's chained record of every issued document, one
+  chain per issuer NIF (payments.statements.verifactu.records; docs/spain.md).
 
 Statements, lines and payments are final: ``save()`` of a stored row, ``delete()`` and a queryset's
 ``update()``/``delete()`` raise ``DocumentIsFinal``, and on PostgreSQL a trigger refuses UPDATE and
-DELETE as well (migration 0002). Lock order: the series counter is the only row issuing locks.
+DELETE as well (migration 0002); so are invoice records (0004). Lock order: the series counter, then the
+issuer's chain head (``InvoiceRecordChain``); an anulación locks only the chain head.
 """
 
 from __future__ import annotations
@@ -384,3 +387,86 @@ class StatementDelivery(models.Model):
         if self.skip_reason:
             return "not sent"
         return "retrying" if self.attempts else "pending"
+
+
+class InvoiceRecordChain(models.Model):
+    """The head of one issuer's chain of VERI*FACTU invoice records (one per issuer NIF, across all series).
+
+    Whoever appends records locks this row first (``select_for_update``), links the new records to
+    the head it holds (the identity and hash of the newest record) and moves the head, all in the
+    transaction that issues the statements: two issuers of one NIF take turns here, so the chain
+    never forks. Lock order: a series counter (issuing), then this row; an anulación takes only this row.
+    """
+
+    issuer_tax_id = models.CharField("issuer NIF", max_length=9, unique=True)
+    length = models.PositiveIntegerField(default=0, help_text="Records in the chain: the newest one's position.")
+    # The newest record's identity and hash: what the next record carries as its previous one.
+    last_issuer_tax_id = models.CharField(max_length=9, blank=True)
+    last_invoice_number = models.CharField(max_length=60, blank=True)
+    last_invoice_date = models.DateField(null=True, blank=True)
+    last_hash = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["issuer_tax_id"]
+
+    def __str__(self) -> str:
+        return f"{self.issuer_tax_id}: {self.length} records"
+
+
+class InvoiceRecord(Final):
+    """A VERI*FACTU "registro de facturación": an alta for every issued statement or corrective note, or an
+    anulación of a statement that should not exist. Written once, in generation order, never changed.
+
+    The columns are the fields the hash covers and the chain's link; ``content`` holds the rest of the
+    record as it was generated (issuer name, description, recipient, tax breakdown, corrected invoice,
+    invoicing system), so the AEAT XML is rebuilt from the row alone, whatever settings say later.
+    """
+
+    class Kind(models.TextChoices):
+        ALTA = "alta", "Registro de alta"
+        ANULACION = "anulacion", "Registro de anulación"
+
+    chain = models.ForeignKey(InvoiceRecordChain, on_delete=models.PROTECT, related_name="records")
+    position = models.PositiveIntegerField(help_text="1, 2, ...: the order the chain's records were generated in.")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="invoice_records")
+    # The invoice the record is about (IDFactura): for an anulación, the cancelled one.
+    issuer_tax_id = models.CharField("IDEmisorFactura", max_length=9)
+    invoice_number = models.CharField("NumSerieFactura", max_length=60)
+    invoice_date = models.DateField("FechaExpedicionFactura")
+    invoice_type = models.CharField("TipoFactura", max_length=2, blank=True, help_text="F1, F2, R1-R5 (altas).")
+    total_tax = models.DecimalField("CuotaTotal", max_digits=14, decimal_places=2, null=True, blank=True)
+    total = models.DecimalField("ImporteTotal", max_digits=14, decimal_places=2, null=True, blank=True)
+    # The previous record of the chain (Encadenamiento/RegistroAnterior): position - 1; blank for the first.
+    previous_issuer_tax_id = models.CharField(max_length=9, blank=True)
+    previous_invoice_number = models.CharField(max_length=60, blank=True)
+    previous_invoice_date = models.DateField(null=True, blank=True)
+    previous_hash = models.CharField(max_length=64, blank=True)
+    generated_at = models.DateTimeField()
+    generated_text = models.CharField("FechaHoraHusoGenRegistro", max_length=32, help_text="As hashed.")
+    hash = models.CharField("Huella", max_length=64)
+    content = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["chain", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "position"], name="invoice_record_position"),
+            # The backstop of the chain lock: a record links to the one at position - 1 (the first to none), and
+            # positions are unique, so two appends that read the same head cannot both commit: no fork.
+            models.CheckConstraint(
+                condition=Q(position=1, previous_hash="") | Q(position__gt=1) & ~Q(previous_hash=""),
+                name="invoice_record_links_previous",
+            ),
+            models.UniqueConstraint(fields=["statement", "kind"], name="invoice_record_one_per_statement_and_kind"),
+            models.CheckConstraint(
+                condition=Q(kind="anulacion") | (~Q(invoice_type="") & Q(total__isnull=False)),
+                name="invoice_record_alta_has_type_and_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain.issuer_tax_id} #{self.position} {self.kind} {self.invoice_number}"

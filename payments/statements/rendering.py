@@ -1,6 +1,7 @@
 """A statement as people and programs read it: the HTML page, the PDF (WeasyPrint, same template), CSV and JSON.
 
-The page and the PDF include one template, ``statements/_document.html``; the PDF's own template
+The page and the PDF include one template, ``statements/_document.html``, which opens with the tax QR
+of VERI*FACTU (payments.statements.verifactu.qr) where the statement has a record; the PDF's own template
 adds the print stylesheet (``static/css/statement-pdf.css``, handed to WeasyPrint directly: the
 Content-Security-Policy of the pages never meets it). Texts are rendered in the statement's stored
 language. Fonts: the system's (DejaVu Sans from Debian's ``fonts-dejavu-core``, see the README);
@@ -21,6 +22,7 @@ from lib.money import exact_places, format_money
 from lib.periods import local_date
 from payments.networks import explorer_url
 from payments.statements.models import Statement
+from payments.statements.verifactu.qr import statement_qr
 
 PDF_STYLESHEET = "css/statement-pdf.css"
 _INSTANT = timedelta(microseconds=1)
@@ -67,18 +69,24 @@ def document_context(statement: Statement) -> dict:
         "balance_price": None
         if statement.balance_bsv_eur is None
         else format_money(statement.balance_bsv_eur, "EUR", places=exact_places(statement.balance_bsv_eur)),
+        "tax_qr": statement_qr(statement),  # VERI*FACTU's QR, from the statement's registro de alta
         "for_pdf": False,
     }
 
 
 def pdf_bytes(statement: Statement) -> bytes:
     """The statement as a PDF, in its own language."""
+    return pdf_document(statement).write_pdf()
+
+
+def pdf_document(statement: Statement):
+    """The statement laid out by WeasyPrint (a ``weasyprint.Document``): its pages and boxes, before the PDF."""
     # WeasyPrint loads Pango through cffi on import (a few hundred ms): only the processes that render pay it.
     from weasyprint import HTML
 
     with translation.override(statement.language):
         html = render_to_string("statements/pdf.html", {**document_context(statement), "for_pdf": True})
-    return HTML(string=html).write_pdf(stylesheets=[_stylesheet()])
+    return HTML(string=html).render(stylesheets=[_stylesheet()])
 
 
 @cache

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
 from django.core.paginator import Paginator
 from django.db.models import Min, OuterRef, Subquery
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from lib import htmx
+from lib.apportion import RoundedTable, to_cents
 from lib.csvstream import csv_lines
 from lib.dateranges import DateParamError, DateRange, RangeForm
 from lib.money import exact_places, format_money
@@ -24,6 +27,7 @@ from payments.models import Settlement, SettlementLine
 from payments.networks import explorer_url
 
 PER_PAGE = 50
+ZERO = Decimal("0")
 CSV_HEADER = [
     "created",
     "period start",
@@ -87,9 +91,52 @@ def settlement_list(request: HouseholdRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+@dataclass
+class DayOfLines:
+    """A local day of a payment's lines, and what its live lines paid: energy and standing charge, taxes."""
+
+    day: date
+    lines: list[SettlementLine] = field(default_factory=list)
+    kwh: Decimal = ZERO
+    cost: Decimal = ZERO
+    taxes: Decimal = ZERO
+    shown: tuple[Decimal, Decimal, Decimal] = (ZERO, ZERO, ZERO)  # cost, taxes, paid: to the cent, adding up
+
+    @property
+    def paid(self) -> Decimal:
+        return self.cost + self.taxes
+
+
+def days_of(lines: list[SettlementLine], tz_name: str) -> tuple[list[DayOfLines], RoundedTable]:
+    """The lines by local day, in order, each day's money rounded with the others so that the days add up to
+    the payment (lib/apportion.py). A line's taxes are what it paid beyond its cost (``line_amount``)."""
+    tz = zone(tz_name)
+    days: dict[date, DayOfLines] = {}
+    for line in lines:
+        local = line.usage.hour_start.astimezone(tz)
+        # The page names its one time zone once; the hour a 25-hour day repeats (02:00 CEST, then
+        # 02:00 CET) also says which of the two it is. The datetime itself knows.
+        repeated = local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
+        line.zone_name = local.strftime("%Z") if repeated else ""
+        group = days.setdefault(local.date(), DayOfLines(local.date()))
+        group.lines.append(line)
+        if not line.released:
+            cost = line.usage.cost_eur or ZERO
+            group.kwh += line.usage.kwh
+            group.cost += cost
+            group.taxes += line.eur - cost
+    ordered = list(days.values())
+    table = to_cents([(group.cost, group.taxes) for group in ordered])
+    for group, (cost, taxes), paid in zip(ordered, table.cells, table.rows, strict=True):
+        group.shown = (cost, taxes, paid)
+    return ordered, table
+
+
 @require_safe
 @household_required
-def settlement_detail(request: HttpRequest, pk: int) -> HttpResponse:
+@vary_on_headers(*htmx.VARY)  # one URL, two bodies (the page, or one day's lines for htmx)
+def settlement_detail(request: HouseholdRequest, pk: int) -> HttpResponse:
+    """The payment, what it paid day by day, and the lines of one local day (``?page=``: the day's number)."""
     settlement = _get_settlement(request, pk)
     # A failed settlement's lines were released and owed again; say which later payment took each.
     paid_later_by = SettlementLine.objects.filter(usage_id=OuterRef("usage_id"), released=False).values(
@@ -100,19 +147,21 @@ def settlement_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .annotate(paid_later_by=Subquery(paid_later_by))
         .order_by("usage__hour_start", "usage__kind", "usage__meter__serial", "usage__seq")
     )
-    tz = zone(request.household.timezone)
-    for line in lines:
-        # The page names its one time zone once; the hour a 25-hour day repeats (02:00 CEST, then
-        # 02:00 CET) also says which of the two it is. The datetime itself knows.
-        local = line.usage.hour_start.astimezone(tz)
-        repeated = local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
-        line.zone_name = local.strftime("%Z") if repeated else ""
+    days, table = days_of(lines, request.household.timezone)
+    # One local day a page (at most 25 hours of lines per meter and kind); junk or out-of-range numbers
+    # fall back to the first or the last day.
+    page = Paginator(days, 1).get_page(request.GET.get("page"))
     live = [line for line in lines if not line.released]
     explorer = explorer_url(settlement.txid)
     context = {
         **_badge_context(request),
         "settlement": settlement,
-        "lines": lines,
+        "line_count": len(lines),
+        "days": days,
+        "days_table": table,
+        "page": page,
+        "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+        "day": page.object_list[0] if days else None,
         "total_kwh": sum((line.usage.kwh for line in live), start=0),
         "total_eur": sum((line.eur for line in live), start=0),
         "explorer_url": explorer,
@@ -120,7 +169,10 @@ def settlement_detail(request: HttpRequest, pk: int) -> HttpResponse:
         # The exact price the satoshis were computed with, without the column's trailing zeros.
         "quote_price": format_money(settlement.quote.bsv_eur, "EUR", places=exact_places(settlement.quote.bsv_eur)),
     }
-    return render(request, "payments/settlement_detail.html", context)
+    template = "payments/settlement_detail.html"
+    if htmx.partial_requested(request, target="settlement-day"):
+        template += "#settlement-day"
+    return render(request, template, context)
 
 
 @require_safe

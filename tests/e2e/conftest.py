@@ -1,9 +1,10 @@
 """Browser tests: Playwright driving Debian's Chromium against a live Django server.
 
-Needs /usr/bin/chromium (apt: chromium) and a copy of the pinned Chart.js file (the machine has no
+Needs /usr/bin/chromium (apt: chromium), a copy of the pinned Chart.js file (the machine has no
 internet, so the CDN URL is answered from that copy; the page's integrity hash still has to match
-it byte for byte). `.ci/run` installs both and sets E2E_REQUIRED=1, so in CI a missing piece fails
-instead of skipping.
+it byte for byte) and the pinned axe-core engine (test_accessibility.py), both fetched with npm
+(tests/e2e/assets.py). `.ci/run` installs what is missing and sets E2E_REQUIRED=1, so in CI a missing
+piece fails instead of skipping.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from tests.e2e.assets import fetch_chart_js
+from tests.e2e.assets import fetch_axe_core, fetch_chart_js
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -35,6 +36,14 @@ def chart_js() -> Path:
     if path is None:
         _missing("the Chart.js file could not be fetched with npm")
     return path
+
+
+@pytest.fixture(scope="session")
+def axe_core() -> str:
+    path = fetch_axe_core()
+    if path is None:
+        _missing("the axe-core file could not be fetched with npm")
+    return path.read_text()
 
 
 @pytest.fixture(scope="module")

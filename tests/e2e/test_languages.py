@@ -1,7 +1,6 @@
 """Spanish and English in a real browser: the switch, money as a Spanish reader writes it, the decimal comma.
 
-Also leaves a screenshot of every household page in both languages, at a phone's width and a desktop's,
-in var/screenshots/ (for a person to look at; nothing compares them).
+The screenshots of every household page in both languages are taken by test_accessibility.py.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 from django.db import connections
 
 from alarms.models import AlarmRule
@@ -17,15 +15,6 @@ from energypay.accounts.models import User
 from meters.models import Household
 
 NBSP = "\N{NO-BREAK SPACE}"
-PAGES = {
-    "dashboard": "/",
-    "payments": "/payments/",
-    "wallet": "/wallet/",
-    "community": "/community/",
-    "alarms": "/alarms/",
-    "statements": "/statements/",
-}
-WIDTHS = {"phone": 360, "desktop": 1280}
 
 
 @pytest.fixture
@@ -70,6 +59,7 @@ def test_the_switch_turns_every_page_spanish_with_spanish_money_and_a_decimal_co
         "Resúmenes",
         "Comunidad",
         "Alarmas",
+        "Avisos",
         "Tokens",
         "de",
         "la",
@@ -92,19 +82,3 @@ def test_the_switch_turns_every_page_spanish_with_spanish_money_and_a_decimal_co
     tab.wait_for_selector("html[lang=en]")
     tab.wait_for_selector("#alarm-rules >> text=Tell me when a day costs €3.50 or more")
     assert errors == []
-
-
-@pytest.mark.parametrize("language", ["en", "es"])
-def test_screenshots_of_every_household_page_in_both_languages(context, live_server, household, language):
-    Household.objects.filter(pk=household.pk).update(language=language)
-    folder = settings.VAR_DIR / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    tab = context.new_page()
-    log_in(tab, live_server)
-    for name, path in PAGES.items():
-        for width_name, width in WIDTHS.items():
-            tab.set_viewport_size({"width": width, "height": 900})
-            tab.goto(live_server.url + path)
-            assert tab.locator("html").get_attribute("lang") == language
-            tab.screenshot(path=str(folder / f"{name}-{language}-{width_name}.png"), full_page=True)
-    assert len(list(folder.glob(f"*-{language}-*.png"))) >= len(PAGES) * len(WIDTHS)

@@ -29,5 +29,15 @@ def _broker_for(**environ: str) -> str:
 
 
 def test_default_broker_is_files_on_disk_and_redis_is_one_setting_away():
-    assert _broker_for().split() == ["filesystem", "filesystem://"]
+    assert _broker_for().split() == ["filesystem", "filesystem://localhost/"]
     assert _broker_for(CELERY_BROKER_URL="redis://127.0.0.1:6379/3").split() == ["redis", "redis://127.0.0.1:6379/3"]
+
+
+def test_the_default_broker_connects_without_kombus_missing_host_warning(tmp_path):
+    # Every process (web, worker, beat) printed "No hostname was supplied" on `make demo`'s console.
+    code = "import django; django.setup(); from energypay.celery import app; print(app.connection().info()['hostname'])"
+    clean = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"} | {"ENERGYPAY_VAR_DIR": str(tmp_path)}
+    command = [sys.executable, "-c", code]
+    run = subprocess.run(command, env=clean, capture_output=True, text=True, check=True, timeout=60)
+    assert run.stdout.split() == ["localhost"]
+    assert "No hostname" not in run.stderr

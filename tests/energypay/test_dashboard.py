@@ -438,10 +438,11 @@ def test_queries_do_not_grow_with_history(household_client, household, range_):
     assert _queries(household_client, url) == page
     assert _queries(household_client, url, **HTMX) == partial
     # The session with its user, household and tariff (energypay/accounts/sessions.py); four for the
-    # cards; two for the alarms (their unread count is the nav's too); one for the chart (its sums: the
-    # tariff's versions are cached per process); one for the meters' freshness; one for the download
-    # form's first data day. The partial: the session and the chart's sums (none once cached).
-    assert (page, partial) == (10, 2)
+    # cards; two for the alarms (their unread count is the nav's too); one for the nav's unread
+    # notifications; one for the chart (its sums: the tariff's versions are cached per process); one for
+    # the meters' freshness; one for the download form's first data day. The partial: the session and
+    # the chart's sums (none once cached).
+    assert (page, partial) == (11, 2)
 
 
 def test_a_dynamic_tariffs_day_costs_one_query_more(household_client, household, django_assert_num_queries):

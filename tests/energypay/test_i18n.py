@@ -40,6 +40,8 @@ STAFF_DIRS = ("admin", "auditlog")
 SAME_IN_BOTH = {
     "EnergyPay", "English", "Español", "CSV", "PDF", "JSON", "kWh", "EUR", "BSV", "sat", "UTC", "h",
     "Total", "Satoshis", "Token", "Europe", "Madrid", "fixed", "coingecko", "ROUNDING", "ST", "CN", "IVA", "IEE",
+    # The tax QR's legends are the words Orden HAC/1177/2024 prescribes, in Spanish for every reader.
+    "QR", "tributario", "VERI", "FACTU", "CUPS",
 }  # fmt: skip
 
 
@@ -53,7 +55,26 @@ def _english_after_each_test():
 
 @pytest.fixture
 def world(make_household, make_meter, staff_user) -> World:
-    return build_world(make_household, make_meter, staff_user)
+    world = build_world(make_household, make_meter, staff_user)
+    told_of(world.household.pk)
+    return world
+
+
+def told_of(household_id: int) -> None:
+    """One notification of every kind, so the notifications page shows each sentence."""
+    from energypay import eventhook
+
+    deposit = {"household_id": household_id, "txid": "d" * 64, "satoshis": 1_000_000}
+    eventhook.record(
+        [
+            ("deposit.received", household_id, deposit),
+            ("deposit.confirmed", household_id, deposit),
+            ("household.arrears_started", household_id, {"arrears_eur": "1.5", "unpaid_since": NOW, "started_at": NOW}),
+            ("household.arrears_cleared", household_id, {"arrears_started_at": NOW}),
+            ("settlement.failed", household_id, {"settlement_id": 10**9, "eur": "2"}),
+            ("settlement.confirmed", household_id, {"settlement_id": 10**9 + 1, "eur": "2"}),
+        ]
+    )
 
 
 # --- Rendered pages -----------------------------------------------------------------------------------
@@ -98,6 +119,9 @@ def household_pages(world: World) -> dict[str, str]:
         "payments": reverse("settlement-list"),
         "payment": reverse("settlement-detail", args=[world.settlement.pk]),
         "wallet": reverse("wallet"),
+        "top-up": reverse("top-up"),
+        "top-up, a week, a refused period": reverse("top-up") + "?days=7&days=9",
+        "notifications": reverse("notifications"),
         "community": reverse("community"),
         "alarms": reverse("alarm-list"),
         "new alarm": reverse("alarm-create"),

@@ -25,6 +25,7 @@ PRUNE_COMMANDS = {
     "prune_alarm_events": "alarms",
     "prune_rejections": "energypay.ops",
     "prune_webhooks": "energypay.webhooks",
+    "prune_notifications": "energypay.notifications",
 }
 
 
@@ -70,6 +71,7 @@ def test_each_prune_command_lives_with_its_table_and_its_help_says_what_it_keeps
         "alarms.tasks.prune_alarm_events",
         "energypay.tasks.prune_rejections",
         "energypay.webhooks.tasks.prune_webhooks",
+        "energypay.notifications.tasks.prune_notifications",
     ],
 )
 def test_beat_runs_every_retention_job_once_a_day(task):

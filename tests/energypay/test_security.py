@@ -80,6 +80,9 @@ HOUSEHOLD_PAGES: dict[str, tuple[str, ...]] = {
     "settlements-csv": ("GET",),
     "wallet": ("GET",),
     "wallet-qr": ("GET",),
+    "top-up": ("GET",),
+    "notifications": ("GET",),
+    "notification-preferences": ("POST",),
     "community": ("GET",),
     "community-unlock": ("POST",),
     "alarm-list": ("GET",),
@@ -114,6 +117,7 @@ PUBLIC_PAGES: dict[str, tuple[str, ...]] = {
     # The language switch: a cookie for anyone, and the household's own choice for its login only.
     "set_language": ("POST",),
     "healthz": ("GET",),
+    "favicon": ("GET",),  # a redirect to the static icon
     "api-docs": ("GET",),
     "api-openapi": ("GET",),
 }

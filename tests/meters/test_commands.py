@@ -290,13 +290,43 @@ def test_simulate_meters_once_posts_the_backlog_since_seed_demo_to_a_live_server
     out, err = run("simulate_meters", "--url", live_server.url, "--once")
 
     meter.refresh_from_db()
-    sent = (meter.last_reading_at - old_last_at) // SLOT
-    assert sent >= 8
+    sent = meter.readings.count() - 97
+    assert sent >= (meter.last_reading_at - old_last_at) // SLOT >= 8  # every quarter hour, and the register now
+    assert timezone.now() - meter.last_reading_at < timedelta(minutes=1)
     assert f"{sent} readings sent ({sent} accepted, 0 duplicates, 0 rejected), 0 waiting" in out
     assert "Issued new tokens for 1 meter (DEMO-0001)" in err
-    assert meter.readings.count() == 97 + sent
     assert meter.last_register_kwh > old_register
     assert usage_kwh(meter) == register_span(meter)
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_simulate_meters_started_right_after_seed_demo_sends_the_register_now_and_says_what_it_does(waits):
+    seed(households=2, days=1, at=NOW - timedelta(minutes=5))  # the last seeded reading: 10:00, this quarter hour
+    responses.add_callback(responses.POST, FAKE_ENDPOINT, callback=forward_to_django)
+    before = {meter.serial: meter.last_register_kwh for meter in Meter.objects.all()}
+
+    with time_machine.travel(NOW, tick=False):  # 10:07:30
+        out, _ = run("simulate_meters", "--url", FAKE_URL, "--interval", "60", "--once")
+
+    assert f"Posting readings of 2 meters to {FAKE_ENDPOINT} now, then every 60 s (once)." in out
+    assert "round 1: 2 meters, 2 readings sent (2 accepted, 0 duplicates, 0 rejected), 0 waiting" in out
+    for meter in Meter.objects.all():
+        assert meter.last_reading_at == NOW
+        assert meter.last_register_kwh > before[meter.serial]  # 7.5 minutes of the quarter hour's power
+        assert usage_kwh(meter) == register_span(meter)
+
+
+def test_the_register_between_quarter_hours_joins_the_next_quarter_hours_reading():
+    profile = LoadProfile(1, "Europe/Madrid")
+    slot = floor_slot(NOW)
+    now = profile.register_at(slot, Decimal("5.000"), NOW)
+    (at, next_quarter), *_ = profile.readings(NOW, now, slot + SLOT)
+    assert at == slot + SLOT
+    assert Decimal("5.000") < now < next_quarter
+    assert abs(next_quarter - Decimal("5.000") - profile.slot_kwh(slot)) <= Decimal("0.001")  # rounding each part
+    with pytest.raises(ValueError):
+        profile.register_at(slot - SLOT, Decimal("5.000"), NOW)
 
 
 @pytest.mark.django_db

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.db import connection
@@ -187,12 +188,12 @@ def test_an_htmx_request_for_another_target_gets_the_whole_page(household_client
     assert "<html" in response.text
 
 
-def test_the_list_has_the_csv_form_with_the_current_local_month_like_every_export(household_client, db):
+def test_the_list_has_the_csv_form_with_the_current_local_month_to_today_like_every_export(household_client, db):
     html = household_client.get(reverse("settlement-list")).text
     assert 'id="settlements-csv-form"' in html
     assert f'action="{reverse("settlements-csv")}"' in html
     assert 'name="start" value="2026-11-01"' in html
-    assert 'name="end" value="2026-11-30"' in html
+    assert 'name="end" value="2026-11-22"' in html  # today: the form offers no day to come
 
 
 def _list_queries(client) -> int:
@@ -383,3 +384,62 @@ def test_times_follow_the_households_own_time_zone(client, make_household, quote
     client.force_login(tokyo.user)
     assert "Sun 22 Nov 2026, 21:05" in client.get(reverse("settlement-list")).text
     assert "Payment of Sun 22 Nov 2026, 21:05" in client.get(reverse("settlement-detail", args=[settlement.pk])).text
+
+
+# --- A long payment: day by day ---
+
+
+def _money(text: str) -> Decimal:
+    return Decimal(text.replace("€", "").replace(",", "").strip())
+
+
+@pytest.fixture
+def long_payment(household, quote, meter) -> Settlement:
+    """56 hours of a household in arrears paid at once: Friday 20 to Sunday 22 November in Madrid, taxed."""
+    start = datetime(2026, 11, 20, 3, tzinfo=UTC)  # Friday 04:00 in Madrid
+    settlement = make_settlement(
+        household, quote, meter=meter, hours=[(start + timedelta(hours=h), "0.337", "0.1234") for h in range(56)]
+    )
+    # Taxes on each line: what it paid beyond its cost (payments.figures.line_amount).
+    for line in settlement.lines.select_related("usage"):
+        tax = (line.usage.cost_eur * Decimal("0.271863625472")).quantize(Decimal("0.000001"))
+        HourlyUsage.objects.filter(pk=line.usage_id).update(tax_eur=tax)
+        SettlementLine.objects.filter(pk=line.pk).update(eur=line.usage.cost_eur + tax)
+    total = sum(SettlementLine.objects.filter(settlement=settlement).values_list("eur", flat=True))
+    Settlement.objects.filter(pk=settlement.pk).update(eur=total)
+    settlement.refresh_from_db()
+    return settlement
+
+
+def test_a_long_payment_shows_its_days_that_add_up_and_one_days_lines_at_a_time(household_client, long_payment):
+    url = reverse("settlement-detail", args=[long_payment.pk])
+    html = household_client.get(url).text
+    days = html[html.index('<table id="settlement-days">') : html.index("</table>")]
+    rows = re.findall(r"<tr>\s*<th scope=\"row\"><a [^>]*>(.*?)</a></th>(.*?)</tr>", days, re.S)
+    assert [label for label, _ in rows] == ["Fri 20 Nov 2026", "Sat 21 Nov 2026", "Sun 22 Nov 2026"]
+    cells = [[_money(c) for c in re.findall(r'<td class="num">(.*?)</td>', row)[2:]] for _, row in rows]
+    assert all(cost + taxes == paid for cost, taxes, paid in cells)
+    footer = days[days.index('<tr id="settlement-totals">') :]
+    totals = [_money(c) for c in re.findall(r'<td class="num">(.*?)</td>', footer)[2:]]
+    assert [sum(row[i] for row in cells) for i in range(3)] == totals
+    assert totals[2] == long_payment.eur.quantize(Decimal("0.01"), ROUND_HALF_UP) == totals[0] + totals[1]
+    # Only the first day's lines: 20 hours (04:00 to 23:00), not 56.
+    assert html.count('<tr class="line') == 20 and "Lines of Friday 20 November 2026" in html
+    second = household_client.get(url + "?page=2").text
+    assert second.count('<tr class="line') == 24 and "Lines of Saturday 21 November 2026" in second
+    assert 'rel="prev">Previous day</a>' in second and 'rel="next">Next day</a>' in second
+
+
+def test_an_htmx_day_request_gets_only_that_days_lines(household_client, long_payment):
+    url = reverse("settlement-detail", args=[long_payment.pk])
+    response = household_client.get(url + "?page=3", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="settlement-day")
+    html = response.text
+    assert html.lstrip().startswith('<section class="panel" id="settlement-day"')
+    assert html.count('<tr class="line') == 12 and "settlement-days" not in html
+    assert "HX-Request" in response["Vary"]
+
+
+def test_a_junk_day_number_shows_a_real_day(household_client, long_payment):
+    url = reverse("settlement-detail", args=[long_payment.pk])
+    assert "Lines of Sunday 22 November 2026" in household_client.get(url + "?page=99").text
+    assert "Lines of Friday 20 November 2026" in household_client.get(url + "?page=x").text

@@ -272,3 +272,61 @@ def test_history_links_each_transaction_to_the_explorer_on_testnet_only(househol
     assert f'href="https://test.whatsonchain.com/tx/{deposit.txid}"' in html
     settings.EXPLORER_TX_URL = ""
     assert "explorer-link" not in household_client.get(reverse("wallet")).text
+
+
+# --- EUR beside satoshis ---
+
+
+def test_a_payment_shows_its_eur_at_the_quote_it_was_priced_with(household_client, settled, funded):
+    html = household_client.get(reverse("wallet")).text
+    row = html[html.index('data-kind="settlement"') :]
+    row = row[: row.index("</tr>")]
+    assert f"\N{MINUS SIGN}€{settled.eur.quantize(Decimal('0.01'))}" in row
+    assert "at €30.00/BSV, the payment's price" in row
+    history = wallet_history(funded)
+    assert history[0].eur == settled.eur and history[0].bsv_eur == settled.quote.bsv_eur
+
+
+def test_a_deposit_without_a_price_stored_at_its_time_says_so(household_client, funded):
+    # The only quote was fetched at 14:05, after the deposit (13:07): no price of that time.
+    html = household_client.get(reverse("wallet")).text
+    row = html[html.index('data-kind="deposit"') :]
+    assert "no BSV/EUR price stored for that time" in row[: row.index("</tr>")]
+    assert wallet_history(funded)[0].eur is None
+
+
+def test_a_deposit_is_valued_at_the_newest_quote_stored_before_it(household_client, household, ledger, faucet):
+    PriceQuote.objects.create(source="fixed", bsv_eur=Decimal("40"), fetched_at=NOW - timedelta(hours=3))
+    PriceQuote.objects.create(source="fixed", bsv_eur=Decimal("31.25"), fetched_at=NOW - timedelta(hours=2))
+    PriceQuote.objects.create(source="fixed", bsv_eur=Decimal("50"), fetched_at=NOW - timedelta(minutes=1))
+    wallet = open_wallet(household)
+    with time_machine.travel(NOW - timedelta(hours=1), tick=False):
+        faucet(wallet.address, FUNDS)
+        ledger.mine()
+        wallet.sync_coins(ledger)
+    (deposit,) = wallet_history(wallet)
+    assert (deposit.bsv_eur, deposit.eur) == (Decimal("31.25"), Decimal("3.125000"))  # 0.1 BSV at 31.25
+    html = household_client.get(reverse("wallet")).text
+    assert "+€3.13" in html and "at €31.25/BSV, the price at that time" in html
+
+
+def test_a_community_pass_is_valued_at_the_quote_of_its_time(settled, funded, household, quote):
+    CommunityPass.objects.create(
+        household=household,
+        source=CommunityPass.Source.WALLET,
+        txid="c" * 64,
+        raw_tx="00",
+        satoshis=1_000_000,
+        fee_satoshis=22,
+        state=Settlement.State.SEEN,
+        valid_until=NOW + timedelta(days=30),
+    )
+    row = next(row for row in wallet_history(funded) if row.kind == "community")
+    assert (row.bsv_eur, row.eur, row.fee_eur) == (PRICE, Decimal("0.300000"), Decimal("0.000007"))
+
+
+def test_the_eur_column_is_in_spanish_too(household_client, household, settled, funded):
+    household.language = "es"
+    household.save()
+    html = household_client.get(reverse("wallet")).text
+    assert "el precio del pago" in html and "no hay precio BSV/EUR guardado de ese momento" in html

@@ -182,11 +182,13 @@ def test_an_absurd_threshold_gets_one_clear_form_error(household_client, househo
 
 @FUZZ
 @given(start=dates, end=dates, which=st.sampled_from(["usage-csv", "settlements-csv"]))
-def test_csv_exports_answer_a_file_or_a_plain_400(household_client, start, end, which):
+def test_csv_exports_answer_a_file_or_the_form_again_with_a_400(household_client, start, end, which):
     response = household_client.get(reverse(which), {"start": start, "end": end})
     assert response.status_code in (200, 400), response.status_code
     if response.status_code == 200:
         b"".join(response.streaming_content)  # the rows are made while streaming: read them all
+    else:
+        assert 'role="alert"' in response.text and 'type="date"' in response.text
 
 
 @FUZZ

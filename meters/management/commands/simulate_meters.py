@@ -34,9 +34,15 @@ class SimulatedMeter:
     last_at: datetime | None  # the newest reading generated so far
     last_kwh: Decimal | None
     pending: list[tuple[datetime, Decimal]] = field(default_factory=list)
+    started: bool = False
 
     def generate(self, now: datetime) -> int:
-        """Queue the readings the meter took since its last one; a new meter starts its register now."""
+        """Queue the readings the meter took since its last one; a new meter starts its register now.
+
+        The first round also reads the register now, between quarter hours: started in the quarter hour
+        of its last reading (as right after seed_demo), the simulator would otherwise send nothing for up to
+        15 minutes, and seem not to work.
+        """
         if self.last_at is None:
             self.last_at, self.last_kwh = floor_slot(now), self.profile.start_register
             new = [(self.last_at, self.last_kwh)]
@@ -44,6 +50,13 @@ class SimulatedMeter:
             new = self.profile.readings(self.last_at, self.last_kwh, now)
             if new:
                 self.last_at, self.last_kwh = new[-1]
+        if not self.started:
+            self.started = True
+            moment = now.replace(microsecond=0)  # the API's timestamps are to the second
+            if moment > self.last_at:
+                self.last_kwh = self.profile.register_at(self.last_at, self.last_kwh, moment)
+                self.last_at = moment
+                new.append((moment, self.last_kwh))
         self.pending.extend(new)
         return len(new)
 

@@ -182,8 +182,10 @@ def test_arrears_start_and_clear_once_each_whatever_the_number_of_runs(subscribe
         "household_id": household.pk,
         "arrears_eur": "0.250000",
         "unpaid_since": old_hour.isoformat().replace("+00:00", "Z"),
+        "started_at": now.isoformat().replace("+00:00", "Z"),
     }
     assert cleared["data"]["household_id"] == household.pk
+    assert cleared["data"]["arrears_started_at"] == started["data"]["started_at"]  # the episode it ends
     assert not ArrearsState.objects.exists()
 
 

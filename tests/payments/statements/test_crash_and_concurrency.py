@@ -30,7 +30,8 @@ from energypay.accounts.models import User
 from meters.models import HourlyUsage, Household, Meter
 from payments.statements import issuing
 from payments.statements.issuing import issue_households
-from payments.statements.models import SeriesCounter, Statement, StatementDelivery
+from payments.statements.models import InvoiceRecord, InvoiceRecordChain, SeriesCounter, Statement, StatementDelivery
+from payments.statements.verifactu import records
 from tests.payments import crashkit
 from tests.payments.statements import kit
 from tests.payments.statements.crashkit import NOW, POINTS
@@ -81,7 +82,8 @@ def build_town(count: int) -> list[int]:
 
 def books(household_ids: list[int]) -> list[str]:
     """What must hold after any crash or race: each household at most once, numbers 1..n with no gap or
-    repeat, the counter at n, each statement whole (lines add up) with exactly one delivery."""
+    repeat, the counter at n, each statement whole (lines add up) with exactly one delivery and exactly one
+    VERI*FACTU registro de alta, and the issuer's chain of records whole (no record without its statement)."""
     problems = []
     statements = Statement.objects.filter(household_id__in=household_ids, month=OCTOBER)
     twice = statements.values("household_id").annotate(n=Count("pk")).filter(n__gt=1).count()
@@ -100,6 +102,14 @@ def books(household_ids: list[int]) -> list[str]:
     deliveries = StatementDelivery.objects.filter(statement__in=statements).values("statement").annotate(n=Count("pk"))
     if sorted(row["n"] for row in deliveries) != [1] * len(numbers):
         problems.append("not exactly one delivery per statement")
+    altas = InvoiceRecord.objects.filter(statement__in=statements, kind="alta")
+    altas = altas.values("statement").annotate(n=Count("pk"))
+    if sorted(row["n"] for row in altas) != [1] * len(numbers):
+        problems.append("not exactly one registro de alta per statement")
+    if InvoiceRecord.objects.count() != len(numbers):
+        problems.append(f"{InvoiceRecord.objects.count()} records for {len(numbers)} statements")
+    for chain in InvoiceRecordChain.objects.all():
+        problems += records.verify(chain)
     return problems
 
 

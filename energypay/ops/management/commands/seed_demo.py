@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -65,7 +67,8 @@ class Command(SeedMeters):
         self.last_month_end = local_midnight(first_of_month(local_date(now, TIMEZONE)), TIMEZONE)
         self.late_readings: list[tuple[datetime, Decimal]] = []
         self.history_start = floor_slot(now) - timedelta(days=days)  # as SeedMeters.handle computes it
-        super().handle(*args, days=days, **options)
+        with quiet("meters.contracts"):  # a "contract_started" line per household says nothing the summary does not
+            super().handle(*args, days=days, **options)
         homes = self.homes
         self.create_webhook_endpoint(webhook_port)
         if settings.BSV_NETWORK != "local":
@@ -74,16 +77,10 @@ class Command(SeedMeters):
                 open_wallet(home.household)
             self.print_staff_second_factor()
             return
-        # Hundreds of per-settlement log lines would bury the summary.
-        payments_log = logging.getLogger("payments")
-        level = payments_log.level
-        payments_log.setLevel(logging.ERROR)
-        try:
+        with quiet("payments"):  # hundreds of per-settlement log lines would bury the summary
             self.fund_wallets(homes)
             self.settle_history(homes)
             self.issue_statements(homes)
-        finally:
-            payments_log.setLevel(level)
         self.print_staff_second_factor()
 
     @transaction.atomic
@@ -195,3 +192,17 @@ class Command(SeedMeters):
             f"{note.title.lower()} {note.code} of {format_money(note.total_eur, note.currency)} "
             f"to {note.corrects.code}."
         )
+
+
+@contextmanager
+def quiet(*names: str) -> Iterator[None]:
+    """Only errors from these loggers for a while (the demo's console), whatever LOG_LEVEL says."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

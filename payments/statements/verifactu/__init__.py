@@ -1,0 +1,1 @@
+"""VERI*FACTU: the chained invoice records of every statement, their QR code and their AEAT XML (docs/spain.md)."""
