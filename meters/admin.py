@@ -187,7 +187,19 @@ class TaxRuleForm(forms.ModelForm):
 
     class Meta:
         model = TaxRule
-        fields = ["tax", "name", "rate", "kinds", "compound", "region", "tariffs", "valid_from", "valid_to"]
+        fields = [
+            "tax",
+            "name",
+            "rate",
+            "kinds",
+            "compound",
+            "region",
+            "max_contracted_kw",
+            "minimum_eur_per_mwh",
+            "tariffs",
+            "valid_from",
+            "valid_to",
+        ]
         widgets = {"tariffs": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args, **kwargs) -> None:
@@ -222,7 +234,18 @@ class TaxRuleAdmin(AuditHistory, admin.ModelAdmin):
     """Tax rules price hours forever: a change may only reach days that have begun in no household's zone."""
 
     form = TaxRuleForm
-    list_display = ["name", "tax", "rate", "applies_to", "compound", "region", "tariff_list", "valid_from", "valid_to"]
+    list_display = [
+        "name",
+        "tax",
+        "rate",
+        "applies_to",
+        "compound",
+        "region",
+        "max_contracted_kw",
+        "tariff_list",
+        "valid_from",
+        "valid_to",
+    ]
     list_filter = ["tax", "region", "compound"]
     search_fields = ["name", "tax"]
     date_hierarchy = "valid_from"

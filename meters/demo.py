@@ -33,6 +33,9 @@ TIMEZONE = "Europe/Madrid"
 BATCH = 1000  # the ingest API's limit per request
 FLAT_TARIFF = "Demo flat"
 TOU_TARIFF = "Demo time of use"
+# The kinds of ledger line the Spanish taxes apply to (meter rental: VAT only).
+IEE_KINDS = ["energy", "standing", "power"]
+VAT_KINDS = ["energy", "standing", "power", "rental"]
 # Spain's 2.0TD periods on weekdays; weekends are off-peak all day.
 TOU_BANDS = [
     {"days": [0, 1, 2, 3, 4], "start": 0, "end": 8, "rate": "0.130000"},
@@ -151,16 +154,19 @@ class SeedMeters(BaseCommand):
         start = min(datetime(2020, 1, 1, tzinfo=UTC), valid_from).date()
         if HourlyUsage.objects.exists():
             start = first_open_day(timezone.now()) or start
-        for tax, name, rate, compound in [
-            ("iee", "Impuesto especial sobre la electricidad", Decimal("0.0511269632"), False),
-            ("iva", "IVA 21%", Decimal("0.21"), True),
+        # The electricity tax's base is the energy and the power term (the standing charge of the
+        # tariffs without one), never the meter rental; VAT is on all of them and on the electricity
+        # tax (docs/spain.md, "Taxes").
+        for tax, name, rate, compound, kinds in [
+            ("iee", "Impuesto especial sobre la electricidad", Decimal("0.0511269632"), False, IEE_KINDS),
+            ("iva", "IVA 21%", Decimal("0.21"), True, VAT_KINDS),
         ]:
             if not TaxRule.objects.filter(tax=tax, region=Region.PENINSULA).exists():
                 rule = TaxRule(
                     tax=tax,
                     name=name,
                     rate=rate,
-                    kinds=["energy", "standing"],
+                    kinds=kinds,
                     compound=compound,
                     region=Region.PENINSULA,
                     valid_from=start,

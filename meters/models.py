@@ -443,8 +443,11 @@ class TaxRule(models.Model):
     ``tax`` names the tax whatever its rate ("iva", "iee"): rules of one tax that could apply to the
     same line on the same day are refused (meters/taxes.py ``overlapping``). A compound rule's base
     is the line's cost plus the simple (non-compound) taxes on the same line: VAT on the
-    electricity tax. Dates are local calendar days of the household, ``valid_to`` included. A rule
-    prices its days forever: the admin refuses any change reaching a day that has begun.
+    electricity tax. A rule may be limited to households whose contracted power is at most
+    ``max_contracted_kw``; among the rules of one tax that apply to a line, those with the lowest
+    limit win (meters/pricing.py ``pick_rules``). Dates are local calendar days of the household,
+    ``valid_to`` included. A rule prices its days forever: the admin refuses any change reaching a
+    day that has begun.
     """
 
     tax = models.SlugField(
@@ -475,6 +478,28 @@ class TaxRule(models.Model):
     )
     tariffs = models.ManyToManyField(
         Tariff, blank=True, related_name="tax_rules", help_text="Households on these tariffs; none: every tariff."
+    )
+    max_contracted_kw = models.DecimalField(
+        "only up to contracted power (kW)",
+        max_digits=8,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Only households whose contracted power (the highest of its periods, at the hour) is at most "
+        "this; blank: any. Of the rules of one tax that apply, the one with the lowest limit wins: "
+        "IVA 10% up to 10 kW beside IVA 21% without a limit.",
+    )
+    minimum_eur_per_mwh = models.DecimalField(
+        "minimum per MWh (EUR)",
+        max_digits=8,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="The electricity tax's floor over a statement period: never less than this x the period's MWh "
+        "(1 EUR; 0.5 for industrial uses), and nothing for a period without consumption. Blank: no floor. "
+        "Not charged yet: meters/taxes.py minimum_true_ups states it, docs/billing.md says what remains.",
     )
     valid_from = models.DateField(help_text="First local day it applies to.")
     valid_to = models.DateField(null=True, blank=True, help_text="Last local day it applies to; blank: until changed.")
@@ -512,11 +537,19 @@ class TaxRule(models.Model):
             errors["kinds"] = f"Choose the kinds of line it taxes among: {', '.join(HourlyUsage.Kind.values)}."
         if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
             errors["valid_to"] = "The last day cannot come before the first."
+        if self.max_contracted_kw is not None and self.max_contracted_kw <= 0:
+            errors["max_contracted_kw"] = "A power limit is more than 0 kW; leave it blank for any power."
+        if self.minimum_eur_per_mwh is not None and (self.compound or self.minimum_eur_per_mwh < 0):
+            errors["minimum_eur_per_mwh"] = "A minimum per MWh is 0 or more, on a tax whose base has no other tax."
         if errors:
             raise ValidationError(errors)
 
     def covers(self, day: date) -> bool:
         return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+    def admits(self, max_kw: Decimal | None) -> bool:
+        """Whether it taxes a household of contracted power ``max_kw`` (None: none recorded)."""
+        return self.max_contracted_kw is None or (max_kw is not None and max_kw <= self.max_contracted_kw)
 
 
 def tax_rules_changed() -> None:

@@ -181,23 +181,63 @@ def combined_rate(rules: Sequence[TaxRule]) -> Decimal:
         return simple + sum((rule.rate * (1 + simple) for rule in rules if rule.compound), Decimal(0))
 
 
+def pick_rules(rules: Sequence[TaxRule], max_kw: Decimal | None) -> tuple[TaxRule, ...]:
+    """Of ``rules`` (in force for one line), those taxing a household of contracted power ``max_kw``:
+    per tax, the ones that admit it with the lowest power limit (no limit counts as the highest), so
+    "IVA 10% up to 10 kW" beside "IVA 21%" gives 10% at 10 kW and 21% at 10.001 kW or with none recorded."""
+    admitted = [rule for rule in rules if rule.admits(max_kw)]
+    lowest: dict[str, Decimal | None] = {}
+    for rule in admitted:
+        if rule.tax not in lowest or _limit(rule) < _limit_of(lowest[rule.tax]):
+            lowest[rule.tax] = rule.max_contracted_kw
+    return tuple(rule for rule in admitted if rule.max_contracted_kw == lowest[rule.tax])
+
+
+def _limit(rule: TaxRule) -> Decimal:
+    return _limit_of(rule.max_contracted_kw)
+
+
+def _limit_of(kw: Decimal | None) -> Decimal:
+    return Decimal("Infinity") if kw is None else kw
+
+
+def max_kilowatts(kw: dict[str, Decimal]) -> Decimal | None:
+    """The contracted power a tax condition compares: the highest of the periods (None: none recorded)."""
+    return max(kw.values(), default=None)
+
+
 class TaxSchedule:
     """The tax rules of a tariff's households in one tax region, by kind of line and local day (cached)."""
 
     def __init__(self, tariff: Tariff, region: str) -> None:
         self._rules, self._memo = _rules_for(tariff, region)
+        limits = {rule.max_contracted_kw for rule in self._rules if rule.max_contracted_kw is not None}
+        self._limits = sorted(limits)
 
-    def rules(self, kind: str, day: date) -> tuple[TaxRule, ...]:
-        """The rules taxing a line of ``kind`` on local ``day``: the simple ones first, then the compound."""
-        key = (kind, day)
+    @property
+    def conditional(self) -> bool:
+        """Whether some rule depends on the household's contracted power (else ``max_kw`` is never needed)."""
+        return bool(self._limits)
+
+    def _bucket(self, max_kw: Decimal | None) -> Decimal | None:
+        # The lowest limit at or above ``max_kw``: households in one bucket are admitted by the same rules.
+        if max_kw is None:
+            return None
+        return next((limit for limit in self._limits if max_kw <= limit), None)
+
+    def rules(self, kind: str, day: date, max_kw: Decimal | None = None) -> tuple[TaxRule, ...]:
+        """The rules taxing a line of ``kind`` on local ``day`` of a household of contracted power
+        ``max_kw`` (kW, the highest period; None: none recorded): the simple ones first, then the compound."""
+        key = (kind, day, self._bucket(max_kw))
         if key not in self._memo:
-            in_force = tuple(rule for rule in self._rules if kind in rule.kinds and rule.covers(day))
-            self._memo[key] = (in_force, combined_rate(in_force))
+            in_force = [rule for rule in self._rules if kind in rule.kinds and rule.covers(day)]
+            chosen = pick_rules(in_force, key[2])
+            self._memo[key] = (chosen, combined_rate(chosen))
         return self._memo[key][0]
 
-    def rate(self, kind: str, day: date) -> Decimal:
-        self.rules(kind, day)
-        return self._memo[kind, day][1]
+    def rate(self, kind: str, day: date, max_kw: Decimal | None = None) -> Decimal:
+        self.rules(kind, day, max_kw)
+        return self._memo[kind, day, self._bucket(max_kw)][1]
 
 
 # --- A household's hours --------------------------------------------------------------------------
@@ -281,9 +321,15 @@ class HouseholdSchedule:
             return None, Decimal("0")
         return self._tariff_schedule(hour).version_at(hour), day_share(hour, self.tz_name, per_day)
 
+    def _max_kw(self, schedule: TaxSchedule, hour: datetime) -> Decimal | None:
+        # Read only where a rule depends on it: the usual hour costs no query for contracted power.
+        return max_kilowatts(self.contracted_power(hour)) if schedule.conditional else None
+
     def tax_rules(self, kind: str, hour: datetime) -> tuple[TaxRule, ...]:
-        return self._tax_schedules[self.tariff_at(hour).pk].rules(kind, local_date(hour, self.tz_name))
+        schedule = self._tax_schedules[self.tariff_at(hour).pk]
+        return schedule.rules(kind, local_date(hour, self.tz_name), self._max_kw(schedule, hour))
 
     def tax_rate(self, kind: str, hour: datetime) -> Decimal:
         """The combined factor of the taxes on a line of ``kind`` at ``hour`` (HourlyUsage.tax_rate)."""
-        return self._tax_schedules[self.tariff_at(hour).pk].rate(kind, local_date(hour, self.tz_name))
+        schedule = self._tax_schedules[self.tariff_at(hour).pk]
+        return schedule.rate(kind, local_date(hour, self.tz_name), self._max_kw(schedule, hour))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
@@ -30,7 +31,7 @@ from meters.models import (
     TariffAssignment,
     parse_kilowatts,
 )
-from meters.pricing import TariffSchedule, TaxSchedule, day_share
+from meters.pricing import TariffSchedule, TaxSchedule, day_share, max_kilowatts
 from meters.usage import accrue_standing
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,9 @@ def accrue_new_contracts(household_ids: list[int], until: datetime) -> int:
         while hour < until:
             version, share = schedule.standing_charge(hour)
             if share:
-                tax_rate = taxes.rate(HourlyUsage.Kind.STANDING, local_date(hour, tz_name))
-                written += _insert_lines(members, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
+                for tax_rate, ids in _tax_splits(taxes, HourlyUsage.Kind.STANDING, hour, tz_name, members):
+                    some = members if ids is None else members.filter(pk__in=ids)
+                    written += _insert_lines(some, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
             hour += HOUR
     return written
 
@@ -136,11 +138,13 @@ def _accrue_power(households: QuerySet[Household], groups, tariffs, hour: dateti
         by_power: dict[tuple, list[int]] = {}
         for household_id, kw in current.items():
             by_power.setdefault(tuple(sorted(kw.items())), []).append(household_id)
-        tax_rate = TaxSchedule(tariff, region).rate(HourlyUsage.Kind.POWER, local_date(hour, tz_name))
+        taxes, day = TaxSchedule(tariff, region), local_date(hour, tz_name)
         for kw_items, ids in by_power.items():
-            _, share = schedule.power_charge(hour, parse_kilowatts(dict(kw_items)))
+            kw = parse_kilowatts(dict(kw_items))
+            _, share = schedule.power_charge(hour, kw)
             if not share:
                 continue
+            tax_rate = taxes.rate(HourlyUsage.Kind.POWER, day, max_kilowatts(kw))
             Household.objects.filter(pk__in=ids).update(usage_version=F("usage_version") + 1)
             written += _insert_lines(
                 Household.objects.filter(pk__in=ids).order_by(),
@@ -180,22 +184,24 @@ def _accrue_rental(households: QuerySet[Household], hour: datetime) -> int:
         share = day_share(hour, tz_name, per_day)
         if not share:
             continue
-        tax_rate = TaxSchedule(tariff, region).rate(HourlyUsage.Kind.RENTAL, local_date(hour, tz_name))
         members = meters.filter(household__tariff_id=tariff_id, household__timezone=tz_name, household__region=region)
         members = members.filter(rental_per_day=per_day)
         Household.objects.filter(pk__in=members.values("household_id")).update(usage_version=F("usage_version") + 1)
-        select, params = members.values("id", "household_id").query.sql_with_params()
-        written += _insert(
-            "meter_id, household_id",
-            f"due.id, due.household_id FROM ({select}) AS due",
-            params,
-            HourlyUsage.Kind.RENTAL,
-            hour,
-            version.pk if version else None,
-            share,
-            tax_rate,
-            tax_of(share, tax_rate),
-        )
+        owners = Household.objects.filter(pk__in=members.values("household_id"))
+        for tax_rate, ids in _tax_splits(TaxSchedule(tariff, region), HourlyUsage.Kind.RENTAL, hour, tz_name, owners):
+            some = members if ids is None else members.filter(household_id__in=ids)
+            select, params = some.values("id", "household_id").query.sql_with_params()
+            written += _insert(
+                "meter_id, household_id",
+                f"due.id, due.household_id FROM ({select}) AS due",
+                params,
+                HourlyUsage.Kind.RENTAL,
+                hour,
+                version.pk if version else None,
+                share,
+                tax_rate,
+                tax_of(share, tax_rate),
+            )
     return written
 
 
@@ -210,11 +216,13 @@ def _accrue_hour(hour: datetime) -> int:
         version, share = TariffSchedule(tariff, tz_name, hour, hour + HOUR).standing_charge(hour)
         if not share:
             continue
-        tax_rate = TaxSchedule(tariff, region).rate(HourlyUsage.Kind.STANDING, local_date(hour, tz_name))
         missing = households.filter(tariff_id=tariff_id, timezone=tz_name, region=region).exclude(Exists(already))
         if not Household.objects.filter(pk__in=missing.values("pk")).update(usage_version=F("usage_version") + 1):
             continue
-        written += _insert_lines(missing, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
+        taxes = TaxSchedule(tariff, region)
+        for tax_rate, ids in _tax_splits(taxes, HourlyUsage.Kind.STANDING, hour, tz_name, missing):
+            some = missing if ids is None else Household.objects.filter(pk__in=ids).order_by()
+            written += _insert_lines(some, hour, version.pk, share, tax_rate, tax_of(share, tax_rate))
     written += _accrue_power(households, groups, tariffs, hour)
     written += _accrue_rental(households, hour)
     # Households under contract whose current tariff does not cover the hour (a run catching up on
@@ -229,6 +237,26 @@ def _accrue_hour(hour: datetime) -> int:
     for household in others.filter(Exists(started)).select_related("tariff"):
         written += accrue_standing(household, hour, hour + HOUR)
     return written
+
+
+def _tax_splits(
+    taxes: TaxSchedule, kind: str, hour: datetime, tz_name: str, households: QuerySet[Household]
+) -> list[tuple[Decimal, set[int] | None]]:
+    """The tax factor of a line of ``kind`` at ``hour`` for ``households``, with the households it is
+    for (None: all of them). One factor and no query unless a rule depends on contracted power; then
+    the households' contracted power at the hour is read once and they are split by factor."""
+    day = local_date(hour, tz_name)
+    if not taxes.conditional:
+        return [(taxes.rate(kind, day), None)]
+    current: dict[int, dict] = {pk: {} for pk in households.values_list("pk", flat=True)}
+    rows = ContractedPower.objects.filter(household__in=list(current), valid_from__lte=hour)
+    for household_id, kw in rows.order_by("household_id", "valid_from").values_list("household_id", "kw"):
+        current[household_id] = kw
+    splits: dict[Decimal, set[int]] = {}
+    for household_id, kw in current.items():
+        rate = taxes.rate(kind, day, max_kilowatts(parse_kilowatts(kw)))
+        splits.setdefault(rate, set()).add(household_id)
+    return list(splits.items())
 
 
 def _insert_lines(

@@ -90,6 +90,60 @@ def breakdown(lines: Iterable[HourlyUsage]) -> list[TaxPart]:
     return sorted(parts.values(), key=lambda p: (p.rule.compound, p.rule.tax, p.rule.valid_from, p.rule.pk))
 
 
+@dataclass(frozen=True)
+class TrueUp:
+    """What a statement period owes of a tax beyond its hours, and the VAT on that (both exact).
+
+    ``amount`` is positive where the hours' tax is below the minimum per MWh, negative where the
+    period had no consumption (the tax its power term paid hour by hour is given back)."""
+
+    rule: TaxRule
+    kwh: Decimal
+    charged: Decimal  # what the hours paid of the tax
+    due: Decimal  # what the period owes of it
+    compound: TaxRule | None  # the tax on top of it (VAT), as in force on the period's last day
+    amount: Decimal = field(init=False)
+    compound_amount: Decimal = field(init=False)
+
+    def __post_init__(self) -> None:
+        with exact():
+            object.__setattr__(self, "amount", self.due - self.charged)
+            rate = self.compound.rate if self.compound else ZERO
+            object.__setattr__(self, "compound_amount", self.amount * rate)
+
+
+def minimum_true_ups(parts: Iterable[TaxPart]) -> list[TrueUp]:
+    """The true-ups a statement period's taxes need (``breakdown`` of the period's lines): for each
+    tax with a minimum per MWh (the electricity tax, Ley 38/1992 art. 99.2), the period's tax is at
+    least kWh / 1000 x minimum, and nothing for a period without consumption.
+
+    The hours are taxed one by one when they are prepaid; the period's total is only known at its
+    end, so the difference is owed (or given back) once, with the VAT on it at the compound rule in
+    force on the period's last taxed day. A tax whose rate changed inside the period is one tax: its
+    parts are added up, and the minimum is the latest part's.
+    """
+    parts = list(parts)
+    by_tax: dict[str, list[TaxPart]] = defaultdict(list)
+    for part in parts:
+        if not part.rule.compound:
+            by_tax[part.rule.tax].append(part)
+    latest_compound = max(
+        (part.rule for part in parts if part.rule.compound), key=lambda rule: (rule.valid_from, rule.pk), default=None
+    )
+    found = []
+    with exact():
+        for tax_parts in by_tax.values():
+            latest = max(tax_parts, key=lambda part: (part.rule.valid_from, part.rule.pk)).rule
+            if latest.minimum_eur_per_mwh is None:
+                continue
+            kwh = sum((part.kwh for part in tax_parts), ZERO)
+            charged = sum((part.amount for part in tax_parts), ZERO)
+            due = max(charged, kwh * latest.minimum_eur_per_mwh / 1000) if kwh > 0 else ZERO
+            if due != charged:
+                found.append(TrueUp(latest, kwh, charged, due, latest_compound))
+    return found
+
+
 def exact_tax(lines: Iterable[HourlyUsage]) -> Decimal:
     """The lines' tax before any rounding: the sum of cost x factor (what ``breakdown``'s parts add up to)."""
     with exact():
@@ -129,7 +183,17 @@ def _households(lines: list[HourlyUsage]) -> dict[int, Household]:
 # --- Which rule changes are refused ---------------------------------------------------------------
 
 # What decides which lines a rule taxes and how much; its name is only a label.
-PRICING_FIELDS = ("tax", "rate", "kinds", "compound", "region", "valid_from", "valid_to")
+PRICING_FIELDS = (
+    "tax",
+    "rate",
+    "kinds",
+    "compound",
+    "region",
+    "max_contracted_kw",
+    "minimum_eur_per_mwh",
+    "valid_from",
+    "valid_to",
+)
 
 
 def first_open_day(now: datetime) -> date | None:
@@ -188,13 +252,19 @@ def overlapping(rule: TaxRule, tariff_ids: set[int]) -> list[TaxRule]:
     """Other rules of the same tax that could tax one line on one day with ``rule``.
 
     They overlap when their days meet, their regions meet (the same, or either for every region),
-    their tariffs meet (the same one, or either for every tariff) and they share a kind of line.
+    their tariffs meet (the same one, or either for every tariff), they share a kind of line and they
+    have the same power limit: rules with different limits may meet, the lowest limit a household is
+    under wins (meters/pricing.py ``pick_rules``).
     """
     days = Q(valid_to__isnull=True) | Q(valid_to__gte=rule.valid_from)
     if rule.valid_to is not None:
         days &= Q(valid_from__lte=rule.valid_to)
     regions = Q() if not rule.region else Q(region__in=["", rule.region])
-    others = TaxRule.objects.filter(days, regions, tax=rule.tax).exclude(pk=rule.pk).prefetch_related("tariffs")
+    others = (
+        TaxRule.objects.filter(days, regions, tax=rule.tax, max_contracted_kw=rule.max_contracted_kw)
+        .exclude(pk=rule.pk)
+        .prefetch_related("tariffs")
+    )
     kinds = set(rule.kinds or [])
     found = []
     for other in others:

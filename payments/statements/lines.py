@@ -25,8 +25,8 @@ from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField
 
 from lib.money import KWH_PLACES, exact
 from lib.periods import local_date, local_midnight
-from meters.models import HourlyUsage, Household, TariffVersion, TaxRule
-from meters.pricing import TaxSchedule, combined_rate
+from meters.models import ContractedPower, HourlyUsage, Household, TariffVersion, TaxRule, parse_kilowatts
+from meters.pricing import TaxSchedule, combined_rate, max_kilowatts
 from meters.taxes import TaxPart
 from payments.figures import eur
 
@@ -66,6 +66,8 @@ class UsageGroup:
     some_hour: datetime | None = None
     region: str = ""
     timezone: str = "UTC"
+    # The household's contracted power (kW, highest period) over the stretch, where a tax rule depends on it.
+    max_kw: Decimal | None = None
 
 
 def usage_groups(household_ids: Iterable[int], start: datetime, end: datetime) -> dict[int, list[UsageGroup]]:
@@ -81,7 +83,7 @@ def usage_groups(household_ids: Iterable[int], start: datetime, end: datetime) -
         pk: (region, tz)
         for pk, region, tz in Household.objects.filter(pk__in=ids).values_list("pk", "region", "timezone")
     }
-    edges = _rule_edges({tz for _, tz in households.values()}, start, end)
+    edges, powers = _rule_edges({tz for _, tz in households.values()}, ids, start, end)
     rows = (
         HourlyUsage.objects.filter(
             household_id__in=ids, hour_start__gte=start, hour_start__lt=end, cost_eur__isnull=False
@@ -116,24 +118,54 @@ def usage_groups(household_ids: Iterable[int], start: datetime, end: datetime) -
                 some_hour=starts[row["stretch"]],
                 region=region,
                 timezone=tz,
+                max_kw=powers.at(row["household_id"], starts[row["stretch"]]),
             )
         )
     return groups
 
 
-def _rule_edges(zones: set[str], start: datetime, end: datetime) -> list[datetime]:
-    """The instants inside (start, end) at which a tax rule starts or ends in one of ``zones``, in order.
+class _Powers:
+    """Households' contracted power over time (kW, highest period), read only when a tax rule depends on it."""
+
+    def __init__(self, rows: Iterable[tuple[int, datetime, dict]] = ()) -> None:
+        self._rows: defaultdict[int, list[tuple[datetime, Decimal | None]]] = defaultdict(list)
+        for household_id, valid_from, kw in rows:
+            self._rows[household_id].append((valid_from, max_kilowatts(parse_kilowatts(kw))))
+
+    def at(self, household_id: int, instant: datetime) -> Decimal | None:
+        latest = None
+        for valid_from, kw in self._rows.get(household_id, ()):
+            if valid_from <= instant:
+                latest = kw
+        return latest
+
+
+def _rule_edges(zones: set[str], ids: list[int], start: datetime, end: datetime) -> tuple[list[datetime], _Powers]:
+    """The instants inside (start, end) at which a tax rule starts or ends in one of ``zones``, in order;
+    where a rule depends on contracted power, also where a household's contracted power changes, with
+    the households' contracted power over the period.
 
     Rules are few (a handful per tax and year), so all of them are read; most months have no edge.
     """
     days = set()
-    for valid_from, valid_to in TaxRule.objects.values_list("valid_from", "valid_to"):
+    conditional = False
+    for valid_from, valid_to, limit in TaxRule.objects.values_list("valid_from", "valid_to", "max_contracted_kw"):
+        conditional = conditional or limit is not None
         days.add(valid_from)
         if valid_to is not None:
             days.add(valid_to + timedelta(days=1))
     first, last = start - timedelta(days=1), end + timedelta(days=1)
     instants = {local_midnight(day, tz) for tz in zones for day in days if first.date() <= day <= last.date()}
-    return sorted(instant for instant in instants if start < instant < end)
+    powers = _Powers()
+    if conditional:
+        rows = list(
+            ContractedPower.objects.filter(household_id__in=ids, valid_from__lt=end)
+            .order_by("household_id", "valid_from")
+            .values_list("household_id", "valid_from", "kw")
+        )
+        powers = _Powers(rows)
+        instants |= {valid_from for _, valid_from, _ in rows}
+    return sorted(instant for instant in instants if start < instant < end), powers
 
 
 def tariff_versions(groups: Iterable[UsageGroup]) -> dict[int, TariffVersion]:
@@ -296,7 +328,9 @@ def _rules_of(group: UsageGroup, versions: dict[int, TariffVersion]) -> tuple[Ta
     version = versions.get(group.tariff_version_id) if group.tariff_version_id is not None else None
     if version is None or group.some_hour is None:
         return None
-    rules = TaxSchedule(version.tariff, group.region).rules(group.kind, local_date(group.some_hour, group.timezone))
+    rules = TaxSchedule(version.tariff, group.region).rules(
+        group.kind, local_date(group.some_hour, group.timezone), group.max_kw
+    )
     if combined_rate(rules) != group.tax_rate:
         log.warning(
             "statement_tax_unmatched household=%s kind=%s tax_rate=%s rules=%s",

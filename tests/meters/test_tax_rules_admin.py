@@ -209,3 +209,34 @@ def test_bad_input_gets_a_clear_error_and_saves_nothing(staff_client, fields, me
 def test_the_rule_list_says_what_each_rule_taxes(staff_client, vat):
     page = staff_client.get(reverse("admin:meters_taxrule_changelist")).content.decode()
     assert "Energy, Standing charge" in page and "every tariff" in page
+
+
+def test_staff_add_a_reduced_vat_rate_up_to_10_kw_beside_full_vat_and_see_its_limit_in_the_list(staff_client, vat):
+    response = staff_client.post(ADD, form(name="IVA 10%", rate="0.10", max_contracted_kw="10"))
+
+    assert response.status_code == 302, errors(response)
+    reduced = TaxRule.objects.get(name="IVA 10%")
+    assert reduced.max_contracted_kw == Decimal("10") and reduced.minimum_eur_per_mwh is None
+    listing = staff_client.get(reverse("admin:meters_taxrule_changelist")).content.decode()
+    assert "only up to contracted power" in listing.lower()
+
+
+def test_a_second_reduced_rate_with_the_same_limit_is_refused_and_nothing_saved(staff_client, vat):
+    rule("iva", "0.10", compound=True, name="IVA 10%", max_contracted_kw=Decimal("10"))
+
+    response = staff_client.post(ADD, form(name="IVA 5%", rate="0.05", max_contracted_kw="10"))
+
+    assert response.status_code == 200 and "IVA 10%" in errors(response)
+    assert not TaxRule.objects.filter(name="IVA 5%").exists()
+
+
+def test_a_minimum_per_mwh_reaching_priced_days_is_refused_like_a_rate(staff_client):
+    iee = rule("iee", IEE, name="Impuesto especial sobre la electricidad")
+    data = form(tax="iee", name=iee.name, rate=str(IEE), compound=None, valid_from="2020-01-01")
+    data["minimum_eur_per_mwh"] = "1"
+
+    response = staff_client.post(change(iee.pk), data)
+
+    assert response.status_code == 200 and "may already be priced" in errors(response)
+    iee.refresh_from_db()
+    assert iee.minimum_eur_per_mwh is None
