@@ -9,13 +9,14 @@ on a phone) in var/screenshots/, for a person to look at; nothing compares them.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.management import call_command
-from django.db import connections
+from django.db import OperationalError, connections
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -123,6 +124,20 @@ def ids(transactional_db) -> dict[str, object]:
     }
 
 
+def _write_when_unlocked(write, tries: int = 50) -> None:
+    """SQLite's shared in-memory test database answers "table is locked" (not "busy", so without its
+    timeout) while the live server's thread finishes a request: try again shortly. PostgreSQL never does."""
+    for _ in range(tries - 1):
+        try:
+            write()
+            return
+        except OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            time.sleep(0.1)
+    write()
+
+
 class Visitor:
     """Browser tabs, one per login and language, logged in once; each page visited checked for script errors."""
 
@@ -136,7 +151,8 @@ class Visitor:
     def open(self, page: Page, *, language: str, width: int, scheme: str = "light"):
         tab = self.tab(page.who, language)
         if page.who not in (None, STAFF):  # a household's pages speak its own language, whatever the browser's
-            Household.objects.filter(user__email=page.who).update(language=language)
+            tab.goto("about:blank")  # the last page's polls stop before its household row is written
+            _write_when_unlocked(lambda: Household.objects.filter(user__email=page.who).update(language=language))
         tab.set_viewport_size({"width": width, "height": 900})
         tab.emulate_media(color_scheme=scheme)
         tab.goto(self.base + page.path.format(**self.ids))
