@@ -11,7 +11,7 @@ keeps one line, not the household lock.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from lib.money import cost_of, tax_of
 from lib.periods import HOUR, hours_between
-from meters.models import HourlyUsage, Household, Meter
+from meters.models import HourlyUsage, Household, Meter, TariffVersion
 from meters.pricing import HouseholdSchedule
 
 ZERO = Decimal("0")
@@ -71,15 +71,29 @@ def record_energy(
 
 def standing_lines(household: Household, schedule: HouseholdSchedule, hours: Iterable[datetime]) -> list[HourlyUsage]:
     """New standing-charge lines for ``hours``, taxed: the hour's share of its local day's charge."""
+    return _fixed_lines(household, schedule, HourlyUsage.Kind.STANDING, schedule.standing_charge, hours)
+
+
+def _fixed_lines(
+    household: Household,
+    schedule: HouseholdSchedule,
+    kind: str,
+    charge: Callable[[datetime], tuple[TariffVersion | None, Decimal]],
+    hours: Iterable[datetime],
+    meter: Meter | None = None,
+) -> list[HourlyUsage]:
+    """New fixed-charge lines of ``kind`` for ``hours``: ``charge(hour)`` gives the version and the hour's
+    share, taxed at the hour's rate for the kind; hours with nothing to charge get no line."""
     lines = []
     for hour in hours:
-        version, share = schedule.standing_charge(hour)
+        version, share = charge(hour)
         if share:
-            tax_rate = schedule.tax_rate(HourlyUsage.Kind.STANDING, hour)
+            tax_rate = schedule.tax_rate(kind, hour)
             lines.append(
                 HourlyUsage(
                     household=household,
-                    kind=HourlyUsage.Kind.STANDING,
+                    meter=meter,
+                    kind=kind,
                     hour_start=hour,
                     tariff_version=version,
                     cost_eur=share,
@@ -130,47 +144,18 @@ def accrue_standing(household: Household, start: datetime, end: datetime) -> int
 
 def power_lines(household: Household, schedule: HouseholdSchedule, hours: Iterable[datetime]) -> list[HourlyUsage]:
     """New power-term lines for ``hours``, taxed: the hour's share of its local day's contracted kW x price."""
-    lines = []
-    for hour in hours:
-        version, share = schedule.power_charge(hour)
-        if share:
-            tax_rate = schedule.tax_rate(HourlyUsage.Kind.POWER, hour)
-            lines.append(
-                HourlyUsage(
-                    household=household,
-                    kind=HourlyUsage.Kind.POWER,
-                    hour_start=hour,
-                    tariff_version=version,
-                    cost_eur=share,
-                    tax_rate=tax_rate,
-                    tax_eur=tax_of(share, tax_rate),
-                )
-            )
-    return lines
+    return _fixed_lines(household, schedule, HourlyUsage.Kind.POWER, schedule.power_charge, hours)
 
 
 def rental_lines(
     household: Household, meter: Meter, schedule: HouseholdSchedule, hours: Iterable[datetime]
 ) -> list[HourlyUsage]:
     """New meter-rental lines of one meter for ``hours``, taxed: the hour's share of its daily rental."""
-    lines = []
-    for hour in hours:
-        version, share = schedule.rental_charge(hour, meter.rental_per_day)
-        if share:
-            tax_rate = schedule.tax_rate(HourlyUsage.Kind.RENTAL, hour)
-            lines.append(
-                HourlyUsage(
-                    household=household,
-                    meter=meter,
-                    kind=HourlyUsage.Kind.RENTAL,
-                    hour_start=hour,
-                    tariff_version=version,
-                    cost_eur=share,
-                    tax_rate=tax_rate,
-                    tax_eur=tax_of(share, tax_rate),
-                )
-            )
-    return lines
+
+    def charge(hour: datetime) -> tuple[TariffVersion | None, Decimal]:
+        return schedule.rental_charge(hour, meter.rental_per_day)
+
+    return _fixed_lines(household, schedule, HourlyUsage.Kind.RENTAL, charge, hours, meter=meter)
 
 
 def bump_usage_version(household_ids: Iterable[int]) -> None:
