@@ -129,14 +129,8 @@ def _accrue_power(households: QuerySet[Household], groups, tariffs, hour: dateti
         if not prices:
             continue
         members = households.filter(tariff_id=tariff_id, timezone=tz_name, region=region).exclude(Exists(already))
-        # Each household's contracted power at the hour: its latest row from before it (ordered, so the
-        # dict keeps the latest). One row per household and change: small beside the ledger.
-        current: dict[int, dict] = {}
-        rows = ContractedPower.objects.filter(household__in=members.values("pk"), valid_from__lte=hour)
-        for household_id, kw in rows.order_by("household_id", "valid_from").values_list("household_id", "kw"):
-            current[household_id] = kw
         by_power: dict[tuple, list[int]] = {}
-        for household_id, kw in current.items():
+        for household_id, kw in _contracted_at(members.values("pk"), hour).items():
             by_power.setdefault(tuple(sorted(kw.items())), []).append(household_id)
         taxes, day = TaxSchedule(tariff, region), local_date(hour, tz_name)
         for kw_items, ids in by_power.items():
@@ -193,7 +187,8 @@ def _accrue_rental(households: QuerySet[Household], hour: datetime) -> int:
             select, params = some.values("id", "household_id").query.sql_with_params()
             written += _insert(
                 "meter_id, household_id",
-                f"due.id, due.household_id FROM ({select}) AS due",
+                "due.id, due.household_id",
+                f"({select}) AS due",
                 params,
                 HourlyUsage.Kind.RENTAL,
                 hour,
@@ -248,15 +243,24 @@ def _tax_splits(
     day = local_date(hour, tz_name)
     if not taxes.conditional:
         return [(taxes.rate(kind, day), None)]
-    current: dict[int, dict] = {pk: {} for pk in households.values_list("pk", flat=True)}
-    rows = ContractedPower.objects.filter(household__in=list(current), valid_from__lte=hour)
-    for household_id, kw in rows.order_by("household_id", "valid_from").values_list("household_id", "kw"):
-        current[household_id] = kw
+    ids = list(households.values_list("pk", flat=True))
+    current = {pk: {} for pk in ids} | _contracted_at(ids, hour)
     splits: dict[Decimal, set[int]] = {}
     for household_id, kw in current.items():
         rate = taxes.rate(kind, day, max_kilowatts(parse_kilowatts(kw)))
         splits.setdefault(rate, set()).add(household_id)
     return list(splits.items())
+
+
+def _contracted_at(households, hour: datetime) -> dict[int, dict]:
+    """Each household's contracted power (kW per period) at ``hour``: its latest row from before it;
+    households without one are absent. ``households``: ids or a subquery of them. One row per
+    household and change: small beside the ledger."""
+    current: dict[int, dict] = {}
+    rows = ContractedPower.objects.filter(household__in=households, valid_from__lte=hour)
+    for household_id, kw in rows.order_by("household_id", "valid_from").values_list("household_id", "kw"):
+        current[household_id] = kw  # ordered: the latest row wins
+    return current
 
 
 def _insert_lines(
@@ -266,15 +270,16 @@ def _insert_lines(
     ``missing``; skipped where one exists."""
     select, params = missing.values("id").query.sql_with_params()
     return _insert(
-        "household_id", f"due.id FROM ({select}) AS due", params, kind, hour, version_id, share, tax_rate, tax_eur
+        "household_id", "due.id", f"({select}) AS due", params, kind, hour, version_id, share, tax_rate, tax_eur
     )
 
 
-def _insert(owner_columns, source, params, kind, hour, version_id, share, tax_rate, tax_eur) -> int:
+def _insert(owner_columns, owners, source_sql, params, kind, hour, version_id, share, tax_rate, tax_eur) -> int:
+    """INSERT ... SELECT one line of ``kind`` at ``hour`` per row of ``source_sql`` (``owners`` the
+    selected values for ``owner_columns``); skipped where one exists."""
     ops = connection.ops
     table = HourlyUsage._meta.db_table
     columns = f"{owner_columns}, kind, hour_start, seq, kwh, tariff_version_id, cost_eur, tax_rate, tax_eur, updated_at"
-    owners, source_sql = source.split(" FROM ", 1)
     # "WHERE true": SQLite would read ON CONFLICT as the join's ON otherwise.
     sql = (
         f"INSERT INTO {table} ({columns}) "  # noqa: S608 (table and column names are ours)
