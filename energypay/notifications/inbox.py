@@ -18,10 +18,13 @@ settlements confirmed: it costs one query (the households with a refused payment
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import datetime
+from functools import reduce
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from energypay.notifications import kinds
@@ -76,12 +79,18 @@ def _instant(value: datetime | str) -> str:
 
 def _remember_failures(failed: dict[int, int], now: datetime) -> None:
     """The household has a refused payment: the newest one, which only a later settlement can make good."""
+    # Two statements however many households failed (a network outage fails them all at once): an
+    # older trouble gives way to the newer one, which is then written where none is left.
+    PaymentTrouble.objects.filter(_older_than(failed.items())).delete()
     PaymentTrouble.objects.bulk_create(
         [PaymentTrouble(household_id=hid, settlement_id=sid, failed_at=now) for hid, sid in failed.items()],
         ignore_conflicts=True,
     )
-    for hid, sid in failed.items():
-        PaymentTrouble.objects.filter(household_id=hid, settlement_id__lt=sid).update(settlement_id=sid, failed_at=now)
+
+
+def _older_than(settlements: Iterable[tuple[int, int]]) -> Q:
+    """Troubles of each (household, settlement) pair's household about a settlement older than it."""
+    return reduce(operator.or_, (Q(household_id=hid, settlement_id__lt=sid) for hid, sid in settlements), Q(pk=None))
 
 
 def _recovered(confirmed: list[tuple[int, dict]]) -> list[Wanted]:
@@ -99,8 +108,10 @@ def _recovered(confirmed: list[tuple[int, dict]]) -> list[Wanted]:
             key = f"payment.recovered:{data['settlement_id']}"
             params = {"eur": str(data["eur"]), "settlement_id": data["settlement_id"]}
             told.setdefault(hid, (hid, kinds.PAYMENT_RECOVERED, key, params))
-    for hid, (_, _, _, params) in told.items():
-        PaymentTrouble.objects.filter(household_id=hid, settlement_id__lt=params["settlement_id"]).delete()
+    if told:
+        PaymentTrouble.objects.filter(
+            _older_than((hid, params["settlement_id"]) for hid, (_, _, _, params) in told.items())
+        ).delete()
     return list(told.values())
 
 
