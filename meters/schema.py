@@ -119,8 +119,8 @@ Checked = ReadingIn | PlainReading  # what ingest takes: utc_timestamp and regis
 # pydantic takes, which is most of a 1,000-reading batch's Python time); pydantic judges every other
 # item and names its problem. tests/meters/test_schema.py holds the two equal on what the first takes.
 _PLAIN_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
-)
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)  # an offset's minutes stop at 59: fromisoformat reads "-00:60" as an hour, pydantic refuses it
 _PLAIN_KWH_TEXT = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,3})?")
 _MAX_KWH = Decimal(10) ** 12
 
