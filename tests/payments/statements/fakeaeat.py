@@ -12,6 +12,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +29,7 @@ PATH = "/wlpl/TIKE-CONT/ws/SistemaFacturacion/VerifactuSOAP"
 class State:
     wait: int = 60
     down: str = ""  # "", "503" or "fault"
+    delay: float = 0.0  # seconds before answering (two workers overlap in the concurrency test)
     decide: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # number -> (EstadoRegistro, code, text)
     held: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # key -> its request id
     requests: list[list[tuple[str, str, str, str]]] = field(default_factory=list)
@@ -77,7 +79,9 @@ def _handler(state: State):
             if state.down == "fault":
                 self._reply(500, _fault("Codigo[4102].El XML no cumple el esquema."))
                 return
-            envelope = ET.fromstring(body)
+            if state.delay:
+                time.sleep(state.delay)
+            envelope = ET.fromstring(body)  # noqa: S314 (the request of our own sender, in a test)
             request = envelope.find(f"{{{SOAP}}}Body/{{{SFLR}}}RegFactuSistemaFacturacion")
             with state.lock:
                 answer = _answer(state, request)
