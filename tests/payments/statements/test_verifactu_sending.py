@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import checks
+from django.urls import reverse
 
 from payments.statements.models import InvoiceRecord, RecordQueue, RecordSubmission, RecordTransmission
 from payments.statements.verifactu import sending
@@ -280,3 +281,25 @@ def test_sending_on_without_a_certificate_stops_the_start_with_a_clear_error(set
 
     assert "statements.E004" in errors and "VERIFACTU_CERT_FILE is not set" in errors["statements.E004"]
     assert "statements.E005" in errors and "VERIFACTU_KEY_FILE" in errors["statements.E005"]
+
+
+def test_staff_find_rejected_records_with_their_error_and_every_answer_kept(
+    make_household, make_meter, aeat, staff_client
+):
+    statements = verifactukit.issue(verifactukit.town(make_household, make_meter, 3))
+    aeat.state.decide = {statements[1].code: ("Incorrecto", "1100", "Valor o tipo incorrecto del campo: NIF")}
+    sending.send_due(SENT_AT, sender=sender_for(aeat))
+
+    records = staff_client.get(reverse("admin:statements_invoicerecord_changelist"), {"aeat": "rejected"})
+    assert records.status_code == 200
+    page = records.content.decode()
+    assert statements[1].code in page and "Rejected (1100)" in page
+    assert statements[0].code not in page and statements[2].code not in page
+    pending = staff_client.get(reverse("admin:statements_invoicerecord_changelist"), {"aeat": "pending"})
+    assert statements[0].code not in pending.content.decode()
+
+    answers = staff_client.get(reverse("admin:statements_recordtransmission_changelist"), {"state": "rejected"})
+    assert "Valor o tipo incorrecto del campo: NIF" in answers.content.decode()
+    submission = RecordSubmission.objects.get()
+    detail = staff_client.get(reverse("admin:statements_recordsubmission_change", args=[submission.pk]))
+    assert "A-FAKECSV000001" in detail.content.decode() and "ParcialmenteCorrecto" in detail.content.decode()
