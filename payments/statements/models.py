@@ -484,6 +484,10 @@ class RecordQueue(models.Model):
         null=True, blank=True, help_text="No batch of fewer than 1,000 records goes before this (TiempoEsperaEnvio)."
     )
     failures = models.PositiveIntegerField(default=0, help_text="Failed sends in a row (network, 5xx): the backoff.")
+    sent_through = models.PositiveIntegerField(
+        default=0,
+        help_text="Every record up to this position has the AEAT's answer: the search for pending ones starts after.",
+    )
     in_flight = models.OneToOneField(
         "RecordSubmission", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -234,10 +234,11 @@ def send_chain(chain_id: int, sender: Sender, *, now: datetime | None = None) ->
     return tally
 
 
-def pending(chain_id: int):
-    """The chain's records never sent or waiting to be sent again, in generation order."""
+def pending(chain_id: int, after: int = 0):
+    """The chain's records never sent or waiting to be sent again, in generation order (from position ``after``:
+    the queue's ``sent_through``, so a long chain's answered past is not read again every run)."""
     return (
-        InvoiceRecord.objects.filter(chain_id=chain_id)
+        InvoiceRecord.objects.filter(chain_id=chain_id, position__gt=after)
         .filter(Q(transmission__isnull=True) | Q(transmission__state=RecordTransmission.State.PENDING))
         .order_by("position")
     )
@@ -262,7 +263,7 @@ def claim(chain_id: int, now: datetime) -> tuple[RecordSubmission, list[InvoiceR
             )
             RecordQueue.objects.filter(pk=queue.pk, in_flight=stuck).update(in_flight=None)
             log.warning("verifactu_batch_lost issuer_chain=%s submission=%s", chain_id, stuck.pk)
-        records = list(pending(chain_id).select_related("chain")[:BATCH])
+        records = list(pending(chain_id, queue.sent_through).select_related("chain")[:BATCH])
         if not records:
             return None
         if len(records) < BATCH and queue.not_before is not None and queue.not_before > now:
@@ -324,13 +325,15 @@ def answered(
             )
             tally[state] += 1
         if queue.in_flight_id == submission.pk:
+            first_pending = pending(submission.chain_id, queue.sent_through).values_list("position", flat=True).first()
+            queue.sent_through = submission.last_position if first_pending is None else first_pending - 1
             queue.in_flight = None
             queue.not_before = now + timedelta(seconds=wait)
             # An answer naming no record (the whole submission refused) is a failure to retry later, like a fault.
             queue.failures = 0 if matched or not records else queue.failures + 1
             if not matched and records:
                 queue.not_before = max(queue.not_before, now + _backoff(queue.failures))
-            queue.save(update_fields=["in_flight", "not_before", "failures", "updated_at"])
+            queue.save(update_fields=["in_flight", "not_before", "failures", "sent_through", "updated_at"])
     log.info(
         "verifactu_sent chain=%s records=%d status=%s csv=%s wait=%s outcome=%s",
         submission.chain_id,

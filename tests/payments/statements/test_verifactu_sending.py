@@ -56,6 +56,7 @@ def test_an_accepted_batch_keeps_the_answer_and_marks_every_record_accepted(make
     )
     assert statements[0].code in submission.request_xml
     assert set(states().values()) == {State.ACCEPTED}
+    assert RecordQueue.objects.get().sent_through == 3  # the next run looks for pending records after the third
     # Nothing more to send: a later run sends nothing.
     assert sending.send_due(SENT_AT + timedelta(hours=1), sender=sender_for(aeat)) == {}
     assert len(aeat.state.requests) == 1
@@ -193,7 +194,7 @@ def test_the_aeat_down_delays_sending_never_issuing_and_nothing_is_lost_or_sent_
     assert [key[1] for key in aeat.state.received()] == [s.code for s in statements]  # once each
     assert RecordTransmission.objects.get(record__position=1).attempts == 3
     queue.refresh_from_db()
-    assert queue.failures == 0
+    assert (queue.failures, queue.sent_through) == (0, 2)
 
 
 def test_connection_refused_leaves_the_records_pending(make_household, make_meter):
