@@ -124,7 +124,7 @@ class AeatSender:
                 return response
 
         session = requests.Session()
-        session.cert = (cert_file, key_file)
+        session.cert = (cert_file, key_file) if cert_file else None
         session.verify = ca_file or True
         self.session = session
         self.history = HistoryPlugin(maxlen=1)

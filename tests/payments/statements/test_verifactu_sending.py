@@ -3,10 +3,12 @@ client certificates), through zeep. Issuing never waits for it; nothing is lost 
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.core import checks
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from payments.statements.models import InvoiceRecord, RecordQueue, RecordSubmission, RecordTransmission
@@ -235,7 +237,6 @@ def test_without_the_client_certificate_the_service_refuses_and_the_records_stay
     try:
         verifactukit.issue(verifactukit.town(make_household, make_meter, 1))
         sender = AeatSender(endpoint=aeat.url, cert_file="", key_file="", ca_file=tls.ca)
-        sender.session.cert = None
 
         assert sending.send_due(SENT_AT, sender=sender) == {"failed": 1}
         assert RecordSubmission.objects.get().error.startswith("network:")
@@ -304,3 +305,21 @@ def test_staff_find_rejected_records_with_their_error_and_every_answer_kept(
     submission = RecordSubmission.objects.get()
     detail = staff_client.get(reverse("admin:statements_recordsubmission_change", args=[submission.pk]))
     assert "A-FAKECSV000001" in detail.content.decode() and "ParcialmenteCorrecto" in detail.content.decode()
+
+
+def test_the_command_sends_now_what_beat_would(make_household, make_meter, settings, aeat):
+    verifactukit.issue(verifactukit.town(make_household, make_meter, 2))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="Sending is off"):
+        call_command("send_invoice_records", stdout=out)
+    settings.VERIFACTU_SEND_ENABLED = True
+    settings.VERIFACTU_ENDPOINT = aeat.url
+
+    call_command("send_invoice_records", stdout=out)
+    call_command("send_invoice_records", stdout=out)
+
+    assert out.getvalue().splitlines() == [
+        "2 accepted.",
+        "Nothing to send now (nothing pending, a batch in flight, or the AEAT's wait).",
+    ]
+    assert len(aeat.state.held) == 2
