@@ -16,6 +16,9 @@
 - ``StatementDelivery``: the outbox of mails (one per issue, one per staff re-send), retried until sent.
 - ``InvoiceRecordChain`` and ``InvoiceRecord``: VERI*FACTU's chained record of every issued document, one
   chain per issuer NIF (payments.statements.verifactu.records; docs/spain.md).
+- ``RecordQueue``, ``RecordSubmission`` and ``RecordTransmission``: sending those records to the AEAT, apart from
+  issuing: each issuer's queue (the wait, the batch in flight), every batch with the answer as received, and each
+  record's outcome (payments.statements.verifactu.sending). Issuing never locks or reads them.
 
 Statements, lines and payments are final: ``save()`` of a stored row, ``delete()`` and a queryset's
 ``update()``/``delete()`` raise ``DocumentIsFinal``, and on PostgreSQL a trigger refuses UPDATE and
