@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from payments.statements.models import InvoiceRecord, RecordQueue, RecordSubmission, RecordTransmission
-from payments.statements.verifactu import sending
+from payments.statements.verifactu import records, sending
 from payments.statements.verifactu.sending import AeatSender
 from tests.payments.statements import verifactukit
 from tests.payments.statements.fakeaeat import FakeAeat, make_tls
@@ -323,3 +323,16 @@ def test_the_command_sends_now_what_beat_would(make_household, make_meter, setti
         "Nothing to send now (nothing pending, a batch in flight, or the AEAT's wait).",
     ]
     assert len(aeat.state.held) == 2
+
+
+def test_an_alta_and_its_anulacion_in_one_batch_get_their_own_answers(make_household, make_meter, aeat):
+    statements = verifactukit.issue(verifactukit.town(make_household, make_meter, 1))
+    records.cancel(statements[0], reason="issued in error")  # same number and date: told apart by TipoOperacion
+
+    assert sending.send_due(SENT_AT, sender=sender_for(aeat)) == {State.ACCEPTED: 2}
+
+    assert [key[3] for key in aeat.state.received()] == ["Alta", "Anulacion"]
+    assert set(RecordTransmission.objects.values_list("record__kind", "state")) == {
+        ("alta", State.ACCEPTED),
+        ("anulacion", State.ACCEPTED),
+    }
