@@ -391,6 +391,22 @@ VERIFACTU_ENVIRONMENT = env_choice("VERIFACTU_ENVIRONMENT", "test", ("test", "pr
 VERIFACTU_PRODUCER_NAME = env_str("VERIFACTU_PRODUCER_NAME", STATEMENT_ISSUER_NAME)
 VERIFACTU_PRODUCER_TAX_ID = env_str("VERIFACTU_PRODUCER_TAX_ID", STATEMENT_ISSUER_TAX_ID)
 VERIFACTU_INSTALLATION_NUMBER = env_str("VERIFACTU_INSTALLATION_NUMBER", "1")
+# Sending the records to the AEAT (docs/spain.md, "Sending the records"; docs/operations.md). Off by default: the
+# records are kept and exported either way, and issuing never waits for the AEAT. On, beat sends the pending ones
+# over SOAP with mutual TLS, the client certificate and its key from these files (PEM; never in the repository).
+VERIFACTU_SEND_ENABLED = env_bool("VERIFACTU_SEND_ENABLED", False)
+VERIFACTU_ENDPOINT = env_str(
+    "VERIFACTU_ENDPOINT",
+    {
+        "test": "https://prewww1.aeat.es/wlpl/TIKE-CONT/ws/SistemaFacturacion/VerifactuSOAP",
+        "production": "https://www1.agenciatributaria.gob.es/wlpl/TIKE-CONT/ws/SistemaFacturacion/VerifactuSOAP",
+    }[VERIFACTU_ENVIRONMENT],
+)
+VERIFACTU_CERT_FILE = env_str("VERIFACTU_CERT_FILE")
+VERIFACTU_KEY_FILE = env_str("VERIFACTU_KEY_FILE")
+# The CA bundle that checks the AEAT's server certificate; empty: the system's (certifi's) bundle.
+VERIFACTU_CA_FILE = env_str("VERIFACTU_CA_FILE")
+VERIFACTU_TIMEOUT = env_int("VERIFACTU_TIMEOUT", 60, minimum=5)  # seconds to connect and to wait for the answer
 
 # --- Alarms (README.md, "Alarms") ---
 # meters and payments call these after usage changes and after a settlement chunk (they never import alarms).
@@ -490,6 +506,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=4, minute=45),
     },
     "send-statement-mail": {"task": "payments.statements.tasks.send_statement_mail", "schedule": 60.0},
+    # VERI*FACTU: the records waiting for the AEAT, when VERIFACTU_SEND_ENABLED (honours the wait it asks for).
+    "send-invoice-records": {"task": "payments.statements.tasks.send_invoice_records", "schedule": 30.0},
     "prune-login-records": {
         "task": "energypay.accounts.tasks.prune_login_records",
         "schedule": crontab(hour=3, minute=17),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core import checks
 
@@ -36,6 +38,36 @@ def check_invoice_records(app_configs=None, **kwargs) -> list[checks.CheckMessag
                 f"VERIFACTU_PRODUCER_TAX_ID={settings.VERIFACTU_PRODUCER_TAX_ID!r} is not a Spanish NIF of 9 letters "
                 "and digits; every record names the producer of its invoicing system by it.",
                 id="statements.E003",
+            )
+        )
+    if settings.VERIFACTU_SEND_ENABLED:
+        problems += _sending_problems()
+    return problems
+
+
+def _sending_problems() -> list[checks.CheckMessage]:
+    """Sending to the AEAT needs the client certificate and its key (mutual TLS): named, and readable files."""
+    problems: list[checks.CheckMessage] = []
+    for name in ("VERIFACTU_CERT_FILE", "VERIFACTU_KEY_FILE"):
+        path = getattr(settings, name)
+        if not path:
+            problems.append(
+                checks.Error(
+                    f"VERIFACTU_SEND_ENABLED is on but {name} is not set: the AEAT accepts records only over mutual "
+                    "TLS with the issuer's (or its representative's) certificate.",
+                    hint="Set VERIFACTU_CERT_FILE and VERIFACTU_KEY_FILE to the PEM files, or turn sending off "
+                    "(docs/operations.md, 'VERI*FACTU sending').",
+                    id="statements.E004",
+                )
+            )
+        elif not Path(path).is_file():
+            # The path is named, never the file's content.
+            problems.append(checks.Error(f"{name}={path!r} is not a readable file.", id="statements.E005"))
+    if not settings.VERIFACTU_ENDPOINT.startswith("https://") and not settings.DEBUG:
+        problems.append(
+            checks.Error(
+                f"VERIFACTU_ENDPOINT={settings.VERIFACTU_ENDPOINT!r} is not https://: the records go only over TLS.",
+                id="statements.E006",
             )
         )
     return problems

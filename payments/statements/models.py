@@ -16,6 +16,9 @@
 - ``StatementDelivery``: the outbox of mails (one per issue, one per staff re-send), retried until sent.
 - ``InvoiceRecordChain`` and ``InvoiceRecord``: VERI*FACTU's chained record of every issued document, one
   chain per issuer NIF (payments.statements.verifactu.records; docs/spain.md).
+- ``RecordQueue``, ``RecordSubmission`` and ``RecordTransmission``: sending those records to the AEAT, apart from
+  issuing: each issuer's queue (the wait, the batch in flight), every batch with the answer as received, and each
+  record's outcome (payments.statements.verifactu.sending). Issuing never locks or reads them.
 
 Statements, lines and payments are final: ``save()`` of a stored row, ``delete()`` and a queryset's
 ``update()``/``delete()`` raise ``DocumentIsFinal``, and on PostgreSQL a trigger refuses UPDATE and
@@ -470,3 +473,88 @@ class InvoiceRecord(Final):
 
     def __str__(self) -> str:
         return f"{self.chain.issuer_tax_id} #{self.position} {self.kind} {self.invoice_number}"
+
+
+class RecordQueue(models.Model):
+    """Sending one issuer's invoice records to the AEAT: the wait the service asked for and the batch under way.
+
+    A worker claims the queue by setting ``in_flight`` with a conditional update (only where it is empty), so two
+    workers never send the same records; issuing never touches this row (payments.statements.verifactu.sending).
+    """
+
+    chain = models.OneToOneField(InvoiceRecordChain, on_delete=models.PROTECT, related_name="queue")
+    not_before = models.DateTimeField(
+        null=True, blank=True, help_text="No batch of fewer than 1,000 records goes before this (TiempoEsperaEnvio)."
+    )
+    failures = models.PositiveIntegerField(default=0, help_text="Failed sends in a row (network, 5xx): the backoff.")
+    sent_through = models.PositiveIntegerField(
+        default=0,
+        help_text="Every record up to this position has the AEAT's answer: the search for pending ones starts after.",
+    )
+    in_flight = models.OneToOneField(
+        "RecordSubmission", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.chain.issuer_tax_id}: not before {self.not_before}"
+
+
+class RecordSubmission(models.Model):
+    """One batch of invoice records sent to the AEAT (RegFactuSistemaFacturacion) and its answer, kept as received."""
+
+    class State(models.TextChoices):
+        SENDING = "sending", _("Sending")
+        ANSWERED = "answered", _("Answered")
+        FAILED = "failed", _("Failed (sent again later)")
+
+    chain = models.ForeignKey(InvoiceRecordChain, on_delete=models.PROTECT, related_name="submissions")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.SENDING)
+    record_count = models.PositiveIntegerField()
+    first_position = models.PositiveIntegerField()
+    last_position = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField("EstadoEnvio", max_length=24, blank=True)
+    csv = models.CharField("CSV", max_length=100, blank=True)
+    wait_seconds = models.PositiveIntegerField("TiempoEsperaEnvio", null=True, blank=True)
+    request_xml = models.TextField(blank=True)
+    response_xml = models.TextField(blank=True, help_text="The answer as received (the SOAP envelope or the error).")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.chain.issuer_tax_id} #{self.first_position}-{self.last_position}: {self.state} {self.status}"
+
+
+class RecordTransmission(models.Model):
+    """What the AEAT said about one invoice record. A record without a row has never been sent: it is pending.
+
+    Kept apart from ``InvoiceRecord``, which is never changed once written.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        ACCEPTED = "accepted", _("Accepted")
+        ACCEPTED_WITH_ERRORS = "accepted_with_errors", _("Accepted with errors")
+        REJECTED = "rejected", _("Rejected")
+
+    record = models.OneToOneField(InvoiceRecord, on_delete=models.PROTECT, related_name="transmission")
+    state = models.CharField(max_length=24, choices=State.choices, default=State.PENDING)
+    submission = models.ForeignKey(
+        RecordSubmission, on_delete=models.PROTECT, related_name="transmissions", help_text="The last batch it was in."
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    duplicate = models.BooleanField(default=False, help_text="The AEAT already held it (error 3000): accepted.")
+    error_code = models.CharField("CodigoErrorRegistro", max_length=10, blank=True)
+    error_text = models.CharField("DescripcionErrorRegistro", max_length=1500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["record"]
+        indexes = [models.Index(fields=["state"], name="record_transmission_state")]
+
+    def __str__(self) -> str:
+        return f"{self.record_id}: {self.state} {self.error_code}".strip()

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from payments.statements import corrections, issuing, mail
+from payments.statements.verifactu import sending
 
 
 @shared_task
@@ -38,3 +39,9 @@ def correct_statements() -> dict:
 def send_statement_mail() -> dict:
     """Beat, every minute: mail what the statements' outbox holds."""
     return dict(mail.send_due())
+
+
+@shared_task
+def send_invoice_records() -> dict:
+    """Beat, every 30 s: the VERI*FACTU records waiting for the AEAT, when VERIFACTU_SEND_ENABLED."""
+    return dict(sending.send_due())

@@ -156,3 +156,11 @@ def _sf(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     if text is not None:
         element.text = text
     return element
+
+
+def block(chain: InvoiceRecordChain, records: list[InvoiceRecord]) -> ET.Element:
+    """One ``RegFactuSistemaFacturacion`` of at most ``BLOCK`` of the chain's records: what a submission to the AEAT
+    carries (payments.statements.verifactu.sending)."""
+    if not 0 < len(records) <= BLOCK:
+        raise ValueError(f"a block holds 1 to {BLOCK} records, not {len(records)}")
+    return _document(chain.issuer_tax_id, _issuer_name(chain), records)
