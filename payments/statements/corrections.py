@@ -11,6 +11,12 @@ corrective series (``EPR-2026-000001``): a debit note when it adds money, a cred
 gives some back, referring to the month's statement. A change smaller than what the documents show
 (a few micro-euros that round to the same cents) needs no note.
 
+Each note is a factura rectificativa (docs/spain.md): typed by its cause, ``Statement.rectification_type``,
+and by its method, always by differences (I) here, since a note carries only what changed. The daily
+job's cause is a reading or a price that reached the ledger after issue: R4 ("resto"). Staff choose
+another cause where they correct (``manage.py correct_statement``; a tax rate corrected after issue,
+meters.tax_corrections, is R1).
+
 Exactly once: the note is inserted under the corrective series' counter lock after re-reading the
 month's documents; a concurrent corrector that got there first leaves nothing to correct, and the
 unique (household, month, revision) constraint is the backstop.
@@ -27,6 +33,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from lib.money import KWH_PLACES
 from lib.periods import add_months, first_of_month, local_date
@@ -47,6 +54,12 @@ from payments.statements.paid import month_payments
 log = logging.getLogger(__name__)
 
 CHUNK = 500  # households whose sums are compared in one query
+# The daily job's cause, in words (translated where a document is shown; staff write their own).
+LATE_LEDGER_REASON = gettext_noop("A meter reading or a price received after the statement was issued")
+
+
+class CorrectionRefused(ValueError):
+    """A correction cannot be issued as asked (a cause that is not R1-R4, a method not built)."""
 
 
 def check(
@@ -117,8 +130,19 @@ def _rounded(sums: tuple) -> tuple:
     return cost, tax, kwh.quantize(KWH_PLACES)
 
 
-def correct(household_id: int, month: date, *, now: datetime | None = None, acting_user=None) -> Statement | None:
+def correct(
+    household_id: int,
+    month: date,
+    *,
+    now: datetime | None = None,
+    acting_user=None,
+    rectification_type: str = Statement.RectificationType.R4,
+    reason: str = LATE_LEDGER_REASON,
+) -> Statement | None:
     """Issue the corrective note the household's month needs now, if any; None when nothing shown has changed.
+
+    ``rectification_type`` is its cause (R1-R4, docs/spain.md) and ``reason`` the cause in words; the
+    note is by differences (I).
 
     1. read the month's documents (the statement first) and compose the month from the ledger now;
     2. subtract what the documents said; nothing visible changed: no note;
@@ -127,6 +151,9 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
        next number, insert the note, its lines and the payments not listed before, queue its mail.
     """
     now = now or timezone.now()
+    if rectification_type not in Statement.RectificationType.values:
+        raise CorrectionRefused(f"{rectification_type!r} is not a cause of rectification (R1, R2, R3, R4).")
+    reason = (reason or "").strip()[:200] or LATE_LEDGER_REASON
     month = first_of_month(month)
     documents = list(Statement.objects.filter(household_id=household_id, month=month).order_by("revision"))
     if not documents:
@@ -172,6 +199,9 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
             issue_date=issue_date,
             acting_user=acting_user,
         )
+        statement.rectification_type = rectification_type
+        statement.rectification_method = Statement.RectificationMethod.DIFFERENCES
+        statement.rectification_reason = reason
         statement.energy_kwh = note.energy_kwh
         statement.net_eur = note.net_eur
         statement.tax_eur = note.tax_eur
@@ -187,11 +217,12 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
         store_payments([statement], {household_id: paid})
         issued([statement], acting_user=acting_user)
     log.info(
-        "statement_corrected household=%s month=%s note=%s corrects=%s total=%s",
+        "statement_corrected household=%s month=%s note=%s corrects=%s type=%s total=%s",
         household_id,
         f"{month:%Y-%m}",
         statement.code,
         original.code,
+        statement.rectification_type,
         statement.total_eur,
     )
     return statement
