@@ -76,7 +76,10 @@ def breakdown(lines: Iterable[HourlyUsage]) -> list[TaxPart]:
     parts: dict[int, TaxPart] = {}
     with exact():
         for line in priced:
-            rules = schedules[line.household_id].tax_rules(line.kind, line.hour_start)
+            schedule = schedules[line.household_id]
+            rules = schedule.tax_rules_of(line.kind, line.hour_start, line.tax_rate)
+            if rules is None:
+                rules = schedule.tax_rules(line.kind, line.hour_start)  # _check says what disagrees
             simple = [rule for rule in rules if not rule.compound]
             simple_tax = sum((line.cost_eur * rule.rate for rule in simple), ZERO)
             for rule in rules:
@@ -263,6 +266,8 @@ def overlapping(rule: TaxRule, tariff_ids: set[int]) -> list[TaxRule]:
     others = (
         TaxRule.objects.filter(days, regions, tax=rule.tax, max_contracted_kw=rule.max_contracted_kw)
         .exclude(pk=rule.pk)
+        .exclude(replaces=rule)  # a correction of its rate on days already billed (meters/tax_corrections.py)
+        .exclude(pk=rule.replaces_id or 0)
         .prefetch_related("tariffs")
     )
     kinds = set(rule.kinds or [])
