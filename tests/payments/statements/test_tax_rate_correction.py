@@ -34,6 +34,7 @@ from payments.statements.verifactu.records import verify
 from tests.meters.taxkit import IEE, rule
 from tests.payments.statements import kit
 from tests.payments.statements.test_spanish_taxes import october_household, october_statement
+from tests.payments.statements.test_verifactu_export import errors_of, lint
 
 LATER = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
 REASON = "IVA aplicado al 10 %; correspondía el 21 %"
@@ -184,3 +185,16 @@ def test_the_command_corrects_and_says_what_it_issued(issued_at_ten, wrong_vat, 
         call_command(
             "correct_tax_rate", str(wrong_vat.pk), "--rate=0.21", "--from=2026-10-05", "--to=2026-10-06", "--reason=x"
         )
+
+
+def test_the_export_with_the_r1_passes_verifactu_lint(issued_at_ten, wrong_vat, tmp_path):
+    corrections.correct_tax_rate(
+        wrong_vat, Decimal("0.21"), date(2026, 10, 1), date(2026, 10, 31), reason=REASON, name="IVA 21%", now=LATER
+    )
+    path = tmp_path / "records.xml"
+    call_command("export_invoice_records", str(path))
+
+    result = lint(path)
+    assert errors_of(result) == [] and result["code"] == 0
+    text = path.read_text()
+    assert "<sf:TipoFactura>R1</sf:TipoFactura>" in text and "<sf:TipoRectificativa>I</sf:TipoRectificativa>" in text
