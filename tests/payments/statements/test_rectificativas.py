@@ -94,6 +94,15 @@ def test_a_late_reading_after_issue_is_an_r4_by_differences_numbered_in_its_own_
     assert "R4: other causes, by differences" in body
     assert corrections.LATE_LEDGER_REASON in body
     assert f"Rectifies invoice {original_en.code} of 2 November 2026" in body
+    browser = Client()
+    browser.force_login(english.user)
+    data = browser.get(reverse("statement-json", args=[notes[0].pk])).json()
+    assert data["rectification"] == {
+        "type": "R4",
+        "method": "I",
+        "reason": corrections.LATE_LEDGER_REASON,
+        "corrects_issue_date": "2026-11-02",
+    }
     text = " ".join(page(spanish, notes[1], "statement-pdf").split())  # the PDF's lines joined
     assert "Factura rectificativa" in text
     assert "R4: resto de causas, por diferencias" in text
