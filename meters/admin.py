@@ -180,7 +180,7 @@ class TaxRuleForm(forms.ModelForm):
     )
     kinds = forms.MultipleChoiceField(
         label="applies to",
-        choices=HourlyUsage.Kind.choices,
+        choices=[(value, label) for value, label in HourlyUsage.Kind.choices if value != HourlyUsage.Kind.RETAX],
         widget=forms.CheckboxSelectMultiple,
         help_text="The kinds of ledger line it taxes.",
     )
@@ -248,6 +248,8 @@ class TaxRuleAdmin(AuditHistory, admin.ModelAdmin):
     ]
     list_filter = ["tax", "region", "compound"]
     search_fields = ["name", "tax"]
+    # A correction of a rate already billed is made by manage.py correct_tax_rate, never in this form.
+    readonly_fields = ["replaces", "correction_reason"]
     date_hierarchy = "valid_from"
 
     def get_queryset(self, request):

@@ -503,6 +503,17 @@ class TaxRule(models.Model):
     )
     valid_from = models.DateField(help_text="First local day it applies to.")
     valid_to = models.DateField(null=True, blank=True, help_text="Last local day it applies to; blank: until changed.")
+    # A rate corrected after its days were billed (meters/tax_corrections.py, never through the admin's form):
+    # this rule takes the place of ``replaces`` on its own days, which stay inside that rule's.
+    replaces = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="corrections",
+        help_text="The rule whose rate this one corrects on its days, after they were billed.",
+    )
+    correction_reason = models.CharField(max_length=200, blank=True, help_text="Why the rate was corrected.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -533,8 +544,9 @@ class TaxRule(models.Model):
         if self.rate is not None and not (Decimal("0") <= self.rate <= Decimal("1")):
             errors["rate"] = "A rate is a fraction between 0 and 1 (0.21 for 21%)."
         kinds = self.kinds if isinstance(self.kinds, list) else None
-        if not kinds or not set(kinds) <= set(HourlyUsage.Kind.values) or len(set(kinds)) != len(kinds):
-            errors["kinds"] = f"Choose the kinds of line it taxes among: {', '.join(HourlyUsage.Kind.values)}."
+        taxable = [kind for kind in HourlyUsage.Kind.values if kind != HourlyUsage.Kind.RETAX]
+        if not kinds or not set(kinds) <= set(taxable) or len(set(kinds)) != len(kinds):
+            errors["kinds"] = f"Choose the kinds of line it taxes among: {', '.join(taxable)}."
         if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
             errors["valid_to"] = "The last day cannot come before the first."
         if self.max_contracted_kw is not None and self.max_contracted_kw <= 0:
@@ -712,6 +724,10 @@ class HourlyUsage(models.Model):
         # contract (meters/standing.py), whether the meters report or not.
         POWER = "power", _("Power term")
         RENTAL = "rental", _("Meter rental")
+        # A tax rate corrected after its hours were billed (meters/tax_corrections.py): per household and hour,
+        # a pair of lines, the cost given back at the old factor and charged again at the new one. Their
+        # costs add up to nothing; their taxes to the difference, which the next settlement pays.
+        RETAX = "retax", _("Tax correction")
 
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="usage")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="usage", null=True, blank=True)
@@ -761,7 +777,7 @@ class HourlyUsage(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(kind__in=["energy", "rental"], meter__isnull=False)
-                | Q(kind__in=["standing", "power"], meter__isnull=True),
+                | Q(kind__in=["standing", "power", "retax"], meter__isnull=True),
                 name="usage_meter_matches_kind",
             ),
         ]

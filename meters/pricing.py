@@ -225,19 +225,42 @@ class TaxSchedule:
             return None
         return next((limit for limit in self._limits if max_kw <= limit), None)
 
-    def rules(self, kind: str, day: date, max_kw: Decimal | None = None) -> tuple[TaxRule, ...]:
+    def rules(
+        self, kind: str, day: date, max_kw: Decimal | None = None, *, as_billed: bool = False
+    ) -> tuple[TaxRule, ...]:
         """The rules taxing a line of ``kind`` on local ``day`` of a household of contracted power
-        ``max_kw`` (kW, the highest period; None: none recorded): the simple ones first, then the compound."""
-        key = (kind, day, self._bucket(max_kw))
+        ``max_kw`` (kW, the highest period; None: none recorded): the simple ones first, then the compound.
+
+        A rate corrected after its days were billed (``TaxRule.replaces``, meters/tax_corrections.py) is
+        the correcting rule from then on; ``as_billed`` gives the rules before the correction, which
+        taxed the lines written before it (a statement finds them again to explain those lines)."""
+        key = (kind, day, self._bucket(max_kw), as_billed)
         if key not in self._memo:
             in_force = [rule for rule in self._rules if kind in rule.kinds and rule.covers(day)]
+            if as_billed:
+                in_force = [rule for rule in in_force if rule.replaces_id is None]
+            else:
+                replaced = {rule.replaces_id for rule in in_force if rule.replaces_id is not None}
+                in_force = [rule for rule in in_force if rule.pk not in replaced]
             chosen = pick_rules(in_force, key[2])
             self._memo[key] = (chosen, combined_rate(chosen))
         return self._memo[key][0]
 
     def rate(self, kind: str, day: date, max_kw: Decimal | None = None) -> Decimal:
         self.rules(kind, day, max_kw)
-        return self._memo[kind, day, self._bucket(max_kw)][1]
+        return self._memo[kind, day, self._bucket(max_kw), False][1]
+
+    def rules_of(self, kind: str, day: date, max_kw: Decimal | None, factor: Decimal) -> tuple[TaxRule, ...] | None:
+        """The rules that taxed a line of ``kind`` at ``factor`` (its ``tax_rate``): those in force now, or those
+        before a correction of the day's rates; None when neither gives the factor. A tax correction line
+        (kind ``retax``) taxes the cost of lines of any kind: the kind whose rules give its factor."""
+        kinds = [kind] if kind != "retax" else ["energy", "standing", "power", "rental"]
+        for candidate in kinds:
+            for as_billed in (False, True):
+                rules = self.rules(candidate, day, max_kw, as_billed=as_billed)
+                if combined_rate(rules) == factor:
+                    return rules
+        return None
 
 
 # --- A household's hours --------------------------------------------------------------------------
@@ -328,6 +351,11 @@ class HouseholdSchedule:
     def tax_rules(self, kind: str, hour: datetime) -> tuple[TaxRule, ...]:
         schedule = self._tax_schedules[self.tariff_at(hour).pk]
         return schedule.rules(kind, local_date(hour, self.tz_name), self._max_kw(schedule, hour))
+
+    def tax_rules_of(self, kind: str, hour: datetime, factor: Decimal) -> tuple[TaxRule, ...] | None:
+        """The rules that taxed a line of ``kind`` at ``hour`` at ``factor`` (``TaxSchedule.rules_of``)."""
+        schedule = self._tax_schedules[self.tariff_at(hour).pk]
+        return schedule.rules_of(kind, local_date(hour, self.tz_name), self._max_kw(schedule, hour), factor)
 
     def tax_rate(self, kind: str, hour: datetime) -> Decimal:
         """The combined factor of the taxes on a line of ``kind`` at ``hour`` (HourlyUsage.tax_rate)."""

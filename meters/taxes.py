@@ -76,7 +76,10 @@ def breakdown(lines: Iterable[HourlyUsage]) -> list[TaxPart]:
     parts: dict[int, TaxPart] = {}
     with exact():
         for line in priced:
-            rules = schedules[line.household_id].tax_rules(line.kind, line.hour_start)
+            schedule = schedules[line.household_id]
+            rules = schedule.tax_rules_of(line.kind, line.hour_start, line.tax_rate)
+            if rules is None:
+                rules = schedule.tax_rules(line.kind, line.hour_start)  # _check says what disagrees
             simple = [rule for rule in rules if not rule.compound]
             simple_tax = sum((line.cost_eur * rule.rate for rule in simple), ZERO)
             for rule in rules:
@@ -260,11 +263,13 @@ def overlapping(rule: TaxRule, tariff_ids: set[int]) -> list[TaxRule]:
     if rule.valid_to is not None:
         days &= Q(valid_from__lte=rule.valid_to)
     regions = Q() if not rule.region else Q(region__in=["", rule.region])
-    others = (
-        TaxRule.objects.filter(days, regions, tax=rule.tax, max_contracted_kw=rule.max_contracted_kw)
-        .exclude(pk=rule.pk)
-        .prefetch_related("tariffs")
-    )
+    others = TaxRule.objects.filter(days, regions, tax=rule.tax, max_contracted_kw=rule.max_contracted_kw)
+    if rule.pk is not None:
+        # Nor a correction of its rate on days already billed, which overlaps it on purpose (meters/tax_corrections.py).
+        others = others.exclude(pk=rule.pk).exclude(replaces_id=rule.pk)
+    if rule.replaces_id is not None:
+        others = others.exclude(pk=rule.replaces_id)
+    others = others.prefetch_related("tariffs")
     kinds = set(rule.kinds or [])
     found = []
     for other in others:

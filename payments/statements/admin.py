@@ -110,13 +110,14 @@ class StatementDeliveryInline(ReadOnlyInline):
 @admin.register(Statement)
 class StatementAdmin(ReadOnlyWithActions, admin.ModelAdmin):
     list_display = ["code", "title_text", "household", "month_text", "total", "issue_date", "mail_state", "pdf_link"]
-    list_filter = [MonthFilter, "kind", "series"]
+    list_filter = [MonthFilter, "kind", "series", "rectification_type"]
     search_fields = ["code__exact", "household__name", "household__user__email"]
     list_select_related = ["household"]
     show_full_result_count = False
     ordering = ["-issued_at", "-pk"]
     fieldsets = [
         (None, {"fields": ["code", "title_text", "corrects", "household", "month_text", "period", "issued"]}),
+        ("Rectificativa", {"fields": ["rectification_type", "rectification_method", "rectification_reason"]}),
         ("Parties (as at issue)", {"fields": ["issuer", "customer", "language"]}),
         ("Amounts", {"fields": ["energy_kwh", "net_eur", "tax_eur", "total_eur", "ledger"]}),
         ("Paid", {"fields": ["settled_eur", "unsettled_eur", "settlement_count", "settled_satoshis", "balance"]}),

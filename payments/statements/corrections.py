@@ -11,6 +11,12 @@ corrective series (``EPR-2026-000001``): a debit note when it adds money, a cred
 gives some back, referring to the month's statement. A change smaller than what the documents show
 (a few micro-euros that round to the same cents) needs no note.
 
+Each note is a factura rectificativa (docs/spain.md): typed by its cause, ``Statement.rectification_type``,
+and by its method, always by differences (I) here, since a note carries only what changed. The daily
+job's cause is a reading or a price that reached the ledger after issue: R4 ("resto"). Staff choose
+another cause where they correct (``manage.py correct_statement``; a tax rate corrected after issue,
+meters.tax_corrections, is R1).
+
 Exactly once: the note is inserted under the corrective series' counter lock after re-reading the
 month's documents; a concurrent corrector that got there first leaves nothing to correct, and the
 unique (household, month, revision) constraint is the backstop.
@@ -27,10 +33,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from lib.money import KWH_PLACES
 from lib.periods import add_months, first_of_month, local_date
-from meters.models import HourlyUsage, Household
+from meters import tax_corrections
+from meters.models import HourlyUsage, Household, TaxRule
 from payments.figures import eur
 from payments.statements import lines as ledger
 from payments.statements.issuing import (
@@ -47,6 +55,12 @@ from payments.statements.paid import month_payments
 log = logging.getLogger(__name__)
 
 CHUNK = 500  # households whose sums are compared in one query
+# The daily job's cause, in words (translated where a document is shown; staff write their own).
+LATE_LEDGER_REASON = gettext_noop("A meter reading or a price received after the statement was issued")
+
+
+class CorrectionRefused(ValueError):
+    """A correction cannot be issued as asked (a cause that is not R1-R4, a method not built)."""
 
 
 def check(
@@ -117,8 +131,21 @@ def _rounded(sums: tuple) -> tuple:
     return cost, tax, kwh.quantize(KWH_PLACES)
 
 
-def correct(household_id: int, month: date, *, now: datetime | None = None, acting_user=None) -> Statement | None:
+def correct(
+    household_id: int,
+    month: date,
+    *,
+    now: datetime | None = None,
+    acting_user=None,
+    rectification_type: str | None = None,
+    reason: str = "",
+) -> Statement | None:
     """Issue the corrective note the household's month needs now, if any; None when nothing shown has changed.
+
+    ``rectification_type`` is its cause (R1-R4, docs/spain.md) and ``reason`` the cause in words; the
+    note is by differences (I). Without a type, the cause is read from what changed (``_cause``): a tax rate
+    corrected after issue is R1 with the correction's reason, anything else R4 ("a meter reading or a price
+    received after the statement was issued").
 
     1. read the month's documents (the statement first) and compose the month from the ledger now;
     2. subtract what the documents said; nothing visible changed: no note;
@@ -127,6 +154,8 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
        next number, insert the note, its lines and the payments not listed before, queue its mail.
     """
     now = now or timezone.now()
+    if rectification_type is not None and rectification_type not in Statement.RectificationType.values:
+        raise CorrectionRefused(f"{rectification_type!r} is not a cause of rectification (R1, R2, R3, R4).")
     month = first_of_month(month)
     documents = list(Statement.objects.filter(household_id=household_id, month=month).order_by("revision"))
     if not documents:
@@ -139,6 +168,10 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
     note = ledger.difference(current, before)
     if not note.lines:
         return None
+    if rectification_type is None:
+        rectification_type, found_reason = _cause(note, before)
+        reason = reason or found_reason
+    reason = (reason or "").strip()[:200] or LATE_LEDGER_REASON
     listed = set(StatementPayment.objects.filter(statement__in=documents).values_list("settlement_id", flat=True))
     paid = [
         p for p in month_payments([household_id], start, end).get(household_id, []) if p.settlement_id not in listed
@@ -172,6 +205,9 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
             issue_date=issue_date,
             acting_user=acting_user,
         )
+        statement.rectification_type = rectification_type
+        statement.rectification_method = Statement.RectificationMethod.DIFFERENCES
+        statement.rectification_reason = reason
         statement.energy_kwh = note.energy_kwh
         statement.net_eur = note.net_eur
         statement.tax_eur = note.tax_eur
@@ -187,14 +223,36 @@ def correct(household_id: int, month: date, *, now: datetime | None = None, acti
         store_payments([statement], {household_id: paid})
         issued([statement], acting_user=acting_user)
     log.info(
-        "statement_corrected household=%s month=%s note=%s corrects=%s total=%s",
+        "statement_corrected household=%s month=%s note=%s corrects=%s type=%s total=%s",
         household_id,
         f"{month:%Y-%m}",
         statement.code,
         original.code,
+        statement.rectification_type,
         statement.total_eur,
     )
     return statement
+
+
+def _cause(note: ledger.Content, before: list[ledger.Draft]) -> tuple[str, str]:
+    """The cause of a note the caller did not name: R1, with the correction's reason, when it brings in the tax
+    line of a rate corrected after issue (meters/tax_corrections.py) that no document of the month had yet;
+    otherwise R4, a reading or a price that reached the ledger late (a late reading taxed at a rate corrected
+    earlier changes that line, it does not bring it in)."""
+    had = {line.key for line in before}
+    rule_ids = [
+        int(line.key.rsplit(":", 1)[1])
+        for line in note.lines
+        if line.kind == ledger.TAX and line.key.count(":") == 3 and line.key not in had
+    ]
+    correction = (
+        TaxRule.objects.filter(pk__in=rule_ids, replaces__isnull=False).order_by("-created_at", "-pk").first()
+        if rule_ids
+        else None
+    )
+    if correction is not None:
+        return Statement.RectificationType.R1, correction.correction_reason
+    return Statement.RectificationType.R4, LATE_LEDGER_REASON
 
 
 def _draft(line: StatementLine) -> ledger.Draft:
@@ -210,3 +268,65 @@ def _draft(line: StatementLine) -> ledger.Draft:
         tax_rate=line.tax_rate,
         base_exact=line.base_eur,
     )
+
+
+def correct_tax_rate(
+    rule: TaxRule,
+    rate,
+    first_day: date,
+    last_day: date,
+    *,
+    reason: str,
+    name: str = "",
+    acting_user=None,
+    now: datetime | None = None,
+) -> tuple[TaxRule, list[Statement]]:
+    """A tax rate corrected after issue, from end to end (docs/billing.md, "A tax rate corrected after issue"):
+    the correcting rule (meters.tax_corrections.correct_rate), the ledger's pairs of correction lines
+    (``retax``), then an R1 rectificativa by differences for every issued statement whose month they changed.
+    Returns the correcting rule and the notes issued. Refused before anything is written:
+    meters.tax_corrections.CorrectionRefused."""
+    correction = tax_corrections.correct_rate(
+        rule, rate, first_day, last_day, reason=reason, name=name, actor=acting_user, now=now
+    )
+    return correction, retax_and_rectify(correction, acting_user=acting_user, now=now)
+
+
+def retax_and_rectify(correction: TaxRule, *, acting_user=None, now: datetime | None = None) -> list[Statement]:
+    """Move what is still taxed at the corrected rule's old rate (``retax``) and issue the R1 notes the issued months
+    need. Run again (``manage.py correct_tax_rate --again``) after a crash between the two, or for lines a
+    concurrent writer priced at the old rate: each step does only what is left."""
+    retaxed = tax_corrections.retax(correction)
+    notes = []
+    if retaxed.start is None:
+        return notes
+    households = set(
+        HourlyUsage.objects.filter(
+            kind=HourlyUsage.Kind.RETAX, hour_start__gte=retaxed.start, hour_start__lt=retaxed.end
+        )
+        .values_list("household_id", flat=True)
+        .distinct()
+        .order_by()
+    )
+    originals = (
+        Statement.objects.filter(
+            household_id__in=households,
+            revision=0,
+            period_start__lt=retaxed.end,
+            period_end__gt=retaxed.start,
+        )
+        .order_by("household_id", "month")
+        .values_list("household_id", "month")
+    )
+    for household_id, month in originals:
+        note = correct(
+            household_id,
+            month,
+            now=now,
+            acting_user=acting_user,
+            rectification_type=Statement.RectificationType.R1,
+            reason=correction.correction_reason,
+        )
+        if note is not None:
+            notes.append(note)
+    return notes

@@ -26,7 +26,7 @@ from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField
 from lib.money import KWH_PLACES, exact
 from lib.periods import local_date, local_midnight
 from meters.models import ContractedPower, HourlyUsage, Household, TariffVersion, TaxRule, parse_kilowatts
-from meters.pricing import TaxSchedule, combined_rate, max_kilowatts
+from meters.pricing import TaxSchedule, max_kilowatts
 from meters.taxes import TaxPart
 from payments.figures import eur
 
@@ -239,6 +239,10 @@ def compose(groups: list[UsageGroup], versions: dict[int, TariffVersion]) -> Con
         if group.settled:
             content.settled_exact += group.cost_eur + group.tax_eur
         version = versions.get(group.tariff_version_id) if group.tariff_version_id is not None else None
+        if group.kind == HourlyUsage.Kind.RETAX:
+            # A tax correction's pair of lines (meters/tax_corrections.py): the cost re-taxed at the new rate and
+            # the same cost given back at the old one add up to nothing; only their taxes show (tax_lines).
+            continue
         if group.kind in (HourlyUsage.Kind.POWER, HourlyUsage.Kind.RENTAL):
             key = f"{group.kind}:{group.tariff_version_id}"
             line = lines.setdefault(key, Draft(key, str(group.kind)))
@@ -328,10 +332,12 @@ def _rules_of(group: UsageGroup, versions: dict[int, TariffVersion]) -> tuple[Ta
     version = versions.get(group.tariff_version_id) if group.tariff_version_id is not None else None
     if version is None or group.some_hour is None:
         return None
-    rules = TaxSchedule(version.tariff, group.region).rules(
-        group.kind, local_date(group.some_hour, group.timezone), group.max_kw
-    )
-    if combined_rate(rules) != group.tax_rate:
+    schedule = TaxSchedule(version.tariff, group.region)
+    day = local_date(group.some_hour, group.timezone)
+    # The rules in force now, or those before a rate of the day was corrected (meters/tax_corrections.py).
+    rules = schedule.rules_of(group.kind, day, group.max_kw, group.tax_rate)
+    if rules is None:
+        rules = schedule.rules(group.kind, day, group.max_kw)
         log.warning(
             "statement_tax_unmatched household=%s kind=%s tax_rate=%s rules=%s",
             group.household_id,

@@ -34,8 +34,8 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from lib.money import format_kwh, format_money, format_percent, format_rate
 from meters.models import Household
@@ -139,11 +139,28 @@ class SeriesCounter(models.Model):
 
 
 class Statement(Final):
-    """A household's bill for one local calendar month (revision 0), or a corrective note to it (1, 2, ...)."""
+    """A household's bill for one local calendar month (revision 0), or a corrective note to it (1, 2, ...).
+
+    A corrective note is a Spanish factura rectificativa (RD 1619/2012 art. 15; docs/spain.md): typed by its
+    cause (``rectification_type`` R1-R4, the TipoFactura of its VERI*FACTU record) and by its method
+    (``rectification_method``: by differences, I, or by substitution, S), with the cause in words
+    (``rectification_reason``); a statement has none of the three.
+    """
 
     class Kind(models.TextChoices):
         STATEMENT = "statement", _("Statement")
         CORRECTIVE = "corrective", _("Corrective note")
+
+    class RectificationType(models.TextChoices):
+        # The causes of RD 1619/2012 art. 15 and Ley 37/1992 art. 80, as Orden HAC/1177/2024 lists TipoFactura.
+        R1 = "R1", _("R1: error founded in law and art. 80 One, Two and Six of the VAT law")
+        R2 = "R2", _("R2: art. 80 Three of the VAT law (insolvency proceedings)")
+        R3 = "R3", _("R3: art. 80 Four of the VAT law (bad debts)")
+        R4 = "R4", _("R4: other causes")
+
+    class RectificationMethod(models.TextChoices):
+        DIFFERENCES = "I", _("by differences")
+        SUBSTITUTION = "S", _("by substitution")
 
     series = models.ForeignKey(Series, on_delete=models.PROTECT, related_name="statements")
     year = models.PositiveSmallIntegerField(help_text="The numbering year: the issue date's.")
@@ -153,6 +170,15 @@ class Statement(Final):
     revision = models.PositiveSmallIntegerField(default=0, help_text="0: the statement; 1, 2, ...: corrective notes.")
     corrects = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="corrections", help_text="The statement."
+    )
+    rectification_type = models.CharField(
+        max_length=2, choices=RectificationType.choices, blank=True, help_text="Corrective notes: the cause, R1-R4."
+    )
+    rectification_method = models.CharField(
+        max_length=1, choices=RectificationMethod.choices, blank=True, help_text="Corrective notes: I or S."
+    )
+    rectification_reason = models.CharField(
+        max_length=200, blank=True, help_text="Corrective notes: the cause in words, as the document says it."
     )
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="statements")
     month = models.DateField(help_text="First day of the household's local calendar month.")
@@ -201,6 +227,16 @@ class Statement(Final):
                 | Q(kind="corrective", revision__gt=0, corrects__isnull=False),
                 name="statement_kind_matches_revision",
             ),
+            # Only a corrective note is a rectificativa, and every one is typed by cause and method.
+            models.CheckConstraint(
+                condition=Q(kind="statement", rectification_type="", rectification_method="", rectification_reason="")
+                | Q(
+                    kind="corrective",
+                    rectification_type__in=["R1", "R2", "R3", "R4"],
+                    rectification_method__in=["I", "S"],
+                ),
+                name="statement_rectification_only_corrective",
+            ),
         ]
         indexes = [
             models.Index(fields=["month", "kind"], name="statement_month_kind"),
@@ -220,6 +256,28 @@ class Statement(Final):
         if self.kind == self.Kind.STATEMENT:
             return str(_("Statement"))
         return str(_("Credit note")) if self.is_credit else str(_("Debit note"))
+
+    @property
+    def is_rectificativa(self) -> bool:
+        return self.kind == self.Kind.CORRECTIVE
+
+    @property
+    def rectification_text(self) -> str:
+        """ "R4: other causes, by differences", in the reader's language (rendered where shown)."""
+        if not self.is_rectificativa:
+            return ""
+        return str(
+            _("%(type)s, %(method)s")
+            % {
+                "type": self.RectificationType(self.rectification_type).label,
+                "method": self.RectificationMethod(self.rectification_method).label,
+            }
+        )
+
+    @property
+    def rectification_reason_text(self) -> str:
+        """The cause in words: the corrections job's own text is translated; what staff wrote is shown as written."""
+        return gettext(self.rectification_reason) if self.rectification_reason else ""
 
     @property
     def file_stem(self) -> str:

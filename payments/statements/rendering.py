@@ -135,6 +135,15 @@ def as_json(statement: Statement) -> dict:
             "title": statement.title,
             "revision": statement.revision,
             "corrects": statement.corrects.code if statement.corrects_id else None,
+            # A factura rectificativa's type (R1-R4), method (I, S) and cause in words; null on a statement.
+            "rectification": {
+                "type": statement.rectification_type,
+                "method": statement.rectification_method,
+                "reason": statement.rectification_reason_text,
+                "corrects_issue_date": statement.corrects.issue_date.isoformat(),
+            }
+            if statement.is_rectificativa and statement.corrects_id
+            else None,
             "issue_date": statement.issue_date.isoformat(),
             "issued_at": statement.issued_at.isoformat(),
             "period": {

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 INDIRECT_TAXES = {"iva": "01", "ipsi": "02", "igic": "03"}
 GENERAL_REGIME = "01"  # ClaveRegimen: régimen general
 SUBJECT = "S1"  # CalificacionOperacion: subject and not exempt, no reverse charge
-CORRECTIVE_TYPE = "R4"  # TipoFactura of a corrective note when the statement names no other (docs/spain.md)
+CORRECTIVE_TYPE = "R4"  # TipoFactura of a corrective note without a type (none since statements.0006)
 SIMPLIFIED_CORRECTIVE_TYPE = "R5"
 SYSTEM_NAME = "EnergyPay"  # NombreSistemaInformatico (30 characters at most)
 SYSTEM_ID = "EP"  # IdSistemaInformatico (2 characters)
@@ -242,7 +242,7 @@ def alta_draft(statement: Statement, tax_id: str, breakdown: list[dict], origina
     elif original is not None and original.invoice_type == "F2":
         invoice_type = SIMPLIFIED_CORRECTIVE_TYPE
     else:
-        invoice_type = getattr(statement, "rectification_type", "") or CORRECTIVE_TYPE
+        invoice_type = statement.rectification_type or CORRECTIVE_TYPE
     if invoice_type in ("F2", SIMPLIFIED_CORRECTIVE_TYPE):
         recipient = None  # simplified invoices and their corrections name no recipient (AEAT errors 1189/1190)
     breakdown = breakdown or [_untaxed(statement.total_eur)]
@@ -254,7 +254,8 @@ def alta_draft(statement: Statement, tax_id: str, breakdown: list[dict], origina
     }
     if statement.kind == Statement.Kind.CORRECTIVE:
         corrected = statement.corrects
-        content["corrective_type"] = "I"  # by differences: a note carries only what changed
+        # TipoRectificativa: I (by differences: a note carries only what changed) or S (by substitution).
+        content["corrective_type"] = statement.rectification_method or Statement.RectificationMethod.DIFFERENCES
         content["corrects"] = {
             "issuer_tax_id": original.issuer_tax_id if original else tax_id,
             "number": corrected.code,
@@ -344,7 +345,13 @@ def _description(statement: Statement) -> str:
     last = local_date(statement.period_end - _INSTANT, statement.timezone)
     text = f"Suministro de electricidad del {date_text(first)} al {date_text(last)}"
     if statement.kind == Statement.Kind.CORRECTIVE:
-        text = f"Rectificación por diferencias de {statement.corrects.code}. {text}"
+        how = (
+            "sustitución"
+            if statement.rectification_method == Statement.RectificationMethod.SUBSTITUTION
+            else "diferencias"
+        )
+        cause = f" ({statement.rectification_type})" if statement.rectification_type else ""
+        text = f"Rectificación por {how}{cause} de {statement.corrects.code}. {text}"
     return text[:500]
 
 
