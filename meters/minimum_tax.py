@@ -77,6 +77,7 @@ def add_to_parts(parts: dict[int, TaxPart], rules: Sequence[TaxRule], cost: Deci
 
 def true_up_line(household: Household, start: datetime, end: datetime, parts: Iterable[TaxPart]) -> HourlyUsage | None:
     """The line the period [start, end) of ``household`` needs for the minimum, not saved; None: none.
+    It is for the period's last hour (an account closing inside the period: its last hour before closing).
 
     ``parts``: the tax parts of every priced line of the period, true-up lines included (a line
     already written counts as charged, so a second call gives only what changed since). Costs no
@@ -85,6 +86,8 @@ def true_up_line(household: Household, start: datetime, end: datetime, parts: It
     true_ups = minimum_true_ups(parts)
     if not true_ups:
         return None
+    if household.closed_at is not None and start < household.closed_at < end:
+        end = household.closed_at  # the closing month's last billed hour: nothing is billed after it
     last = end - HOUR
     schedule = HouseholdSchedule(household, last, end)
     rules = schedule.tax_rules(HourlyUsage.Kind.ENERGY, last)
