@@ -159,6 +159,19 @@ def test_a_month_without_consumption_gives_back_the_power_terms_electricity_tax_
     assert statement.total_eur == kit.total_of(kit.ledger_sums(household, OCTOBER_START, OCTOBER_END))
 
 
+def test_an_account_closing_inside_the_month_has_its_true_up_on_its_last_billed_hour(make_household, make_meter):
+    household, _ = twenty_kwh(make_household, make_meter)
+    closing = LAST_READING + timedelta(hours=2)  # 31 October 23:00 in Madrid: nothing is billed from then on
+    Household.objects.filter(pk=household.pk).update(closed_at=closing)
+
+    issue(household)
+
+    # The same 20 kWh and figures as above, on the hour before closing rather than the month's last hour.
+    assert minimum_lines(household) == [
+        (0, closing - timedelta(hours=1), Decimal("0.009775"), Decimal("0.21"), Decimal("0.002053"))
+    ]
+
+
 def settle(household: Household, at: datetime):
     with time_machine.travel(at, tick=False):
         PriceQuote.objects.create(source="fixed", bsv_eur=kit.BSV_EUR, fetched_at=at)
