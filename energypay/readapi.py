@@ -184,6 +184,9 @@ def usage_report(household: Household, query: UsageQuery) -> dict[str, Any]:
         cost = figures.eur(row["cost"]) if row["cost"] is not None else ZERO
         total["tax"] += figures.eur(row["tax"]) if row["tax"] is not None else ZERO
         total["pending"] += figures.eur(row["pending"]) if row["pending"] is not None else ZERO
+        if row["kind"] == HourlyUsage.Kind.MINIMUM:  # the electricity tax's minimum: a tax (meters/minimum_tax.py)
+            total["tax"] += cost
+            continue
         if row["kind"] != HourlyUsage.Kind.ENERGY:  # the fixed charges: standing, power term, meter rental
             total["standing"] += cost
             continue

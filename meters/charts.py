@@ -415,15 +415,16 @@ SELECT {bucket},
     SUM(CASE WHEN kind = %s THEN kwh END),
     SUM(CASE WHEN kind = %s THEN cost_eur END),
     SUM(CASE WHEN kind = %s AND cost_eur IS NOT NULL THEN kwh END),
-    SUM(CASE WHEN kind <> %s THEN cost_eur END),
+    SUM(CASE WHEN kind NOT IN (%s, %s) THEN cost_eur END),
     SUM(CASE WHEN cost_eur IS NULL THEN kwh END),
-    SUM(tax_eur)
+    SUM(CASE WHEN kind = %s THEN COALESCE(tax_eur, 0) + cost_eur ELSE tax_eur END)
 FROM {table}
 WHERE household_id = %s AND hour_start >= %s AND hour_start < %s
 GROUP BY 1
 """
-# The fourth: every line but energy is a fixed charge (standing charge, power term, meter rental).
-_KINDS = (HourlyUsage.Kind.ENERGY.value,) * 4
+# The fourth: every line but energy is a fixed charge (standing charge, power term, meter rental), except the
+# electricity tax's minimum (meters/minimum_tax.py), whose cost is a tax: the last column counts it with the taxes.
+_KINDS = (*(HourlyUsage.Kind.ENERGY.value,) * 4, HourlyUsage.Kind.MINIMUM.value, HourlyUsage.Kind.MINIMUM.value)
 _from_float = Context(prec=15).create_decimal_from_float  # SQLite sums through floats: 15 digits, as Django reads
 
 

@@ -499,7 +499,7 @@ class TaxRule(models.Model):
         validators=[MinValueValidator(Decimal("0"))],
         help_text="The electricity tax's floor over a statement period: never less than this x the period's MWh "
         "(1 EUR; 0.5 for industrial uses), and nothing for a period without consumption. Blank: no floor. "
-        "Not charged yet: meters/taxes.py minimum_true_ups states it, docs/billing.md says what remains.",
+        "Charged on the statement as a line of its own (docs/billing.md).",
     )
     valid_from = models.DateField(help_text="First local day it applies to.")
     valid_to = models.DateField(null=True, blank=True, help_text="Last local day it applies to; blank: until changed.")
@@ -728,6 +728,10 @@ class HourlyUsage(models.Model):
         # a pair of lines, the cost given back at the old factor and charged again at the new one. Their
         # costs add up to nothing; their taxes to the difference, which the next settlement pays.
         RETAX = "retax", _("Tax correction")
+        # The electricity tax's minimum over a statement period (issue 18, meters/minimum_tax.py): the
+        # tax difference as its cost, the VAT on it as its tax; one per household and period, written
+        # for the period's last hour when the statement is issued (adjustments: seq 1, 2, ...).
+        MINIMUM = "minimum", _("Electricity tax minimum")
 
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="usage")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="usage", null=True, blank=True)
@@ -766,6 +770,11 @@ class HourlyUsage(models.Model):
                 fields=["meter", "hour_start", "seq"], condition=Q(kind="rental"), name="usage_unique_rental_line"
             ),
             models.UniqueConstraint(
+                fields=["household", "hour_start", "seq"],
+                condition=Q(kind="minimum"),
+                name="usage_unique_minimum_line",
+            ),
+            models.UniqueConstraint(
                 fields=["meter", "hour_start"],
                 condition=Q(kind="energy", settled_at__isnull=True),
                 name="usage_one_open_meter_line",
@@ -777,7 +786,7 @@ class HourlyUsage(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(kind__in=["energy", "rental"], meter__isnull=False)
-                | Q(kind__in=["standing", "power", "retax"], meter__isnull=True),
+                | Q(kind__in=["standing", "power", "retax", "minimum"], meter__isnull=True),
                 name="usage_meter_matches_kind",
             ),
         ]

@@ -42,6 +42,8 @@ class TaxPart:
     base: Decimal = ZERO  # EUR: the costs it taxes, plus for a compound rule the exact simple taxes on them
     kwh: Decimal = ZERO  # energy of the energy lines it taxes (the electricity tax's minimum is per MWh)
     lines: int = 0
+    # The period's true-up lines of this tax (its minimum, meters/minimum_tax.py): tax charged beyond base x rate.
+    true_up: Decimal = ZERO
     amount: Decimal = field(init=False, default=ZERO)
 
     @property
@@ -76,6 +78,9 @@ def breakdown(lines: Iterable[HourlyUsage]) -> list[TaxPart]:
     parts: dict[int, TaxPart] = {}
     with exact():
         for line in priced:
+            if line.kind == HourlyUsage.Kind.MINIMUM:
+                _add_minimum(parts, schedules[line.household_id], line)
+                continue
             schedule = schedules[line.household_id]
             rules = schedule.tax_rules_of(line.kind, line.hour_start, line.tax_rate)
             if rules is None:
@@ -89,8 +94,21 @@ def breakdown(lines: Iterable[HourlyUsage]) -> list[TaxPart]:
                 part.lines += 1
             _check(line, rules)
         for part in parts.values():
-            part.amount = part.base * part.rate
+            part.amount = part.base * part.rate + part.true_up
     return sorted(parts.values(), key=lambda p: (p.rule.compound, p.rule.tax, p.rule.valid_from, p.rule.pk))
+
+
+def _add_minimum(parts: dict[int, TaxPart], schedule: HouseholdSchedule, line: HourlyUsage) -> None:
+    """A minimum line (meters/minimum_tax.py): its cost is the electricity tax's, and a base of VAT's."""
+    from meters.minimum_tax import add_to_parts, line_factor  # it builds on this module
+
+    rules = schedule.tax_rules(HourlyUsage.Kind.ENERGY, line.hour_start)
+    if line_factor(rules) != line.tax_rate or not add_to_parts(parts, rules, line.cost_eur):
+        raise TaxMismatch(
+            f"usage line {line.pk} ({line.hour_start:%Y-%m-%d %H:%M} UTC, minimum) was taxed at {line.tax_rate}, "
+            f"but the rules of its hour ({', '.join(rule.name for rule in rules) or 'none'}) have no single tax with "
+            f"a minimum and a factor of {line_factor(rules)} on it"
+        )
 
 
 @dataclass(frozen=True)
@@ -122,8 +140,10 @@ def minimum_true_ups(parts: Iterable[TaxPart]) -> list[TrueUp]:
 
     The hours are taxed one by one when they are prepaid; the period's total is only known at its
     end, so the difference is owed (or given back) once, with the VAT on it at the compound rule in
-    force on the period's last taxed day. A tax whose rate changed inside the period is one tax: its
-    parts are added up, and the minimum is the latest part's.
+    force on the period's last taxed day. A tax whose rate or minimum changed inside the period is
+    one tax: its parts are added up, and its minimum is each rule's over the kWh of that rule's own
+    days (a rule without a minimum adds none). True-ups already charged (``TaxPart.true_up``) count
+    as charged, so the parts of a period with its true-up lines need nothing more.
     """
     parts = list(parts)
     by_tax: dict[str, list[TaxPart]] = defaultdict(list)
@@ -137,11 +157,12 @@ def minimum_true_ups(parts: Iterable[TaxPart]) -> list[TrueUp]:
     with exact():
         for tax_parts in by_tax.values():
             latest = max(tax_parts, key=lambda part: (part.rule.valid_from, part.rule.pk)).rule
-            if latest.minimum_eur_per_mwh is None:
+            if all(part.rule.minimum_eur_per_mwh is None for part in tax_parts):
                 continue
             kwh = sum((part.kwh for part in tax_parts), ZERO)
             charged = sum((part.amount for part in tax_parts), ZERO)
-            due = max(charged, kwh * latest.minimum_eur_per_mwh / 1000) if kwh > 0 else ZERO
+            floor = sum((part.kwh * (part.rule.minimum_eur_per_mwh or ZERO) / 1000 for part in tax_parts), ZERO)
+            due = max(charged, floor) if kwh > 0 else ZERO
             if due != charged:
                 found.append(TrueUp(latest, kwh, charged, due, latest_compound))
     return found

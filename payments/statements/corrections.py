@@ -37,7 +37,7 @@ from django.utils.translation import gettext_noop
 
 from lib.money import KWH_PLACES
 from lib.periods import add_months, first_of_month, local_date
-from meters import tax_corrections
+from meters import minimum_tax, tax_corrections
 from meters.models import HourlyUsage, Household, TaxRule
 from payments.figures import eur
 from payments.statements import lines as ledger
@@ -48,6 +48,7 @@ from payments.statements.issuing import (
     store_lines,
     store_payments,
 )
+from payments.statements.minimum import with_true_up
 from payments.statements.models import Series, Statement, StatementLine, StatementPayment
 from payments.statements.numbering import Counter as NumberCounter
 from payments.statements.paid import month_payments
@@ -162,8 +163,12 @@ def correct(
         return None  # the statement comes first; issuing it covers everything so far
     original, last = documents[0], documents[-1]
     start, end = original.period_start, original.period_end
+    household = Household.objects.select_related("user").get(pk=household_id)
     groups = ledger.usage_groups([household_id], start, end).get(household_id, [])
-    current = ledger.compose(groups, ledger.tariff_versions(groups))
+    versions = ledger.tariff_versions(groups)
+    # The electricity tax's minimum as the month's kWh now call for it, less the true-ups already written.
+    groups, true_up = with_true_up(household, groups, versions, start, end)
+    current = ledger.compose(groups, versions)
     before = [_draft(line) for line in StatementLine.objects.filter(statement__in=documents).order_by("pk")]
     note = ledger.difference(current, before)
     if not note.lines:
@@ -176,7 +181,6 @@ def correct(
     paid = [
         p for p in month_payments([household_id], start, end).get(household_id, []) if p.settlement_id not in listed
     ]
-    household = Household.objects.select_related("user").get(pk=household_id)
     series = Series.active_for(Series.Purpose.CORRECTIVE)
     issue_date = local_date(now, settings.STATEMENT_TIME_ZONE)
     previous_total = sum((document.total_eur for document in documents), ledger.ZERO)
@@ -221,6 +225,7 @@ def correct(
         statement.save()
         store_lines([statement], {household_id: note})
         store_payments([statement], {household_id: paid})
+        minimum_tax.write([true_up] if true_up is not None else [])
         issued([statement], acting_user=acting_user)
     log.info(
         "statement_corrected household=%s month=%s note=%s corrects=%s type=%s total=%s",

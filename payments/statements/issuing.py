@@ -35,10 +35,12 @@ from django.utils import timezone
 
 from lib.money import satoshis_to_eur
 from lib.periods import add_months, first_of_month, local_date, local_month_bounds
+from meters import minimum_tax
 from meters.hooks import emit_many, load_hook
 from meters.models import Household
 from payments.statements import lines as ledger
 from payments.statements.mail import queue_deliveries
+from payments.statements.minimum import with_true_up
 from payments.statements.models import Series, Statement, StatementLine, StatementPayment, StatementWithdrawal
 from payments.statements.numbering import Counter as NumberCounter
 from payments.statements.paid import MonthEndBalances, Paid, month_end_balances, month_payments, month_withdrawals
@@ -180,7 +182,12 @@ def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_
     payments = month_payments(ids, start, end)
     balances = month_end_balances(ids, end)
     withdrawals = month_withdrawals(households, start, end)
-    drafts = {household.pk: ledger.compose(groups.get(household.pk, []), versions) for household in households}
+    drafts, true_ups = {}, {}
+    for household in households:
+        household_groups, true_ups[household.pk] = with_true_up(
+            household, groups.get(household.pk, []), versions, start, end
+        )
+        drafts[household.pk] = ledger.compose(household_groups, versions)
 
     issue_date = local_date(now, settings.STATEMENT_TIME_ZONE)
     series = Series.active_for(Series.Purpose.STATEMENT)
@@ -219,6 +226,8 @@ def issue_chunk(household_ids: list[int], month: date, *, now: datetime, acting_
         store_lines(statements, drafts)
         store_payments(statements, payments)
         store_withdrawals(statements, withdrawals)
+        # The electricity tax's minimum, in the ledger exactly when its statement exists (meters/minimum_tax.py).
+        minimum_tax.write([line for s in statements if (line := true_ups[s.household_id]) is not None])
         issued(statements, acting_user=acting_user)
     log.info(
         "statements_issued month=%s tz=%s count=%d first=%s last=%s",

@@ -25,6 +25,7 @@ from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField
 
 from lib.money import KWH_PLACES, exact
 from lib.periods import local_date, local_midnight
+from meters.minimum_tax import add_to_parts, line_factor
 from meters.models import ContractedPower, HourlyUsage, Household, TariffVersion, TaxRule, parse_kilowatts
 from meters.pricing import TaxSchedule, max_kilowatts
 from meters.taxes import TaxPart
@@ -238,6 +239,8 @@ def compose(groups: list[UsageGroup], versions: dict[int, TariffVersion]) -> Con
         content.ledger_kwh += group.kwh
         if group.settled:
             content.settled_exact += group.cost_eur + group.tax_eur
+        if group.kind == HourlyUsage.Kind.MINIMUM:
+            continue  # the electricity tax's minimum: a tax, on the tax's line (tax_lines)
         version = versions.get(group.tariff_version_id) if group.tariff_version_id is not None else None
         if group.kind == HourlyUsage.Kind.RETAX:
             # A tax correction's pair of lines (meters/tax_corrections.py): the cost re-taxed at the new rate and
@@ -289,29 +292,13 @@ def tax_lines(groups: Iterable[UsageGroup], versions: dict[int, TariffVersion]) 
     A group whose rules do not give its factor (lines taxed by hand, a rule changed against the
     admin's refusal) keeps one line at its combined rate, logged: the statement still adds up to the
     ledger, and says only what it can prove.
+
+    The electricity tax's minimum (a ledger line of its own, meters/minimum_tax.py) adds to the
+    electricity tax's amount and to VAT's base.
     """
-    parts: dict[int, TaxPart] = {}
-    by_rate: dict[Decimal, Draft] = {}
+    parts, drafts = tax_parts(groups, versions)
     with exact():
-        for group in groups:
-            if not group.tax_rate and not group.tax_eur:
-                continue
-            rules = _rules_of(group, versions)
-            if rules is None:
-                key = f"tax:{group.tax_rate.normalize():f}"
-                line = by_rate.setdefault(group.tax_rate, Draft(key, TAX, tax_rate=group.tax_rate, base_exact=ZERO))
-                line.base_exact += group.cost_eur
-                line.exact_eur += group.tax_eur
-                continue
-            simple_tax = sum((group.cost_eur * rule.rate for rule in rules if not rule.compound), ZERO)
-            for rule in rules:
-                part = parts.setdefault(rule.pk, TaxPart(rule))
-                part.base += group.cost_eur + (simple_tax if rule.compound else ZERO)
-                part.kwh += group.kwh if group.kind == HourlyUsage.Kind.ENERGY else ZERO
-                part.lines += 1
-        drafts = list(by_rate.values())
         for part in parts.values():
-            part.amount = part.base * part.rate
             drafts.append(
                 Draft(
                     f"tax:{int(part.rule.compound)}:{part.rule.tax[:30]}:{part.rule.pk}",
@@ -325,6 +312,66 @@ def tax_lines(groups: Iterable[UsageGroup], versions: dict[int, TariffVersion]) 
     for line in drafts:
         line.amount_eur = to_cent(line.exact_eur)
     return sorted(drafts, key=Draft.sort_key)
+
+
+def tax_parts(
+    groups: Iterable[UsageGroup], versions: dict[int, TariffVersion]
+) -> tuple[dict[int, TaxPart], list[Draft]]:
+    """The groups' taxes per rule (``TaxPart``, amount set) and the lines of the groups whose rules cannot
+    be found again (at their combined rate); ``tax_lines`` says how."""
+    parts: dict[int, TaxPart] = {}
+    by_rate: dict[Decimal, Draft] = {}
+    unmatched_minimum: Draft | None = None
+    with exact():
+        for group in groups:
+            if group.kind == HourlyUsage.Kind.MINIMUM:
+                rules = _minimum_rules(group, versions)
+                if rules is not None and add_to_parts(parts, rules, group.cost_eur):
+                    continue
+                # Its rules are not found again: the tax difference on a line of its own, its VAT at its rate.
+                unmatched_minimum = unmatched_minimum or Draft(
+                    "tax:minimum", TAX, name=str(HourlyUsage.Kind.MINIMUM.label)[:100]
+                )
+                unmatched_minimum.exact_eur += group.cost_eur
+            if not group.tax_rate and not group.tax_eur:
+                continue
+            rules = None if group.kind == HourlyUsage.Kind.MINIMUM else _rules_of(group, versions)
+            if rules is None:
+                key = f"tax:{group.tax_rate.normalize():f}"
+                line = by_rate.setdefault(group.tax_rate, Draft(key, TAX, tax_rate=group.tax_rate, base_exact=ZERO))
+                line.base_exact += group.cost_eur
+                line.exact_eur += group.tax_eur
+                continue
+            simple_tax = sum((group.cost_eur * rule.rate for rule in rules if not rule.compound), ZERO)
+            for rule in rules:
+                part = parts.setdefault(rule.pk, TaxPart(rule))
+                part.base += group.cost_eur + (simple_tax if rule.compound else ZERO)
+                part.kwh += group.kwh if group.kind == HourlyUsage.Kind.ENERGY else ZERO
+                part.lines += 1
+        for part in parts.values():
+            part.amount = part.base * part.rate + part.true_up
+    drafts = [*by_rate.values(), *([unmatched_minimum] if unmatched_minimum else [])]
+    return parts, drafts
+
+
+def _minimum_rules(group: UsageGroup, versions: dict[int, TariffVersion]) -> tuple[TaxRule, ...] | None:
+    """The rules of an energy line at a minimum line's hour (meters/minimum_tax.py), or None when they do
+    not give the factor it was taxed at."""
+    version = versions.get(group.tariff_version_id) if group.tariff_version_id is not None else None
+    if version is None or group.some_hour is None:
+        return None
+    rules = TaxSchedule(version.tariff, group.region).rules(
+        HourlyUsage.Kind.ENERGY, local_date(group.some_hour, group.timezone), group.max_kw
+    )
+    if line_factor(rules) != group.tax_rate:
+        log.warning(
+            "statement_tax_minimum_unmatched household=%s tax_rate=%s rules=%s",
+            group.household_id,
+            group.tax_rate,
+            ",".join(str(rule.pk) for rule in rules) or "none",
+        )
+        return None
+    return rules
 
 
 def _rules_of(group: UsageGroup, versions: dict[int, TariffVersion]) -> tuple[TaxRule, ...] | None:

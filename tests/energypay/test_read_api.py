@@ -186,6 +186,24 @@ def test_a_day_sums_energy_standing_charge_and_taxes_in_the_households_day(clien
     assert body["totals"] == {k: v for k, v in day.items() if k not in ("start", "end", "bands")}
 
 
+def test_the_electricity_tax_minimum_is_a_tax_in_the_api(client, household):
+    # The month's minimum line (meters/minimum_tax.py): 0.009775 of electricity tax and 0.002053 of VAT on it.
+    line(household, datetime(2026, 11, 21, 12, tzinfo=UTC), "2.000000", "0.500000", "0.105000")
+    HourlyUsage.objects.create(
+        household=household,
+        kind=HourlyUsage.Kind.MINIMUM,
+        hour_start=datetime(2026, 11, 21, 22, tzinfo=UTC),
+        cost_eur=Decimal("0.009775"),
+        tax_rate=Decimal("0.21"),
+        tax_eur=Decimal("0.002053"),
+    )
+    response = get(client, USAGE, token_for(household), **{"from": "2026-11-21", "to": "2026-11-21"})
+    (day,) = assert_conforms(response, USAGE, "get")["buckets"]
+    # Taxes 0.105 + 0.009775 + 0.002053 = 0.116828; no standing charge; total 0.616828.
+    assert (day["energy_eur"], day["standing_eur"], day["tax_eur"]) == ("0.500000", "0.000000", "0.116828")
+    assert day["eur"] == "0.616828" and day["kwh"] == "2.000000"
+
+
 def test_the_day_clocks_go_back_has_25_hour_buckets_and_one_day_bucket(client, household):
     # Madrid leaves summer time on 2026-10-25: 22:00 UTC on the 24th to 23:00 UTC on the 25th.
     for hour in range(25):

@@ -407,3 +407,22 @@ def test_the_table_rows_escape_every_text(household):
     result = chart(household)
     result.bars[0].label = '<script>alert("x")</script>'
     assert "<script>" not in result.table_rows() and "&lt;script&gt;" in result.table_rows()
+
+
+def test_the_electricity_tax_minimum_counts_with_the_taxes_not_the_standing_charge(household):
+    # A day with 2 kWh at 0.25 and 0.01 of standing charge, and the month's minimum line (meters/minimum_tax.py):
+    # 0.009775 of electricity tax with 0.002053 of VAT on it. Taxes 0.009775 + 0.002053 = 0.011828.
+    hour = utc(2026, 11, 22, 10)
+    add_line(household, hour, "2")
+    add_standing(household, hour, "0.010000")
+    HourlyUsage.objects.create(
+        household=household,
+        kind=HourlyUsage.Kind.MINIMUM,
+        hour_start=hour,
+        cost_eur=Decimal("0.009775"),
+        tax_rate=Decimal("0.21"),
+        tax_eur=Decimal("0.002053"),
+    )
+    bar = chart(household, "week").bars[6]  # Sunday the 22nd
+    assert (bar.energy_eur, bar.standing_eur, bar.tax_eur) == (Decimal("0.5"), Decimal("0.01"), Decimal("0.011828"))
+    assert bar.eur == Decimal("0.521828")

@@ -67,16 +67,27 @@ def test_a_month_without_consumption_gives_back_the_tax_its_power_term_paid_and_
     assert true_up.compound_amount == Decimal("-0.11588203061785728")
 
 
-def test_a_rate_changing_inside_the_month_is_one_tax_against_one_minimum():
-    # A temporary cut to 0.5% until 15 October, then 5.11269632%: 25 kWh and 0.40 EUR of base each side.
+def test_a_rate_and_minimum_changing_inside_the_month_is_one_tax_each_rule_minimum_on_its_own_days():
+    # A temporary cut to 0.5% with a minimum of 0.5 EUR/MWh until 15 October, then 5.11269632% with 1 EUR/MWh:
+    # 25 kWh and 0.40 EUR of base each side.
     cut = rule(
         "iee", "0.005", kinds=["energy", "power"], minimum_eur_per_mwh=Decimal("0.5"), valid_to=date(2026, 10, 15)
     )
     full = iee(valid_from=date(2026, 10, 16))
     # Charged: 0.40 x 0.005 = 0.002 and 0.40 x 0.0511269632 = 0.02045078528, together 0.02245078528.
-    # The latest rule's minimum: 50 kWh / 1000 x 1 = 0.05; true-up 0.05 - 0.02245078528 = 0.02754921472.
+    # Each rule's minimum over its own days' kWh: 25 / 1000 x 0.5 = 0.0125 and 25 / 1000 x 1 = 0.025, together
+    # 0.0375; true-up 0.0375 - 0.02245078528 = 0.01504921472.
     [true_up] = minimum_true_ups([part(cut, "0.40", "25"), part(full, "0.40", "25")])
-    assert true_up.rule == full and true_up.amount == Decimal("0.02754921472")
+    assert true_up.rule == full and true_up.due == Decimal("0.0375")
+    assert true_up.amount == Decimal("0.01504921472")
+
+
+def test_a_minimum_starting_inside_the_month_counts_only_the_kwh_of_its_days():
+    # No minimum until 15 October, 1 EUR/MWh from the 16th: 40 kWh before (base 0.40), 10 kWh after (base 0.10).
+    before = iee(minimum=None, valid_to=date(2026, 10, 15))
+    after = iee(valid_from=date(2026, 10, 16))
+    # Charged: 0.50 x 0.0511269632 = 0.0255634816; the minimum 10 / 1000 x 1 = 0.01 is below it: no true-up.
+    assert minimum_true_ups([part(before, "0.40", "40"), part(after, "0.10", "10")]) == []
 
 
 def test_a_tax_without_a_minimum_has_no_true_up_even_without_consumption():
