@@ -189,6 +189,8 @@ def as_json(statement: Statement) -> dict:
                 }
                 for w in statement.withdrawals.order_by("sent_at", "pk")
             ],
+            # A 2.0TD supply's bill content as stored at issue (docs/spain.md); null for other statements.
+            "spanish_bill": statement.bill or None,
             "balance": None
             if statement.balance_at is None
             else {

@@ -9,6 +9,7 @@ One kWh every hour: P1 = 21 x 8 = 168 kWh, P2 = 21 x 8 = 168 kWh, P3 = 21 x 8 + 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from datetime import UTC, date, datetime
@@ -179,9 +180,15 @@ def test_the_bill_works_out_each_period_by_hand(statement):
     assert bill["comparator_url"] == "https://comparador.cnmc.gob.es"
 
 
-def test_the_page_shows_each_section_in_spanish(client, statement):
+def page_text(client, statement: Statement) -> str:
+    """The household's page of the statement, its no-break spaces as spaces."""
     client.force_login(statement.household.user)
-    page = client.get(reverse("statement-detail", args=[statement.pk])).content.decode().replace("\xa0", " ")
+    page = client.get(reverse("statement-detail", args=[statement.pk])).content.decode()
+    return page.replace("\xa0", " ").replace("&nbsp;", " ")
+
+
+def test_the_page_shows_each_section_in_spanish(client, statement):
+    page = page_text(client, statement)
     for text in (
         'id="bill-supply"',
         CUPS,
@@ -255,8 +262,7 @@ def test_the_disclosure_edited_later_leaves_the_issued_bill_as_it_was(client, st
     TariffVersion.objects.update(energy_tolls={"P1": "0.01", "P2": "0.01", "P3": "0.001"})
     statement = Statement.objects.get(pk=statement.pk)
     assert statement.bill["disclosure"]["mix"]["renewable"] == "50.50"
-    client.force_login(statement.household.user)
-    page = client.get(reverse("statement-detail", args=[statement.pk])).content.decode().replace("\xa0", " ")
+    page = page_text(client, statement)
     assert "50,50 %" in page and "40,50 %" not in page
     assert "900 111 222" in page and "900 999 999" not in page
     assert "18,04 €" in page
@@ -308,9 +314,9 @@ def version_form(**components) -> TariffVersionForm:
             "standing_charge_per_day": "0",
             "bands": "[]",
             "calendar": "2.0TD",
-            "period_rates": __import__("json").dumps(PRICES),
-            "power_rates": __import__("json").dumps(POWER),
-            **{name: __import__("json").dumps(value) for name, value in {**COMPONENTS, **components}.items()},
+            "period_rates": json.dumps(PRICES),
+            "power_rates": json.dumps(POWER),
+            **{name: json.dumps(value) for name, value in {**COMPONENTS, **components}.items()},
         }
     )
 
@@ -341,4 +347,3 @@ def test_valid_components_are_saved(db):
     version = form.save()
     with translation.override("en"):
         assert version.components()["power_tolls"]["P1"] == Decimal("0.060000")
-
