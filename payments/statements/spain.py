@@ -406,7 +406,8 @@ def bill_context(bill: dict, currency: str) -> dict | None:
             {
                 **row,
                 "kwh_text": format_kwh(Decimal(row["kwh"]), 3),
-                "price_text": format_money(Decimal(row["price"]), currency, places=6) + "/kWh",
+                # A plain space before the unit: on a phone the unit may go to the next line.
+                "price_text": _breakable(format_money(Decimal(row["price"]), currency, places=6) + "/kWh"),
                 "amount_text": eur(row["amount"]),
             }
             for row in bill.get("energy", [])
@@ -416,7 +417,7 @@ def bill_context(bill: dict, currency: str) -> dict | None:
                 **row,
                 "kw_text": _number(Decimal(row["kw"])) + " kW",
                 "days_text": _days_text(Decimal(row["days"])),
-                "price_text": format_money(Decimal(row["price"]), currency, places=6) + _("/kW/day"),
+                "price_text": _breakable(format_money(Decimal(row["price"]), currency, places=6) + _("/kW/day")),
                 "amount_text": eur(row["amount"]),
             }
             for row in bill.get("power", [])
@@ -466,3 +467,7 @@ def _number(value: Decimal) -> str:
     """A figure with the decimals it has (4.6 kW stays "4.6"/"4,6", not "4.600")."""
     exponent = value.normalize().as_tuple().exponent
     return format_number(value, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+
+
+def _breakable(text: str) -> str:
+    return text.replace("\xa0", " ")

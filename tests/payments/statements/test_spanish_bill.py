@@ -50,6 +50,8 @@ MIX = {
     "mix_nuclear": "20.00",
     "mix_other": "5.00",
 }
+# A month of fixed charges accrued hour by hour (meters/standing.py) takes a while on a busy machine.
+pytestmark = pytest.mark.timeout(600)
 needs_tools = pytest.mark.skipif(
     not (shutil.which("pdftoppm") and shutil.which("zbarimg") and shutil.which("pdftotext")),
     reason="poppler-utils and zbar-tools read the printed PDF",
@@ -195,7 +197,7 @@ def test_the_page_shows_each_section_in_spanish(client, statement):
         "2.0TD",
         "P1 4,6 kW, P2 4,6 kW",
         "Distribuidora de Prueba. Averías: 900 111 222",
-        "1.745,000 kWh (real)",
+        "1.745,000 kWh<br>(real)",
         "Término de energía por periodo",
         "42,73",
         "4,6 kW x 30 días x 0,073777 €/kW/día",
