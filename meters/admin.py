@@ -76,6 +76,7 @@ class TariffVersionForm(forms.ModelForm):
             "calendar",
             "period_rates",
             "power_rates",
+            *TariffVersion.COMPONENTS,
         ]
         field_classes = {"flat_rate": FiniteDecimalField, "standing_charge_per_day": FiniteDecimalField}
 
@@ -294,7 +295,10 @@ class TariffVersionAdmin(AuditHistory, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and has_priced_usage(obj):
-            return [*TariffVersionForm.Meta.fields, "price_count", "created_at"]
+            # Tolls and charges price nothing (they say what part of a price they are, for the bill), so staff
+            # may state them on a version in force; the prices themselves stay as they priced the hours.
+            fixed = [name for name in TariffVersionForm.Meta.fields if name not in TariffVersion.COMPONENTS]
+            return [*fixed, "price_count", "created_at"]
         return super().get_readonly_fields(request, obj)
 
     def get_changeform_initial_data(self, request):
@@ -310,7 +314,10 @@ class TariffVersionAdmin(AuditHistory, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None and has_priced_usage(obj):
-            description = "This version has priced usage and prices those hours forever: add a new version instead."
+            description = (
+                "This version has priced usage and prices those hours forever: add a new version instead. "
+                "Only the tolls and charges inside its prices can still be stated."
+            )
             fieldsets = [(None, {**fieldsets[0][1], "description": description})]
         return fieldsets
 

@@ -109,6 +109,33 @@ class TariffVersion(models.Model):
         '"P2": "0.001911"}. When given, the power term (contracted kW x price, every day) is charged and '
         "replaces the standing charge.",
     )
+    # The regulated parts of each price, for the bill (issue 18 item 7; docs/spain.md): the network tolls
+    # (peajes, CNMC) and the system charges (cargos, Ministry) inside each energy and power price, staff-entered.
+    # Optional; they never price anything, only say what part of a price they are.
+    energy_tolls = models.JSONField(
+        "network tolls in each energy price (EUR/kWh)",
+        default=dict,
+        blank=True,
+        help_text='Optional, for periods: the peajes part of each energy price, {"P1": "0.029098", ...}.',
+    )
+    energy_charges = models.JSONField(
+        "system charges in each energy price (EUR/kWh)",
+        default=dict,
+        blank=True,
+        help_text='Optional, for periods: the cargos part of each energy price, {"P1": "0.043893", ...}.',
+    )
+    power_tolls = models.JSONField(
+        "network tolls in each power price (EUR/kW/day)",
+        default=dict,
+        blank=True,
+        help_text='Optional, with power prices: the peajes part of each power price, {"P1": "0.063851", ...}.',
+    )
+    power_charges = models.JSONField(
+        "system charges in each power price (EUR/kW/day)",
+        default=dict,
+        blank=True,
+        help_text='Optional, with power prices: the cargos part of each power price, {"P1": "0.008529", ...}.',
+    )
     standing_charge_per_day = models.DecimalField(
         "standing charge (EUR/day)",
         max_digits=9,
@@ -173,12 +200,77 @@ class TariffVersion(models.Model):
                         errors["standing_charge_per_day"] = (
                             "The power term replaces the standing charge: leave it at 0 when power prices are given."
                         )
+            if self.calendar in CALENDARS and "period_rates" not in errors and "power_rates" not in errors:
+                errors.update(self._component_errors())
         else:
-            for name in ("calendar", "period_rates", "power_rates"):
+            for name in ("calendar", "period_rates", "power_rates", *self.COMPONENTS):
                 if getattr(self, name):
                     errors[name] = "Only a tariff priced by periods on a calendar uses this."
         if errors:
             raise ValidationError(errors)
+
+    COMPONENTS = ("energy_tolls", "energy_charges", "power_tolls", "power_charges")
+
+    def _component_errors(self) -> dict[str, str]:
+        """Tolls and charges: a figure for every period or none, each at most its price, and the two together too."""
+        calendar = CALENDARS[self.calendar]
+        errors: dict[str, str] = {}
+        for side, periods, unit, prices_raw in (
+            ("energy", calendar.energy_periods, "EUR/kWh", self.period_rates),
+            ("power", calendar.power_periods, "EUR/kW/day", self.power_rates),
+        ):
+            parts = {}
+            for part in ("tolls", "charges"):
+                name = f"{side}_{part}"
+                raw = getattr(self, name)
+                if not raw:
+                    continue
+                if side == "power" and not self.power_rates:
+                    errors[name] = "Tolls and charges of the power price need power prices."
+                    continue
+                try:
+                    parts[part] = parse_period_rates(raw, periods, unit)
+                except ValueError as error:
+                    errors[name] = str(error)
+            if not parts or any(f"{side}_{part}" in errors for part in ("tolls", "charges")):
+                continue
+            prices = parse_period_rates(prices_raw, periods, unit)
+            for part, values in parts.items():
+                above = [p for p in periods if values[p] > prices[p]]
+                if above:
+                    errors[f"{side}_{part}"] = (
+                        "; ".join(f"{p}: {values[p]} is more than the price {prices[p]} {unit}" for p in above)
+                        + ". A part of a price cannot exceed it."
+                    )
+            if len(parts) == 2 and not errors:
+                above = [p for p in periods if parts["tolls"][p] + parts["charges"][p] > prices[p]]
+                if above:
+                    errors[f"{side}_charges"] = (
+                        "; ".join(
+                            f"{p}: tolls {parts['tolls'][p]} + charges {parts['charges'][p]} are more than the price "
+                            f"{prices[p]} {unit}"
+                            for p in above
+                        )
+                        + "."
+                    )
+        return errors
+
+    def components(self) -> dict[str, dict[str, Decimal]] | None:
+        """The four parts (energy/power tolls and charges) per period, or None unless all the version needs are given:
+        the energy's tolls and charges, and the power's when it has a power term."""
+        if self.kind != self.Kind.PERIODS or not (self.energy_tolls and self.energy_charges):
+            return None
+        if self.has_power_term and not (self.power_tolls and self.power_charges):
+            return None
+        calendar = get_calendar(self.calendar)
+        result = {
+            "energy_tolls": parse_period_rates(self.energy_tolls, calendar.energy_periods, "EUR/kWh"),
+            "energy_charges": parse_period_rates(self.energy_charges, calendar.energy_periods, "EUR/kWh"),
+        }
+        if self.has_power_term:
+            result["power_tolls"] = parse_period_rates(self.power_tolls, calendar.power_periods, "EUR/kW/day")
+            result["power_charges"] = parse_period_rates(self.power_charges, calendar.power_periods, "EUR/kW/day")
+        return result
 
     @property
     def has_power_term(self) -> bool:

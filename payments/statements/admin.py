@@ -24,10 +24,14 @@ from django.utils.html import format_html
 
 from lib.periods import add_months, first_of_month, local_date
 from meters.adminkit import Operate, ReadOnlyAdmin, ReadOnlyInline, plural
+from meters.audit import AuditHistory
 from payments.admin.actions import ReadOnlyWithActions
 from payments.statements import mail, rendering, summary
 from payments.statements.issuing import issue_households
 from payments.statements.models import (
+    MIX_SOURCES,
+    BillDisclosure,
+    Distributor,
     InvoiceRecord,
     InvoiceRecordChain,
     RecordSubmission,
@@ -453,3 +457,29 @@ class RecordSubmissionAdmin(ReadOnlyAdmin):
         "response_xml",
     ]
     readonly_fields = fields
+
+
+@admin.register(Distributor)
+class DistributorAdmin(AuditHistory, admin.ModelAdmin):
+    """Distribution companies by their CUPS code: the name and fault phone a household's bill prints (docs/spain.md)."""
+
+    list_display = ["code", "name", "fault_phone", "updated_at"]
+    search_fields = ["=code", "name"]
+    fields = ["code", "name", "fault_phone"]
+
+
+@admin.register(BillDisclosure)
+class BillDisclosureAdmin(AuditHistory, admin.ModelAdmin):
+    """The year's figures and texts every Spanish bill prints; a statement copies the one in force when issued,
+    so a change here reaches only statements issued after it (docs/spain.md)."""
+
+    list_display = ["year", "valid_from", "mix_renewable", "co2_g_per_kwh", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["year", "valid_from"]}),
+        (
+            "Origin of the electricity (% by source, adding up to 100)",
+            {"fields": [name for name, _label in MIX_SOURCES]},
+        ),
+        ("Environmental impact", {"fields": ["co2_g_per_kwh", "radioactive_waste_mg_per_kwh", "source_note"]}),
+        ("Texts", {"fields": ["switching_text", "claims_text", "odr_text", "bono_social_text"]}),
+    ]

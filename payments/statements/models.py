@@ -28,10 +28,12 @@ issuer's chain head (``InvoiceRecordChain``); an anulación locks only the chain
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext, ngettext
@@ -215,6 +217,10 @@ class Statement(Final):
     balance_bsv_eur = models.DecimalField(
         "BSV/EUR of the balance", max_digits=18, decimal_places=8, null=True, blank=True
     )
+    # The Spanish bill's content for a 2.0TD supply (issue 18 item 7, payments.statements.spain), as it was at
+    # issue: contracted power, kWh and terms per period, tolls and charges, history, the distributor, the year's
+    # disclosure (mix, claims, bono social). Empty for other households and for corrective notes.
+    bill = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-issued_at", "-pk"]
@@ -616,3 +622,133 @@ class RecordTransmission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.record_id}: {self.state} {self.error_code}".strip()
+
+
+class Distributor(models.Model):
+    """A distribution company, known by the 4 digits after ``ES`` in a CUPS: its name and its fault phone,
+    printed on the bills of its supply points (staff maintain them; issue 18 item 4)."""
+
+    code = models.CharField(
+        "CUPS distributor code",
+        max_length=4,
+        unique=True,
+        validators=[RegexValidator(r"^[0-9]{4}$", "The 4 digits after ES in the CUPS (ES0021...: 0021).")],
+    )
+    name = models.CharField(max_length=150)
+    fault_phone = models.CharField(
+        "fault phone",
+        max_length=30,
+        validators=[RegexValidator(r"^\+?[0-9][0-9 ]{5,28}$", "Digits and spaces, optionally a leading +.")],
+        help_text="The distributor's 24-hour line for supply faults (averías).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+    @classmethod
+    def for_cups(cls, cups: str) -> Distributor | None:
+        if not cups or len(cups) < 6:
+            return None
+        return cls.objects.filter(code=cups[2:6]).first()
+
+
+MIX_SOURCES = (
+    ("mix_renewable", _("Renewable")),
+    ("mix_high_efficiency_cogeneration", _("High-efficiency cogeneration")),
+    ("mix_cogeneration", _("Cogeneration")),
+    ("mix_combined_cycle", _("Natural gas combined cycle")),
+    ("mix_coal", _("Coal")),
+    ("mix_fuel_gas", _("Fuel oil and gas")),
+    ("mix_nuclear", _("Nuclear")),
+    ("mix_other", _("Other")),
+)
+
+
+def _percent_field(label: str) -> models.DecimalField:
+    return models.DecimalField(
+        label,
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+    )
+
+
+class BillDisclosure(models.Model):
+    """What every Spanish bill must tell for a year, staff-maintained: the origin of the retailer's electricity
+    (its mix by source, in %, adding up to 100), its environmental impact, and the texts on switching supplier,
+    claims, out-of-court resolution and the social tariff (bono social). The one in force on a statement's issue
+    date (the latest ``valid_from`` on or before it) is copied into the statement, so editing it later changes
+    no issued statement (docs/spain.md)."""
+
+    year = models.PositiveSmallIntegerField(help_text="The year the mix and the impact figures are of.")
+    valid_from = models.DateField(unique=True, help_text="Statements issued from this day on print it.")
+    mix_renewable = _percent_field("renewable (%)")
+    mix_high_efficiency_cogeneration = _percent_field("high-efficiency cogeneration (%)")
+    mix_cogeneration = _percent_field("cogeneration (%)")
+    mix_combined_cycle = _percent_field("natural gas combined cycle (%)")
+    mix_coal = _percent_field("coal (%)")
+    mix_fuel_gas = _percent_field("fuel oil and gas (%)")
+    mix_nuclear = _percent_field("nuclear (%)")
+    mix_other = _percent_field("other (%)")
+    co2_g_per_kwh = models.DecimalField(
+        "CO2 emissions (g/kWh)", max_digits=7, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    radioactive_waste_mg_per_kwh = models.DecimalField(
+        "high-level radioactive waste (mg/kWh)",
+        max_digits=9,
+        decimal_places=4,
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+    source_note = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Where the figures come from, as printed (the CNMC's labelling of the year's electricity).",
+    )
+    switching_text = models.TextField("how to switch supplier")
+    claims_text = models.TextField("claims", help_text="The retailer's claims channels: phone, address, email, web.")
+    odr_text = models.TextField(
+        "out-of-court resolution", help_text="Who resolves disputes out of court, and how to reach them."
+    )
+    bono_social_text = models.TextField("social tariff (bono social)")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-valid_from"]
+        verbose_name = "bill disclosure"
+
+    def __str__(self) -> str:
+        return f"{self.year} figures, from {self.valid_from:%Y-%m-%d}"
+
+    def mix(self) -> dict[str, Decimal]:
+        return {name: getattr(self, name) for name, _label in MIX_SOURCES}
+
+    def clean(self) -> None:
+        values = [value for value in self.mix().values() if value is not None]
+        total = sum(values, Decimal("0"))
+        if len(values) == len(MIX_SOURCES) and total != Decimal("100"):
+            raise ValidationError(
+                {"mix_renewable": f"The mix adds up to {total:f}%: its sources must add up to exactly 100%."}
+            )
+
+    @classmethod
+    def in_force(cls, day: date) -> BillDisclosure | None:
+        return cls.objects.filter(valid_from__lte=day).order_by("-valid_from").first()
+
+    def snapshot(self) -> dict:
+        return {
+            "year": self.year,
+            "valid_from": self.valid_from.isoformat(),
+            "mix": {name.removeprefix("mix_"): f"{value:f}" for name, value in self.mix().items()},
+            "co2_g_per_kwh": f"{self.co2_g_per_kwh:f}",
+            "radioactive_waste_mg_per_kwh": f"{self.radioactive_waste_mg_per_kwh:f}",
+            "source_note": self.source_note,
+            "switching": self.switching_text,
+            "claims": self.claims_text,
+            "odr": self.odr_text,
+            "bono_social": self.bono_social_text,
+        }

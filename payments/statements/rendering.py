@@ -21,6 +21,7 @@ from django.utils import translation
 from lib.money import exact_places, format_money
 from lib.periods import local_date
 from payments.networks import explorer_url
+from payments.statements import spain
 from payments.statements.models import Statement
 from payments.statements.verifactu.qr import statement_qr
 
@@ -70,6 +71,8 @@ def document_context(statement: Statement) -> dict:
         if statement.balance_bsv_eur is None
         else format_money(statement.balance_bsv_eur, "EUR", places=exact_places(statement.balance_bsv_eur)),
         "tax_qr": statement_qr(statement),  # VERI*FACTU's QR, from the statement's registro de alta
+        # A 2.0TD supply's bill content as stored at issue (payments.statements.spain), or None.
+        "bill": spain.bill_context(statement.bill, statement.currency),
         "for_pdf": False,
     }
 
@@ -195,6 +198,8 @@ def as_json(statement: Statement) -> dict:
                 }
                 for w in statement.withdrawals.order_by("sent_at", "pk")
             ],
+            # A 2.0TD supply's bill content as stored at issue (docs/spain.md); null for other statements.
+            "spanish_bill": statement.bill or None,
             "balance": None
             if statement.balance_at is None
             else {

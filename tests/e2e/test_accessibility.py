@@ -30,6 +30,7 @@ from payments.networks import get_network
 from payments.statements.models import Statement
 from tests.e2e.conftest import _serve_chart_js
 from tests.e2e.test_csp import current_totp
+from tests.payments.statements.billkit import statement_with_bill
 
 HOUSEHOLD = "demo@example.com"
 UNLOCKED = "demo2@example.com"  # the second demo household, with the community comparison paid for
@@ -41,7 +42,7 @@ DAYS = 40  # of history: last month's statements are issued whatever today's dat
 @dataclass(frozen=True)
 class Page:
     name: str
-    # May name {settlement}, {statement}, {alarm}, {withdrawal} (the demo household's) and {reset}
+    # May name {settlement}, {statement}, {statement_2_0td}, {alarm}, {withdrawal} (the demo household's) and {reset}
     # (a password reset link's uid/token): filled in from the demo data.
     path: str
     who: str | None = HOUSEHOLD  # the login that opens it; None: nobody logged in
@@ -63,6 +64,7 @@ PAGES = [
     Page("payments-csv-refused", "/payments.csv?start=x"),
     Page("statements", "/statements/"),
     Page("statement", "/statements/{statement}/"),
+    Page("statement-2.0td", "/statements/{statement_2_0td}/"),  # the Spanish bill's sections (docs/spain.md)
     Page("community", "/community/"),
     Page("community-unlocked", "/community/", who=UNLOCKED),
     Page("alarms", "/alarms/"),
@@ -118,6 +120,8 @@ def ids(transactional_db) -> dict[str, object]:
     return {
         "settlement": Settlement.objects.filter(household=household).order_by("-pk").values_list("pk", flat=True)[0],
         "statement": Statement.objects.filter(household=household).values_list("pk", flat=True)[0],
+        # A 2.0TD supply's statement: until the demo household is on 2.0TD, a copy of its own carrying a bill.
+        "statement_2_0td": statement_with_bill(household).pk,
         "alarm": rule.pk,
         "withdrawal": withdrawal.pk,
         "reset": f"{urlsafe_base64_encode(force_bytes(user.pk))}/{default_token_generator.make_token(user)}",
