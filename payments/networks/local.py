@@ -424,7 +424,7 @@ def _parse_plain(raw_hex: str) -> _Plain | None:
         return None
     return _Plain(
         raw,
-        native.tx_txid(raw),
+        hash256(raw)[::-1].hex(),
         fields["version"],
         fields["locktime"],
         [
