@@ -420,7 +420,7 @@ def _parse_plain(raw_hex: str) -> _Plain | None:
         # Well formed only if it serializes back to exactly the bytes given (as _parse checks).
         if native.tx_to_bytes(fields["version"], fields["inputs"], fields["outputs"], fields["locktime"]) != raw:
             return None
-    except ValueError:
+    except Exception:  # whatever the native parser raises: broadcast() parses it again and says why
         return None
     return _Plain(
         raw,
