@@ -180,8 +180,7 @@ def pay(
 
 
 def _hash256(data: bytes) -> bytes:
-    """SHA-256 twice through OpenSSL (hashlib): the native layer's portable SHA-256 takes about three times as
-    many instructions (callgrind), and a payment hashes its preimage, its parent and itself."""
+    """SHA-256 twice through OpenSSL (hashlib), as bsv-sdk's Python layer hashes (``bsv.hash.hash256``)."""
     return sha256(sha256(data).digest()).digest()
 
 
