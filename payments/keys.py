@@ -95,7 +95,7 @@ def household_key(index: int) -> PrivateKey:
     if not 0 <= index < 0x80000000:
         raise ValueError(f"{index} is not a non-hardened child index")
     chain_code, public, secret = _chain_parts(_household_chain().payload)
-    digest = hmac.new(chain_code, public + index.to_bytes(4, "big"), sha512).digest()
+    digest = hmac.digest(chain_code, public + index.to_bytes(4, "big"), sha512)  # one C call, no HMAC object
     return PrivateKey((secret + int.from_bytes(digest[:32], "big")) % curve.n, network=address_network())
 
 

@@ -18,18 +18,17 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
-from bsv.fee_models import SatoshisPerKilobyte
+from bsv import PrivateKey, Script, Transaction
 from bsv.hash import hash160
 from bsv.script.unlocking_template import UnlockingScriptTemplate
-from bsv.utils import address_to_public_key_hash, encode_pushdata
+from bsv.utils import encode_pushdata
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
 
 from lib.money import eur_to_satoshis
 from meters.models import HourlyUsage, Meter
-from payments import bulk, keys
+from payments import bulk, keys, p2pkh
 from payments.checks import native_signing_available
 from payments.figures import line_amount, owed, usable_quote
 from payments.models import PriceQuote, Settlement, SettlementLine, Utxo, Wallet
@@ -270,12 +269,14 @@ def _record(payments: list[_Payment], quote: PriceQuote, period_end: datetime, n
     )
 
 
-def sign_from_coins(wallet, satoshis: int, spendable: Iterable) -> tuple[Transaction, list, int] | None:
+def sign_from_coins(wallet, satoshis: int, spendable: Iterable) -> tuple[p2pkh.Signed, list, int] | None:
     """Sign a payment of ``satoshis`` with the fewest leading coins of ``spendable`` that cover it and its fee.
 
     ``wallet`` has ``derivation_index`` and ``address`` (a Wallet or a row of one); the coins have
     ``txid``, ``vout``, ``satoshis`` and ``raw_parent`` (Utxos or rows), in order of preference.
-    None if all of them cannot pay.
+    None if all of them cannot pay. The transaction is the one bsv-sdk's P2PKH template signs
+    (payments/p2pkh.py signs it on bsv-sdk's native layer): an output to the utility, the change
+    back to the wallet's address, the fee at FEE_SATS_PER_KB.
     """
     rate = settings.FEE_SATS_PER_KB
     chosen, total = [], 0
@@ -287,19 +288,15 @@ def sign_from_coins(wallet, satoshis: int, spendable: Iterable) -> tuple[Transac
     else:
         return None
     key = keys.household_key(wallet.derivation_index)
-    own = address_to_public_key_hash(wallet.address)
-    unlock = _P2PKHUnlock(key, _public_key(wallet, key, own))
-    parents: dict[str, Transaction] = {}
-    tx = Transaction()
+    own = p2pkh.public_key_hash(wallet.address)
+    parents: dict[tuple[str, int], p2pkh.Parent] = {}
+    spends = []
     for coin in chosen:
-        parent = parents.get(coin.txid) or parents.setdefault(coin.txid, Transaction.from_hex(coin.raw_parent))
-        tx.add_input(
-            TransactionInput(source_transaction=parent, source_output_index=coin.vout, unlocking_script_template=unlock)
-        )
-    tx.add_output(TransactionOutput(locking_script=_lock(keys.utility_address()), satoshis=satoshis))
-    tx.add_output(TransactionOutput(locking_script=P2PKH().lock(own), change=True))
-    tx.fee(SatoshisPerKilobyte(rate))  # drops the change output when nothing is left for it
-    tx.sign()
+        outpoint = (coin.txid, coin.vout)
+        parent = parents.get(outpoint) or parents.setdefault(outpoint, p2pkh.parent_output(coin.raw_parent, coin.vout))
+        spends.append((parent, coin.vout))
+    outputs = [p2pkh.Output(satoshis, _utility_script()), p2pkh.Output(0, p2pkh.lock(own), change=True)]
+    tx = p2pkh.pay(key.serialize(), _public_key(wallet, key, own), spends, outputs, rate)
     fee = total - sum(output.satoshis for output in tx.outputs)
     if fee < _ceil_div(len(tx.serialize()) * rate, 1000):
         return None
@@ -307,7 +304,7 @@ def sign_from_coins(wallet, satoshis: int, spendable: Iterable) -> tuple[Transac
 
 
 class _P2PKHUnlock(UnlockingScriptTemplate):
-    """bsv-sdk's ``P2PKH().unlock(key)``, given the key's public key.
+    """bsv-sdk's ``P2PKH().unlock(key)``, given the key's public key (withdrawals sign through bsv-sdk's objects).
 
     The SDK's template derives the public key again for every signature (an elliptic-curve
     multiplication, as costly as the signature) and builds a new class for every call; the wallet
@@ -356,9 +353,13 @@ _hash160 = _pick_hash160()
 
 
 @lru_cache(maxsize=4)
-def _lock(address: str) -> Script:
-    """The utility's locking script, decoded once per process instead of once per payment (outputs only read it)."""
-    return P2PKH().lock(address)
+def _script_of(address: str) -> bytes:
+    return p2pkh.lock(p2pkh.public_key_hash(address))
+
+
+def _utility_script() -> bytes:
+    """The utility's locking script, decoded once per process instead of once per payment."""
+    return _script_of(keys.utility_address())
 
 
 def _fee_for(inputs: int, outputs: int, rate: int) -> int:

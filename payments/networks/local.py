@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+import _bsv_native as native  # bsv-sdk's native layer; present wherever settlement runs (payments.checks)
 from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.base58 import base58check_encode
 from bsv.constants import NETWORK_ADDRESS_PREFIX_DICT
@@ -40,6 +41,7 @@ MAX_MONEY = 21_000_000 * 100_000_000
 MAX_TX_BYTES = 10_000_000  # the node's default -maxtxsizepolicy since Genesis
 DUST_SATS = 1
 DATA_CARRIER = b"\x00\x6a"  # OP_FALSE OP_RETURN: provably unspendable, so 0 sat is allowed
+SIGHASH_ALL_FORKID = 0x41  # a parsed input's sighash, as bsv-sdk's TransactionInput defaults it
 NULL_TXID = "00" * 32
 NULL_INDEX = 0xFFFFFFFF
 MINE_ATTEMPTS = 10
@@ -110,12 +112,11 @@ class LocalLedger:
         """
         parsed = []
         for index, raw_hex in enumerate(raw_hexes):
-            try:
-                raw, tx = _parse(raw_hex)
-            except _Refused:
-                continue  # broadcast() says why
-            outpoints = [(inp.source_txid, inp.source_output_index) for inp in tx.inputs]
-            parsed.append((index, hash256(raw)[::-1].hex(), raw, tx, outpoints))
+            plain = _parse_plain(raw_hex)
+            if plain is None:
+                continue  # broadcast() says why, or reads what the batch does not
+            outpoints = [(txid, vout) for txid, vout, _, _ in plain.inputs]
+            parsed.append((index, plain.id, plain.raw, plain, outpoints))
         # Every lookup goes by a unique key (txid, then transaction and vout), so the plans stay
         # index scans whatever the statistics say about tables that grew since the last ANALYZE.
         held = {
@@ -144,8 +145,7 @@ class LocalLedger:
             confirmed = all(held[op[0]][1] is not None for op in outpoints if op[0] in held)
             fee = _batch_fee(tx, raw, spent) if confirmed else None  # else broadcast() walks the chain
             if fee is not None:
-                outputs = [(out.satoshis, out.locking_script.serialize()) for out in tx.outputs]
-                batch.append(_Acceptable(index, txid, raw.hex(), fee, [out.pk for out in spent], outputs))
+                batch.append(_Acceptable(index, txid, raw.hex(), fee, [out.pk for out in spent], tx.outputs))
         replies: list[Reply | None] = [None] * len(raw_hexes)
         if batch and self._accept_many(batch):
             for item in batch:
@@ -341,17 +341,20 @@ def _claim_outputs(claims: list[tuple[int, int]]) -> int:
     return bulk.assign(LedgerOutput, "spent_by_id", claims, where={"spent_by_id": None})
 
 
-def _batch_fee(tx: Transaction, raw: bytes, spent: list[LedgerOutput | None]) -> int | None:
-    """The fee if broadcast() would accept ``tx`` (its parents confirmed), else None: broadcast() then decides."""
+def _batch_fee(tx: _Plain, raw: bytes, spent: list[Any | None]) -> int | None:
+    """The fee if broadcast() would accept ``tx`` (its parents confirmed), else None: broadcast() then decides.
+
+    The same checks as broadcast()'s, on the parsed bytes; scripts only where every input is a
+    standard P2PKH spend (``_p2pkh_scripts_valid``), anything else goes to broadcast()'s interpreter.
+    """
     if any(out is None or out.spent_by_id is not None for out in spent):
         return None
     try:
-        _check_structure(tx)
-        fee = _check_money(tx, spent, len(raw))
-        _verify_scripts(tx, spent)
+        _check_outputs([(txid, vout) for txid, vout, _, _ in tx.inputs], tx.outputs)
+        fee = _check_amounts(sum(out.satoshis for out in spent), sum(satoshis for satoshis, _ in tx.outputs), len(raw))
     except _Refused:
         return None
-    return fee
+    return fee if _p2pkh_scripts_valid(tx, spent) else None
 
 
 def _insert(
@@ -392,20 +395,67 @@ def _parse(raw_hex: str) -> tuple[bytes, Transaction]:
     return raw, tx
 
 
+class _Plain(NamedTuple):
+    """A transaction as broadcast_many reads it: its bytes and fields, no bsv-sdk objects."""
+
+    raw: bytes
+    id: str  # the txid; ``txid()`` as on a bsv-sdk Transaction
+    version: int
+    locktime: int
+    inputs: list[tuple[str, int, bytes, int]]  # (source txid, output index, unlocking script, sequence)
+    outputs: list[tuple[int, bytes]]  # (satoshis, locking script)
+
+    def txid(self) -> str:
+        return self.id
+
+
+def _parse_plain(raw_hex: str) -> _Plain | None:
+    """``_parse`` on bsv-sdk's native parser alone (which ``Transaction.from_hex`` calls first); None where
+    ``_parse`` would refuse it or read it another way: broadcast() then decides."""
+    if len(raw_hex) > 2 * MAX_TX_BYTES:
+        return None
+    try:
+        raw = bytes.fromhex(raw_hex)
+        fields = native.tx_from_bytes(raw)
+        # Well formed only if it serializes back to exactly the bytes given (as _parse checks).
+        if native.tx_to_bytes(fields["version"], fields["inputs"], fields["outputs"], fields["locktime"]) != raw:
+            return None
+    except Exception:  # whatever the native parser raises: broadcast() parses it again and says why
+        return None
+    return _Plain(
+        raw,
+        hash256(raw)[::-1].hex(),
+        fields["version"],
+        fields["locktime"],
+        [
+            (inp["source_txid"], inp["source_output_index"], inp["unlocking_script"], inp["sequence"])
+            for inp in fields["inputs"]
+        ],
+        [(out["satoshis"], out["locking_script"]) for out in fields["outputs"]],
+    )
+
+
 def _check_structure(tx: Transaction) -> None:
-    if not tx.inputs:
+    _check_outputs(
+        [(inp.source_txid, inp.source_output_index) for inp in tx.inputs],
+        [(out.satoshis, out.locking_script.serialize()) for out in tx.outputs],
+    )
+
+
+def _check_outputs(outpoints: list[tuple[str, int]], outputs: list[tuple[int, bytes]]) -> None:
+    """Structure: inputs and outputs present, no outpoint spent twice, amounts in range, no dust."""
+    if not outpoints:
         raise _rejected("bad-txns-vin-empty: a transaction needs at least one input")
-    if not tx.outputs:
+    if not outputs:
         raise _rejected("bad-txns-vout-empty: a transaction needs at least one output")
-    outpoints = {(inp.source_txid, inp.source_output_index) for inp in tx.inputs}
-    if len(outpoints) != len(tx.inputs):
+    if len(set(outpoints)) != len(outpoints):
         raise _rejected("bad-txns-inputs-duplicate: the same outpoint is spent twice")
-    for vout, out in enumerate(tx.outputs):
-        if out.satoshis > MAX_MONEY:
+    for vout, (satoshis, script) in enumerate(outputs):
+        if satoshis > MAX_MONEY:
             raise _rejected(f"bad-txns-vout-toolarge: output {vout} pays more than all the money there is")
-        if out.satoshis < DUST_SATS and not out.locking_script.serialize().startswith(DATA_CARRIER):
-            raise _rejected(f"dust: output {vout} pays {out.satoshis} sat; only OP_FALSE OP_RETURN data may pay 0")
-    if sum(out.satoshis for out in tx.outputs) > MAX_MONEY:
+        if satoshis < DUST_SATS and not script.startswith(DATA_CARRIER):
+            raise _rejected(f"dust: output {vout} pays {satoshis} sat; only OP_FALSE OP_RETURN data may pay 0")
+    if sum(satoshis for satoshis, _ in outputs) > MAX_MONEY:
         raise _rejected("bad-txns-txouttotal-toolarge: the outputs pay more than all the money there is")
 
 
@@ -456,9 +506,11 @@ def _conflict(tx: Transaction, spent: list[LedgerOutput]) -> _Refused:
 
 
 def _check_money(tx: Transaction, spent: list[LedgerOutput], size: int) -> int:
+    return _check_amounts(sum(out.satoshis for out in spent), sum(out.satoshis for out in tx.outputs), size)
+
+
+def _check_amounts(total_in: int, total_out: int, size: int) -> int:
     """Return the fee, after checking the outputs are covered and the fee meets the policy."""
-    total_in = sum(out.satoshis for out in spent)
-    total_out = sum(out.satoshis for out in tx.outputs)
     if total_out > total_in:
         raise _rejected(f"bad-txns-in-belowout: outputs pay {total_out} sat but inputs hold {total_in} sat")
     fee = total_in - total_out
@@ -535,13 +587,79 @@ def _verify_scripts(tx: Transaction, spent: list[LedgerOutput]) -> None:
             raise _rejected(f"mandatory-script-verify-flag-failed: input {index}: {reason}")
 
 
+def _p2pkh_scripts_valid(tx: _Plain, spent: list[Any]) -> bool:
+    """``_verify_scripts`` for a transaction whose every input spends a standard P2PKH output with a
+    signature and a public key: bsv-sdk's native interpreter (what ``Spend.validate`` runs) on the
+    script chunks ``Spend`` would pass it, read off the bytes. False for any other script (broadcast()
+    runs the whole interpreter on it) and for a failing one (broadcast() says why)."""
+    locks = [bytes.fromhex(out.locking_script) for out in spent]
+    chunks = []
+    for (_, _, unlocking, _), lock in zip(tx.inputs, locks, strict=True):
+        pushes = _two_pushes(unlocking)
+        if pushes is None or not _is_p2pkh(lock):
+            return False
+        chunks.append((pushes, [(0x76, None), (0xA9, None), (0x14, lock[3:23]), (0x88, None), (0xAC, None)]))
+    # What Spend hands the interpreter for the other inputs: outpoint, script, amount, sequence, sighash.
+    others = [
+        (txid, vout, lock, out.satoshis, sequence, SIGHASH_ALL_FORKID)
+        for (txid, vout, _, sequence), lock, out in zip(tx.inputs, locks, spent, strict=True)
+    ]
+    outputs = [satoshis.to_bytes(8, "little") + _varint(len(script)) + script for satoshis, script in tx.outputs]
+    for index, ((txid, vout, _, sequence), (unlock_chunks, lock_chunks), out) in enumerate(
+        zip(tx.inputs, chunks, spent, strict=True)
+    ):
+        try:
+            native.spend_validate(
+                unlock_chunks,
+                lock_chunks,
+                tx.version,
+                txid,
+                vout,
+                tx.locktime,
+                index,
+                sequence,
+                out.satoshis,
+                others[:index] + others[index + 1 :],
+                outputs,
+            )
+        except Exception:  # RuntimeError for a failing script, as in _verify_scripts
+            return False
+    return True
+
+
+def _two_pushes(script: bytes) -> list[tuple[int, bytes]] | None:
+    """The chunks of a script made of two direct pushes (1 to 75 bytes each), else None."""
+    first = script[0] if script else 0
+    if not 0 < first < 0x4C or len(script) < first + 2:
+        return None
+    second = script[first + 1]
+    if not 0 < second < 0x4C or len(script) != first + 2 + second:
+        return None
+    return [(first, script[1 : first + 1]), (second, script[first + 2 :])]
+
+
+def _is_p2pkh(script: bytes) -> bool:
+    # OP_DUP OP_HASH160 <20 bytes> OP_EQUALVERIFY OP_CHECKSIG
+    return len(script) == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac"
+
+
+def _varint(n: int) -> bytes:
+    if n <= 0xFC:
+        return bytes([n])
+    if n <= 0xFFFF:
+        return b"\xfd" + n.to_bytes(2, "little")
+    if n <= 0xFFFFFFFF:
+        return b"\xfe" + n.to_bytes(4, "little")
+    return b"\xff" + n.to_bytes(8, "little")
+
+
 # --- Small helpers ---
 
 
 def _p2pkh_address(script: bytes) -> str:
     """The address a standard P2PKH locking script pays, or '' for any other script."""
     # OP_DUP OP_HASH160 <20 bytes> OP_EQUALVERIFY OP_CHECKSIG
-    if len(script) == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac":
+    if _is_p2pkh(script):
         return base58check_encode(NETWORK_ADDRESS_PREFIX_DICT[address_network()] + script[3:23])
     return ""
 

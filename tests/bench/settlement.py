@@ -796,7 +796,8 @@ def _log_to_file() -> Iterator[None]:
 
 
 def _sign_bare(jobs: list[dict], keys: list[PrivateKey], utility_address: str) -> dict:
-    """bsv-sdk alone: the settlement's transactions, built and signed exactly as ``settlement.sign_from_coins`` does."""
+    """bsv-sdk alone: the settlement's transactions, built and signed through its Transaction objects (the bytes
+    ``settlement.sign_from_coins`` signs on bsv-sdk's native layer, payments/p2pkh.py; the txids are checked equal)."""
     from django.conf import settings
 
     rate = settings.FEE_SATS_PER_KB
@@ -955,7 +956,7 @@ class _Steps:
 def _instrument(steps: _Steps) -> None:
     from django.db import connections
 
-    from payments import bulk, keys, runs, settlement
+    from payments import bulk, keys, p2pkh, runs, settlement
     from payments.models import Settlement
     from payments.networks import local
     from payments.networks.local import LocalLedger
@@ -966,16 +967,15 @@ def _instrument(steps: _Steps) -> None:
         (settlement, "_spendable_coins", "load coins"),
         (settlement, "sign_from_coins", "choose coins + sign"),
         (keys, "household_key", "BIP32 key derivation"),
-        (Transaction, "from_hex", "parse tx hex"),
-        (Transaction, "fee", "bsv fee()"),
-        (Transaction, "sign", "bsv sign()"),
+        (p2pkh, "parent_output", "parse parent"),
+        (p2pkh, "pay", "sign (bsv-sdk native)"),
         (settlement, "_record", "record + claim lines and coins"),
         (bulk, "insert", "COPY rows"),
         (runs, "send_many", "send and record"),
         (LocalLedger, "broadcast_many", "ledger.broadcast_many"),
-        (local, "_parse", "parse"),
-        (local, "_check_structure", "structure"),
-        (local, "_verify_scripts", "verify scripts (interpreter)"),
+        (local, "_parse_plain", "parse"),
+        (local, "_check_outputs", "structure"),
+        (local, "_p2pkh_scripts_valid", "verify scripts (interpreter)"),
         (LocalLedger, "_accept_many", "record txs + outputs"),
         (Settlement, "accept_locked", "mark seen"),
         (runs, "_settled", "alarm hook (enqueue)"),
@@ -989,7 +989,7 @@ def _instrument(steps: _Steps) -> None:
 # checks (each step's own CPU), the rest of this process's CPU (Python: Django, psycopg, the run's
 # bookkeeping), CPU of its PostgreSQL backend, and what is left of the wall time: waiting (fsync at
 # COMMIT, round trips, other processes on the machine).
-_SIGNING = {"BIP32 key derivation", "bsv fee()", "bsv sign()", "choose coins + sign"}
+_SIGNING = {"BIP32 key derivation", "parse parent", "sign (bsv-sdk native)", "choose coins + sign"}
 _LEDGER = {"parse", "structure", "verify scripts (interpreter)"}
 
 
@@ -997,10 +997,10 @@ def _where(table: list[dict], paths: list[tuple[str, ...]], clock: _Clock, count
     per = clock.per_household(count)
     signing = ledger = 0.0
     for row, path in zip(table, paths, strict=True):
-        step, parent = path[-1], path[-2] if len(path) > 1 else ""
-        if step in _SIGNING or (step == "parse tx hex" and parent == "choose coins + sign"):
+        step = path[-1]
+        if step in _SIGNING:
             signing += row["own_cpu_ms_per_household"]
-        elif step in _LEDGER or (step == "parse tx hex" and parent == "parse"):
+        elif step in _LEDGER:
             ledger += row["own_cpu_ms_per_household"]
     parts = {
         "signing (bsv-sdk)": signing,
@@ -1118,9 +1118,8 @@ _ORDER = [
     "load coins",
     "choose coins + sign",
     "BIP32 key derivation",
-    "parse tx hex",
-    "bsv fee()",
-    "bsv sign()",
+    "parse parent",
+    "sign (bsv-sdk native)",
     "record + claim lines and coins",
     "COPY rows",
     "send and record",
