@@ -142,8 +142,8 @@ def test_seed_demo_creates_household_and_staff_logins_with_password_demo():
 
 
 @pytest.mark.django_db
-def test_seed_demo_creates_a_flat_and_a_time_of_use_tariff_in_force_before_the_history():
-    seed(days=2)
+def test_seed_demo_creates_a_flat_a_time_of_use_and_a_2_0td_tariff_in_force_before_the_history():
+    seed(households=3, days=2)  # the demo login on 2.0TD, the second flat, the third time of use
 
     flat = TariffVersion.objects.get(kind=TariffVersion.Kind.FLAT)
     assert flat.flat_rate == Decimal("0.24")
@@ -151,9 +151,12 @@ def test_seed_demo_creates_a_flat_and_a_time_of_use_tariff_in_force_before_the_h
     tou = TariffVersion.objects.get(kind=TariffVersion.Kind.TIME_OF_USE)
     rates = {band.rate for band in parse_bands(tou.bands)}
     assert len(rates) >= 2
-    for version in (flat, tou):
+    td = TariffVersion.objects.get(kind=TariffVersion.Kind.PERIODS)
+    assert (td.calendar, set(td.energy_prices()), set(td.power_prices())) == ("2.0TD", {"P1", "P2", "P3"}, {"P1", "P2"})
+    for version in (flat, tou, td):
         assert version.valid_from < NOW - timedelta(days=365)
-    assert set(Household.objects.values_list("tariff", flat=True)) == {flat.tariff_id, tou.tariff_id}
+    assert set(Household.objects.values_list("tariff", flat=True)) == {flat.tariff_id, tou.tariff_id, td.tariff_id}
+    assert Household.objects.get(user__email="demo@example.com").tariff_id == td.tariff_id
 
 
 @pytest.mark.django_db
@@ -178,7 +181,11 @@ def test_seed_demo_hourly_usage_adds_up_to_each_meters_register():
         assert usage_kwh(meter) > 0
         assert usage_kwh(meter) == register_span(meter)
         assert HourlyUsage.objects.filter(meter=meter, cost_eur__isnull=True).count() == 0
-        assert HourlyUsage.objects.filter(household=meter.household, kind=HourlyUsage.Kind.STANDING).exists()
+        # The fixed charge: the standing charge, or on 2.0TD (the demo login) the power term and the meter's rental.
+        on_power = meter.household.tariff.versions.get().has_power_term
+        fixed = [HourlyUsage.Kind.POWER, HourlyUsage.Kind.RENTAL] if on_power else [HourlyUsage.Kind.STANDING]
+        for kind in fixed:
+            assert HourlyUsage.objects.filter(household=meter.household, kind=kind).exists()
 
 
 @pytest.mark.django_db
