@@ -25,8 +25,9 @@ from lib.periods import floor_hour
 from meters.contracts import set_contracted_power, start_contract
 from meters.ingest import ingest_readings
 from meters.load_profile import LoadProfile, floor_slot
-from meters.models import HourlyUsage, Household, Meter, Region, Tariff, TariffVersion, TaxRule
+from meters.models import HourlyUsage, Household, Meter, Region, StandingMark, Tariff, TariffVersion, TaxRule
 from meters.schema import parse_items
+from meters.standing import accrue_standing_charges
 from meters.taxes import first_open_day
 
 DEMO_PASSWORD = "demo"  # noqa: S105 (the documented demo login)
@@ -130,13 +131,29 @@ class SeedMeters(BaseCommand):
         self.create_taxes(valid_from=history_start)
         self.create_staff()
         homes = self.create_households(households, tariffs)
-        for home in homes:
-            if home.household.tariff_since is None:
-                start_contract(home.household.pk, floor_hour(history_start))
-                if home.household.tariff.name == TD_TARIFF:
-                    set_contracted_power(home.household.pk, TD_CONTRACTED_KW, floor_hour(history_start), now=now)
+        self.start_contracts(homes, floor_hour(history_start), now)
         added = sum(self.add_readings(home, now, history_start) for home in homes)
+        # The fixed charges of the hours since the job's mark, as beat's next run would write them: the
+        # history seed_demo then settles pays them too.
+        accrue_standing_charges(now)
         self.print_summary(homes, added, time.monotonic() - started)
+
+    def start_contracts(self, homes: list[DemoHome], start: datetime, now: datetime) -> None:
+        """The new households' contracts, from the history's first hour; the demo login's with its contracted power.
+
+        Their fixed charges (standing charge, power term, meter rental) up to the hourly job's mark
+        (meters/standing.py) are written with them, the job writes the hours after it. A database
+        without the mark (emptied by ``flush``, as a transactional test does) gets it first, at this
+        hour, as the job's first run would set it: else the contracts would write nothing and the job
+        would start from now, leaving the history's power term and rental unbilled.
+        """
+        StandingMark.objects.get_or_create(pk=1, defaults={"accrued_until": floor_hour(now)})
+        for home in homes:
+            if home.household.tariff_since is not None:
+                continue
+            start_contract(home.household.pk, start)
+            if home.household.tariff.name == TD_TARIFF:
+                set_contracted_power(home.household.pk, TD_CONTRACTED_KW, start, now=now)
 
     @cached_property
     def password_hash(self) -> str:

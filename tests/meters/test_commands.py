@@ -26,7 +26,7 @@ from meters.ingest import ingest_readings
 from meters.load_profile import SLOT, LoadProfile, floor_slot
 from meters.management.commands.simulate_meters import Command as SimulateMeters
 from meters.management.commands.simulate_meters import TokenFile
-from meters.models import HourlyUsage, Household, Meter, Reading, Tariff, TariffVersion
+from meters.models import HourlyUsage, Household, Meter, Reading, StandingMark, Tariff, TariffVersion
 from meters.schema import ReadingIn
 
 NOW = datetime(2026, 11, 22, 10, 7, 30, tzinfo=UTC)
@@ -186,6 +186,43 @@ def test_seed_demo_hourly_usage_adds_up_to_each_meters_register():
         fixed = [HourlyUsage.Kind.POWER, HourlyUsage.Kind.RENTAL] if on_power else [HourlyUsage.Kind.STANDING]
         for kind in fixed:
             assert HourlyUsage.objects.filter(household=meter.household, kind=kind).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "mark",
+    [
+        None,  # gone: a transactional test's flush empties every table, the migration's mark with them
+        NOW - timedelta(days=2, hours=6),  # behind the history: a database migrated long before, beat never run
+        NOW + timedelta(days=15),  # ahead of the clock: the migration ran on the wall clock, the test travels back
+    ],
+    ids=["no mark", "mark before the history", "mark after now"],
+)
+def test_seed_demo_bills_every_hour_of_the_history_its_fixed_charges_wherever_the_standing_job_stands(mark):
+    StandingMark.objects.all().delete()
+    if mark is not None:
+        StandingMark.objects.create(pk=1, accrued_until=mark.replace(minute=0, second=0))
+
+    seed(households=2, days=2)
+
+    # The history starts at 10:00 two days ago (floor_slot(NOW) - 2 days): 48 hours up to 10:00 today.
+    first, hours = datetime(2026, 11, 20, 10, tzinfo=UTC), 48
+    demo, flat = Household.objects.order_by("pk")
+    for household, kind in [(demo, "power"), (demo, "rental"), (flat, "standing")]:
+        lines = HourlyUsage.objects.filter(
+            household=household, kind=kind, hour_start__lt=first + timedelta(hours=hours)
+        )
+        assert lines.count() == hours, (household, kind)
+        assert lines.order_by("hour_start").first().hour_start == first
+    # 4.6 kW x (0.073777 + 0.001911) EUR/kW/day = 0.3481648 a day; 21 November is a whole local day of 24 hours.
+    day = HourlyUsage.objects.filter(
+        household=demo,
+        kind="power",
+        hour_start__gte=datetime(2026, 11, 20, 23, tzinfo=UTC),
+        hour_start__lt=datetime(2026, 11, 21, 23, tzinfo=UTC),
+    )
+    assert day.aggregate(eur=Sum("cost_eur"))["eur"] == Decimal("0.348165")
+    assert StandingMark.objects.get().accrued_until >= NOW.replace(minute=0, second=0)
 
 
 @pytest.mark.django_db
