@@ -118,9 +118,11 @@ class SeedMeters(BaseCommand):
         """Steps, each safe to repeat (a rerun tops up, never duplicates):
         1. the flat, time-of-use and 2.0TD demo tariffs, and the peninsula's electricity tax and VAT;
         2. the staff user;
-        3. household users, households (their contracts start with the history; the demo login's with its
-           contracted power) and their meters;
-        4. 15-minute readings through the ingest pipeline, from each meter's last reading up to now.
+        3. household users, households and their meters (installed when the history starts), and their
+           contracts from the history's first hour (the demo login's with its contracted power), with the
+           fixed charges of the hours before the standing job's mark;
+        4. 15-minute readings through the ingest pipeline, from each meter's last reading up to now, then
+           the standing job's hours since its mark, as beat would run it.
         """
         if households < 1 or days < 1:
             raise CommandError("--households and --days must be at least 1.")
@@ -131,14 +133,14 @@ class SeedMeters(BaseCommand):
         self.create_taxes(valid_from=history_start)
         self.create_staff()
         homes = self.create_households(households, tariffs)
-        self.start_contracts(homes, floor_hour(history_start), now)
+        self.start_contracts(homes, history_start, now)
         added = sum(self.add_readings(home, now, history_start) for home in homes)
         # The fixed charges of the hours since the job's mark, as beat's next run would write them: the
         # history seed_demo then settles pays them too.
         accrue_standing_charges(now)
         self.print_summary(homes, added, time.monotonic() - started)
 
-    def start_contracts(self, homes: list[DemoHome], start: datetime, now: datetime) -> None:
+    def start_contracts(self, homes: list[DemoHome], history_start: datetime, now: datetime) -> None:
         """The new households' contracts, from the history's first hour; the demo login's with its contracted power.
 
         Their fixed charges (standing charge, power term, meter rental) up to the hourly job's mark
@@ -148,12 +150,17 @@ class SeedMeters(BaseCommand):
         would start from now, leaving the history's power term and rental unbilled.
         """
         StandingMark.objects.get_or_create(pk=1, defaults={"accrued_until": floor_hour(now)})
+        # A new demo meter was installed when its history starts (the history is fed as staff would: trusted);
+        # set first, since its rental accrues from then (a new meter's default is the backfill window ago).
+        new_meters = [home.meter.pk for home in homes if home.meter.last_reading_at is None]
+        Meter.objects.filter(pk__in=new_meters).update(installed_at=history_start)
         for home in homes:
+            home.meter.refresh_from_db()
             if home.household.tariff_since is not None:
                 continue
-            start_contract(home.household.pk, start)
+            start_contract(home.household.pk, floor_hour(history_start))
             if home.household.tariff.name == TD_TARIFF:
-                set_contracted_power(home.household.pk, TD_CONTRACTED_KW, start, now=now)
+                set_contracted_power(home.household.pk, TD_CONTRACTED_KW, floor_hour(history_start), now=now)
 
     @cached_property
     def password_hash(self) -> str:
@@ -298,9 +305,6 @@ class SeedMeters(BaseCommand):
 
     def add_readings(self, home: DemoHome, now: datetime, history_start: datetime) -> int:
         """Feed the missing readings through ingest in batches, as a meter catching up would."""
-        # A new demo meter was installed when its history starts (the history is fed as staff would: trusted).
-        Meter.objects.filter(pk=home.meter.pk, last_reading_at__isnull=True).update(installed_at=history_start)
-        home.meter.refresh_from_db()
         readings = self.readings_for(home, now, history_start)
         added = 0
         for first in range(0, len(readings), BATCH):

@@ -226,6 +226,20 @@ def test_seed_demo_bills_every_hour_of_the_history_its_fixed_charges_wherever_th
 
 
 @pytest.mark.django_db
+def test_seed_demo_rents_the_demo_logins_meter_from_the_first_hour_of_a_history_longer_than_the_backfill_window(
+    settings,
+):
+    # A new meter is taken as installed the backfill window ago unless told otherwise: the demo's meters were
+    # installed when their history starts, and their rental accrues from then, not from a week ago.
+    assert settings.INGEST_BACKFILL_DAYS < 9
+    seed(households=1, days=9)
+
+    rental = HourlyUsage.objects.filter(kind="rental", hour_start__lt=datetime(2026, 11, 22, 10, tzinfo=UTC))
+    assert rental.count() == 9 * 24
+    assert rental.order_by("hour_start").first().hour_start == datetime(2026, 11, 13, 10, tzinfo=UTC)
+
+
+@pytest.mark.django_db
 def test_seed_demo_twice_at_the_same_time_adds_nothing():
     seed()
     before = counts()

@@ -25,6 +25,13 @@ NOW = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)  # October ended two days ago: i
 HISTORY_START = datetime(2026, 10, 30, 14, 30, tzinfo=UTC)  # --days 3
 
 
+@pytest.fixture(autouse=True)
+def _var_in_tmp(settings, tmp_path):
+    # The demo webhook's secret is a file in var/: each test its own, not the checkout's one that a parallel
+    # worker's seed rewrites.
+    settings.VAR_DIR = tmp_path
+
+
 @pytest.fixture
 def seeded(db):
     with time_machine.travel(NOW, tick=False):
