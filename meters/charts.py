@@ -59,7 +59,7 @@ PRICED_KINDS = {TariffVersion.Kind.TIME_OF_USE, TariffVersion.Kind.DYNAMIC, Tari
 # day): the timeout only bounds how long versions nobody asks for any more keep their memory.
 CACHE_SECONDS = 3600
 # Raised when the partial's markup changes, so a deploy never serves a chart cached by the code before it.
-FORMAT = 2  # 2: energy, standing charge and taxes in the table (issue 13)
+FORMAT = 3  # 2: energy, standing charge and taxes in the table (issue 13); 3: a day's 2.0TD periods
 
 
 # --- Local periods --------------------------------------------------------------------------------
@@ -168,6 +168,7 @@ class Bar:
     rate: Decimal | None = None  # energy EUR per priced kWh: what the bar's energy cost on average
     pending_kwh: Decimal = ZERO  # kWh waiting for a price
     price: Decimal | None = None  # the price curve's point, when there is one
+    period: str | None = None  # a day's hour on a tariff priced by periods: its energy period (P1, P2, P3)
     future: bool = False  # has not begun yet: no bar rather than a zero
     has_lines: bool = False  # any ledger line at all (energy, standing charge, price pending)
 
@@ -198,9 +199,10 @@ class Bar:
         return self.has_lines and not self.future
 
     def tooltip(self) -> list[str]:
+        named = [gettext("period %(period)s") % {"period": self.period}] if self.period else []
         if self.future:
-            return [gettext("not yet")]
-        lines = [self.kwh_text]
+            return [*named, gettext("not yet")]
+        lines = [*named, self.kwh_text]
         if self.rate is not None:
             lines.append(gettext("average %(rate)s") % {"rate": self.rate_text})
         else:
@@ -273,6 +275,11 @@ class Chart:
             bar.shown = (*cells, total)
         return table
 
+    @cached_property
+    def shows_periods(self) -> bool:
+        """A day on a tariff priced by periods: the table has a Period column and each tooltip names it."""
+        return any(bar.period for bar in self.bars)
+
     @property
     def rate_heading(self) -> str:
         """The one rate column: the tariff's price of each hour on a day with a price curve (unused hours
@@ -287,7 +294,8 @@ class Chart:
     def table_rows(self) -> SafeString:
         """The rows of the chart's table (templates/dashboard.html), one per bar ``in_table``, as HTML.
 
-        kWh, the one rate, then energy + standing charge + taxes = total, to the cent and adding up
+        The period (P1, P2, P3) of an hour on a tariff priced by periods (``shows_periods``), kWh, the
+        one rate, then energy + standing charge + taxes = total, to the cent and adding up
         (``rounded``). Hours and days still to come, and those without a line, have no row. Written
         here rather than as a loop in the template: a month's 31 rows of seven cells cost the
         template engine about half a millisecond of lookups, a third of a cache miss (the chart
@@ -301,8 +309,9 @@ class Chart:
                 continue
             badge = f' <span class="badge">{pending}</span>' if bar.pending_kwh else ""
             money = "".join(f'<td class="num">{escape(format_money(value, "EUR"))}</td>' for value in bar.shown[:3])
+            period = f"<td>{escape(bar.period or '')}</td>" if self.shows_periods else ""
             rows.append(
-                f'<tr><th scope="row">{escape(bar.label)}</th><td class="num">{escape(bar.kwh_text)}</td>'
+                f'<tr><th scope="row">{escape(bar.label)}</th>{period}<td class="num">{escape(bar.kwh_text)}</td>'
                 f'<td class="num">{escape(self._rate_text(bar))}</td>{money}'
                 f'<td class="num row-total">{escape(format_money(bar.shown[3], "EUR"))}{badge}</td></tr>'
             )
@@ -484,7 +493,8 @@ def _hour_labels(hours: list[datetime], tz_name: str) -> list[str]:
 def _add_price_curve(household: Household, tariff: Tariff, period: Period, bars: dict[date | datetime, Bar]) -> str:
     """Give each bar a point of the price curve and return the curve's label.
 
-    A day shows the tariff's price of each hour, used or not: when energy is cheap. Longer ranges
+    A day shows the tariff's price of each hour, used or not: when energy is cheap; on a tariff priced
+    by periods, each hour's period too (its local time on the tariff's calendar). Longer ranges
     show what the energy of each bar cost on average (its usage-weighted rate), since an unweighted
     mean of a time-of-use tariff's hours would say the same for every weekday.
     """
@@ -496,6 +506,7 @@ def _add_price_curve(household: Household, tariff: Tariff, period: Period, bars:
     for hour, bar in bars.items():
         _, price = schedule.energy_rate(hour)
         bar.price = None if price is None else price.quantize(SIX_PLACES)
+        bar.period = schedule.energy_period(hour)  # from the calendar: no query
     return gettext("Tariff price (EUR/kWh)")
 
 

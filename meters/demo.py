@@ -18,13 +18,16 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
+from stdnum.es import cups as stdnum_cups
+from stdnum.es import dni
 
 from lib.periods import floor_hour
-from meters.contracts import start_contract
+from meters.contracts import set_contracted_power, start_contract
 from meters.ingest import ingest_readings
 from meters.load_profile import LoadProfile, floor_slot
-from meters.models import HourlyUsage, Household, Meter, Region, Tariff, TariffVersion, TaxRule
+from meters.models import HourlyUsage, Household, Meter, Region, StandingMark, Tariff, TariffVersion, TaxRule
 from meters.schema import parse_items
+from meters.standing import accrue_standing_charges
 from meters.taxes import first_open_day
 
 DEMO_PASSWORD = "demo"  # noqa: S105 (the documented demo login)
@@ -33,6 +36,14 @@ TIMEZONE = "Europe/Madrid"
 BATCH = 1000  # the ingest API's limit per request
 FLAT_TARIFF = "Demo flat"
 TOU_TARIFF = "Demo time of use"
+TD_TARIFF = "Demo 2.0TD"
+# Illustrative 2026 prices of a fixed-price 2.0TD offer, not any retailer's: energy of the order of
+# Spanish offers (EUR/kWh), power the regulated tolls and charges of docs/spain.md's worked example
+# (EUR/kW/day; the retailer's margin left out).
+TD_ENERGY = {"P1": "0.215000", "P2": "0.145000", "P3": "0.105000"}
+TD_POWER = {"P1": "0.073777", "P2": "0.001911"}
+TD_CONTRACTED_KW = {"P1": "4.6", "P2": "4.6"}  # a common domestic power-control switch
+METER_RENTAL_PER_DAY = Decimal("0.026630")  # 0.81 EUR per 30 days, the usual rented smart meter
 # The kinds of ledger line the Spanish taxes apply to (meter rental: VAT only).
 IEE_KINDS = ["energy", "standing", "power"]
 VAT_KINDS = ["energy", "standing", "power", "rental"]
@@ -74,6 +85,18 @@ def demo_serial(index: int) -> str:
     return f"DEMO-{index:04d}"
 
 
+def demo_tax_id(index: int) -> str:
+    """A made-up DNI with the right control letter: 12345678Z for the demo login, then 12345679S, ..."""
+    number = f"{12345677 + index:08d}"
+    return number + dni.calc_check_digit(number)
+
+
+def demo_cups(index: int) -> str:
+    """A made-up CUPS of distributor 0021 with the right control letters: ES0021000000000001RK, ..."""
+    number = f"ES0021{index:012d}"
+    return number + stdnum_cups.calc_check_digits(number)
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
@@ -93,10 +116,13 @@ class SeedMeters(BaseCommand):
 
     def handle(self, *args, households: int, days: int, **options) -> None:
         """Steps, each safe to repeat (a rerun tops up, never duplicates):
-        1. the flat and time-of-use demo tariffs, and the peninsula's electricity tax and VAT;
+        1. the flat, time-of-use and 2.0TD demo tariffs, and the peninsula's electricity tax and VAT;
         2. the staff user;
-        3. household users, households (their contracts start with the history) and their meters;
-        4. 15-minute readings through the ingest pipeline, from each meter's last reading up to now.
+        3. household users, households and their meters (installed when the history starts), and their
+           contracts from the history's first hour (the demo login's with its contracted power), with the
+           fixed charges of the hours before the standing job's mark;
+        4. 15-minute readings through the ingest pipeline, from each meter's last reading up to now, then
+           the standing job's hours since its mark, as beat would run it.
         """
         if households < 1 or days < 1:
             raise CommandError("--households and --days must be at least 1.")
@@ -107,11 +133,34 @@ class SeedMeters(BaseCommand):
         self.create_taxes(valid_from=history_start)
         self.create_staff()
         homes = self.create_households(households, tariffs)
-        for home in homes:
-            if home.household.tariff_since is None:
-                start_contract(home.household.pk, floor_hour(history_start))
+        self.start_contracts(homes, history_start, now)
         added = sum(self.add_readings(home, now, history_start) for home in homes)
+        # The fixed charges of the hours since the job's mark, as beat's next run would write them: the
+        # history seed_demo then settles pays them too.
+        accrue_standing_charges(now)
         self.print_summary(homes, added, time.monotonic() - started)
+
+    def start_contracts(self, homes: list[DemoHome], history_start: datetime, now: datetime) -> None:
+        """The new households' contracts, from the history's first hour; the demo login's with its contracted power.
+
+        Their fixed charges (standing charge, power term, meter rental) up to the hourly job's mark
+        (meters/standing.py) are written with them, the job writes the hours after it. A database
+        without the mark (emptied by ``flush``, as a transactional test does) gets it first, at this
+        hour, as the job's first run would set it: else the contracts would write nothing and the job
+        would start from now, leaving the history's power term and rental unbilled.
+        """
+        StandingMark.objects.get_or_create(pk=1, defaults={"accrued_until": floor_hour(now)})
+        # A new demo meter was installed when its history starts (the history is fed as staff would: trusted);
+        # set first, since its rental accrues from then (a new meter's default is the backfill window ago).
+        new_meters = [home.meter.pk for home in homes if home.meter.last_reading_at is None]
+        Meter.objects.filter(pk__in=new_meters).update(installed_at=history_start)
+        for home in homes:
+            home.meter.refresh_from_db()
+            if home.household.tariff_since is not None:
+                continue
+            start_contract(home.household.pk, floor_hour(history_start))
+            if home.household.tariff.name == TD_TARIFF:
+                set_contracted_power(home.household.pk, TD_CONTRACTED_KW, floor_hour(history_start), now=now)
 
     @cached_property
     def password_hash(self) -> str:
@@ -119,7 +168,7 @@ class SeedMeters(BaseCommand):
         return make_password(DEMO_PASSWORD)
 
     def create_tariffs(self, valid_from: datetime) -> list[Tariff]:
-        """The flat and time-of-use tariffs, each with one version in force since well before the history."""
+        """The flat, time-of-use and 2.0TD tariffs, each with one version in force since well before the history."""
         # A version, once created, is left alone: it prices stored hours forever.
         start = min(datetime(2020, 1, 1, tzinfo=UTC), valid_from.replace(month=1, day=1, hour=0, minute=0))
         flat = self._tariff(
@@ -142,10 +191,25 @@ class SeedMeters(BaseCommand):
                 standing_charge_per_day=Decimal("0.320000"),
             ),
         )
-        return [flat, tou]
+        td = self._tariff(
+            TD_TARIFF,
+            "Demo: Spain's 2.0TD access tariff, energy priced by period (P1, P2, P3) and a power term per kW.",
+            TariffVersion(
+                valid_from=start,
+                kind=TariffVersion.Kind.PERIODS,
+                calendar="2.0TD",
+                period_rates=TD_ENERGY,
+                power_rates=TD_POWER,
+                standing_charge_per_day=Decimal("0"),
+            ),
+        )
+        return [flat, tou, td]
 
     def create_taxes(self, valid_from: datetime) -> None:
-        """The electricity tax and VAT of the peninsula (docs/billing.md), from before the history on.
+        """The electricity tax and VAT of the peninsula (docs/billing.md, docs/spain.md), from before the history on.
+
+        The electricity tax is on energy, the standing charge and the power term, not on meter rental;
+        VAT is on all of them and on the electricity tax (compound).
 
         Demo figures: the standard rates, without the temporary cuts a year may have had. A ledger
         priced before taxes existed keeps its hours untaxed: the rules then start on the first day
@@ -195,7 +259,11 @@ class SeedMeters(BaseCommand):
         return staff
 
     def create_households(self, count: int, tariffs: list[Tariff]) -> list[DemoHome]:
-        """Households 1..count with a user and one meter each; the first is demo@example.com."""
+        """Households 1..count with a user and one meter each, a NIF and a CUPS; the first is demo@example.com.
+
+        The demo login is on 2.0TD (``tariffs[2]``) with a rented meter; of the others, odd ones are on
+        time of use (a price curve) and even ones flat.
+        """
         homes = []
         for index in range(1, count + 1):
             name, address = self._home(index)
@@ -208,11 +276,15 @@ class SeedMeters(BaseCommand):
                     "name": name,
                     "address": address,
                     "timezone": TIMEZONE,
-                    # Odd households (the demo login among them) on time of use, which shows a price curve.
-                    "tariff": tariffs[index % 2],
+                    "tariff": tariffs[2] if index == 1 else tariffs[index % 2],
+                    "tax_id": demo_tax_id(index),
+                    "cups": demo_cups(index),
                 },
             )
-            meter, _ = Meter.objects.get_or_create(serial=demo_serial(index), defaults={"household": household})
+            rental = METER_RENTAL_PER_DAY if index == 1 else Decimal("0")
+            meter, _ = Meter.objects.get_or_create(
+                serial=demo_serial(index), defaults={"household": household, "rental_per_day": rental}
+            )
             homes.append(DemoHome(index, household, meter, created))
         return homes
 
@@ -233,9 +305,6 @@ class SeedMeters(BaseCommand):
 
     def add_readings(self, home: DemoHome, now: datetime, history_start: datetime) -> int:
         """Feed the missing readings through ingest in batches, as a meter catching up would."""
-        # A new demo meter was installed when its history starts (the history is fed as staff would: trusted).
-        Meter.objects.filter(pk=home.meter.pk, last_reading_at__isnull=True).update(installed_at=history_start)
-        home.meter.refresh_from_db()
         readings = self.readings_for(home, now, history_start)
         added = 0
         for first in range(0, len(readings), BATCH):

@@ -123,6 +123,14 @@ class TariffSchedule:
                 return version, band.rate
         raise AssertionError("parse_bands guarantees full coverage")
 
+    def energy_period(self, hour: datetime) -> str | None:
+        """The energy period (P1, P2, P3) of a UTC hour in the household's local time; None unless the
+        version in force then is priced by periods."""
+        version = self.version_at(hour)
+        if version is None or version.kind != TariffVersion.Kind.PERIODS:
+            return None
+        return self._periods[version.pk].calendar.energy_period(hour.astimezone(zone(self.tz_name)))
+
     def standing_charge(self, hour: datetime) -> tuple[TariffVersion | None, Decimal]:
         """This hour's share of its local day's standing charge.
 

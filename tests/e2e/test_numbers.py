@@ -10,19 +10,30 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils import translation
 
 from meters.models import Household
 from tests.e2e.conftest import log_in, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Every money cell of the chart table's body and foot, as shown (energy, standing, taxes, total).
-TABLE = """() => {
-  const cells = (row) => Array.from(row.querySelectorAll('td')).slice(2).map((td) => td.childNodes[0].textContent);
+# The chart table's cells under the given column headings, as shown, in the body's rows and the foot's: columns
+# are found by their heading, since which ones a table has depends on the tariff (a day on 2.0TD adds "Period").
+TABLE = """(headings) => {
+  const names = Array.from(document.querySelectorAll('#chart-table thead th')).map((th) => th.textContent.trim());
+  const at = headings.map((heading) => names.indexOf(heading));
+  if (at.includes(-1)) throw new Error(`headings ${JSON.stringify(headings)} not all in ${JSON.stringify(names)}`);
+  const cells = (row) => at.map((i) => (row.children[i].childNodes[0] || {textContent: ''}).textContent.trim());
   const body = Array.from(document.querySelectorAll('#chart-table tbody tr')).map(cells);
   const foot = cells(document.querySelector('#chart-table tfoot tr'));
-  return {body, foot, total: document.querySelector('#chart-total').textContent};
+  return {names, body, foot, total: document.querySelector('#chart-total').textContent};
 }"""
+MONEY_HEADINGS = ["Energy", "Standing charge", "Taxes", "Total"]
+
+
+def headings(names: list[str], language: str) -> list[str]:
+    with translation.override(language):
+        return [translation.gettext(name) for name in names]
 
 
 def money(text: str, language: str) -> Decimal:
@@ -44,7 +55,7 @@ def test_the_chart_table_adds_up_to_the_cent_in_the_browser(page, language):
     for range_ in ("day", "week"):
         page.goto(page.base_url + f"/?range={range_}")
         page.click("#chart-table summary")
-        shown = page.evaluate(TABLE)
+        shown = page.evaluate(TABLE, headings(MONEY_HEADINGS, language))
         rows = [[money(cell, language) for cell in row] for row in shown["body"]]
         foot = [money(cell, language) for cell in shown["foot"]]
         assert rows, range_
@@ -55,6 +66,10 @@ def test_the_chart_table_adds_up_to_the_cent_in_the_browser(page, language):
         first = words[0] if language == "en" else words[0] + " €"
         assert money(first, language) == foot[3]
         assert foot[2] > 0  # the demo's taxes are shown
+        if range_ == "day":  # the demo login is on 2.0TD: each hour's energy period has a column
+            periods = page.evaluate(TABLE, headings(["Period"], language))["body"]
+            assert {period for (period,) in periods} <= {"P1", "P2", "P3"}
+            assert len(periods) == len(rows)
         assert "not yet" not in page.inner_text("#chart-table") and "todavía no" not in page.inner_text("#chart-table")
     page.set_viewport_size({"width": 360, "height": 800})
     page.reload()

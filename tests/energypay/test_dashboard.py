@@ -301,6 +301,82 @@ def test_the_table_shows_the_same_bars(household_client, history):
     assert "€1.35" in table and "price pending" in table and "Total" in table
 
 
+def on_2_0td(household) -> Tariff:
+    td = Tariff.objects.create(name="2.0TD")
+    TariffVersion.objects.create(
+        tariff=td,
+        valid_from=utc(2020, 1, 1),
+        kind=TariffVersion.Kind.PERIODS,
+        calendar="2.0TD",
+        period_rates={"P1": "0.30", "P2": "0.20", "P3": "0.10"},
+        power_rates={"P1": "0.073777", "P2": "0.001911"},
+        standing_charge_per_day=Decimal("0"),
+    )
+    household.tariff = td
+    household.save()
+    return td
+
+
+def table_periods(page: str) -> dict[str, str]:
+    """Hour -> period, from the rows of the chart's table."""
+    table = page[page.index('<details id="chart-table">') :]
+    return dict(re.findall(r'<tr><th scope="row">(\d\d:\d\d)</th><td>(P\d)</td>', table))
+
+
+@pytest.mark.parametrize(
+    ("day", "hours_utc", "expected"),
+    [
+        # Friday 20 November, Madrid on UTC+1: night P3, morning P2, peak P1, evening P1, late P2.
+        (
+            "2026-11-20",
+            [2, 8, 10, 17, 21, 22],
+            {"03:00": "P3", "09:00": "P2", "11:00": "P1", "18:00": "P1", "22:00": "P2", "23:00": "P2"},
+        ),
+        # Saturday 21 November: every hour P3.
+        ("2026-11-21", [2, 8, 10, 17, 21], {"03:00": "P3", "09:00": "P3", "11:00": "P3", "18:00": "P3", "22:00": "P3"}),
+        # Monday 12 October, the Fiesta Nacional, Madrid on UTC+2: every hour P3 ...
+        ("2026-10-12", [6, 9, 17], {"08:00": "P3", "11:00": "P3", "19:00": "P3"}),
+        # ... and the next day, a Tuesday, in local time (UTC+2, not UTC+1).
+        ("2026-10-13", [6, 7, 9, 17], {"08:00": "P2", "09:00": "P2", "11:00": "P1", "19:00": "P1"}),
+    ],
+)
+def test_a_2_0td_day_names_each_local_hours_period_in_the_table_and_the_tooltips(
+    household_client, household, day, hours_utc, expected
+):
+    on_2_0td(household)
+    year, month, date_ = map(int, day.split("-"))
+    for hour in hours_utc:
+        add_line(household, utc(year, month, date_, hour), "1")
+    response = household_client.get(f"{URL}?range=day&date={day}")
+    page = response.content.decode()
+    assert '<th scope="col">Period</th>' in page
+    assert table_periods(page) == expected
+    data = chart_data(response)
+    tips = dict(zip(data["labels"], data["tips"], strict=True))
+    assert all(tips[hour][0] == f"period {period}" for hour, period in expected.items())
+
+
+def test_the_periods_are_in_spanish_too(household_client, household):
+    on_2_0td(household)
+    household.language = "es"
+    household.save()
+    add_line(household, utc(2026, 11, 20, 10), "1")
+    response = household_client.get(f"{URL}?range=day&date=2026-11-20")
+    page = response.content.decode()
+    assert '<th scope="col">Periodo</th>' in page and table_periods(page) == {"11:00": "P1"}
+    assert chart_data(response)["tips"][11][0] == "periodo P1"
+
+
+def test_other_tariffs_and_longer_ranges_have_no_period_column(household_client, household):
+    add_line(household, utc(2026, 11, 20, 10), "1")
+    assert (
+        '<th scope="col">Period</th>' not in household_client.get(f"{URL}?range=day&date=2026-11-20").content.decode()
+    )
+    on_2_0td(household)
+    week = household_client.get(f"{URL}?range=week&date=2026-11-20").content.decode()
+    assert '<th scope="col">Period</th>' not in week
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -453,4 +529,18 @@ def test_a_dynamic_tariffs_day_costs_one_query_more(household_client, household,
     household_client.get(f"{URL}?unit=kwh", **HTMX)  # meters.pricing caches a tariff's versions per process
     # The session with its household, the sums and its hours' prices (a chart not cached yet: the unit is another).
     with django_assert_num_queries(3):
+        household_client.get(URL, **HTMX)
+
+
+def test_a_2_0td_day_costs_no_query_more_than_a_time_of_use_one_and_none_once_cached(
+    household_client, household, django_assert_num_queries
+):
+    on_2_0td(household)
+    add_line(household, utc(2026, 11, 22, 9), "1")
+    household_client.get(f"{URL}?unit=kwh", **HTMX)  # meters.pricing caches a tariff's versions per process
+    # The session with its household, and the sums: the periods come from the calendar.
+    with django_assert_num_queries(2):
+        response = household_client.get(URL, **HTMX)
+    assert chart_data(response)["tips"][10][0] == "period P3"  # Sunday
+    with django_assert_num_queries(1):  # cached: the session only
         household_client.get(URL, **HTMX)

@@ -26,7 +26,7 @@ from meters.ingest import ingest_readings
 from meters.load_profile import SLOT, LoadProfile, floor_slot
 from meters.management.commands.simulate_meters import Command as SimulateMeters
 from meters.management.commands.simulate_meters import TokenFile
-from meters.models import HourlyUsage, Household, Meter, Reading, Tariff, TariffVersion
+from meters.models import HourlyUsage, Household, Meter, Reading, StandingMark, Tariff, TariffVersion
 from meters.schema import ReadingIn
 
 NOW = datetime(2026, 11, 22, 10, 7, 30, tzinfo=UTC)
@@ -142,8 +142,8 @@ def test_seed_demo_creates_household_and_staff_logins_with_password_demo():
 
 
 @pytest.mark.django_db
-def test_seed_demo_creates_a_flat_and_a_time_of_use_tariff_in_force_before_the_history():
-    seed(days=2)
+def test_seed_demo_creates_a_flat_a_time_of_use_and_a_2_0td_tariff_in_force_before_the_history():
+    seed(households=3, days=2)  # the demo login on 2.0TD, the second flat, the third time of use
 
     flat = TariffVersion.objects.get(kind=TariffVersion.Kind.FLAT)
     assert flat.flat_rate == Decimal("0.24")
@@ -151,9 +151,12 @@ def test_seed_demo_creates_a_flat_and_a_time_of_use_tariff_in_force_before_the_h
     tou = TariffVersion.objects.get(kind=TariffVersion.Kind.TIME_OF_USE)
     rates = {band.rate for band in parse_bands(tou.bands)}
     assert len(rates) >= 2
-    for version in (flat, tou):
+    td = TariffVersion.objects.get(kind=TariffVersion.Kind.PERIODS)
+    assert (td.calendar, set(td.energy_prices()), set(td.power_prices())) == ("2.0TD", {"P1", "P2", "P3"}, {"P1", "P2"})
+    for version in (flat, tou, td):
         assert version.valid_from < NOW - timedelta(days=365)
-    assert set(Household.objects.values_list("tariff", flat=True)) == {flat.tariff_id, tou.tariff_id}
+    assert set(Household.objects.values_list("tariff", flat=True)) == {flat.tariff_id, tou.tariff_id, td.tariff_id}
+    assert Household.objects.get(user__email="demo@example.com").tariff_id == td.tariff_id
 
 
 @pytest.mark.django_db
@@ -178,7 +181,62 @@ def test_seed_demo_hourly_usage_adds_up_to_each_meters_register():
         assert usage_kwh(meter) > 0
         assert usage_kwh(meter) == register_span(meter)
         assert HourlyUsage.objects.filter(meter=meter, cost_eur__isnull=True).count() == 0
-        assert HourlyUsage.objects.filter(household=meter.household, kind=HourlyUsage.Kind.STANDING).exists()
+        # The fixed charge: the standing charge, or on 2.0TD (the demo login) the power term and the meter's rental.
+        on_power = meter.household.tariff.versions.get().has_power_term
+        fixed = [HourlyUsage.Kind.POWER, HourlyUsage.Kind.RENTAL] if on_power else [HourlyUsage.Kind.STANDING]
+        for kind in fixed:
+            assert HourlyUsage.objects.filter(household=meter.household, kind=kind).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "mark",
+    [
+        None,  # gone: a transactional test's flush empties every table, the migration's mark with them
+        NOW - timedelta(days=2, hours=6),  # behind the history: a database migrated long before, beat never run
+        NOW + timedelta(days=15),  # ahead of the clock: the migration ran on the wall clock, the test travels back
+    ],
+    ids=["no mark", "mark before the history", "mark after now"],
+)
+def test_seed_demo_bills_every_hour_of_the_history_its_fixed_charges_wherever_the_standing_job_stands(mark):
+    StandingMark.objects.all().delete()
+    if mark is not None:
+        StandingMark.objects.create(pk=1, accrued_until=mark.replace(minute=0, second=0))
+
+    seed(households=2, days=2)
+
+    # The history starts at 10:00 two days ago (floor_slot(NOW) - 2 days): 48 hours up to 10:00 today.
+    first, hours = datetime(2026, 11, 20, 10, tzinfo=UTC), 48
+    demo, flat = Household.objects.order_by("pk")
+    for household, kind in [(demo, "power"), (demo, "rental"), (flat, "standing")]:
+        lines = HourlyUsage.objects.filter(
+            household=household, kind=kind, hour_start__lt=first + timedelta(hours=hours)
+        )
+        assert lines.count() == hours, (household, kind)
+        assert lines.order_by("hour_start").first().hour_start == first
+    # 4.6 kW x (0.073777 + 0.001911) EUR/kW/day = 0.3481648 a day; 21 November is a whole local day of 24 hours.
+    day = HourlyUsage.objects.filter(
+        household=demo,
+        kind="power",
+        hour_start__gte=datetime(2026, 11, 20, 23, tzinfo=UTC),
+        hour_start__lt=datetime(2026, 11, 21, 23, tzinfo=UTC),
+    )
+    assert day.aggregate(eur=Sum("cost_eur"))["eur"] == Decimal("0.348165")
+    assert StandingMark.objects.get().accrued_until >= NOW.replace(minute=0, second=0)
+
+
+@pytest.mark.django_db
+def test_seed_demo_rents_the_demo_logins_meter_from_the_first_hour_of_a_history_longer_than_the_backfill_window(
+    settings,
+):
+    # A new meter is taken as installed the backfill window ago unless told otherwise: the demo's meters were
+    # installed when their history starts, and their rental accrues from then, not from a week ago.
+    assert settings.INGEST_BACKFILL_DAYS < 9
+    seed(households=1, days=9)
+
+    rental = HourlyUsage.objects.filter(kind="rental", hour_start__lt=datetime(2026, 11, 22, 10, tzinfo=UTC))
+    assert rental.count() == 9 * 24
+    assert rental.order_by("hour_start").first().hour_start == datetime(2026, 11, 13, 10, tzinfo=UTC)
 
 
 @pytest.mark.django_db

@@ -1,5 +1,5 @@
 """seed_demo on the local ledger: funded wallets, settled history, one household in arrears, last month's statements
-and a corrective note for the demo login."""
+and a corrective note for the demo login, which is a Spanish 2.0TD supply with its tax QR."""
 
 from __future__ import annotations
 
@@ -11,14 +11,25 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.db.models import Sum
+from django.urls import reverse
+from stdnum.es import cups, nif
 
 from meters.models import HourlyUsage, Household
 from payments.figures import eur
 from payments.models import LedgerOutput, Settlement, SettlementLine
-from payments.statements.models import Statement
+from payments.statements.models import InvoiceRecord, Statement
+from payments.statements.verifactu import qr
 from payments.wallets import balance_satoshis
 
 NOW = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)  # October ended two days ago: its statements are due
+HISTORY_START = datetime(2026, 10, 30, 14, 30, tzinfo=UTC)  # --days 3
+
+
+@pytest.fixture(autouse=True)
+def _var_in_tmp(settings, tmp_path):
+    # The demo webhook's secret is a file in var/: each test its own, not the checkout's one that a parallel
+    # worker's seed rewrites.
+    settings.VAR_DIR = tmp_path
 
 
 @pytest.fixture
@@ -104,3 +115,59 @@ def test_the_demo_has_a_webhook_endpoint_with_the_confirmed_settlements_waiting_
     with time_machine.travel(NOW, tick=False):
         call_command("seed_demo", "--households", "3", "--days", "3", stdout=io.StringIO())
     assert WebhookEndpoint.objects.get().secret == endpoint.secret  # kept: the receiver's copy still verifies
+
+
+def test_the_demo_login_is_a_2_0td_supply_with_contracted_power_a_rented_meter_a_nif_and_a_cups(seeded):
+    demo, flat, tou = seeded
+    (version,) = demo.tariff.versions.all()
+    assert (version.kind, version.calendar) == ("periods", "2.0TD")
+    assert set(version.energy_prices()) == {"P1", "P2", "P3"} and set(version.power_prices()) == {"P1", "P2"}
+    assert version.standing_charge_per_day == 0  # the power term replaces it
+    (power,) = demo.contracted_powers.all()
+    assert (power.kw, power.valid_from) == ({"P1": "4.6", "P2": "4.6"}, HISTORY_START.replace(minute=0))
+    assert (demo.tax_id, demo.cups) == ("12345678Z", "ES0021000000000001RK")
+    assert nif.is_valid(demo.tax_id) and cups.is_valid(demo.cups)
+    assert all(nif.is_valid(h.tax_id) and cups.is_valid(h.cups) for h in seeded)
+    assert len({h.tax_id for h in seeded}) == len({h.cups for h in seeded}) == 3
+    # Variety: the others keep the flat and time-of-use tariffs.
+    assert (flat.tariff.versions.get().kind, tou.tariff.versions.get().kind) == ("flat", "tou")
+
+
+def test_the_demo_logins_power_term_and_meter_rental_accrue_from_its_first_hour_with_spains_taxes(seeded):
+    demo = seeded[0]
+    lines = HourlyUsage.objects.filter(household=demo, hour_start__lt=NOW.replace(minute=0))
+    first_hour = HISTORY_START.replace(minute=0)
+    hours = 72
+    for kind in ("power", "rental"):
+        kind_lines = lines.filter(kind=kind, seq=0)
+        assert kind_lines.count() == hours and kind_lines.order_by("hour_start").first().hour_start == first_hour
+    assert not lines.filter(kind="standing").exists()
+    # A day's power term: 4.6 kW x (0.073777 + 0.001911) EUR/kW/day = 0.3481648, spread over the day's hours;
+    # the whole local day of 31 October (UTC+1 after the clocks went back on the 25th) adds up to it.
+    oct31 = lines.filter(
+        kind="power",
+        hour_start__gte=datetime(2026, 10, 30, 23, tzinfo=UTC),
+        hour_start__lt=datetime(2026, 10, 31, 23, tzinfo=UTC),
+    )
+    assert eur(oct31.aggregate(c=Sum("cost_eur"))["c"]) == Decimal("0.348165")
+    electricity_tax, vat = Decimal("0.0511269632"), Decimal("0.21")
+    power_line = lines.filter(kind="power").first()
+    rental_line = lines.filter(kind="rental").first()
+    energy_line = lines.filter(kind="energy").first()
+    assert power_line.tax_rate == energy_line.tax_rate == (1 + electricity_tax) * (1 + vat) - 1
+    assert rental_line.tax_rate == vat  # meter rental: VAT only
+
+
+def test_the_demo_logins_statement_names_its_holder_and_supply_point_and_shows_a_working_tax_qr(seeded, client):
+    demo = seeded[0]
+    statement = Statement.objects.get(household=demo, kind="statement")
+    assert (statement.customer["tax_id"], statement.customer["cups"]) == ("12345678Z", "ES0021000000000001RK")
+    record = InvoiceRecord.objects.get(statement=statement, kind="alta")
+    assert record.invoice_type == "F1"  # the customer has a NIF
+    client.force_login(demo.user)
+    body = client.get(reverse("statement-detail", args=[statement.pk])).content.decode()
+    url = qr.statement_qr(statement)["url"]
+    assert f"numserie={statement.code}" in url and f"importe={statement.total_eur:.2f}" in url
+    section = body[body.index('id="statement-tax-qr"') : body.index('id="statement-issuer"')]
+    assert section.index("QR tributario:") < section.index("<svg") < section.index("VERI*FACTU")
+    assert 'href="{}"'.format(url.replace("&", "&amp;")) in section
