@@ -42,6 +42,13 @@ TD_TARIFF = "Demo 2.0TD"
 # (EUR/kW/day; the retailer's margin left out).
 TD_ENERGY = {"P1": "0.215000", "P2": "0.145000", "P3": "0.105000"}
 TD_POWER = {"P1": "0.073777", "P2": "0.001911"}
+# The regulated parts of those prices the bill states (network tolls and system charges), illustrative too.
+TD_COMPONENTS = {
+    "energy_tolls": {"P1": "0.030000", "P2": "0.020000", "P3": "0.003000"},
+    "energy_charges": {"P1": "0.040000", "P2": "0.008000", "P3": "0.002000"},
+    "power_tolls": {"P1": "0.060000", "P2": "0.001500"},
+    "power_charges": {"P1": "0.008000", "P2": "0.000300"},
+}
 TD_CONTRACTED_KW = {"P1": "4.6", "P2": "4.6"}  # a common domestic power-control switch
 METER_RENTAL_PER_DAY = Decimal("0.026630")  # 0.81 EUR per 30 days, the usual rented smart meter
 # The kinds of ledger line the Spanish taxes apply to (meter rental: VAT only).
@@ -200,6 +207,7 @@ class SeedMeters(BaseCommand):
                 calendar="2.0TD",
                 period_rates=TD_ENERGY,
                 power_rates=TD_POWER,
+                **TD_COMPONENTS,
                 standing_charge_per_day=Decimal("0"),
             ),
         )

@@ -171,3 +171,19 @@ def test_the_demo_logins_statement_names_its_holder_and_supply_point_and_shows_a
     section = body[body.index('id="statement-tax-qr"') : body.index('id="statement-issuer"')]
     assert section.index("QR tributario:") < section.index("<svg") < section.index("VERI*FACTU")
     assert 'href="{}"'.format(url.replace("&", "&amp;")) in section
+
+
+def test_the_demo_logins_statement_is_a_spanish_bill_with_its_distributor_tolls_and_charges(seeded, client):
+    demo = seeded[0]
+    statement = Statement.objects.get(household=demo, kind="statement")
+    bill = statement.bill
+    assert bill["access_tariff"] == "2.0TD" and bill["cups"] == "ES0021000000000001RK"
+    assert bill["distributor"]["name"] == "Distribuidora de demostración"  # by the CUPS's code, 0021
+    assert Decimal(bill["tolls_eur"]) > 0 and Decimal(bill["charges_eur"]) > 0
+    assert sum(Decimal(part["eur"]) for part in bill["money"]) == statement.total_eur  # where the money goes: all of it
+    assert sum(Decimal(share) for share in bill["disclosure"]["mix"].values()) == 100
+    other = Statement.objects.get(household=seeded[1], kind="statement")
+    assert other.bill == {}  # not on 2.0TD: the statement it always had
+    client.force_login(demo.user)
+    body = client.get(reverse("statement-detail", args=[statement.pk])).content.decode()
+    assert "comparador.cnmc.gob.es" in body and "900 000 000" in body

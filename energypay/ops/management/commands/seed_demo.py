@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -27,10 +27,23 @@ from payments.figures import line_amount
 from payments.models import PriceQuote, Settlement, Utxo
 from payments.statements import corrections
 from payments.statements.issuing import issue_households
+from payments.statements.models import BillDisclosure, Distributor
 from payments.wallets import open_wallet
 
 DAYS_AHEAD_EUR = Decimal("15")  # what a funded wallet holds beyond its history: about a week of electricity
 SETTLED_HOURS = 48
+DEMO_DISTRIBUTOR = "0021"  # the distributor code of meters.demo.demo_cups
+# An illustrative electricity mix (%, adding up to 100) for the demo's bill disclosure, not any year's.
+DEMO_MIX = {
+    "renewable": "56.00",
+    "high_efficiency_cogeneration": "3.00",
+    "cogeneration": "5.00",
+    "combined_cycle": "15.00",
+    "coal": "1.00",
+    "fuel_gas": "1.00",
+    "nuclear": "19.00",
+    "other": "0.00",
+}
 # The demo login's meter was offline from 21:00 on last month's last day to 09:00 on the first: its
 # readings, spread evenly at first, arrive after the month's statement, which then needs a corrective note
 # (the evening peak was in the old month).
@@ -80,6 +93,7 @@ class Command(SeedMeters):
         with quiet("payments"):  # hundreds of per-settlement log lines would bury the summary
             self.fund_wallets(homes)
             self.settle_history(homes)
+            self.create_bill_disclosure()
             self.issue_statements(homes)
         self.print_staff_second_factor()
 
@@ -170,6 +184,29 @@ class Command(SeedMeters):
         confirmed = refresh_pending(Settlement, ledger)
         summary = ", ".join(f"{count} {status}" for status, count in sorted(tally.items())) or "nothing new"
         self.stdout.write(f"Settled the last {SETTLED_HOURS} hours one by one: {summary}; {confirmed} confirmed.")
+
+    def create_bill_disclosure(self) -> None:
+        """What a Spanish bill prints besides the figures (docs/spain.md): the demo CUPS's distributor and the
+        year's disclosure. Illustrative texts and figures, marked as the demo's: staff enter the real ones."""
+        Distributor.objects.get_or_create(
+            code=DEMO_DISTRIBUTOR, defaults={"name": "Distribuidora de demostración", "fault_phone": "900 000 000"}
+        )
+        if BillDisclosure.objects.exists():
+            return
+        disclosure = BillDisclosure(
+            year=2025,
+            valid_from=date(2026, 1, 1),
+            **{f"mix_{source}": Decimal(share) for source, share in DEMO_MIX.items()},
+            co2_g_per_kwh=Decimal("95.00"),
+            radioactive_waste_mg_per_kwh=Decimal("0.2000"),
+            source_note="Demo figures, not the CNMC's labelling of any year.",
+            switching_text="Cambiar de comercializadora es gratuito: la nueva comercializadora lo tramita por usted.",
+            claims_text="Reclamaciones (demo): 900 000 000, reclamaciones@example.com.",
+            odr_text="Resolución extrajudicial (demo): la Junta Arbitral de Consumo de su comunidad autónoma.",
+            bono_social_text="Si cumple los requisitos, puede pedir el bono social a una comercializadora de referencia.",  # noqa: E501
+        )
+        disclosure.full_clean()
+        disclosure.save()
 
     def issue_statements(self, homes: list[DemoHome]) -> None:
         now = timezone.now()
