@@ -29,6 +29,7 @@ from django.db.models.functions import TruncMonth
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from lib.apportion import to_cents
 from lib.money import format_kwh, format_money, format_number
 from lib.periods import add_months, local_date, local_day_bounds, local_month_bounds, zone
 from meters.calendars import get_calendar
@@ -173,7 +174,7 @@ def _bill(household, month, start, end, power_hours, energy_rows, versions, powe
                 "kw": _text(kilowatts),
                 "days": _text(_days(days)),
                 "price": _text(price),
-                "amount": _text(_cent(kilowatts * exact_days * price)),
+                "amount": kilowatts * exact_days * price,  # exact; to the cent below, adding up
                 "from": local_date(first_hour[(version_id, index)], tz).isoformat(),
             }
             if parts:
@@ -208,9 +209,16 @@ def _bill(household, month, start, end, power_hours, energy_rows, versions, powe
                 "period": period,
                 "kwh": _text(kwh.quantize(KWH3, rounding=ROUND_HALF_UP)),
                 "price": _text(version.energy_prices()[period]),
-                "amount": _text(_cent(cost)),
+                "amount": cost,  # exact; to the cent below, adding up
             }
         )
+    # Rows rounded one by one need not add up to the statement's line (P1 8.766 + P2 0.227 is 8.77 + 0.23
+    # = 9.00 for a power term of 8.99): each table is rounded as a whole (lib.apportion), as the chart is.
+    for rows in (power_rows, energy_rows_out):
+        if rows:
+            rounded = to_cents([[row["amount"]] for row in rows])
+            for row, (amount,) in zip(rows, rounded.cells, strict=True):
+                row["amount"] = _text(amount)
 
     # Where the money goes: the statement's own rounded lines, the energy and power terms split into the
     # retailer's energy, the tolls and the charges.

@@ -182,6 +182,9 @@ def test_the_demo_logins_statement_is_a_spanish_bill_with_its_distributor_tolls_
     assert Decimal(bill["tolls_eur"]) > 0 and Decimal(bill["charges_eur"]) > 0
     assert sum(Decimal(part["eur"]) for part in bill["money"]) == statement.total_eur  # where the money goes: all of it
     assert sum(Decimal(share) for share in bill["disclosure"]["mix"].values()) == 100
+    for kind in ("power", "energy"):  # the per-period tables add up to the statement's lines, to the cent
+        lines = sum(line.amount_eur for line in statement.lines.filter(kind=kind))
+        assert sum(Decimal(row["amount"]) for row in bill[kind]) == lines, kind
     other = Statement.objects.get(household=seeded[1], kind="statement")
     assert other.bill == {}  # not on 2.0TD: the statement it always had
     client.force_login(demo.user)
