@@ -78,7 +78,8 @@ def disclosure(**fields) -> BillDisclosure:
 
 
 @pytest.fixture
-def statement(make_household, make_meter) -> Statement:
+def statement(request, make_household, make_meter) -> Statement:
+    kw = getattr(request, "param", "4.6")  # contracted in P1 and P2
     tariff = two_td(**COMPONENTS)
     household = make_household(tariff=tariff)
     Household.objects.filter(pk=household.pk).update(
@@ -91,7 +92,7 @@ def statement(make_household, make_meter) -> Statement:
     rule("iva", "0.21", compound=True, kinds=VAT_KINDS, name="IVA 21%")
     mark(NOVEMBER_START)
     start_contract(household.pk, NOVEMBER_START)
-    set_contracted_power(household.pk, {"P1": "4.6", "P2": "4.6"}, NOVEMBER_START, now=NOVEMBER_START)
+    set_contracted_power(household.pk, {"P1": kw, "P2": kw}, NOVEMBER_START, now=NOVEMBER_START)
     meter, _ = make_meter(household)
     Meter.objects.filter(pk=meter.pk).update(rental_per_day=Decimal("0.026630"))
     meter.refresh_from_db()
@@ -121,6 +122,15 @@ def statement(make_household, make_meter) -> Statement:
     accrue_standing_charges(kit.NOVEMBER_END)
     assert issue_households([household.pk], kit.NOVEMBER, now=AFTER_NOVEMBER)["issued"] == 1
     return Statement.objects.get(household=household, month=kit.NOVEMBER)
+
+
+@pytest.mark.parametrize("statement", ["3.9"], indirect=True)
+def test_the_power_term_per_period_adds_up_to_the_statements_power_line(statement):
+    # 3.9 kW x 30 days: P1 x 0.073777 = 8.631909 and P2 x 0.001911 = 0.223587, 8.855496 in all. Rounded one
+    # by one, 8.63 + 0.22 = 8.85 under a power line of 8.86; rounded as a table, the larger remainder (P2's)
+    # takes the cent: 8.63 + 0.23.
+    assert [row["amount"] for row in statement.bill["power"]] == ["8.63", "0.23"]
+    assert statement.lines.get(kind="power").amount_eur == Decimal("8.86")
 
 
 def test_the_bill_works_out_each_period_by_hand(statement):
