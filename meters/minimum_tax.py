@@ -25,54 +25,23 @@ the period's lines count the true-ups already written as tax charged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Max
 
-from lib.money import exact, round_eur, tax_of
+from lib.money import round_eur, tax_of
 from lib.periods import HOUR
-from meters.models import HourlyUsage, Household, TaxRule
+from meters.models import HourlyUsage, Household
 from meters.pricing import HouseholdSchedule, max_kilowatts
-from meters.taxes import TaxPart, minimum_true_ups
+from meters.taxes import TaxPart, line_factor, minimum_true_ups, taxed_rule
 from meters.usage import bump_usage_version
 
 log = logging.getLogger(__name__)
 
 KIND = HourlyUsage.Kind.MINIMUM
 ZERO = Decimal("0")
-
-
-def taxed_rule(rules: Sequence[TaxRule]) -> TaxRule | None:
-    """Of the rules of an energy line at the period's last hour, the tax with a minimum the line adds to."""
-    found = [rule for rule in rules if not rule.compound and rule.minimum_eur_per_mwh is not None]
-    return found[0] if len(found) == 1 else None
-
-
-def line_factor(rules: Sequence[TaxRule]) -> Decimal:
-    """The factor of the taxes on a tax: the compound rules' rates (VAT 21% on the electricity tax: 0.21)."""
-    with exact():
-        return sum((rule.rate for rule in rules if rule.compound), ZERO)
-
-
-def add_to_parts(parts: dict[int, TaxPart], rules: Sequence[TaxRule], cost: Decimal) -> bool:
-    """Add a minimum line's ``cost`` to ``parts`` (by rule pk): to the amount of the tax with the minimum
-    among ``rules`` (the rules of an energy line at the line's hour), and to the base of each compound
-    rule (VAT's base includes the electricity tax). False, and nothing added, when ``rules`` have no
-    single tax with a minimum."""
-    rule = taxed_rule(rules)
-    if rule is None:
-        return False
-    with exact():
-        part = parts.setdefault(rule.pk, TaxPart(rule))
-        part.true_up += cost
-        part.lines += 1
-        for compound in (r for r in rules if r.compound):
-            part = parts.setdefault(compound.pk, TaxPart(compound))
-            part.base += cost
-            part.lines += 1
-    return True
 
 
 def true_up_line(household: Household, start: datetime, end: datetime, parts: Iterable[TaxPart]) -> HourlyUsage | None:

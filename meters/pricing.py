@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from meters.models import (
     TariffAssignment,
     TariffVersion,
     TaxRule,
+    parse_kilowatts,
 )
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -212,6 +214,31 @@ def _limit_of(kw: Decimal | None) -> Decimal:
 def max_kilowatts(kw: dict[str, Decimal]) -> Decimal | None:
     """The contracted power a tax condition compares: the highest of the periods (None: none recorded)."""
     return max(kw.values(), default=None)
+
+
+class ContractedPowers:
+    """Households' contracted power over time (kW, highest period), for tax rules limited to contracted power."""
+
+    def __init__(self, rows: Iterable[tuple[int, datetime, dict]] = ()) -> None:
+        self._rows: defaultdict[int, list[tuple[datetime, Decimal | None]]] = defaultdict(list)
+        for household_id, valid_from, kw in rows:
+            self._rows[household_id].append((valid_from, max_kilowatts(parse_kilowatts(kw))))
+
+    @staticmethod
+    def rows(household_ids: Iterable[int], before: datetime) -> list[tuple[int, datetime, dict]]:
+        """The households' contracted powers that begin before ``before``, in order: what ``__init__`` takes."""
+        return list(
+            ContractedPower.objects.filter(household_id__in=household_ids, valid_from__lt=before)
+            .order_by("household_id", "valid_from")
+            .values_list("household_id", "valid_from", "kw")
+        )
+
+    def at(self, household_id: int, instant: datetime) -> Decimal | None:
+        latest = None
+        for valid_from, kw in self._rows.get(household_id, ()):
+            if valid_from <= instant:
+                latest = kw
+        return latest
 
 
 class TaxSchedule:

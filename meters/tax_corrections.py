@@ -37,8 +37,8 @@ from django.utils import timezone
 from lib.money import tax_of
 from lib.periods import local_date, local_midnight
 from meters.audit import record_action
-from meters.models import ContractedPower, HourlyUsage, Household, TariffVersion, TaxRule, parse_kilowatts
-from meters.pricing import TaxSchedule, combined_rate, max_kilowatts
+from meters.models import HourlyUsage, Household, TariffVersion, TaxRule
+from meters.pricing import ContractedPowers, TaxSchedule, combined_rate
 from meters.taxes import first_open_day
 from meters.usage import bump_usage_version
 
@@ -192,7 +192,7 @@ def _retax(correction: TaxRule) -> Retaxed:
         if kind != HourlyUsage.Kind.RETAX and group[2] is None:
             group[2] = kind
     versions = TariffVersion.objects.select_related("tariff").in_bulk({key[2] for key in groups})
-    powers = _Powers(list(zones), end)
+    powers = ContractedPowers(ContractedPowers.rows(list(zones), end))
     schedules: dict[tuple, TaxSchedule] = {}
     new_lines = []
     seqs: defaultdict[tuple, int] = defaultdict(int)
@@ -253,23 +253,3 @@ def _retax(correction: TaxRule) -> Retaxed:
         done.tax_eur,
     )
     return done
-
-
-class _Powers:
-    """Households' contracted power (kW, highest period) over time, for rules limited to contracted power."""
-
-    def __init__(self, household_ids: list[int], before: datetime) -> None:
-        self._rows: defaultdict[int, list[tuple[datetime, Decimal | None]]] = defaultdict(list)
-        for household_id, valid_from, kw in (
-            ContractedPower.objects.filter(household_id__in=household_ids, valid_from__lt=before)
-            .order_by("household_id", "valid_from")
-            .values_list("household_id", "valid_from", "kw")
-        ):
-            self._rows[household_id].append((valid_from, max_kilowatts(parse_kilowatts(kw))))
-
-    def at(self, household_id: int, instant: datetime) -> Decimal | None:
-        latest = None
-        for valid_from, kw in self._rows.get(household_id, ()):
-            if valid_from <= instant:
-                latest = kw
-        return latest

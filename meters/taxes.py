@@ -14,7 +14,7 @@ are refused (``overlapping``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -98,10 +98,40 @@ def breakdown(lines: Iterable[HourlyUsage]) -> list[TaxPart]:
     return sorted(parts.values(), key=lambda p: (p.rule.compound, p.rule.tax, p.rule.valid_from, p.rule.pk))
 
 
+# The minimum line's taxes (its writing is meters/minimum_tax.py).
+def taxed_rule(rules: Sequence[TaxRule]) -> TaxRule | None:
+    """Of the rules of an energy line at the period's last hour, the tax with a minimum the line adds to."""
+    found = [rule for rule in rules if not rule.compound and rule.minimum_eur_per_mwh is not None]
+    return found[0] if len(found) == 1 else None
+
+
+def line_factor(rules: Sequence[TaxRule]) -> Decimal:
+    """The factor of the taxes on a tax: the compound rules' rates (VAT 21% on the electricity tax: 0.21)."""
+    with exact():
+        return sum((rule.rate for rule in rules if rule.compound), ZERO)
+
+
+def add_to_parts(parts: dict[int, TaxPart], rules: Sequence[TaxRule], cost: Decimal) -> bool:
+    """Add a minimum line's ``cost`` to ``parts`` (by rule pk): to the amount of the tax with the minimum
+    among ``rules`` (the rules of an energy line at the line's hour), and to the base of each compound
+    rule (VAT's base includes the electricity tax). False, and nothing added, when ``rules`` have no
+    single tax with a minimum."""
+    rule = taxed_rule(rules)
+    if rule is None:
+        return False
+    with exact():
+        part = parts.setdefault(rule.pk, TaxPart(rule))
+        part.true_up += cost
+        part.lines += 1
+        for compound in (r for r in rules if r.compound):
+            part = parts.setdefault(compound.pk, TaxPart(compound))
+            part.base += cost
+            part.lines += 1
+    return True
+
+
 def _add_minimum(parts: dict[int, TaxPart], schedule: HouseholdSchedule, line: HourlyUsage) -> None:
     """A minimum line (meters/minimum_tax.py): its cost is the electricity tax's, and a base of VAT's."""
-    from meters.minimum_tax import add_to_parts, line_factor  # it builds on this module
-
     rules = schedule.tax_rules(HourlyUsage.Kind.ENERGY, line.hour_start)
     if line_factor(rules) != line.tax_rate or not add_to_parts(parts, rules, line.cost_eur):
         raise TaxMismatch(

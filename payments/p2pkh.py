@@ -56,7 +56,7 @@ class Output:
     change: bool = False
 
     def serialize(self) -> bytes:
-        return self.satoshis.to_bytes(8, "little") + _varint(len(self.locking_script)) + self.locking_script
+        return self.satoshis.to_bytes(8, "little") + varint(len(self.locking_script)) + self.locking_script
 
 
 class Signed:
@@ -164,18 +164,18 @@ def pay(
         serialized,
     )
     key_push = _push(public_key)
-    parts = [VERSION.to_bytes(4, "little"), _varint(len(spends))]
+    parts = [VERSION.to_bytes(4, "little"), varint(len(spends))]
     for (parent, vout), preimage in zip(spends, preimages, strict=True):
         signature = native.ecdsa_sign(_hash256(preimage), secret) + bytes([SIGHASH_ALL_FORKID])
         unlocking = _push(signature) + key_push
         parts += [
             bytes.fromhex(parent.txid)[::-1],
             vout.to_bytes(4, "little"),
-            _varint(len(unlocking)),
+            varint(len(unlocking)),
             unlocking,
             SEQUENCE.to_bytes(4, "little"),
         ]
-    parts += [_varint(len(outputs)), *serialized, LOCKTIME.to_bytes(4, "little")]
+    parts += [varint(len(outputs)), *serialized, LOCKTIME.to_bytes(4, "little")]
     return Signed(b"".join(parts), outputs)
 
 
@@ -195,7 +195,8 @@ def _varint_size(n: int) -> int:
     return 1 if n <= 0xFC else 3 if n <= 0xFFFF else 5 if n <= 0xFFFFFFFF else 9
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """Bitcoin's variable-length integer (CompactSize), as transactions serialise counts and lengths."""
     if n <= 0xFC:
         return bytes([n])
     if n <= 0xFFFF:

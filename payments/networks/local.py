@@ -31,6 +31,7 @@ from payments import bulk
 from payments.keys import address_network, is_valid_address
 from payments.models import LedgerBlock, LedgerOutput, LedgerTransaction
 from payments.networks.base import Coin, Outcome, Reply
+from payments.p2pkh import varint
 
 log = logging.getLogger(__name__)
 
@@ -604,7 +605,7 @@ def _p2pkh_scripts_valid(tx: _Plain, spent: list[Any]) -> bool:
         (txid, vout, lock, out.satoshis, sequence, SIGHASH_ALL_FORKID)
         for (txid, vout, _, sequence), lock, out in zip(tx.inputs, locks, spent, strict=True)
     ]
-    outputs = [satoshis.to_bytes(8, "little") + _varint(len(script)) + script for satoshis, script in tx.outputs]
+    outputs = [satoshis.to_bytes(8, "little") + varint(len(script)) + script for satoshis, script in tx.outputs]
     for index, ((txid, vout, _, sequence), (unlock_chunks, lock_chunks), out) in enumerate(
         zip(tx.inputs, chunks, spent, strict=True)
     ):
@@ -641,16 +642,6 @@ def _two_pushes(script: bytes) -> list[tuple[int, bytes]] | None:
 def _is_p2pkh(script: bytes) -> bool:
     # OP_DUP OP_HASH160 <20 bytes> OP_EQUALVERIFY OP_CHECKSIG
     return len(script) == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac"
-
-
-def _varint(n: int) -> bytes:
-    if n <= 0xFC:
-        return bytes([n])
-    if n <= 0xFFFF:
-        return b"\xfd" + n.to_bytes(2, "little")
-    if n <= 0xFFFFFFFF:
-        return b"\xfe" + n.to_bytes(4, "little")
-    return b"\xff" + n.to_bytes(8, "little")
 
 
 # --- Small helpers ---

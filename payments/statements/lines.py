@@ -25,10 +25,9 @@ from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField
 
 from lib.money import KWH_PLACES, exact
 from lib.periods import local_date, local_midnight
-from meters.minimum_tax import add_to_parts, line_factor
-from meters.models import ContractedPower, HourlyUsage, Household, TariffVersion, TaxRule, parse_kilowatts
-from meters.pricing import TaxSchedule, max_kilowatts
-from meters.taxes import TaxPart
+from meters.models import HourlyUsage, Household, TariffVersion, TaxRule
+from meters.pricing import ContractedPowers, TaxSchedule
+from meters.taxes import TaxPart, add_to_parts, line_factor
 from payments.figures import eur
 
 log = logging.getLogger(__name__)
@@ -125,23 +124,9 @@ def usage_groups(household_ids: Iterable[int], start: datetime, end: datetime) -
     return groups
 
 
-class _Powers:
-    """Households' contracted power over time (kW, highest period), read only when a tax rule depends on it."""
-
-    def __init__(self, rows: Iterable[tuple[int, datetime, dict]] = ()) -> None:
-        self._rows: defaultdict[int, list[tuple[datetime, Decimal | None]]] = defaultdict(list)
-        for household_id, valid_from, kw in rows:
-            self._rows[household_id].append((valid_from, max_kilowatts(parse_kilowatts(kw))))
-
-    def at(self, household_id: int, instant: datetime) -> Decimal | None:
-        latest = None
-        for valid_from, kw in self._rows.get(household_id, ()):
-            if valid_from <= instant:
-                latest = kw
-        return latest
-
-
-def _rule_edges(zones: set[str], ids: list[int], start: datetime, end: datetime) -> tuple[list[datetime], _Powers]:
+def _rule_edges(
+    zones: set[str], ids: list[int], start: datetime, end: datetime
+) -> tuple[list[datetime], ContractedPowers]:
     """The instants inside (start, end) at which a tax rule starts or ends in one of ``zones``, in order;
     where a rule depends on contracted power, also where a household's contracted power changes, with
     the households' contracted power over the period.
@@ -157,14 +142,10 @@ def _rule_edges(zones: set[str], ids: list[int], start: datetime, end: datetime)
             days.add(valid_to + timedelta(days=1))
     first, last = start - timedelta(days=1), end + timedelta(days=1)
     instants = {local_midnight(day, tz) for tz in zones for day in days if first.date() <= day <= last.date()}
-    powers = _Powers()
+    powers = ContractedPowers()
     if conditional:
-        rows = list(
-            ContractedPower.objects.filter(household_id__in=ids, valid_from__lt=end)
-            .order_by("household_id", "valid_from")
-            .values_list("household_id", "valid_from", "kw")
-        )
-        powers = _Powers(rows)
+        rows = ContractedPowers.rows(ids, end)
+        powers = ContractedPowers(rows)
         instants |= {valid_from for _, valid_from, _ in rows}
     return sorted(instant for instant in instants if start < instant < end), powers
 
