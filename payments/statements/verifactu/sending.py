@@ -19,7 +19,7 @@ Issuing writes a record in the statement's transaction and never waits for the n
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -282,9 +282,7 @@ def claim(chain_id: int, now: datetime) -> tuple[RecordSubmission, list[InvoiceR
         RecordTransmission.objects.bulk_create(
             [RecordTransmission(record=record, submission=submission) for record in records if record.pk not in known]
         )
-        for transmission in RecordTransmission.objects.filter(record_id__in=known):
-            transmission.submission = submission
-            transmission.save(update_fields=["submission", "updated_at"])
+        RecordTransmission.objects.filter(record_id__in=known).update(submission=submission, updated_at=now)
         RecordTransmission.objects.filter(record__in=records).update(attempts=F("attempts") + 1)
     return submission, records
 
@@ -308,6 +306,8 @@ def answered(
             response_xml=answer.raw,
         )
         matched = 0
+        # One UPDATE per outcome (most of a batch shares one), not one per record.
+        by_outcome: defaultdict[tuple[str, bool, str, str], list[int]] = defaultdict(list)
         for record in records:
             line = lines.get((record.invoice_number, date_text(record.invoice_date), OPERATION[record.kind]))
             if line is None:
@@ -315,15 +315,17 @@ def answered(
                 continue  # stays pending: sent again with the next batch
             matched += 1
             state, duplicate = outcome(line)
-            RecordTransmission.objects.filter(record=record).update(
+            by_outcome[(state, duplicate, line.error_code[:10], line.error_text)].append(record.pk)
+            tally[state] += 1
+        for (state, duplicate, error_code, error_text), record_ids in by_outcome.items():
+            RecordTransmission.objects.filter(record_id__in=record_ids).update(
                 state=state,
                 duplicate=duplicate,
-                error_code=line.error_code[:10],
-                error_text=line.error_text,
+                error_code=error_code,
+                error_text=error_text,
                 submission=submission,
                 updated_at=now,
             )
-            tally[state] += 1
         if queue.in_flight_id == submission.pk:
             first_pending = pending(submission.chain_id, queue.sent_through).values_list("position", flat=True).first()
             queue.sent_through = submission.last_position if first_pending is None else first_pending - 1
