@@ -365,3 +365,13 @@ def test_concurrent_single_readings_on_both_paths_count_each_reading_once(make_m
     meter.refresh_from_db()
     assert (meter.last_reading_at, meter.last_register_kwh) == history[-1]
     assert (meter.previous_reading_at, meter.previous_register_kwh) == history[-2]
+
+
+@pytest.mark.django_db
+def test_the_function_keeps_generic_plans_so_no_call_is_planned_again():
+    """meters/0017: planned at every call, the function cost the backend twice its time (the migration's
+    figures). A later migration that replaces the function (CREATE OR REPLACE resets its settings)
+    must set plan_cache_mode again."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'meters_ingest_reading'")
+        assert cursor.fetchall() == [(["plan_cache_mode=force_generic_plan"],)]
