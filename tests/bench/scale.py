@@ -432,13 +432,15 @@ def _ingest(options: argparse.Namespace, base: dict, start_epoch: int, empty: st
         tokens_file.write("\n".join(token for _, token in base["meters"]) + "\n")
         tokens_file.flush()
         with (
-            harness.gunicorn(options.workers, options.worker_class, database=empty) as empty_url,
-            harness.gunicorn(options.workers, options.worker_class, database=full) as full_url,
+            harness.gunicorn_server(options.workers, options.worker_class, database=empty) as empty_server,
+            harness.gunicorn_server(options.workers, options.worker_class, database=full) as full_server,
         ):
             connections = options.ingest_connections
             endpoints = {
-                db: _Endpoint(url, "/api/v1/readings", tokens_file.name, meter_ids, start_epoch, connections)
-                for db, url in ((empty, empty_url), (full, full_url))
+                db: _Endpoint(
+                    url, server.pid, "/api/v1/readings", tokens_file.name, meter_ids, start_epoch, connections
+                )
+                for db, (url, server) in ((empty, empty_server), (full, full_server))
             }
 
             def load(db: str, seconds: float, measured: bool = True) -> None:
