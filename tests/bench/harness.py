@@ -175,13 +175,6 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int, worker_class: str = "sync", *, database: str = DB_NAME) -> Iterator[str]:
-    """Serve the project (with the bench URLs) under gunicorn on ``database``; yield its base URL."""
-    with gunicorn_server(workers, worker_class, database=database) as (base_url, _):
-        yield base_url
-
-
-@contextlib.contextmanager
 def gunicorn_server(
     workers: int, worker_class: str = "sync", *, database: str = DB_NAME
 ) -> Iterator[tuple[str, subprocess.Popen]]:

@@ -59,7 +59,13 @@ def run(options: argparse.Namespace) -> tuple[list[Row], dict]:
             say(f"{len(workers)} warm idle workers: " + "; ".join(procmem.describe(found) for found in idle.values()))
             meter_ids = [meter_id for meter_id, _ in meters]
             ingest = _Endpoint(
-                base_url, "/api/v1/readings", tokens_file.name, meter_ids, start_epoch, options.ingest_connections
+                base_url,
+                server.pid,
+                "/api/v1/readings",
+                tokens_file.name,
+                meter_ids,
+                start_epoch,
+                options.ingest_connections,
             )
             loads = {
                 "ingest": lambda: ingest.load(seconds) or 0,  # counted from ingest.rounds below
