@@ -128,18 +128,19 @@ def _bulk_insert(count: int, tariff_id: int) -> float:
         )
         cursor.execute(
             """
-            INSERT INTO meters_household (user_id, name, address, timezone, region, tariff_id, created_at,
-                                          usage_version)
-            SELECT u.id, 'Home ' || u.id, 'Calle ' || u.id, 'Europe/Madrid', 'peninsula', %s, now(), 0
+            INSERT INTO meters_household (user_id, name, address, tax_id, cups, timezone, region, language,
+                                          tariff_id, created_at, usage_version)
+            SELECT u.id, 'Home ' || u.id, 'Calle ' || u.id, '', '', 'Europe/Madrid', 'peninsula', 'es', %s,
+                   now(), 0
             FROM accounts_user u WHERE u.email = ANY(%s)
             """,
             [tariff_id, emails],
         )
         cursor.execute(
             """
-            INSERT INTO meters_meter (serial, household_id, max_power_kw, is_active, installed_at, rate_window,
-                                      rate_count, created_at)
-            SELECT 'OB-' || lpad(h.id::text, 7, '0') || '-x', h.id, 25, true, now(), 0, 0, now()
+            INSERT INTO meters_meter (serial, household_id, max_power_kw, is_active, rental_per_day, installed_at,
+                                      rate_window, rate_count, created_at)
+            SELECT 'OB-' || lpad(h.id::text, 7, '0') || '-x', h.id, 25, true, 0, now(), 0, 0, now()
             FROM meters_household h JOIN accounts_user u ON u.id = h.user_id WHERE u.email = ANY(%s)
             """,
             [emails],
