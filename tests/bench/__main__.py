@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tests.bench import dashboard, harness, ingest, onboarding, scale, settlement, statements, web_memory
 from tests.bench.report import print_table, write_json, write_markdown
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
         notes.append(f"Other processes kept {busy_before:.0%} of the CPU busy just before the run.")
     print_table(rows, machine, notes, load)
     seconds = time.monotonic() - began
-    where = f"{harness.OUTPUT_DIR.relative_to(harness.ROOT)}/"
+    where = f"{_shown(harness.OUTPUT_DIR)}/"
     if set(BENCHMARKS) <= set(names) and not options.no_docs:
         command = "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else "")
         notes.append(f"The whole run took {seconds / 60:.1f} minutes; raw figures in {where}*.json.")
@@ -110,6 +111,11 @@ def main(argv: list[str]) -> int:
         where += f" and {DOCS.relative_to(harness.ROOT)}"
     print(f"Ran in {seconds:.0f} s; results in {where}")
     return 0
+
+
+def _shown(path: Path) -> Path:
+    """The path from the project's root when it is inside it."""
+    return path.relative_to(harness.ROOT) if path.is_relative_to(harness.ROOT) else path
 
 
 if __name__ == "__main__":

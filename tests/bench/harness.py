@@ -26,7 +26,8 @@ from bsv.constants import Network
 from bsv.hd.bip32 import master_xprv_from_seed
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTPUT_DIR = ROOT / "var" / "bench"
+# Raw figures, logs and profiles; BENCH_OUTPUT_DIR puts them elsewhere (the test that runs every benchmark).
+OUTPUT_DIR = Path(os.environ.get("BENCH_OUTPUT_DIR") or ROOT / "var" / "bench")
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
 # Two people benchmarking on one server each name their own database (BENCH_DB_NAME); the scale
 # benchmark adds two beside it (<name>_empty, <name>_10m).
