@@ -41,6 +41,9 @@ def test_an_expired_session_takes_the_whole_page_to_the_login_and_back(page):
     log_in(page)
     page.click("#chart a[data-range=week]")  # pushes /?range=week...: the page the login must return to
     page.wait_for_selector("#chart a[data-range=week][aria-current=true]")
+    # The chart brings a comparison panel that loads itself; on a slow machine that request could
+    # find the session gone and take the page to the login before the click below.
+    page.wait_for_selector("section#comparison")
     shown = page.url
     page.context.clear_cookies()  # the session is gone, the page still shows
     page.click("#chart a[data-range=month]")
