@@ -16,11 +16,12 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench.__main__ import BENCHMARKS  # what `make bench` runs by default: all but scale
+from tests.bench.harness import ROOT
+
 FIGURES = (
     "ingest: single-reading POSTs",
     "ingest: readings in 1,000-reading batches",
@@ -33,8 +34,6 @@ FIGURES = (
     "memory: web worker",
     "onboarding:",
 )
-
-BENCHMARKS = ("ingest", "settlement", "statements", "dashboard", "memory", "onboarding")
 
 pytestmark = [
     pytest.mark.skipif(

@@ -476,7 +476,8 @@ class _Clock:
         self.backend_cpu = after - backend if after is not None and backend is not None else None
 
     def per_household(self, count: int) -> dict:
-        count = max(count, 1)  # a second worker that found no chunk left (a round of one chunk)
+        if not count:  # a second worker that found no chunk left (a round of one chunk): nothing to divide
+            return {"wall": None, "python_cpu": None, "postgres_cpu": None}
         backend = None if self.backend_cpu is None else 1000 * self.backend_cpu / count
         return {"wall": 1000 * self.wall / count, "python_cpu": 1000 * self.cpu / count, "postgres_cpu": backend}
 
